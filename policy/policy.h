@@ -1,0 +1,92 @@
+/*
+ * policy.h - the per-topic delivery policy model.
+ *
+ * A policy is an ordered list of rules loaded from the `topics:` section of
+ * the config. A topic resolves to the first rule whose `match` (an exact
+ * name or a glob with * and ?) matches it; a topic matching no rule is passed
+ * through with at-least-once semantics. This module only parses, validates
+ * and looks up: the proxy enforces what the verdict says.
+ */
+#ifndef EOSPROXY_POLICY_H
+#define EOSPROXY_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum delivery {
+    DELIVERY_AT_MOST_ONCE = 0,
+    DELIVERY_AT_LEAST_ONCE = 1,
+    DELIVERY_IDEMPOTENT = 2,
+    DELIVERY_TRANSACTIONAL = 3,
+} delivery_t;
+
+/* Where a record's eventId comes from (dedup.event_id). */
+typedef enum eventid_src {
+    EVENTID_NONE = 0,  /* no dedup on this rule */
+    EVENTID_HEADER,    /* "header:NAME": the value of record header NAME */
+    EVENTID_KEY,       /* "key": the record key */
+    EVENTID_JSON,      /* "json:FIELD": top-level field FIELD of a JSON value */
+} eventid_src_t;
+
+typedef struct policy_dedup {
+    eventid_src_t src;
+    char *name;      /* header name or JSON field; NULL for key/none */
+    uint64_t ttl_ms; /* how long an eventId stays known (default 7d) */
+    char *scope;     /* dedup scope; NULL means the config's `service` */
+} policy_dedup_t;
+
+typedef struct policy_dlq {
+    char *topic;        /* NULL when no DLQ */
+    int max_deliveries; /* >= 1 when topic is set */
+} policy_dlq_t;
+
+/* One `topics:` rule. All strings are owned by the rule. */
+typedef struct policy_rule {
+    char *match;
+    delivery_t delivery;
+    policy_dedup_t dedup;
+    policy_dlq_t dlq;
+    int line; /* config line of the rule, for messages */
+} policy_rule_t;
+
+typedef struct policy {
+    policy_rule_t *rules;
+    size_t n;
+    size_t cap;
+} policy_t;
+
+policy_t *policy_new(void);
+/* Frees the policy and all its rules; policy_free(NULL) is safe. */
+void policy_free(policy_t *p);
+
+/*
+ * Appends a copy of *rule (deep copy of its strings) to p. Returns 0, or -1
+ * on allocation failure or when rule->match is empty.
+ */
+int policy_add(policy_t *p, const policy_rule_t *rule);
+
+/*
+ * The first rule matching topic[0..len), or NULL when none does (the caller
+ * then applies the pass-through default, at-least-once). The returned
+ * pointer is owned by p and lives until policy_free(p).
+ */
+const policy_rule_t *policy_lookup(const policy_t *p, const char *topic, size_t len);
+
+/* Effective delivery for a topic: the rule's, or at-least-once. */
+delivery_t policy_delivery(const policy_t *p, const char *topic, size_t len);
+
+/* Glob match of pattern (NUL-terminated; * and ?) against s[0..len). */
+int policy_glob_match(const char *pattern, const char *s, size_t len);
+
+/* "at-most-once" ... and the reverse; parse returns -1 if unknown. */
+const char *policy_delivery_name(delivery_t d);
+int policy_delivery_parse(const char *s, delivery_t *out);
+
+/*
+ * Parses a dedup.event_id spec ("header:NAME", "key", "json:FIELD") into
+ * d->src and d->name (allocated). Returns 0, or -1 with *err a static
+ * message.
+ */
+int policy_eventid_parse(const char *spec, policy_dedup_t *d, const char **err);
+
+#endif

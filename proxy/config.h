@@ -1,0 +1,86 @@
+/*
+ * config.h - eosproxy's configuration: the YAML file (libyaml) turned into
+ * one struct, with defaults, validation and ${ENV} expansion.
+ *
+ * Errors name file:line and the key ("conf/x.yaml:12: listen.port: must be
+ * 1..65535"); unknown keys are errors. Durations accept "500ms", "10s",
+ * "5m", "2h", "7d" or a bare number of milliseconds; sizes accept a bare
+ * number of bytes or KiB/MiB/GiB suffixes. Every key is documented in
+ * README.md ("Configuration reference") and conf/example.yaml.
+ */
+#ifndef EOSPROXY_CONFIG_H
+#define EOSPROXY_CONFIG_H
+
+#include "../policy/policy.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 } log_format_t;
+
+typedef struct config {
+    char *path;    /* file it was loaded from */
+    char *service; /* name of the app this sidecar serves (default "eosproxy") */
+
+    struct {
+        char *level; /* debug|info|warn|error (default info) */
+        log_format_t format;
+    } log;
+
+    struct {
+        char *host;             /* default 127.0.0.1 */
+        int port;               /* bootstrap port, default 9092 */
+        char *advertised_host;  /* default: host */
+        int broker_port_base;   /* broker N listens on base+N; default 19092 */
+        int max_connections;    /* client connections, default 1024 */
+        uint64_t idle_timeout_ms;   /* default 10m, 0 = none */
+        uint64_t max_frame_bytes;   /* default 100 MiB */
+        int max_inflight;           /* requests per client connection, default 256 */
+        uint64_t buffer_bytes;      /* per-direction high watermark, default 16 MiB */
+    } listen;
+
+    struct {
+        char *bootstrap;           /* "host:port,host:port"; NULL if mock */
+        int mock_brokers;          /* >0: embedded librdkafka mock cluster */
+        int mock_partitions;       /* auto-created topic partitions, default 4 */
+        uint64_t connect_timeout_ms;    /* default 10s */
+        uint64_t request_timeout_ms;    /* eosproxy's own requests, default 30s */
+        uint64_t reconnect_backoff_ms;  /* default 100ms */
+        uint64_t reconnect_backoff_max_ms; /* default 10s */
+        uint64_t metadata_refresh_ms;   /* default 5m */
+    } upstream;
+
+    struct {
+        char *listen; /* "host:port"; NULL = admin endpoint disabled */
+    } admin;
+
+    uint64_t drain_timeout_ms; /* default 10s */
+
+    struct {
+        char *url; /* "redis://host:port/db"; NULL if unset */
+    } redis;
+
+    policy_t *policy; /* the `topics:` rules (never NULL after load) */
+} config_t;
+
+/*
+ * Loads and validates path. On success returns a config owned by the caller
+ * (free with config_free). On failure returns NULL and writes a one-line
+ * message "file:line: key: what is wrong" into err[0..errlen).
+ */
+config_t *config_load(const char *path, char *err, size_t errlen);
+
+/* Same, from an in-memory YAML document (name is used in messages). */
+config_t *config_load_string(const char *name, const char *yaml, size_t len, char *err,
+                             size_t errlen);
+
+/* config_free(NULL) is safe. */
+void config_free(config_t *c);
+
+/* Parse helpers, exposed for tests: 0 on success, -1 if malformed. */
+int config_parse_duration(const char *s, uint64_t *ms);
+int config_parse_size(const char *s, uint64_t *bytes);
+/* Splits "host:port" (also "[v6]:port"); host is malloc'd. */
+int config_parse_hostport(const char *s, char **host, int *port);
+
+#endif
