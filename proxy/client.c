@@ -1,0 +1,667 @@
+/*
+ * client.c - a client connection, its upstream twin, and the response FIFO.
+ *
+ * Data path, client to broker:
+ *   client bytes -> frame cut (size prefix, max_frame_bytes) -> request
+ *   header parsed -> version checked against the negotiated table -> body
+ *   validated -> the frame's chains moved (no copy) to the upstream output.
+ *   ApiVersions is answered here. Anything malformed closes the connection
+ *   with one log line; nothing malformed is forwarded.
+ *
+ * Broker to client:
+ *   upstream bytes -> frame cut -> matched against the oldest slot waiting
+ *   for upstream (Kafka answers in order on a connection; the correlation id
+ *   must match) -> rewritten when it carries broker addresses -> released
+ *   to the client when every earlier slot has been released.
+ *
+ * Backpressure: reading from one side stops while the other side's output
+ * holds more than listen.buffer_bytes, and while the FIFO is full
+ * (listen.max_inflight); it resumes when the output drains to half.
+ */
+#include "client.h"
+
+#include "kproto.h"
+#include "krewrite.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+/* Responses are trusted more than requests but still bounded. */
+#define MAX_RESPONSE_BYTES ((uint64_t)1 << 30)
+
+/* Why reading from the client is paused (bit set). */
+enum {
+    PAUSE_INFLIGHT = 1, /* FIFO full */
+    PAUSE_UP_FULL = 2,  /* upstream output over the watermark */
+};
+
+enum slot_state { SLOT_UPSTREAM = 1, SLOT_READY = 2 };
+
+/* One request awaiting its response, in request order. */
+struct slot {
+    int32_t correlation_id;
+    int16_t api_key;
+    int16_t api_version;
+    uint8_t state;
+    struct evbuffer *resp; /* SLOT_READY and not yet released */
+    uint64_t t0_us;
+};
+
+struct client {
+    TAILQ_ENTRY(client) link;
+    uint64_t id;
+    struct proxy *px;
+    struct broker *broker; /* NULL: bootstrap listener */
+    struct bufferevent *bev; /* client side */
+    struct bufferevent *up;  /* upstream side */
+    char peer[64];
+
+    struct slot *slots; /* ring of cap slots */
+    uint32_t cap;
+    uint64_t head, tail; /* absolute positions; head = oldest unreleased */
+    uint64_t up_next;    /* oldest slot that may be waiting for upstream */
+
+    int read_pause;   /* PAUSE_* bits for the client side */
+    int up_paused;    /* upstream reading paused: client output full */
+    int draining;     /* stop reading; close once everything is out */
+    int up_connected;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static struct slot *slot_at(struct client *c, uint64_t pos)
+{
+    return &c->slots[pos % c->cap];
+}
+
+static uint32_t inflight(const struct client *c)
+{
+    return (uint32_t)(c->tail - c->head);
+}
+
+/* ---- closing ---- */
+
+static void close_client(struct client *c, int reason)
+{
+    g_metrics.connections_closed[reason]++;
+    client_free(c);
+}
+
+void client_free(struct client *c)
+{
+    if (!c)
+        return;
+    struct proxy *px = c->px;
+    for (uint64_t p = c->head; p < c->tail; p++) {
+        struct slot *s = slot_at(c, p);
+        if (s->resp)
+            evbuffer_free(s->resp);
+    }
+    g_metrics.inflight -= (int64_t)inflight(c);
+    free(c->slots);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    if (c->up)
+        bufferevent_free(c->up);
+    TAILQ_REMOVE(&px->clients, c, link);
+    px->nclients--;
+    g_metrics.connections_open--;
+    log_debug("client %llu (%s): closed", (unsigned long long)c->id, c->peer);
+    free(c);
+    proxy_client_gone(px);
+}
+
+/* Malformed input: one log line naming what and where, then close. */
+static void protocol_error(struct client *c, const kreq_hdr_t *h, size_t off, const char *what)
+{
+    if (h)
+        log_warn("client %llu (%s): closing: %s (api %s v%d, correlation id %d, offset %zu)",
+                 (unsigned long long)c->id, c->peer, what, kproto_api_name(h->api_key),
+                 h->api_version, h->correlation_id, off);
+    else
+        log_warn("client %llu (%s): closing: %s", (unsigned long long)c->id, c->peer, what);
+    close_client(c, CLOSE_PROTOCOL);
+}
+
+static void upstream_failed(struct client *c, int kind, const char *what)
+{
+    g_metrics.upstream_errors[kind]++;
+    log_info("client %llu (%s): upstream %s; closing", (unsigned long long)c->id, c->peer, what);
+    close_client(c, CLOSE_UPSTREAM);
+}
+
+/* Closes the client if it is draining and has nothing left to send. */
+static int maybe_finish_drain(struct client *c)
+{
+    if (!c->draining || inflight(c) ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return 0;
+    close_client(c, CLOSE_DRAIN);
+    return 1;
+}
+
+/* ---- flow control ---- */
+
+static void update_client_read(struct client *c)
+{
+    if (c->read_pause || c->draining)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+static void pause_client(struct client *c, int why)
+{
+    if (!(c->read_pause & why))
+        g_metrics.backpressure_pauses++;
+    c->read_pause |= why;
+    update_client_read(c);
+}
+
+static void resume_client(struct client *c, int why)
+{
+    if (!(c->read_pause & why))
+        return;
+    c->read_pause &= ~why;
+    update_client_read(c);
+    /* Frames may already be buffered: process them without waiting for more bytes. */
+    if (!c->read_pause && !c->draining &&
+        evbuffer_get_length(bufferevent_get_input(c->bev)) >= 4)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void pause_upstream(struct client *c)
+{
+    if (!c->up_paused) {
+        g_metrics.backpressure_pauses++;
+        c->up_paused = 1;
+        bufferevent_disable(c->up, EV_READ);
+    }
+}
+
+static void resume_upstream(struct client *c)
+{
+    if (!c->up_paused)
+        return;
+    c->up_paused = 0;
+    bufferevent_enable(c->up, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->up)) >= 4)
+        bufferevent_trigger(c->up, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* ---- the response FIFO ---- */
+
+static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
+{
+    struct slot *s = slot_at(c, c->tail++);
+    s->correlation_id = h->correlation_id;
+    s->api_key = h->api_key;
+    s->api_version = h->api_version;
+    s->state = (uint8_t)state;
+    s->resp = NULL;
+    s->t0_us = now_us();
+    g_metrics.inflight++;
+    return s;
+}
+
+/* Releases every ready slot at the head of the FIFO to the client. */
+static void flush_ready(struct client *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (c->head < c->tail) {
+        struct slot *s = slot_at(c, c->head);
+        if (s->state != SLOT_READY)
+            break;
+        if (s->resp) {
+            g_metrics.response_bytes += evbuffer_get_length(s->resp);
+            evbuffer_add_buffer(out, s->resp);
+            evbuffer_free(s->resp);
+            s->resp = NULL;
+        }
+        c->head++;
+        g_metrics.inflight--;
+    }
+    if (inflight(c) < c->cap)
+        resume_client(c, PAUSE_INFLIGHT);
+}
+
+/* Marks s answered with resp (ownership taken) and releases what it can. */
+static void slot_complete(struct client *c, struct slot *s, struct evbuffer *resp)
+{
+    metrics_observe_latency(s->api_key, now_us() - s->t0_us);
+    s->state = SLOT_READY;
+    s->resp = resp;
+    flush_ready(c);
+}
+
+/* The oldest slot waiting for the upstream, or NULL. */
+static struct slot *next_upstream_slot(struct client *c)
+{
+    if (c->up_next < c->head)
+        c->up_next = c->head;
+    while (c->up_next < c->tail) {
+        struct slot *s = slot_at(c, c->up_next);
+        if (s->state == SLOT_UPSTREAM)
+            return s;
+        c->up_next++;
+    }
+    return NULL;
+}
+
+/* ---- requests ---- */
+
+/* Answers ApiVersions with what eosproxy can parse and the upstream serves. */
+static int answer_apiversions(struct client *c, const kreq_hdr_t *h, const uint8_t *frame,
+                              size_t len)
+{
+    const kapi_info_t *ai = kproto_api(KAPI_ApiVersions);
+    int16_t ver = h->api_version;
+    int16_t err = 0;
+    if (!ai || ver > ai->max_ver) {
+        ver = 0; /* as brokers do: a v0 answer with UNSUPPORTED_VERSION */
+        err = 35;
+    } else {
+        size_t off;
+        const char *why;
+        if (kproto_validate_request(h, frame, len, &off, &why)) {
+            protocol_error(c, h, off, why);
+            return -1;
+        }
+    }
+    kwriter_t w;
+    kw_init(&w, 512);
+    if (kproto_apiversions_build(&w, ver, h->correlation_id, err, c->px->versions)) {
+        kw_free(&w);
+        protocol_error(c, h, 0, "cannot build ApiVersions response");
+        return -1;
+    }
+    struct evbuffer *resp = evbuffer_new();
+    evbuffer_add(resp, w.buf, w.len);
+    kw_free(&w);
+    g_metrics.local_responses++;
+    slot_complete(c, slot_push(c, h, SLOT_READY), resp);
+    return 0;
+}
+
+/* 1 if the negotiated table lets a client send (api, version). */
+static int version_allowed(const struct proxy *px, const kreq_hdr_t *h)
+{
+    const kver_range_t *r = &px->versions[h->api_key];
+    return h->api_version >= r->min_ver && h->api_version <= r->max_ver;
+}
+
+/*
+ * Handles one complete request frame of size bytes (after the prefix) at
+ * the head of in. Returns 0 to go on, -1 if the client was closed.
+ */
+static int handle_request(struct client *c, struct evbuffer *in, size_t size)
+{
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
+    if (!p) {
+        protocol_error(c, NULL, 0, "out of memory");
+        return -1;
+    }
+    const uint8_t *frame = p + 4;
+    kreq_hdr_t h;
+    const char *why = NULL;
+    if (kproto_parse_request_header(frame, size, &h, &why)) {
+        kreq_hdr_t raw = {.api_key = kbe16(frame), .api_version = kbe16(frame + 2),
+                          .correlation_id = kbe32(frame + 4)};
+        protocol_error(c, &raw, 0, why ? why : "bad request header");
+        return -1;
+    }
+    g_metrics.requests[h.api_key]++;
+    g_metrics.request_bytes += size + 4;
+
+    if (h.api_key == KAPI_ApiVersions) {
+        if (answer_apiversions(c, &h, frame, size))
+            return -1;
+        evbuffer_drain(in, size + 4);
+        return 0;
+    }
+    if (!version_allowed(c->px, &h)) {
+        protocol_error(c, &h, 0, "version not offered in ApiVersions");
+        return -1;
+    }
+    size_t off;
+    if (kproto_validate_request(&h, frame, size, &off, &why)) {
+        protocol_error(c, &h, off, why);
+        return -1;
+    }
+    int acks = h.api_key == KAPI_Produce ? kproto_produce_acks(&h, frame, size) : 1;
+    if (acks != 0)
+        slot_push(c, &h, SLOT_UPSTREAM);
+    evbuffer_remove_buffer(in, bufferevent_get_output(c->up), size + 4);
+    return 0;
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *upout = bufferevent_get_output(c->up);
+    uint64_t max_frame = c->px->cfg->listen.max_frame_bytes;
+    size_t high = (size_t)c->px->cfg->listen.buffer_bytes;
+
+    while (!c->draining) {
+        if (inflight(c) >= c->cap) {
+            pause_client(c, PAUSE_INFLIGHT);
+            break;
+        }
+        if (evbuffer_get_length(upout) > high) {
+            pause_client(c, PAUSE_UP_FULL);
+            break;
+        }
+        size_t avail = evbuffer_get_length(in);
+        if (avail < 4)
+            break;
+        uint8_t szb[4];
+        evbuffer_copyout(in, szb, 4);
+        int32_t size = kbe32(szb);
+        if (size < KPROTO_MIN_REQUEST || (uint64_t)size > max_frame) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "frame size %d outside [%d, %llu]", size,
+                     KPROTO_MIN_REQUEST, (unsigned long long)max_frame);
+            protocol_error(c, NULL, 0, msg);
+            return;
+        }
+        if (avail < (size_t)size + 4) {
+            /* Wake up only when the whole frame is in. */
+            bufferevent_setwatermark(bev, EV_READ, (size_t)size + 4, 0);
+            return;
+        }
+        if (handle_request(c, in, (size_t)size))
+            return;
+    }
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+}
+
+/* ---- responses ---- */
+
+static void free_detached(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Rewrites broker addresses in a response frame at the head of in. */
+static struct evbuffer *rewrite_response(struct client *c, struct slot *s, struct evbuffer *in,
+                                         size_t size)
+{
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
+    kwriter_t w;
+    kw_init(&w, size + 256);
+    const char *why = "out of memory";
+    if (!p || krewrite_response(s->api_key, s->api_version, p + 4, size, proxy_map_endpoint,
+                                c->px, &w, &why)) {
+        kw_free(&w);
+        log_warn("client %llu (%s): bad %s v%d response from broker: %s",
+                 (unsigned long long)c->id, c->peer, kproto_api_name(s->api_key), s->api_version,
+                 why);
+        return NULL;
+    }
+    evbuffer_drain(in, size + 4);
+    size_t n;
+    uint8_t *buf = kw_detach(&w, &n);
+    struct evbuffer *resp = evbuffer_new();
+    evbuffer_add_reference(resp, buf, n, free_detached, NULL);
+    g_metrics.rewritten_responses++;
+    return resp;
+}
+
+/* Handles one complete response frame. Returns 0, or -1 if c was closed. */
+static int handle_response(struct client *c, struct evbuffer *in, size_t size)
+{
+    uint8_t hdr[8];
+    evbuffer_copyout(in, hdr, 8);
+    int32_t corr = kbe32(hdr + 4);
+    struct slot *s = next_upstream_slot(c);
+    if (!s || s->correlation_id != corr) {
+        log_warn("client %llu (%s): broker sent correlation id %d, expected %d",
+                 (unsigned long long)c->id, c->peer, corr, s ? s->correlation_id : -1);
+        upstream_failed(c, UPERR_PROTOCOL, "response out of order");
+        return -1;
+    }
+    c->up_next++;
+    if (krewrite_needed(s->api_key)) {
+        struct evbuffer *resp = rewrite_response(c, s, in, size);
+        if (!resp) {
+            upstream_failed(c, UPERR_PROTOCOL, "sent a malformed response");
+            return -1;
+        }
+        slot_complete(c, s, resp);
+        return 0;
+    }
+    if (s == slot_at(c, c->head)) {
+        /* Fast path: it is next in line, so move it straight to the client. */
+        metrics_observe_latency(s->api_key, now_us() - s->t0_us);
+        g_metrics.response_bytes += size + 4;
+        evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), size + 4);
+        s->state = SLOT_READY;
+        flush_ready(c);
+        return 0;
+    }
+    struct evbuffer *resp = evbuffer_new();
+    evbuffer_remove_buffer(in, resp, size + 4);
+    slot_complete(c, s, resp);
+    return 0;
+}
+
+static void upstream_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t high = (size_t)c->px->cfg->listen.buffer_bytes;
+
+    for (;;) {
+        if (evbuffer_get_length(out) > high) {
+            pause_upstream(c);
+            break;
+        }
+        size_t avail = evbuffer_get_length(in);
+        if (avail < 8)
+            break;
+        uint8_t szb[4];
+        evbuffer_copyout(in, szb, 4);
+        int32_t size = kbe32(szb);
+        if (size < 4 || (uint64_t)size > MAX_RESPONSE_BYTES) {
+            upstream_failed(c, UPERR_PROTOCOL, "sent a bad frame size");
+            return;
+        }
+        if (avail < (size_t)size + 4) {
+            bufferevent_setwatermark(bev, EV_READ, (size_t)size + 4, 0);
+            return;
+        }
+        if (handle_response(c, in, (size_t)size))
+            return;
+    }
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    maybe_finish_drain(c);
+}
+
+/* ---- write-side and events ---- */
+
+/* Client output drained below the low watermark. */
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    (void)bev;
+    if (maybe_finish_drain(c))
+        return;
+    resume_upstream(c);
+}
+
+/* Upstream output drained below the low watermark. */
+static void upstream_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct client *c = arg;
+    (void)bev;
+    resume_client(c, PAUSE_UP_FULL);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_TIMEOUT) {
+        if (inflight(c) == 0) {
+            log_info("client %llu (%s): idle, closing", (unsigned long long)c->id, c->peer);
+            close_client(c, CLOSE_IDLE);
+        } else {
+            update_client_read(c); /* a long poll is not idleness */
+        }
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        close_client(c, CLOSE_NORMAL);
+}
+
+static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct client *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->up_connected = 1;
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+        if (!c->up_connected)
+            upstream_failed(c, UPERR_CONNECT, "connect failed");
+        else
+            upstream_failed(c, UPERR_CLOSED, "closed the connection");
+    }
+}
+
+/* ---- setup ---- */
+
+static void describe_peer(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, len, "%s:%d", host, port);
+}
+
+/* Picks the broker a bootstrap client is relayed to (round-robin). */
+static struct broker *pick_bootstrap_broker(struct proxy *px)
+{
+    if (px->nbrokers == 0)
+        return NULL;
+    return px->brokers[px->next_bootstrap++ % px->nbrokers];
+}
+
+static int connect_upstream(struct client *c)
+{
+    struct proxy *px = c->px;
+    struct broker *b = c->broker ? c->broker : pick_bootstrap_broker(px);
+    if (!b)
+        return -1;
+    c->up = bufferevent_socket_new(px->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!c->up)
+        return -1;
+    size_t high = (size_t)px->cfg->listen.buffer_bytes;
+    bufferevent_setcb(c->up, upstream_read_cb, upstream_write_cb, upstream_event_cb, c);
+    bufferevent_setwatermark(c->up, EV_WRITE, high / 2, 0);
+    uint64_t ms = px->cfg->upstream.connect_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    bufferevent_set_timeouts(c->up, &tv, &tv);
+    bufferevent_enable(c->up, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect_hostname(c->up, px->dns, AF_UNSPEC, b->host, b->port))
+        return -1;
+    return 0;
+}
+
+struct client *client_new(struct proxy *px, evutil_socket_t fd, const struct sockaddr *sa,
+                          int socklen, struct broker *b)
+{
+    (void)socklen;
+    struct client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    c->id = ++px->next_client_id;
+    c->px = px;
+    c->broker = b;
+    c->cap = (uint32_t)px->cfg->listen.max_inflight;
+    c->slots = calloc(c->cap, sizeof(*c->slots));
+    describe_peer(sa, c->peer, sizeof(c->peer));
+    TAILQ_INSERT_TAIL(&px->clients, c, link);
+    px->nclients++;
+    g_metrics.connections_open++;
+    g_metrics.connections_accepted++;
+
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    evutil_make_socket_nonblocking(fd);
+    c->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!c->slots || !c->bev || connect_upstream(c)) {
+        if (!c->bev)
+            evutil_closesocket(fd);
+        log_warn("client %llu (%s): cannot set up the upstream connection",
+                 (unsigned long long)c->id, c->peer);
+        close_client(c, CLOSE_UPSTREAM);
+        return NULL;
+    }
+    size_t high = (size_t)px->cfg->listen.buffer_bytes;
+    bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, high / 2, 0);
+    uint64_t idle = px->cfg->listen.idle_timeout_ms;
+    if (idle) {
+        struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)((idle % 1000) * 1000)};
+        bufferevent_set_timeouts(c->bev, &tv, NULL);
+    }
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    log_debug("client %llu (%s): accepted for %s", (unsigned long long)c->id, c->peer,
+              b ? "a broker" : "bootstrap");
+    return c;
+}
+
+void client_drain_all(struct proxy *px)
+{
+    struct client *c, *next;
+    for (c = TAILQ_FIRST(&px->clients); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        c->draining = 1;
+        update_client_read(c);
+        maybe_finish_drain(c);
+    }
+}
+
+void client_free_all(struct proxy *px)
+{
+    struct client *c;
+    while ((c = TAILQ_FIRST(&px->clients)))
+        close_client(c, CLOSE_DRAIN);
+}

@@ -1,0 +1,137 @@
+/*
+ * metrics.c - Prometheus text rendering of g_metrics. See metrics.h.
+ */
+#include "metrics.h"
+
+#include <event2/buffer.h>
+
+struct metrics g_metrics;
+
+/* Upper bounds of the latency buckets, in microseconds (+Inf implied). */
+static const uint64_t lat_bounds_us[METRICS_LAT_BUCKETS] = {
+    50,    100,    250,    500,    1000,    2500,    5000,    10000,
+    25000, 50000, 100000, 250000, 500000, 1000000, 5000000, 10000000};
+
+static const char *const uperr_names[UPERR_KINDS] = {"connect", "closed", "protocol", "timeout"};
+static const char *const close_names[CLOSE_KINDS] = {"normal", "protocol", "idle", "upstream",
+                                                     "drain"};
+
+void metrics_observe_latency(int16_t api_key, uint64_t usec)
+{
+    if (api_key < 0 || api_key >= KAPI_MAX)
+        return;
+    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
+        if (usec <= lat_bounds_us[i]) {
+            g_metrics.lat_bucket[api_key][i]++;
+            break;
+        }
+    }
+    g_metrics.lat_count[api_key]++;
+    g_metrics.lat_sum_us[api_key] += usec;
+}
+
+static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void scalar(struct evbuffer *out, const char *name, const char *type, const char *help,
+                   long long v)
+{
+    header(out, name, type, help);
+    evbuffer_add_printf(out, "%s %lld\n", name, v);
+}
+
+static void render_connections(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    scalar(out, "eosproxy_client_connections", "gauge", "Open client connections.",
+           m->connections_open);
+    scalar(out, "eosproxy_client_connections_accepted_total", "counter",
+           "Client connections accepted.", (long long)m->connections_accepted);
+    scalar(out, "eosproxy_client_connections_rejected_total", "counter",
+           "Client connections refused over listen.max_connections.",
+           (long long)m->connections_rejected);
+    header(out, "eosproxy_client_connections_closed_total", "counter",
+           "Client connections closed, by reason.");
+    for (int i = 0; i < CLOSE_KINDS; i++)
+        evbuffer_add_printf(out, "eosproxy_client_connections_closed_total{reason=\"%s\"} %llu\n",
+                            close_names[i], (unsigned long long)m->connections_closed[i]);
+}
+
+static void render_requests(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    header(out, "eosproxy_requests_total", "counter", "Client requests received, by Kafka API.");
+    for (int k = 0; k < KAPI_MAX; k++) {
+        if (m->requests[k])
+            evbuffer_add_printf(out, "eosproxy_requests_total{api=\"%s\"} %llu\n",
+                                kproto_api_name((int16_t)k), (unsigned long long)m->requests[k]);
+    }
+    scalar(out, "eosproxy_request_bytes_total", "counter", "Request bytes read from clients.",
+           (long long)m->request_bytes);
+    scalar(out, "eosproxy_response_bytes_total", "counter", "Response bytes written to clients.",
+           (long long)m->response_bytes);
+    scalar(out, "eosproxy_local_responses_total", "counter",
+           "Responses eosproxy answered itself (e.g. ApiVersions).", (long long)m->local_responses);
+    scalar(out, "eosproxy_rewritten_responses_total", "counter",
+           "Responses whose broker addresses were rewritten.", (long long)m->rewritten_responses);
+    scalar(out, "eosproxy_inflight_requests", "gauge", "Requests awaiting their response.",
+           m->inflight);
+    scalar(out, "eosproxy_backpressure_pauses_total", "counter",
+           "Times reading from a peer was paused because the other side was full.",
+           (long long)m->backpressure_pauses);
+}
+
+static void render_latency(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    header(out, "eosproxy_request_duration_seconds", "histogram",
+           "Time from a request's last byte to its response queued to the client, by API.");
+    for (int k = 0; k < KAPI_MAX; k++) {
+        if (!m->lat_count[k])
+            continue;
+        const char *api = kproto_api_name((int16_t)k);
+        uint64_t cum = 0;
+        for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
+            cum += m->lat_bucket[k][i];
+            evbuffer_add_printf(out,
+                                "eosproxy_request_duration_seconds_bucket{api=\"%s\",le=\"%g\"} "
+                                "%llu\n",
+                                api, (double)lat_bounds_us[i] / 1e6, (unsigned long long)cum);
+        }
+        evbuffer_add_printf(out,
+                            "eosproxy_request_duration_seconds_bucket{api=\"%s\",le=\"+Inf\"} "
+                            "%llu\n",
+                            api, (unsigned long long)m->lat_count[k]);
+        evbuffer_add_printf(out, "eosproxy_request_duration_seconds_sum{api=\"%s\"} %.6f\n", api,
+                            (double)m->lat_sum_us[k] / 1e6);
+        evbuffer_add_printf(out, "eosproxy_request_duration_seconds_count{api=\"%s\"} %llu\n", api,
+                            (unsigned long long)m->lat_count[k]);
+    }
+}
+
+static void render_upstream(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    header(out, "eosproxy_upstream_errors_total", "counter",
+           "Errors talking to brokers, by kind.");
+    for (int i = 0; i < UPERR_KINDS; i++)
+        evbuffer_add_printf(out, "eosproxy_upstream_errors_total{kind=\"%s\"} %llu\n",
+                            uperr_names[i], (unsigned long long)m->upstream_errors[i]);
+    scalar(out, "eosproxy_upstream_brokers", "gauge", "Brokers known from upstream metadata.",
+           m->brokers);
+    scalar(out, "eosproxy_metadata_refreshes_total", "counter",
+           "Successful metadata fetches on eosproxy's control connection.",
+           (long long)m->metadata_refreshes);
+    scalar(out, "eosproxy_ready", "gauge", "1 once upstream metadata was fetched and listeners are up.",
+           m->ready);
+}
+
+void metrics_render(struct evbuffer *out)
+{
+    render_connections(out);
+    render_requests(out);
+    render_latency(out);
+    render_upstream(out);
+}

@@ -1,0 +1,65 @@
+/*
+ * metrics.h - process-wide counters, gauges and the request latency
+ * histogram, rendered as Prometheus text for GET /metrics.
+ *
+ * Only the event-loop thread updates them, so they are plain integers.
+ * The list of metrics with their meaning is in README.md ("Metrics").
+ */
+#ifndef EOSPROXY_METRICS_H
+#define EOSPROXY_METRICS_H
+
+#include "kproto.h"
+
+#include <stdint.h>
+
+struct evbuffer;
+
+#define METRICS_LAT_BUCKETS 16
+
+enum upstream_err_kind {
+    UPERR_CONNECT = 0, /* connect failed or timed out */
+    UPERR_CLOSED,      /* broker closed or reset an open connection */
+    UPERR_PROTOCOL,    /* unparseable or unexpected response */
+    UPERR_TIMEOUT,     /* eosproxy's own request timed out */
+    UPERR_KINDS
+};
+
+enum client_close_kind {
+    CLOSE_NORMAL = 0, /* client closed */
+    CLOSE_PROTOCOL,   /* malformed or unsupported request */
+    CLOSE_IDLE,       /* idle timeout */
+    CLOSE_UPSTREAM,   /* its upstream connection failed */
+    CLOSE_DRAIN,      /* shutdown */
+    CLOSE_KINDS
+};
+
+struct metrics {
+    uint64_t connections_accepted;
+    uint64_t connections_rejected; /* over listen.max_connections */
+    int64_t connections_open;
+    uint64_t connections_closed[CLOSE_KINDS];
+    uint64_t requests[KAPI_MAX];
+    uint64_t request_bytes;  /* client -> eosproxy */
+    uint64_t response_bytes; /* eosproxy -> client */
+    uint64_t local_responses; /* answered by eosproxy itself */
+    uint64_t upstream_errors[UPERR_KINDS];
+    uint64_t backpressure_pauses;
+    int64_t inflight;
+    int64_t brokers;
+    int64_t ready;
+    uint64_t metadata_refreshes;
+    uint64_t rewritten_responses;
+    uint64_t lat_bucket[KAPI_MAX][METRICS_LAT_BUCKETS];
+    uint64_t lat_count[KAPI_MAX];
+    uint64_t lat_sum_us[KAPI_MAX];
+};
+
+extern struct metrics g_metrics;
+
+/* Records one request's latency (received -> response queued to client). */
+void metrics_observe_latency(int16_t api_key, uint64_t usec);
+
+/* Appends the Prometheus text exposition of every metric to out. */
+void metrics_render(struct evbuffer *out);
+
+#endif

@@ -1,0 +1,333 @@
+/*
+ * proxy.c - the proxy context: listeners, broker registry, readiness,
+ * signals and graceful drain. See proxy.h.
+ *
+ * Port mapping: the bootstrap listener is listen.host:listen.port; upstream
+ * broker node N is served on listen.host:(listen.broker_port_base + N), and
+ * advertised to clients as listen.advertised_host:(base + N). The mapping
+ * depends only on the node id, so it is the same across restarts and
+ * across sidecars with the same config.
+ */
+#include "proxy.h"
+
+#include "admin.h"
+#include "client.h"
+#include "control.h"
+#include "log.h"
+#include "metrics.h"
+#include "mock.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define LISTEN_BACKLOG 512
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg);
+static void bootstrap_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                                int socklen, void *arg);
+
+/* Binds host:port (resolved numerically or by name, at start-up only). */
+static struct evconnlistener *listen_on(struct proxy *px, const char *host, int port,
+                                        evconnlistener_cb cb, void *arg)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &res) || !res) {
+        log_error("cannot resolve listen address %s", host);
+        return NULL;
+    }
+    struct evconnlistener *l = evconnlistener_new_bind(
+        px->base, cb, arg, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+        LISTEN_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
+    freeaddrinfo(res);
+    if (!l)
+        log_error("cannot listen on %s:%d: %s", host, port,
+                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    return l;
+}
+
+/* Common admission check; returns 1 if the connection may be served. */
+static int admit(struct proxy *px, evutil_socket_t fd)
+{
+    if (px->draining) {
+        evutil_closesocket(fd);
+        return 0;
+    }
+    if (px->nclients >= px->cfg->listen.max_connections) {
+        g_metrics.connections_rejected++;
+        log_warn("refusing a connection: listen.max_connections (%d) reached",
+                 px->cfg->listen.max_connections);
+        evutil_closesocket(fd);
+        return 0;
+    }
+    return 1;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct broker *b = arg;
+    (void)l;
+    if (admit(b->px, fd))
+        client_new(b->px, fd, sa, socklen, b);
+}
+
+static void bootstrap_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                                int socklen, void *arg)
+{
+    struct proxy *px = arg;
+    (void)l;
+    if (admit(px, fd))
+        client_new(px, fd, sa, socklen, NULL);
+}
+
+struct broker *proxy_broker_find(struct proxy *px, int32_t node_id)
+{
+    for (size_t i = 0; i < px->nbrokers; i++) {
+        if (px->brokers[i]->node_id == node_id)
+            return px->brokers[i];
+    }
+    return NULL;
+}
+
+static void broker_free(struct broker *b)
+{
+    if (!b)
+        return;
+    if (b->listener)
+        evconnlistener_free(b->listener);
+    free(b->host);
+    free(b);
+}
+
+/* Updates a known broker's real address if upstream metadata moved it. */
+static void broker_update(struct broker *b, const char *host, size_t hlen, int port)
+{
+    if (b->port == port && strlen(b->host) == hlen && memcmp(b->host, host, hlen) == 0)
+        return;
+    char *h = strndup(host, hlen);
+    if (!h)
+        return;
+    log_info("broker %d moved from %s:%d to %s:%d", b->node_id, b->host, b->port, h, port);
+    free(b->host);
+    b->host = h;
+    b->port = port;
+}
+
+struct broker *proxy_broker_learn(struct proxy *px, int32_t node_id, const char *host, size_t hlen,
+                                  int port)
+{
+    struct broker *b = proxy_broker_find(px, node_id);
+    if (b) {
+        broker_update(b, host, hlen, port);
+        return b;
+    }
+    long lport = (long)px->cfg->listen.broker_port_base + node_id;
+    if (node_id < 0 || lport < 1 || lport > 65535) {
+        log_error("broker %d: listen port broker_port_base+%d is out of range; lower "
+                  "listen.broker_port_base",
+                  node_id, node_id);
+        return NULL;
+    }
+    if (px->nbrokers == px->cap_brokers) {
+        size_t cap = px->cap_brokers ? px->cap_brokers * 2 : 8;
+        struct broker **nb = realloc(px->brokers, cap * sizeof(*nb));
+        if (!nb)
+            return NULL;
+        px->brokers = nb;
+        px->cap_brokers = cap;
+    }
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->px = px;
+    b->node_id = node_id;
+    b->host = strndup(host, hlen);
+    b->port = port;
+    b->listen_port = (int)lport;
+    if (!px->draining) {
+        b->listener = listen_on(px, px->cfg->listen.host, b->listen_port, accept_cb, b);
+        if (!b->listener) {
+            broker_free(b);
+            return NULL;
+        }
+    }
+    px->brokers[px->nbrokers++] = b;
+    g_metrics.brokers = (int64_t)px->nbrokers;
+    log_info("broker %d (%s:%d) served on %s:%d", node_id, b->host, port,
+             px->cfg->listen.advertised_host, b->listen_port);
+    return b;
+}
+
+int proxy_map_endpoint(void *ctx, int32_t node_id, kstr_t host, int32_t port, kstr_t *new_host,
+                       int32_t *new_port)
+{
+    struct proxy *px = ctx;
+    if (host.len < 0)
+        return -1;
+    struct broker *b = proxy_broker_learn(px, node_id, host.ptr, (size_t)host.len, port);
+    if (!b)
+        return -1;
+    new_host->ptr = px->cfg->listen.advertised_host;
+    new_host->len = (int32_t)strlen(px->cfg->listen.advertised_host);
+    *new_port = b->listen_port;
+    return 0;
+}
+
+void proxy_set_ready(struct proxy *px)
+{
+    if (px->ready || px->draining)
+        return;
+    px->bootstrap_listener =
+        listen_on(px, px->cfg->listen.host, px->cfg->listen.port, bootstrap_accept_cb, px);
+    if (!px->bootstrap_listener) {
+        px->exit_code = 1;
+        event_base_loopexit(px->base, NULL);
+        return;
+    }
+    px->ready = 1;
+    g_metrics.ready = 1;
+    log_info("ready: bootstrap %s:%d, %zu brokers, service '%s'", px->cfg->listen.host,
+             px->cfg->listen.port, px->nbrokers, px->cfg->service);
+}
+
+void proxy_client_gone(struct proxy *px)
+{
+    if (px->draining && px->nclients == 0)
+        event_base_loopexit(px->base, NULL);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *px = arg;
+    (void)fd;
+    (void)what;
+    log_warn("drain timeout: closing %d connections with requests in flight", px->nclients);
+    client_free_all(px);
+    event_base_loopexit(px->base, NULL);
+}
+
+void proxy_drain(struct proxy *px)
+{
+    if (px->draining)
+        return;
+    px->draining = 1;
+    g_metrics.ready = 0;
+    log_info("draining: %d client connections, timeout %llu ms", px->nclients,
+             (unsigned long long)px->cfg->drain_timeout_ms);
+    if (px->bootstrap_listener) {
+        evconnlistener_free(px->bootstrap_listener);
+        px->bootstrap_listener = NULL;
+    }
+    for (size_t i = 0; i < px->nbrokers; i++) {
+        if (px->brokers[i]->listener) {
+            evconnlistener_free(px->brokers[i]->listener);
+            px->brokers[i]->listener = NULL;
+        }
+    }
+    uint64_t ms = px->cfg->drain_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    px->drain_timer = evtimer_new(px->base, drain_timeout_cb, px);
+    evtimer_add(px->drain_timer, &tv);
+    client_drain_all(px);
+    if (px->nclients == 0)
+        event_base_loopexit(px->base, NULL);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct proxy *px = arg;
+    (void)what;
+    if (px->draining) {
+        log_warn("second signal %d: exiting now", (int)sig);
+        client_free_all(px);
+        event_base_loopexit(px->base, NULL);
+        return;
+    }
+    log_info("signal %d: shutting down", (int)sig);
+    proxy_drain(px);
+}
+
+struct proxy *proxy_new(config_t *cfg, struct event_base *base)
+{
+    struct proxy *px = calloc(1, sizeof(*px));
+    if (!px)
+        return NULL;
+    px->cfg = cfg;
+    px->base = base;
+    TAILQ_INIT(&px->clients);
+    px->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!px->dns) /* no resolv.conf: numeric addresses still work */
+        px->dns = evdns_base_new(base, 0);
+    for (int k = 0; k < KAPI_MAX; k++) {
+        px->versions[k].min_ver = 1;
+        px->versions[k].max_ver = 0;
+    }
+    return px;
+}
+
+int proxy_start(struct proxy *px)
+{
+    const config_t *cfg = px->cfg;
+    signal(SIGPIPE, SIG_IGN);
+    if (cfg->upstream.mock_brokers > 0) {
+        px->mock = mock_new(cfg);
+        if (!px->mock)
+            return -1;
+        px->bootstrap = strdup(mock_bootstrap(px->mock));
+    } else {
+        px->bootstrap = strdup(cfg->upstream.bootstrap);
+    }
+    px->ctl = control_new(px, px->bootstrap);
+    if (!px->ctl)
+        return -1;
+    if (cfg->admin.listen) {
+        px->admin = admin_new(px, cfg->admin.listen);
+        if (!px->admin)
+            return -1;
+    }
+    px->sig_term = evsignal_new(px->base, SIGTERM, signal_cb, px);
+    px->sig_int = evsignal_new(px->base, SIGINT, signal_cb, px);
+    evsignal_add(px->sig_term, NULL);
+    evsignal_add(px->sig_int, NULL);
+    log_info("eosproxy %s starting: upstream %s", EOSPROXY_VERSION, px->bootstrap);
+    control_start(px->ctl);
+    return 0;
+}
+
+void proxy_free(struct proxy *px)
+{
+    if (!px)
+        return;
+    px->draining = 1; /* no bookkeeping callbacks while tearing down */
+    client_free_all(px);
+    control_free(px->ctl);
+    admin_free(px->admin);
+    if (px->bootstrap_listener)
+        evconnlistener_free(px->bootstrap_listener);
+    for (size_t i = 0; i < px->nbrokers; i++)
+        broker_free(px->brokers[i]);
+    free(px->brokers);
+    if (px->sig_term)
+        event_free(px->sig_term);
+    if (px->sig_int)
+        event_free(px->sig_int);
+    if (px->drain_timer)
+        event_free(px->drain_timer);
+    if (px->dns)
+        evdns_base_free(px->dns, 0);
+    mock_free(px->mock);
+    free(px->bootstrap);
+    free(px);
+}
