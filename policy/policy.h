@@ -22,10 +22,10 @@ typedef enum delivery {
 
 /* Where a record's eventId comes from (dedup.event_id). */
 typedef enum eventid_src {
-    EVENTID_NONE = 0,  /* no dedup on this rule */
-    EVENTID_HEADER,    /* "header:NAME": the value of record header NAME */
-    EVENTID_KEY,       /* "key": the record key */
-    EVENTID_JSON,      /* "json:FIELD": top-level field FIELD of a JSON value */
+    EVENTID_NONE = 0, /* no dedup on this rule */
+    EVENTID_HEADER,   /* "header:NAME": the value of record header NAME */
+    EVENTID_KEY,      /* "key": the record key */
+    EVENTID_JSON,     /* "json:FIELD": top-level field FIELD of a JSON value */
 } eventid_src_t;
 
 typedef struct policy_dedup {
@@ -53,6 +53,9 @@ typedef struct policy {
     policy_rule_t *rules;
     size_t n;
     size_t cap;
+    /* Private to policy.c: per-rule precomputed match data (length, has
+     * wildcards), parallel to rules[]; kept so exact names compare fast. */
+    struct policy_match *match_info;
 } policy_t;
 
 policy_t *policy_new(void);

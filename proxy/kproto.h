@@ -61,10 +61,10 @@ enum kapi_key {
 /* One row of the version table. */
 typedef struct kapi_info {
     int16_t api_key;
-    const char *name;   /* Kafka's name, e.g. "Produce" */
-    int16_t min_ver;    /* lowest version eosproxy parses */
-    int16_t max_ver;    /* highest version eosproxy parses */
-    int16_t flex_ver;   /* first flexible version, or -1 if none in range */
+    const char *name; /* Kafka's name, e.g. "Produce" */
+    int16_t min_ver;  /* lowest version eosproxy parses */
+    int16_t max_ver;  /* highest version eosproxy parses */
+    int16_t flex_ver; /* first flexible version, or -1 if none in range */
 } kapi_info_t;
 
 /* A version range as exchanged in ApiVersions. min > max means "absent". */
@@ -89,8 +89,8 @@ typedef struct kreq_hdr {
     int16_t api_key;
     int16_t api_version;
     int32_t correlation_id;
-    kstr_t client_id;   /* nullable */
-    size_t body_off;    /* offset of the body in the frame */
+    kstr_t client_id; /* nullable */
+    size_t body_off;  /* offset of the body in the frame */
 } kreq_hdr_t;
 
 /*
@@ -115,7 +115,8 @@ int kproto_validate_request(const kreq_hdr_t *h, const uint8_t *frame, size_t le
 
 /*
  * Reads the acks field of a Produce request (any version in the table).
- * Returns acks (-1, 0 or 1) or -2 if the body is malformed.
+ * Returns acks (-1, 0 or 1) or -2 if the body is malformed (an acks value
+ * outside -1..1 counts as malformed) or h is not a Produce request.
  */
 int kproto_produce_acks(const kreq_hdr_t *h, const uint8_t *frame, size_t len);
 
@@ -126,6 +127,14 @@ int kproto_produce_acks(const kreq_hdr_t *h, const uint8_t *frame, size_t len);
  */
 int kproto_parse_response_header(int16_t api_key, int16_t ver, const uint8_t *frame, size_t len,
                                  int32_t *correlation_id, size_t *body_off);
+
+/*
+ * Self-check of the built-in table, for tests: every row is consistent
+ * (min <= max, flex_ver -1 or <= max) and its request schema parses for
+ * every version in its range. Returns 0, or -1 with *err set to the name
+ * of the first bad API.
+ */
+int kproto_schema_selfcheck(const char **err);
 
 /*
  * Decodes an ApiVersions response (any version 0..3, header v0) from an
@@ -139,7 +148,8 @@ int kproto_apiversions_parse(int16_t ver, const uint8_t *frame, size_t len,
  * Intersects eosproxy's version table with the upstream's ranges into out.
  * APIs absent on either side are absent in out.
  */
-void kproto_apiversions_intersect(const kver_range_t upstream[KAPI_MAX], kver_range_t out[KAPI_MAX]);
+void kproto_apiversions_intersect(const kver_range_t upstream[KAPI_MAX],
+                                  kver_range_t out[KAPI_MAX]);
 
 /*
  * Writes a complete ApiVersions response frame (including the 4-byte size
