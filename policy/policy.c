@@ -168,6 +168,68 @@ delivery_t policy_delivery(const policy_t *p, const char *topic, size_t len)
     return r ? r->delivery : DELIVERY_AT_LEAST_ONCE;
 }
 
+/* Strength order used when one request touches several topics. */
+static int strength(delivery_t d)
+{
+    switch (d) {
+    case DELIVERY_AT_MOST_ONCE:
+        return 0;
+    case DELIVERY_AT_LEAST_ONCE:
+        return 1;
+    case DELIVERY_IDEMPOTENT:
+        return 2;
+    case DELIVERY_TRANSACTIONAL:
+        return 3;
+    default:
+        return 1;
+    }
+}
+
+delivery_t policy_strongest(const policy_t *p, const char *const *names, const size_t *lens,
+                            size_t n)
+{
+    if (n == 0)
+        return DELIVERY_AT_LEAST_ONCE;
+    delivery_t best = policy_delivery(p, names[0], lens[0]);
+    for (size_t i = 1; i < n; i++) {
+        delivery_t d = policy_delivery(p, names[i], lens[i]);
+        if (strength(d) > strength(best))
+            best = d;
+    }
+    return best;
+}
+
+produce_route_t policy_produce_route(const produce_facts_t *f)
+{
+    if (f->transactional || f->client_idempotent)
+        return ROUTE_PASS;
+    switch (f->strongest) {
+    case DELIVERY_AT_MOST_ONCE:
+        return f->version >= 3 ? ROUTE_AT_MOST_ONCE : ROUTE_PASS;
+    case DELIVERY_IDEMPOTENT:
+    case DELIVERY_TRANSACTIONAL:
+        return f->version >= 3 ? ROUTE_UPGRADE : ROUTE_REFUSE_FORMAT;
+    default:
+        return ROUTE_PASS;
+    }
+}
+
+const char *policy_route_name(produce_route_t r)
+{
+    static const char *const names[ROUTE_COUNT] = {"pass", "at_most_once", "upgrade",
+                                                   "refused_format"};
+    return (unsigned)r < ROUTE_COUNT ? names[r] : "unknown";
+}
+
+int policy_enforces(const policy_t *p)
+{
+    for (size_t i = 0; p && i < p->n; i++) {
+        if (p->rules[i].delivery != DELIVERY_AT_LEAST_ONCE)
+            return 1;
+    }
+    return 0;
+}
+
 const char *policy_delivery_name(delivery_t d)
 {
     if ((unsigned)d >= DELIVERY_COUNT)

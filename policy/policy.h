@@ -78,6 +78,48 @@ const policy_rule_t *policy_lookup(const policy_t *p, const char *topic, size_t 
 /* Effective delivery for a topic: the rule's, or at-least-once. */
 delivery_t policy_delivery(const policy_t *p, const char *topic, size_t len);
 
+/*
+ * How eosproxy carries out one ProduceRequest. The decision is a pure
+ * function of the policy and the request; client.c carries it out.
+ */
+typedef enum produce_route {
+    ROUTE_PASS = 0,         /* forward unchanged (at-least-once, or the client's own EOS) */
+    ROUTE_AT_MOST_ONCE = 1, /* forward with acks=0 and answer the client at once */
+    ROUTE_UPGRADE = 2,      /* idempotent upgrade: eosproxy's producer id and sequences */
+    ROUTE_REFUSE_FORMAT = 3, /* needs the upgrade but message format < 2: refuse */
+    ROUTE_COUNT
+} produce_route_t;
+
+/* What the route decision needs to know about one ProduceRequest. */
+typedef struct produce_facts {
+    int16_t version;       /* ProduceRequest version */
+    int transactional;     /* transactional_id set */
+    int client_idempotent; /* some batch carries a producer id (!= -1) */
+    delivery_t strongest;  /* policy_strongest() over its topics */
+} produce_facts_t;
+
+/*
+ * The strongest delivery any topic needs, in the order at-most-once <
+ * at-least-once < idempotent < transactional, where a request with several
+ * topics takes the strongest (so at-most-once only when every topic is).
+ * names[i][0..lens[i]) are the topics; n == 0 gives at-least-once.
+ */
+delivery_t policy_strongest(const policy_t *p, const char *const *names, const size_t *lens,
+                            size_t n);
+
+/*
+ * The route for a request: clients that are idempotent or transactional
+ * themselves pass untouched; at-most-once needs Produce v3+ (older versions
+ * pass, which is stronger); idempotent and transactional need message
+ * format 2 (Produce v3+) and are refused below it. transactional delivery
+ * is carried out as the idempotent upgrade until transactions are built.
+ */
+produce_route_t policy_produce_route(const produce_facts_t *f);
+const char *policy_route_name(produce_route_t r);
+
+/* 1 if any rule asks for something other than at-least-once. */
+int policy_enforces(const policy_t *p);
+
 /* Glob match of pattern (NUL-terminated; * and ?) against s[0..len). */
 int policy_glob_match(const char *pattern, const char *s, size_t len);
 

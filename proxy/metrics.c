@@ -3,6 +3,8 @@
  */
 #include "metrics.h"
 
+#include "../policy/policy.h"
+
 #include <event2/buffer.h>
 
 struct metrics g_metrics;
@@ -83,6 +85,16 @@ static void render_requests(struct evbuffer *out)
            (long long)m->backpressure_pauses);
 }
 
+static void render_routes(struct evbuffer *out)
+{
+    header(out, "eosproxy_produce_requests_total", "counter",
+           "ProduceRequests by how the topic policy routed them.");
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        evbuffer_add_printf(out, "eosproxy_produce_requests_total{route=\"%s\"} %llu\n",
+                            policy_route_name((produce_route_t)r),
+                            (unsigned long long)g_metrics.produce_routes[r]);
+}
+
 static void render_latency(struct evbuffer *out)
 {
     const struct metrics *m = &g_metrics;
@@ -132,6 +144,7 @@ void metrics_render(struct evbuffer *out)
 {
     render_connections(out);
     render_requests(out);
+    render_routes(out);
     render_latency(out);
     render_upstream(out);
 }

@@ -49,6 +49,7 @@ struct metrics {
     int64_t ready;
     uint64_t metadata_refreshes;
     uint64_t rewritten_responses;
+    uint64_t produce_routes[4]; /* by produce_route_t */
     uint64_t lat_bucket[KAPI_MAX][METRICS_LAT_BUCKETS];
     uint64_t lat_count[KAPI_MAX];
     uint64_t lat_sum_us[KAPI_MAX];

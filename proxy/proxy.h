@@ -22,6 +22,7 @@ struct client;
 struct control;
 struct admin;
 struct mock;
+struct upgrade;
 
 /* One upstream broker and the local listener that stands for it. */
 struct broker {
@@ -46,6 +47,8 @@ struct proxy {
     struct control *ctl;
     struct admin *admin;
     struct mock *mock;
+    struct upgrade *upgrade; /* the idempotent upgrade; NULL if no rule needs it */
+    int enforce;             /* some topic rule is not at-least-once */
     char *bootstrap; /* upstream bootstrap list in use (config or mock) */
 
     kver_range_t versions[KAPI_MAX]; /* what clients may send: ours ∩ upstream */

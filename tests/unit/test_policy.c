@@ -256,8 +256,58 @@ static void test_eventid_parse(void)
     free(d.name);
 }
 
+/* The route decision: strongest topic wins; clients' own EOS passes. */
+static void test_produce_route(void)
+{
+    policy_t *p = policy_new();
+    policy_rule_t r1 = rule("pay.*", DELIVERY_IDEMPOTENT);
+    policy_rule_t r2 = rule("logs.*", DELIVERY_AT_MOST_ONCE);
+    policy_rule_t r3 = rule("tx.*", DELIVERY_TRANSACTIONAL);
+    CHECK_EQ(policy_enforces(p), 0);
+    policy_add(p, &r1);
+    policy_add(p, &r2);
+    policy_add(p, &r3);
+    CHECK_EQ(policy_enforces(p), 1);
+
+    const char *logs[] = {"logs.a", "logs.b"};
+    size_t loglens[] = {6, 6};
+    CHECK_EQ(policy_strongest(p, logs, loglens, 2), DELIVERY_AT_MOST_ONCE);
+    const char *mixed[] = {"logs.a", "other"};
+    size_t mixedlens[] = {6, 5};
+    CHECK_EQ(policy_strongest(p, mixed, mixedlens, 2), DELIVERY_AT_LEAST_ONCE);
+    const char *up[] = {"logs.a", "pay.x", "other"};
+    size_t uplens[] = {6, 5, 5};
+    CHECK_EQ(policy_strongest(p, up, uplens, 3), DELIVERY_IDEMPOTENT);
+    const char *tx[] = {"pay.x", "tx.y"};
+    size_t txlens[] = {5, 4};
+    CHECK_EQ(policy_strongest(p, tx, txlens, 2), DELIVERY_TRANSACTIONAL);
+    CHECK_EQ(policy_strongest(p, NULL, NULL, 0), DELIVERY_AT_LEAST_ONCE);
+
+    produce_facts_t f = {.version = 7, .strongest = DELIVERY_IDEMPOTENT};
+    CHECK_EQ(policy_produce_route(&f), ROUTE_UPGRADE);
+    f.client_idempotent = 1;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_PASS);
+    f.client_idempotent = 0;
+    f.transactional = 1;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_PASS);
+    f.transactional = 0;
+    f.version = 2;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_REFUSE_FORMAT);
+    f.strongest = DELIVERY_AT_MOST_ONCE;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_PASS);
+    f.version = 9;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_AT_MOST_ONCE);
+    f.strongest = DELIVERY_AT_LEAST_ONCE;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_PASS);
+    f.strongest = DELIVERY_TRANSACTIONAL;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_UPGRADE);
+    CHECK_STR(policy_route_name(ROUTE_AT_MOST_ONCE), "at_most_once");
+    policy_free(p);
+}
+
 int main(void)
 {
+    test_produce_route();
     test_glob_literal();
     test_glob_star();
     test_glob_question();

@@ -1,0 +1,50 @@
+/*
+ * upgrade.h - the idempotent upgrade of non-idempotent producers.
+ *
+ * For topics whose policy is `idempotent`, a client's ProduceRequest whose
+ * batches carry no producer id (-1) is not forwarded as is. The upgrade
+ * engine owns a producer id and epoch per upstream cluster
+ * (InitProducerId), keeps a sequence per partition, rewrites each batch
+ * header with its own producerId/epoch/baseSequence (new CRC-32C), sends
+ * the batches on eosproxy-owned connections to the leader ("produce lanes",
+ * one per broker) with acks=all, retries retriable failures itself with the
+ * same sequence, and recognizes a client's own retry of a batch it already
+ * has in flight or completed recently (fingerprint of topic, partition and
+ * batch content), answering it with the original result. The client gets
+ * one ProduceResponse per request, built here, in its own version.
+ *
+ * Completion is by id, not pointer: the engine calls
+ * client_upgrade_done(px, client_id, token, resp) once per accepted
+ * request, even if the client has gone (then the response is dropped).
+ */
+#ifndef EOSPROXY_UPGRADE_H
+#define EOSPROXY_UPGRADE_H
+
+#include "kproto.h"
+
+#include <stdint.h>
+
+struct proxy;
+struct broker;
+struct evbuffer;
+struct upgrade;
+
+/* Creates the engine; it starts its InitProducerId lazily. NULL on OOM. */
+struct upgrade *upgrade_new(struct proxy *px);
+/* Closes lanes, drops pending work; upgrade_free(NULL) is safe. */
+void upgrade_free(struct upgrade *u);
+
+/*
+ * Takes a client's validated ProduceRequest (frame = bytes after the size
+ * prefix, h its parsed header, b the broker whose listener it arrived on,
+ * i.e. the leader according to the client). The engine copies what it
+ * keeps; frame may be freed on return. acks_zero: the client sent acks=0
+ * and expects no response (the engine still writes with acks=all and
+ * calls done with resp NULL). Returns 0 when accepted (done will follow),
+ * or a Kafka ErrorCode (> 0) the caller answers every partition with
+ * (e.g. UNSUPPORTED_FOR_MESSAGE_FORMAT for message format < 2).
+ */
+int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
+                   size_t len, int acks_zero, uint64_t client_id, uint64_t token);
+
+#endif
