@@ -1,0 +1,341 @@
+"""Fixtures for eosproxy's integration tests.
+
+Run from this directory with EOSPROXY_BIN and MOCKCLUSTER_BIN set (`make
+integration` does that; defaults: ../../build/asan/eosproxy and
+../../build/mockcluster).
+
+  mock           a fresh 3-broker librdkafka mock cluster (tests/mockcluster);
+                 .bootstrap, .cmd("rtt 1 0 3 0 100") for fault injection
+  proxy_factory  starts eosproxy in front of `mock`: proxy_factory(**overrides)
+  proxy          one eosproxy with the default test config
+
+Every process started here is killed at teardown, even when the test failed.
+eosproxy itself must exit 0 on SIGTERM, and its log must hold no sanitizer
+report; teardown asserts both.
+
+EOSPROXY_TEST_DIRECT=1 points `proxy` straight at the mock (no eosproxy) to
+tell a client-side problem from a proxy one; tests that need eosproxy itself
+skip then. Never set it in CI: by default every test goes through eosproxy.
+"""
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+EOSPROXY_BIN = os.environ.get("EOSPROXY_BIN", os.path.join(ROOT, "build", "asan", "eosproxy"))
+MOCKCLUSTER_BIN = os.environ.get("MOCKCLUSTER_BIN", os.path.join(ROOT, "build", "mockcluster"))
+DIRECT = os.environ.get("EOSPROXY_TEST_DIRECT") == "1"
+MOCK_BROKERS = 3
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error", "UndefinedBehaviorSanitizer")
+
+# Ports handed out in this session, so that two fixtures never get the same one.
+_given_ports = set()
+
+
+def _can_bind(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port():
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def free_port_base(n):
+    """A base such that base+1..base+n are free (the mock's node ids are 1..n)."""
+    import random
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randint(20000, 59000)
+        ports = range(base + 1, base + n + 1)
+        if any(p in _given_ports for p in ports):
+            continue
+        if all(_can_bind(p) for p in ports):
+            _given_ports.update(ports)
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _kill(proc, sig=signal.SIGTERM, timeout=10.0):
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(sig)
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10)
+
+
+# ---------------------------------------------------------------- mock cluster
+
+class MockCluster:
+    def __init__(self, tmp_path, brokers=MOCK_BROKERS, topics=()):
+        if not os.access(MOCKCLUSTER_BIN, os.X_OK):
+            pytest.fail(f"MOCKCLUSTER_BIN {MOCKCLUSTER_BIN} is missing (make build/mockcluster)")
+        self.brokers = brokers
+        self.log_path = tmp_path / "mock.log"
+        args = [MOCKCLUSTER_BIN, "--brokers", str(brokers)]
+        for t in topics:
+            args += ["--topic", t]
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True, bufsize=1)
+        line = self._readline(20.0)
+        if not line.startswith("BOOTSTRAP "):
+            raise RuntimeError(f"mockcluster said {line!r}; log: {self.log_path.read_text()}")
+        self.bootstrap = line.split(" ", 1)[1].strip()
+        self.ports = [int(a.rsplit(":", 1)[1]) for a in self.bootstrap.split(",")]
+
+    def _readline(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise RuntimeError("mockcluster did not answer")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"mockcluster exited: {self.log_path.read_text()}")
+        return line.rstrip("\n")
+
+    def cmd(self, line):
+        """Runs one mockcluster command ("topic t 4", "rtt 1 0 3 0 100", ...)."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self._readline(20.0)
+        if answer != "OK":
+            raise RuntimeError(f"mockcluster: {line!r}: {answer}")
+
+    def topic(self, name, partitions=4):
+        self.cmd(f"topic {name} {partitions}")
+        return name
+
+    def close(self):
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        _kill(self.proc)
+        self._log.close()
+
+
+@pytest.fixture
+def mock(tmp_path):
+    m = MockCluster(tmp_path)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+# ---------------------------------------------------------------- eosproxy
+
+def parse_prometheus(text):
+    """{(name, ((label, value), ...)): float} from Prometheus text."""
+    out = {}
+    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
+    label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = line_re.match(line)
+        if not m:
+            raise AssertionError(f"unparseable metrics line: {line!r}")
+        labels = tuple(sorted(label_re.findall(m.group(3) or "")))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+class Metrics(dict):
+    def get_value(self, name, **labels):
+        """A sample's value, 0 when absent (counters only appear once non-zero)."""
+        return self.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def names(self):
+        return {k[0] for k in self}
+
+
+class Proxy:
+    def __init__(self, mock, tmp_path, name, overrides):
+        self.mock = mock
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.broker_port_base = free_port_base(mock.brokers)
+        self.host = "127.0.0.1"
+        self.bootstrap = f"{self.host}:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        cfg = {
+            "service": "eosproxy-it",
+            "listen": {
+                "host": self.host,
+                "port": self.port,
+                "advertised_host": self.host,
+                "broker_port_base": self.broker_port_base,
+            },
+            "upstream": {"bootstrap": mock.bootstrap},
+            "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
+            "log": {"level": "info", "format": "text"},
+        }
+        for key, val in overrides.items():  # "listen.max_frame_bytes"=..., "topics"=[...]
+            node = cfg
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = val
+        self.config = cfg
+        self.config_path = tmp_path / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.log_path = tmp_path / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = "detect_leaks=1"
+        env["UBSAN_OPTIONS"] = "print_stacktrace=1"
+        self.proc = subprocess.Popen([EOSPROXY_BIN, "-c", str(self.config_path)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.returncode = None
+        self._wait_ready()
+
+    def broker_addr(self, node_id):
+        return f"{self.host}:{self.broker_port_base + node_id}"
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"eosproxy exited {self.proc.returncode} before ready:\n{self.log}")
+            try:
+                if self.http_get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"eosproxy not ready after {READY_TIMEOUT}s:\n{self.log}")
+
+    def http_get(self, path, timeout=10.0):
+        """(status, body text, headers)."""
+        try:
+            with urllib.request.urlopen(self.admin_url + path, timeout=timeout) as r:
+                return r.status, r.read().decode(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace"), dict(e.headers)
+
+    def metrics(self):
+        status, body, _ = self.http_get("/metrics")
+        assert status == 200, f"/metrics answered {status}"
+        return Metrics(parse_prometheus(body))
+
+    @property
+    def log(self):
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM and wait; returns the exit code (SIGKILL after timeout -> -9)."""
+        if self.returncode is None:
+            self.returncode = _kill(self.proc, signal.SIGTERM, timeout)
+            self._log.close()
+        return self.returncode
+
+    def check_clean_exit(self):
+        code = self.stop()
+        log = self.log_path.read_text(errors="replace")
+        bad = [m for m in SANITIZER_MARKS if m in log]
+        assert not bad, f"eosproxy log has {bad}:\n{log[-6000:]}"
+        assert code == 0, f"eosproxy exited {code} after SIGTERM; log tail:\n{log[-4000:]}"
+
+
+class DirectProxy:
+    """EOSPROXY_TEST_DIRECT=1: clients talk to the mock itself."""
+
+    def __init__(self, mock):
+        self.mock = mock
+        self.bootstrap = mock.bootstrap
+        self.host = "127.0.0.1"
+        self.broker_port_base = None
+        self.admin_url = None
+        self.log = ""
+
+    def broker_addr(self, node_id):
+        return self.mock.bootstrap.split(",")[node_id - 1]
+
+    def metrics(self):
+        pytest.skip("EOSPROXY_TEST_DIRECT: no eosproxy metrics")
+
+    def http_get(self, path, timeout=10.0):
+        pytest.skip("EOSPROXY_TEST_DIRECT: no eosproxy admin endpoint")
+
+    def alive(self):
+        return True
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        return 0
+
+    def check_clean_exit(self):
+        pass
+
+
+@pytest.fixture
+def proxy_factory(mock, tmp_path):
+    started = []
+
+    def start(**overrides):
+        if DIRECT:
+            return DirectProxy(mock)
+        if not os.access(EOSPROXY_BIN, os.X_OK):
+            pytest.fail(f"EOSPROXY_BIN {EOSPROXY_BIN} is missing (make build/asan/eosproxy)")
+        p = Proxy(mock, tmp_path, f"eosproxy{len(started)}", overrides)
+        started.append(p)
+        return p
+
+    failures = []
+    try:
+        yield start
+    finally:
+        for p in started:
+            try:
+                p.check_clean_exit()
+            except AssertionError as e:
+                failures.append(str(e))
+            finally:
+                if p.proc.poll() is None:
+                    p.proc.kill()
+                    p.proc.wait(10)
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def proxy(proxy_factory):
+    return proxy_factory()
+
+
+@pytest.fixture
+def needs_proxy():
+    if DIRECT:
+        pytest.skip("needs eosproxy itself (EOSPROXY_TEST_DIRECT=1)")
