@@ -1,0 +1,459 @@
+/*
+ * kproduce.c - ProduceRequest / ProduceResponse v3..v9 decoders and
+ * encoders, and the broker's per-partition records check.
+ * Field layouts follow Kafka's ProduceRequest.json and ProduceResponse.json
+ * (clients/src/main/resources/common/message/). See kproduce.h.
+ */
+#include "kproduce.h"
+
+#include "kproto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Smallest encodings, used to bound array counts by the bytes left. */
+#define MIN_TOPIC(flex) ((flex) ? 3u : 6u)     /* name, array (, tags) */
+#define MIN_PARTITION(flex) ((flex) ? 6u : 8u) /* index, records (, tags) */
+#define MIN_RECORD_ERROR(flex) 6u              /* index, message (, tags) */
+
+static int version_ok(int16_t ver)
+{
+    return ver >= KPRODUCE_MIN_VERSION && ver <= KPRODUCE_MAX_VERSION;
+}
+
+static int is_flex(int16_t ver)
+{
+    return ver >= KPRODUCE_FLEX_VERSION;
+}
+
+/*
+ * Reads a non-nullable array count and allocates count elements of size
+ * each (NULL for 0). Returns the count, or 0 with the reader's error set
+ * (KR_ENULL for a null array, KR_ECOUNT if the allocation failed).
+ */
+static int32_t read_array(kreader_t *r, int flex, size_t min_elem, size_t size, void **out)
+{
+    *out = NULL;
+    int32_t n = kr_array(r, flex, min_elem);
+    if (!kr_ok(r))
+        return 0;
+    if (n < 0) {
+        kr_fail(r, KR_ENULL);
+        return 0;
+    }
+    if (n == 0)
+        return 0;
+    *out = calloc((size_t)n, size);
+    if (!*out) {
+        kr_fail(r, KR_ECOUNT);
+        return 0;
+    }
+    return n;
+}
+
+static void tags(kreader_t *r, int flex)
+{
+    if (flex)
+        kr_tags(r);
+}
+
+/* Trailing bytes after a complete body are an error. */
+static void expect_end(kreader_t *r)
+{
+    if (kr_ok(r) && r->off != r->len)
+        kr_fail(r, KR_EINVALID);
+}
+
+/* ---- ProduceRequest: parse ---- */
+
+/* PartitionProduceData: Index INT32, Records NULLABLE_BYTES (RECORDS). */
+static void parse_partition(kreader_t *r, int flex, kproduce_partition_t *p)
+{
+    p->index = kr_i32(r);
+    p->records = kr_bytes(r, flex);
+    tags(r, flex);
+}
+
+/* TopicProduceData: Name STRING, PartitionData [PartitionProduceData]. */
+static void parse_topic(kreader_t *r, int flex, kproduce_topic_t *t)
+{
+    void *arr;
+    t->name = kr_str_nn(r, flex);
+    t->npartitions = read_array(r, flex, MIN_PARTITION(flex), sizeof(kproduce_partition_t), &arr);
+    t->partitions = arr;
+    for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++)
+        parse_partition(r, flex, &t->partitions[i]);
+    tags(r, flex);
+}
+
+/*
+ * ProduceRequest v3..v9 body (v9 is flexible: COMPACT_ lengths and a
+ * TAGGED_FIELDS section closing every struct and the body):
+ *
+ *   TransactionalId NULLABLE_STRING (v3+)
+ *   Acks INT16
+ *   TimeoutMs INT32
+ *   TopicData [ Name STRING
+ *               PartitionData [ Index INT32
+ *                               Records NULLABLE RECORDS ] ]
+ */
+int kproduce_req_parse(int16_t ver, const uint8_t *body, size_t len, kproduce_req_t *req,
+                       size_t *err_off)
+{
+    kreader_t r;
+    void *arr;
+    memset(req, 0, sizeof(*req));
+    kr_init(&r, body, len);
+    if (!version_ok(ver))
+        kr_fail(&r, KR_EINVALID);
+    int flex = is_flex(ver);
+    req->transactional_id = kr_str(&r, flex);
+    req->acks = kr_i16(&r);
+    req->timeout_ms = kr_i32(&r);
+    req->ntopics = read_array(&r, flex, MIN_TOPIC(flex), sizeof(kproduce_topic_t), &arr);
+    req->topics = arr;
+    for (int32_t i = 0; i < req->ntopics && kr_ok(&r); i++)
+        parse_topic(&r, flex, &req->topics[i]);
+    tags(&r, flex);
+    expect_end(&r);
+    if (kr_ok(&r))
+        return 0;
+    if (err_off)
+        *err_off = r.err_off;
+    kproduce_req_free(req);
+    return r.err;
+}
+
+void kproduce_req_free(kproduce_req_t *req)
+{
+    if (!req)
+        return;
+    for (int32_t i = 0; i < req->ntopics && req->topics; i++)
+        free(req->topics[i].partitions);
+    free(req->topics);
+    memset(req, 0, sizeof(*req));
+}
+
+/* ---- ProduceRequest: write ---- */
+
+static int str_ok(kstr_t s, int nullable)
+{
+    return (s.len >= 0 && s.len <= INT16_MAX && (s.ptr || s.len == 0)) || (nullable && s.len == -1);
+}
+
+static int bytes_ok(kbytes_t b)
+{
+    return b.len == -1 || (b.len >= 0 && (b.ptr || b.len == 0));
+}
+
+/* Everything the encoder needs from req is in range (nothing written yet). */
+static int req_ok(const kproduce_req_t *req)
+{
+    if (!str_ok(req->transactional_id, 1) || req->ntopics < 0 || (req->ntopics && !req->topics))
+        return 0;
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const kproduce_topic_t *t = &req->topics[i];
+        if (!str_ok(t->name, 0) || t->npartitions < 0 || (t->npartitions && !t->partitions))
+            return 0;
+        for (int32_t j = 0; j < t->npartitions; j++)
+            if (!bytes_ok(t->partitions[j].records))
+                return 0;
+    }
+    return 1;
+}
+
+static void wtags(kwriter_t *w, int flex)
+{
+    if (flex)
+        kw_tags_empty(w);
+}
+
+/* Patches the size prefix at start; -1 (and w rolled back) on failure. */
+static int finish_frame(kwriter_t *w, size_t start)
+{
+    if (w->err || w->len - start - 4 > (size_t)INT32_MAX) {
+        if (!w->err)
+            w->len = start;
+        return -1;
+    }
+    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
+    return 0;
+}
+
+int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
+                       const kproduce_req_t *req)
+{
+    if (!version_ok(ver) || !req_ok(req) || !str_ok(client_id, 1))
+        return -1;
+    int flex = is_flex(ver);
+    size_t start = w->len;
+    kw_i32(w, 0); /* size, patched below */
+    /* Request header v1 (v2 adds tags); client_id is never compact. */
+    kw_i16(w, KAPI_Produce);
+    kw_i16(w, ver);
+    kw_i32(w, correlation_id);
+    kw_kstr(w, 0, client_id);
+    wtags(w, flex);
+    kw_kstr(w, flex, req->transactional_id);
+    kw_i16(w, req->acks);
+    kw_i32(w, req->timeout_ms);
+    kw_array(w, flex, req->ntopics);
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const kproduce_topic_t *t = &req->topics[i];
+        kw_kstr(w, flex, t->name);
+        kw_array(w, flex, t->npartitions);
+        for (int32_t j = 0; j < t->npartitions; j++) {
+            const kproduce_partition_t *p = &t->partitions[j];
+            kw_i32(w, p->index);
+            kw_bytes(w, flex, p->records.ptr, p->records.len);
+            wtags(w, flex);
+        }
+        wtags(w, flex);
+    }
+    wtags(w, flex);
+    return finish_frame(w, start);
+}
+
+/* ---- records check ---- */
+
+int kproduce_check_records(int16_t ver, kbytes_t records, krecord_batch_t *batch, int verify_crc)
+{
+    memset(batch, 0, sizeof(*batch));
+    if (records.len <= 0 || !records.ptr)
+        return KREC_ENOBATCH;
+    size_t len = (size_t)records.len;
+    int err = krecord_batch_parse(records.ptr, len, batch, 0);
+    if (err != KREC_OK)
+        return err;
+    if (ver < 7 && krecord_attrs(batch->attributes).codec == KRECORD_ZSTD)
+        return KREC_EZSTD;
+    if (batch->size != len)
+        return KREC_EMULTI;
+    if (verify_crc && krecord_batch_crc(records.ptr, len) != batch->crc)
+        return KREC_ECRC;
+    return KREC_OK;
+}
+
+/* ---- ProduceResponse: parse ---- */
+
+/* BatchIndexAndErrorMessage: BatchIndex INT32, BatchIndexErrorMessage
+ * NULLABLE_STRING. */
+static void parse_record_error(kreader_t *r, int flex, kproduce_record_error_t *e)
+{
+    e->batch_index = kr_i32(r);
+    e->message = kr_str(r, flex);
+    tags(r, flex);
+}
+
+/* PartitionProduceResponse; see kproduce_resp_parse for the layout. */
+static void parse_presp(kreader_t *r, int16_t ver, kproduce_presp_t *p)
+{
+    int flex = is_flex(ver);
+    void *arr;
+    p->index = kr_i32(r);
+    p->error_code = kr_i16(r);
+    p->base_offset = kr_i64(r);
+    p->log_append_time_ms = kr_i64(r); /* v2+: every version here */
+    p->log_start_offset = ver >= 5 ? kr_i64(r) : -1;
+    p->error_message.len = -1;
+    if (ver >= 8) {
+        p->nrecord_errors =
+            read_array(r, flex, MIN_RECORD_ERROR(flex), sizeof(kproduce_record_error_t), &arr);
+        p->record_errors = arr;
+        for (int32_t i = 0; i < p->nrecord_errors && kr_ok(r); i++)
+            parse_record_error(r, flex, &p->record_errors[i]);
+        p->error_message = kr_str(r, flex);
+    }
+    tags(r, flex);
+}
+
+/* Smallest PartitionProduceResponse of ver. */
+static size_t min_presp(int16_t ver)
+{
+    size_t n = 4 + 2 + 8 + 8; /* index, error, base offset, append time */
+    if (ver >= 5)
+        n += 8;
+    if (ver >= 8)
+        n += is_flex(ver) ? 1 + 1 : 4 + 2;
+    if (is_flex(ver))
+        n += 1;
+    return n;
+}
+
+/* TopicProduceResponse: Name STRING, PartitionResponses [...]. */
+static void parse_tresp(kreader_t *r, int16_t ver, kproduce_tresp_t *t)
+{
+    int flex = is_flex(ver);
+    void *arr;
+    t->name = kr_str_nn(r, flex);
+    t->npartitions = read_array(r, flex, min_presp(ver), sizeof(kproduce_presp_t), &arr);
+    t->partitions = arr;
+    for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++)
+        parse_presp(r, ver, &t->partitions[i]);
+    tags(r, flex);
+}
+
+/*
+ * ProduceResponse v3..v9, after the response header (v0: CorrelationId
+ * INT32; v1 for v9 adds TAGGED_FIELDS). v9 is flexible: COMPACT_ lengths
+ * and TAGGED_FIELDS closing every struct and the body.
+ *
+ *   Responses [ Name STRING
+ *               PartitionResponses [ Index INT32
+ *                                    ErrorCode INT16
+ *                                    BaseOffset INT64
+ *                                    LogAppendTimeMs INT64 (v2+)
+ *                                    LogStartOffset INT64 (v5+)
+ *                                    RecordErrors [ BatchIndex INT32
+ *                                                   BatchIndexErrorMessage
+ *                                                     NULLABLE_STRING ] (v8+)
+ *                                    ErrorMessage NULLABLE_STRING (v8+) ] ]
+ *   ThrottleTimeMs INT32 (v1+)
+ */
+int kproduce_resp_parse(int16_t ver, const uint8_t *frame, size_t len, kproduce_resp_t *resp,
+                        size_t *err_off)
+{
+    kreader_t r;
+    void *arr;
+    memset(resp, 0, sizeof(*resp));
+    kr_init(&r, frame, len);
+    if (!version_ok(ver))
+        kr_fail(&r, KR_EINVALID);
+    int flex = is_flex(ver);
+    resp->correlation_id = kr_i32(&r);
+    tags(&r, flex); /* response header v1 */
+    resp->ntopics = read_array(&r, flex, MIN_TOPIC(flex), sizeof(kproduce_tresp_t), &arr);
+    resp->topics = arr;
+    for (int32_t i = 0; i < resp->ntopics && kr_ok(&r); i++)
+        parse_tresp(&r, ver, &resp->topics[i]);
+    resp->throttle_time_ms = kr_i32(&r);
+    tags(&r, flex);
+    expect_end(&r);
+    if (kr_ok(&r))
+        return 0;
+    if (err_off)
+        *err_off = r.err_off;
+    kproduce_resp_free(resp);
+    return r.err;
+}
+
+void kproduce_resp_free(kproduce_resp_t *resp)
+{
+    if (!resp)
+        return;
+    for (int32_t i = 0; i < resp->ntopics && resp->topics; i++) {
+        kproduce_tresp_t *t = &resp->topics[i];
+        for (int32_t j = 0; j < t->npartitions && t->partitions; j++)
+            free(t->partitions[j].record_errors);
+        free(t->partitions);
+    }
+    free(resp->topics);
+    memset(resp, 0, sizeof(*resp));
+}
+
+/* ---- ProduceResponse: write ---- */
+
+static int presp_ok(const kproduce_presp_t *p)
+{
+    if (!str_ok(p->error_message, 1) || p->nrecord_errors < 0 ||
+        (p->nrecord_errors && !p->record_errors))
+        return 0;
+    for (int32_t k = 0; k < p->nrecord_errors; k++)
+        if (!str_ok(p->record_errors[k].message, 1))
+            return 0;
+    return 1;
+}
+
+static int resp_ok(const kproduce_resp_t *resp)
+{
+    if (resp->ntopics < 0 || (resp->ntopics && !resp->topics))
+        return 0;
+    for (int32_t i = 0; i < resp->ntopics; i++) {
+        const kproduce_tresp_t *t = &resp->topics[i];
+        if (!str_ok(t->name, 0) || t->npartitions < 0 || (t->npartitions && !t->partitions))
+            return 0;
+        for (int32_t j = 0; j < t->npartitions; j++)
+            if (!presp_ok(&t->partitions[j]))
+                return 0;
+    }
+    return 1;
+}
+
+static void write_presp(kwriter_t *w, int16_t ver, const kproduce_presp_t *p)
+{
+    int flex = is_flex(ver);
+    kw_i32(w, p->index);
+    kw_i16(w, p->error_code);
+    kw_i64(w, p->base_offset);
+    kw_i64(w, p->log_append_time_ms);
+    if (ver >= 5)
+        kw_i64(w, p->log_start_offset);
+    if (ver >= 8) {
+        kw_array(w, flex, p->nrecord_errors);
+        for (int32_t k = 0; k < p->nrecord_errors; k++) {
+            kw_i32(w, p->record_errors[k].batch_index);
+            kw_kstr(w, flex, p->record_errors[k].message);
+            wtags(w, flex);
+        }
+        kw_kstr(w, flex, p->error_message);
+    }
+    wtags(w, flex);
+}
+
+int kproduce_resp_write(kwriter_t *w, int16_t ver, const kproduce_resp_t *resp)
+{
+    if (!version_ok(ver) || !resp_ok(resp))
+        return -1;
+    int flex = is_flex(ver);
+    size_t start = w->len;
+    kw_i32(w, 0); /* size, patched below */
+    kw_i32(w, resp->correlation_id);
+    wtags(w, flex); /* response header v1 */
+    kw_array(w, flex, resp->ntopics);
+    for (int32_t i = 0; i < resp->ntopics; i++) {
+        const kproduce_tresp_t *t = &resp->topics[i];
+        kw_kstr(w, flex, t->name);
+        kw_array(w, flex, t->npartitions);
+        for (int32_t j = 0; j < t->npartitions; j++)
+            write_presp(w, ver, &t->partitions[j]);
+        wtags(w, flex);
+    }
+    kw_i32(w, resp->throttle_time_ms);
+    wtags(w, flex);
+    return finish_frame(w, start);
+}
+
+int kproduce_resp_write_uniform(kwriter_t *w, int16_t ver, int32_t correlation_id,
+                                const kproduce_req_t *req, int16_t error_code, int64_t base_offset)
+{
+    if (!version_ok(ver) || req->ntopics < 0 || (req->ntopics && !req->topics))
+        return -1;
+    int flex = is_flex(ver);
+    size_t start = w->len;
+    kw_i32(w, 0);
+    kw_i32(w, correlation_id);
+    wtags(w, flex);
+    kw_array(w, flex, req->ntopics);
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const kproduce_topic_t *t = &req->topics[i];
+        if (!str_ok(t->name, 0) || t->npartitions < 0 || (t->npartitions && !t->partitions)) {
+            w->len = w->err ? w->len : start;
+            return -1;
+        }
+        kw_kstr(w, flex, t->name);
+        kw_array(w, flex, t->npartitions);
+        for (int32_t j = 0; j < t->npartitions; j++) {
+            kproduce_presp_t p = {.index = t->partitions[j].index,
+                                  .error_code = error_code,
+                                  .base_offset = base_offset,
+                                  .log_append_time_ms = -1,
+                                  .log_start_offset = -1,
+                                  .error_message = {NULL, -1}};
+            write_presp(w, ver, &p);
+        }
+        wtags(w, flex);
+    }
+    kw_i32(w, 0); /* ThrottleTimeMs */
+    wtags(w, flex);
+    return finish_frame(w, start);
+}
