@@ -20,11 +20,15 @@
  */
 #include "client.h"
 
+#include "kerror.h"
+#include "kproduce.h"
 #include "kproto.h"
+#include "krecord.h"
 #include "krewrite.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "upgrade.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -43,6 +47,8 @@
 
 /* Responses are trusted more than requests but still bounded. */
 #define MAX_RESPONSE_BYTES ((uint64_t)1 << 30)
+/* How many acks=0 Produce correlation ids a connection remembers. */
+#define ACKS0_RING 64
 /* Request frames at least this large are read directly (see big_frame_start). */
 #define BIG_FRAME (64 * 1024)
 /* Bytes one write may send; libevent's default of 16 KiB costs a syscall each. */
@@ -54,7 +60,11 @@ enum {
     PAUSE_UP_FULL = 2,  /* upstream output over the watermark */
 };
 
-enum slot_state { SLOT_UPSTREAM = 1, SLOT_READY = 2 };
+enum slot_state {
+    SLOT_UPSTREAM = 1, /* forwarded; the broker's response will fill it */
+    SLOT_READY = 2,    /* response ready, waiting for earlier slots */
+    SLOT_LOCAL = 3,    /* eosproxy answers it later (the upgrade engine) */
+};
 
 /* One request awaiting its response, in request order. */
 struct slot {
@@ -71,6 +81,7 @@ struct client {
     uint64_t id;
     struct proxy *px;
     struct broker *broker; /* NULL: bootstrap listener */
+    struct broker *up_broker; /* the broker its upstream connection goes to */
     struct bufferevent *bev; /* client side */
     struct bufferevent *up;  /* upstream side */
     char peer[64];
@@ -84,6 +95,13 @@ struct client {
     int up_paused;    /* upstream reading paused: client output full */
     int draining;     /* stop reading; close once everything is out */
     int up_connected;
+
+    /* Correlation ids of recent acks=0 Produce requests. Brokers send no
+     * response to them, but some servers (librdkafka's mock cluster) do:
+     * such a response is recognized here and dropped, not taken for an
+     * out-of-order answer. */
+    int32_t acks0_ids[ACKS0_RING];
+    uint32_t acks0_next, acks0_count;
 
     struct event *big_ev; /* reads a large frame straight into big */
     uint8_t *big;
@@ -324,13 +342,294 @@ static int version_allowed(const struct proxy *px, const kreq_hdr_t *h)
 enum { REQ_FORWARD = 0, REQ_LOCAL = 1, REQ_CLOSED = -1 };
 
 /*
+ * Books what the upstream will answer for a forwarded request: a slot in
+ * the FIFO, or for an acks=0 Produce nothing (but its correlation id is
+ * remembered; see acks0_ids).
+ */
+static void expect_response(struct client *c, const kreq_hdr_t *h, int acks)
+{
+    if (acks != 0) {
+        slot_push(c, h, SLOT_UPSTREAM);
+        return;
+    }
+    c->acks0_ids[c->acks0_next++ % ACKS0_RING] = h->correlation_id;
+    if (c->acks0_count < ACKS0_RING)
+        c->acks0_count++;
+}
+
+/* 1 if corr is a recent acks=0 Produce (whose response is then dropped). */
+static int take_acks0(struct client *c, int32_t corr)
+{
+    for (uint32_t i = 0; i < c->acks0_count; i++) {
+        uint32_t k = (c->acks0_next - 1 - i) % ACKS0_RING;
+        if (c->acks0_ids[k] == corr) {
+            c->acks0_ids[k] = c->acks0_ids[(c->acks0_next - c->acks0_count) % ACKS0_RING];
+            c->acks0_count--;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- produce routing (policy) ---- */
+
+/* Topics of one ProduceRequest, as views into the frame. */
+struct produce_view {
+    kproduce_req_t req; /* v3+ only */
+    size_t ntopics;
+    const char **names;
+    size_t *lens;
+    int32_t *nparts; /* v0-v2: partitions per topic */
+    int32_t *parts;  /* v0-v2: partition indexes, topic after topic */
+};
+
+static void produce_view_free(struct produce_view *v)
+{
+    kproduce_req_free(&v->req);
+    free(v->names);
+    free(v->lens);
+    free(v->nparts);
+    free(v->parts);
+}
+
+static int produce_view_alloc(struct produce_view *v, size_t ntopics)
+{
+    v->ntopics = ntopics;
+    v->names = calloc(ntopics ? ntopics : 1, sizeof(*v->names));
+    v->lens = calloc(ntopics ? ntopics : 1, sizeof(*v->lens));
+    v->nparts = calloc(ntopics ? ntopics : 1, sizeof(*v->nparts));
+    return v->names && v->lens && v->nparts ? 0 : -1;
+}
+
+/*
+ * ProduceRequest v0-v2 (message format < 2), for the topic names:
+ *   acks INT16, timeout_ms INT32,
+ *   topic_data [name STRING, partition_data [index INT32, records BYTES]]
+ */
+static int produce_view_v0(struct produce_view *v, const uint8_t *body, size_t len)
+{
+    kreader_t r;
+    kr_init(&r, body, len);
+    kr_i16(&r);
+    kr_i32(&r);
+    int32_t nt = kr_array(&r, 0, 6);
+    if (!kr_ok(&r) || nt < 0 || produce_view_alloc(v, (size_t)nt))
+        return -1;
+    v->parts = calloc(len / 8 + 1, sizeof(*v->parts));
+    size_t np = 0;
+    for (int32_t t = 0; t < nt && kr_ok(&r) && v->parts; t++) {
+        kstr_t name = kr_str_nn(&r, 0);
+        v->names[t] = name.ptr;
+        v->lens[t] = (size_t)(name.len < 0 ? 0 : name.len);
+        int32_t npart = kr_array(&r, 0, 8);
+        v->nparts[t] = npart < 0 ? 0 : npart;
+        for (int32_t p = 0; p < npart && kr_ok(&r); p++) {
+            v->parts[np++] = kr_i32(&r);
+            kr_bytes(&r, 0);
+        }
+    }
+    return kr_ok(&r) && v->parts ? 0 : -1;
+}
+
+/* v3+: the full parse, plus whether any batch already has a producer id. */
+static int produce_view_v3(struct produce_view *v, int16_t ver, const uint8_t *body, size_t len,
+                           int *client_idempotent)
+{
+    if (kproduce_req_parse(ver, body, len, &v->req, NULL))
+        return -1;
+    if (produce_view_alloc(v, (size_t)v->req.ntopics))
+        return -1;
+    for (int32_t t = 0; t < v->req.ntopics; t++) {
+        const kproduce_topic_t *tp = &v->req.topics[t];
+        v->names[t] = tp->name.ptr;
+        v->lens[t] = (size_t)(tp->name.len < 0 ? 0 : tp->name.len);
+        for (int32_t p = 0; p < tp->npartitions; p++) {
+            kbytes_t rec = tp->partitions[p].records;
+            krecord_batch_t b;
+            if (rec.len > 0 &&
+                krecord_batch_parse(rec.ptr, (size_t)rec.len, &b, 0) == KREC_OK &&
+                b.producer_id != -1)
+                *client_idempotent = 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A ProduceResponse v0-v2 answering every partition of v with error_code:
+ *   v0: [name, [index INT32, error_code INT16, base_offset INT64]]
+ *   v1: + throttle_time_ms INT32 at the end; v2: + log_append_time INT64
+ */
+static int write_produce_v0_error(kwriter_t *w, int16_t ver, int32_t corr,
+                                  const struct produce_view *v, int16_t error_code)
+{
+    kw_i32(w, 0);
+    kw_i32(w, corr);
+    kw_array(w, 0, (int32_t)v->ntopics);
+    size_t np = 0;
+    for (size_t t = 0; t < v->ntopics; t++) {
+        kw_str(w, 0, v->names[t], (int32_t)v->lens[t]);
+        kw_array(w, 0, v->nparts[t]);
+        for (int32_t p = 0; p < v->nparts[t]; p++) {
+            kw_i32(w, v->parts[np++]);
+            kw_i16(w, error_code);
+            kw_i64(w, -1);
+            if (ver >= 2)
+                kw_i64(w, -1);
+        }
+    }
+    if (ver >= 1)
+        kw_i32(w, 0);
+    kw_patch_i32(w, 0, (int32_t)(w->len - 4));
+    return w->err ? -1 : 0;
+}
+
+/* Queues a locally built response (in w, freed here) as a ready slot. */
+static void answer_local(struct client *c, const kreq_hdr_t *h, kwriter_t *w)
+{
+    struct evbuffer *resp = evbuffer_new();
+    evbuffer_add(resp, w->buf, w->len);
+    kw_free(w);
+    g_metrics.local_responses++;
+    slot_complete(c, slot_push(c, h, SLOT_READY), resp);
+}
+
+/* Answers every partition of the request with error_code (acks != 0). */
+static int answer_produce_error(struct client *c, const kreq_hdr_t *h,
+                                const struct produce_view *v, int16_t error_code)
+{
+    kwriter_t w;
+    kw_init(&w, 256);
+    int rc = h->api_version >= KPRODUCE_MIN_VERSION
+                 ? kproduce_resp_write_uniform(&w, h->api_version, h->correlation_id, &v->req,
+                                               error_code, -1)
+                 : write_produce_v0_error(&w, h->api_version, h->correlation_id, v, error_code);
+    if (rc) {
+        kw_free(&w);
+        return -1;
+    }
+    answer_local(c, h, &w);
+    return 0;
+}
+
+/*
+ * At-most-once: acks becomes 0 in the frame itself (the request is then
+ * forwarded as is) and the client, unless it sent acks=0 too, is answered
+ * at once with offsets -1. transactional_id is null on this route, so acks
+ * sits right after it: 2 bytes (INT16 -1) or 1 byte (compact null, v9).
+ */
+static int route_at_most_once(struct client *c, const kreq_hdr_t *h, uint8_t *frame,
+                              const struct produce_view *v, int acks)
+{
+    size_t off = h->body_off + (kproto_is_flexible(KAPI_Produce, h->api_version) ? 1 : 2);
+    frame[off] = 0;
+    frame[off + 1] = 0;
+    expect_response(c, h, 0);
+    if (acks != 0 && answer_produce_error(c, h, v, 0))
+        return REQ_CLOSED;
+    return REQ_FORWARD;
+}
+
+/* The idempotent upgrade: the engine answers later through the slot. */
+static int route_upgrade(struct client *c, const kreq_hdr_t *h, const uint8_t *frame,
+                         size_t size, const struct produce_view *v, int acks)
+{
+    uint64_t token = c->tail;
+    if (acks != 0)
+        slot_push(c, h, SLOT_LOCAL);
+    int err = upgrade_submit(c->px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id,
+                             token);
+    if (err == 0)
+        return REQ_LOCAL;
+    if (acks != 0) {
+        /* Refused at once: drop the waiting slot, answer in its place. */
+        c->tail--;
+        g_metrics.inflight--;
+        if (answer_produce_error(c, h, v, (int16_t)err))
+            return REQ_CLOSED;
+    }
+    return REQ_LOCAL;
+}
+
+/*
+ * Applies the topic policy to a validated ProduceRequest. Returns
+ * REQ_FORWARD (frame possibly changed in place: acks), REQ_LOCAL (handled
+ * here; nothing to forward) or REQ_CLOSED.
+ */
+static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, size_t size,
+                         int acks)
+{
+    struct produce_view v = {0};
+    produce_facts_t f = {.version = h->api_version};
+    const uint8_t *body = frame + h->body_off;
+    size_t blen = size - h->body_off;
+    int rc = h->api_version >= KPRODUCE_MIN_VERSION
+                 ? produce_view_v3(&v, h->api_version, body, blen, &f.client_idempotent)
+                 : produce_view_v0(&v, body, blen);
+    if (rc) {
+        produce_view_free(&v);
+        protocol_error(c, h, h->body_off, "cannot decode ProduceRequest");
+        return REQ_CLOSED;
+    }
+    f.transactional = h->api_version >= KPRODUCE_MIN_VERSION && v.req.transactional_id.len >= 0;
+    f.strongest = policy_strongest(c->px->cfg->policy, v.names, v.lens, v.ntopics);
+    produce_route_t route = policy_produce_route(&f);
+    g_metrics.produce_routes[route]++;
+    switch (route) {
+    case ROUTE_AT_MOST_ONCE:
+        rc = route_at_most_once(c, h, frame, &v, acks);
+        break;
+    case ROUTE_UPGRADE:
+        rc = route_upgrade(c, h, frame, size, &v, acks);
+        break;
+    case ROUTE_REFUSE_FORMAT:
+        log_info("client %llu (%s): refusing Produce v%d for an idempotent topic: message "
+                 "format < 2 cannot be upgraded",
+                 (unsigned long long)c->id, c->peer, h->api_version);
+        rc = acks != 0 && answer_produce_error(c, h, &v, KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT)
+                 ? REQ_CLOSED
+                 : REQ_LOCAL;
+        break;
+    default:
+        rc = REQ_FORWARD;
+        expect_response(c, h, acks);
+        break;
+    }
+    produce_view_free(&v);
+    return rc;
+}
+
+void client_upgrade_done(struct proxy *px, uint64_t client_id, uint64_t token,
+                         struct evbuffer *resp)
+{
+    struct client *c;
+    TAILQ_FOREACH(c, &px->clients, link)
+    {
+        if (c->id == client_id)
+            break;
+    }
+    if (!c || token < c->head || token >= c->tail ||
+        slot_at(c, token)->state != SLOT_LOCAL) {
+        if (resp)
+            evbuffer_free(resp); /* the client has gone */
+        return;
+    }
+    if (!resp) {
+        protocol_error(c, NULL, 0, "no response for an upgraded Produce request");
+        return;
+    }
+    g_metrics.local_responses++;
+    slot_complete(c, slot_at(c, token), resp);
+}
+
+/*
  * Checks one complete request frame (size bytes after the prefix, at
  * frame) and does the bookkeeping: REQ_FORWARD when the caller must send
  * the frame upstream (its slot is queued unless it is an acks=0 Produce),
  * REQ_LOCAL when it was answered here, REQ_CLOSED when the client was
  * closed (c is freed).
  */
-static int check_request(struct client *c, const uint8_t *frame, size_t size)
+static int check_request(struct client *c, uint8_t *frame, size_t size)
 {
     kreq_hdr_t h;
     const char *why = NULL;
@@ -355,8 +654,9 @@ static int check_request(struct client *c, const uint8_t *frame, size_t size)
         return REQ_CLOSED;
     }
     int acks = h.api_key == KAPI_Produce ? kproto_produce_acks(&h, frame, size) : 1;
-    if (acks != 0)
-        slot_push(c, &h, SLOT_UPSTREAM);
+    if (h.api_key == KAPI_Produce && c->px->enforce)
+        return route_produce(c, &h, frame, size, acks);
+    expect_response(c, &h, acks);
     return REQ_FORWARD;
 }
 
@@ -366,7 +666,7 @@ static int check_request(struct client *c, const uint8_t *frame, size_t size)
  */
 static int handle_request(struct client *c, struct evbuffer *in, size_t size)
 {
-    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
+    uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
     if (!p) {
         protocol_error(c, NULL, 0, "out of memory");
         return -1;
@@ -532,6 +832,11 @@ static int handle_response(struct client *c, struct evbuffer *in, size_t size)
     evbuffer_copyout(in, hdr, 8);
     int32_t corr = kbe32(hdr + 4);
     struct slot *s = next_upstream_slot(c);
+    if ((!s || s->correlation_id != corr) && take_acks0(c, corr)) {
+        g_metrics.acks0_responses_dropped++;
+        evbuffer_drain(in, size + 4);
+        return 0;
+    }
     if (!s || s->correlation_id != corr) {
         log_warn("client %llu (%s): broker sent correlation id %d, expected %d",
                  (unsigned long long)c->id, c->peer, corr, s ? s->correlation_id : -1);
@@ -684,6 +989,7 @@ static int connect_upstream(struct client *c)
     struct broker *b = c->broker ? c->broker : pick_bootstrap_broker(px);
     if (!b)
         return -1;
+    c->up_broker = b;
     c->up = bufferevent_socket_new(px->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!c->up)
         return -1;

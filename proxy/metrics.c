@@ -78,6 +78,9 @@ static void render_requests(struct evbuffer *out)
            "Responses eosproxy answered itself (e.g. ApiVersions).", (long long)m->local_responses);
     scalar(out, "eosproxy_rewritten_responses_total", "counter",
            "Responses whose broker addresses were rewritten.", (long long)m->rewritten_responses);
+    scalar(out, "eosproxy_acks0_responses_dropped_total", "counter",
+           "Responses to acks=0 Produce requests (brokers send none; some servers do) dropped.",
+           (long long)m->acks0_responses_dropped);
     scalar(out, "eosproxy_inflight_requests", "gauge", "Requests awaiting their response.",
            m->inflight);
     scalar(out, "eosproxy_backpressure_pauses_total", "counter",
@@ -93,6 +96,28 @@ static void render_routes(struct evbuffer *out)
         evbuffer_add_printf(out, "eosproxy_produce_requests_total{route=\"%s\"} %llu\n",
                             policy_route_name((produce_route_t)r),
                             (unsigned long long)g_metrics.produce_routes[r]);
+}
+
+static void render_upgrade(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    scalar(out, "eosproxy_upgraded_batches_total", "counter",
+           "Batches written with eosproxy's producer id (idempotent upgrade).",
+           (long long)m->upgraded_batches);
+    scalar(out, "eosproxy_upgraded_records_total", "counter", "Records in upgraded batches.",
+           (long long)m->upgraded_records);
+    scalar(out, "eosproxy_client_retries_absorbed_total", "counter",
+           "Client batches answered from an in-flight or completed write, not written again.",
+           (long long)m->client_retries_absorbed);
+    scalar(out, "eosproxy_upstream_retries_total", "counter",
+           "Upgraded batches eosproxy resent with the same producer id, epoch and sequence.",
+           (long long)m->upstream_retries);
+    scalar(out, "eosproxy_sequence_resets_total", "counter",
+           "Sequence restarts (producer renewals) forced by a broker error or delivery timeout.",
+           (long long)m->sequence_resets);
+    scalar(out, "eosproxy_producer_id_renewals_total", "counter",
+           "New producer ids or epochs obtained after the first.",
+           (long long)m->producer_id_renewals);
 }
 
 static void render_latency(struct evbuffer *out)
@@ -145,6 +170,7 @@ void metrics_render(struct evbuffer *out)
     render_connections(out);
     render_requests(out);
     render_routes(out);
+    render_upgrade(out);
     render_latency(out);
     render_upstream(out);
 }

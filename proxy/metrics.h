@@ -50,6 +50,14 @@ struct metrics {
     uint64_t metadata_refreshes;
     uint64_t rewritten_responses;
     uint64_t produce_routes[4]; /* by produce_route_t */
+    uint64_t acks0_responses_dropped; /* answers to acks=0 Produce (not Kafka) */
+    /* The idempotent upgrade (upgrade.c). */
+    uint64_t upgraded_batches;        /* batches written with eosproxy's producer id */
+    uint64_t upgraded_records;        /* records in those batches */
+    uint64_t client_retries_absorbed; /* client batches answered from the fingerprint cache */
+    uint64_t upstream_retries;        /* batches eosproxy resent with the same sequence */
+    uint64_t sequence_resets;         /* sequence restarts forced by an error or timeout */
+    uint64_t producer_id_renewals;    /* new producer ids or epochs after the first */
     uint64_t lat_bucket[KAPI_MAX][METRICS_LAT_BUCKETS];
     uint64_t lat_count[KAPI_MAX];
     uint64_t lat_sum_us[KAPI_MAX];

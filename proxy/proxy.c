@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mock.h"
+#include "upgrade.h"
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -289,6 +290,12 @@ int proxy_start(struct proxy *px)
     } else {
         px->bootstrap = strdup(cfg->upstream.bootstrap);
     }
+    px->enforce = policy_enforces(cfg->policy);
+    if (px->enforce) {
+        px->upgrade = upgrade_new(px);
+        if (!px->upgrade)
+            return -1;
+    }
     px->ctl = control_new(px, px->bootstrap);
     if (!px->ctl)
         return -1;
@@ -313,6 +320,7 @@ void proxy_free(struct proxy *px)
     px->draining = 1; /* no bookkeeping callbacks while tearing down */
     client_free_all(px);
     control_free(px->ctl);
+    upgrade_free(px->upgrade);
     admin_free(px->admin);
     if (px->bootstrap_listener)
         evconnlistener_free(px->bootstrap_listener);

@@ -1,0 +1,316 @@
+/*
+ * lane.c - eosproxy-owned upstream connections. See lane.h.
+ */
+#include "lane.h"
+
+#include "config.h"
+#include "kbuf.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#define LANE_MAX_RESPONSE (64u << 20)
+
+/* One request waiting for its response. */
+struct lane_req {
+    int32_t correlation_id;
+    size_t bytes;
+    uint64_t timeout_ms;
+    uint64_t deadline_ms; /* set once written to a live connection */
+    lane_cb cb;
+    void *arg;
+    struct lane_req *next;
+};
+
+enum lane_state { LANE_DOWN, LANE_BACKOFF, LANE_CONNECTING, LANE_UP };
+
+struct lane {
+    struct proxy *px;
+    int32_t node_id;
+    enum lane_state state;
+    struct bufferevent *bev;
+    struct evbuffer *held; /* frames sent while not connected */
+    struct event *timer;   /* reconnect backoff or request deadline */
+    struct lane_req *head, *tail;
+    size_t pending_bytes, max_bytes;
+    int32_t next_corr;
+    uint64_t backoff_ms;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timeval tv;
+    evutil_gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static void arm(struct lane *l, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(l->timer, &tv);
+}
+
+/* Arms the timer for the oldest written request's deadline, if any. */
+static void arm_deadline(struct lane *l)
+{
+    if (l->state != LANE_UP && l->state != LANE_CONNECTING)
+        return;
+    if (!l->head) {
+        evtimer_del(l->timer);
+        return;
+    }
+    uint64_t now = now_ms();
+    arm(l, l->head->deadline_ms > now ? l->head->deadline_ms - now : 0);
+}
+
+static void stamp_deadlines(struct lane *l)
+{
+    uint64_t now = now_ms();
+    const config_t *cfg = l->px->cfg;
+    for (struct lane_req *r = l->head; r; r = r->next)
+        if (!r->deadline_ms)
+            r->deadline_ms = now + cfg->upstream.connect_timeout_ms +
+                             (r->timeout_ms ? r->timeout_ms : cfg->upstream.request_timeout_ms) +
+                             cfg->upstream.request_timeout_ms;
+}
+
+/* Fails every pending request; callbacks run after the list is detached. */
+static void fail_all(struct lane *l)
+{
+    struct lane_req *r = l->head;
+    l->head = l->tail = NULL;
+    l->pending_bytes = 0;
+    while (r) {
+        struct lane_req *next = r->next;
+        r->cb(r->arg, NULL, 0);
+        free(r);
+        r = next;
+    }
+}
+
+static void lane_close(struct lane *l)
+{
+    if (l->bev) {
+        bufferevent_free(l->bev);
+        l->bev = NULL;
+    }
+    if (l->held)
+        evbuffer_drain(l->held, evbuffer_get_length(l->held));
+}
+
+/* Drops the connection, fails what is pending, reconnects after backoff. */
+static void lane_fail(struct lane *l, int kind, const char *why)
+{
+    const config_t *cfg = l->px->cfg;
+    g_metrics.upstream_errors[kind]++;
+    log_warn("lane to broker %d: %s; %s", (int)l->node_id, why,
+             l->head ? "failing its pending requests" : "idle");
+    lane_close(l);
+    l->state = LANE_BACKOFF;
+    arm(l, l->backoff_ms);
+    l->backoff_ms *= 2;
+    if (l->backoff_ms > cfg->upstream.reconnect_backoff_max_ms)
+        l->backoff_ms = cfg->upstream.reconnect_backoff_max_ms;
+    fail_all(l);
+}
+
+static void lane_connect(struct lane *l);
+
+static void handle_frame(struct lane *l, const uint8_t *frame, size_t len)
+{
+    struct lane_req *r = l->head;
+    l->head = r->next;
+    if (!l->head)
+        l->tail = NULL;
+    l->pending_bytes -= r->bytes;
+    l->backoff_ms = l->px->cfg->upstream.reconnect_backoff_ms;
+    r->cb(r->arg, frame, len);
+    free(r);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct lane *l = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (l->bev && evbuffer_get_length(in) >= 8) {
+        uint8_t hdr[8];
+        evbuffer_copyout(in, hdr, 8);
+        int32_t size = kbe32(hdr);
+        if (size < 4 || (uint32_t)size > LANE_MAX_RESPONSE) {
+            lane_fail(l, UPERR_PROTOCOL, "bad response frame size");
+            return;
+        }
+        if (evbuffer_get_length(in) < (size_t)size + 4)
+            return;
+        if (!l->head || kbe32(hdr + 4) != l->head->correlation_id) {
+            lane_fail(l, UPERR_PROTOCOL, "response does not match the oldest request");
+            return;
+        }
+        const uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)size + 4);
+        if (!frame) {
+            lane_fail(l, UPERR_PROTOCOL, "out of memory");
+            return;
+        }
+        handle_frame(l, frame + 4, (size_t)size);
+        if (l->bev == bev)
+            evbuffer_drain(in, (size_t)size + 4);
+    }
+    if (l->bev)
+        arm_deadline(l);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct lane *l = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        l->state = LANE_UP;
+        log_debug("lane to broker %d: connected", (int)l->node_id);
+        return;
+    }
+    lane_fail(l, l->state == LANE_CONNECTING ? UPERR_CONNECT : UPERR_CLOSED,
+              l->state == LANE_CONNECTING ? "connect failed" : "connection closed");
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct lane *l = arg;
+    (void)fd;
+    (void)what;
+    if (l->state == LANE_BACKOFF) {
+        l->state = LANE_DOWN;
+        if (l->head || evbuffer_get_length(l->held))
+            lane_connect(l);
+        return;
+    }
+    if (l->head && l->head->deadline_ms && now_ms() >= l->head->deadline_ms) {
+        lane_fail(l, UPERR_TIMEOUT, "request overdue");
+        return;
+    }
+    arm_deadline(l);
+}
+
+static void lane_connect(struct lane *l)
+{
+    struct broker *b = proxy_broker_find(l->px, l->node_id);
+    if (!b) {
+        lane_fail(l, UPERR_CONNECT, "broker unknown");
+        return;
+    }
+    l->bev = bufferevent_socket_new(l->px->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!l->bev) {
+        lane_fail(l, UPERR_CONNECT, "out of memory");
+        return;
+    }
+    bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
+    bufferevent_enable(l->bev, EV_READ | EV_WRITE);
+    l->state = LANE_CONNECTING;
+    if (bufferevent_socket_connect_hostname(l->bev, l->px->dns, AF_UNSPEC, b->host, b->port)) {
+        lane_fail(l, UPERR_CONNECT, "connect failed");
+        return;
+    }
+    /* bev may be gone if the connect failed synchronously. */
+    if (!l->bev)
+        return;
+    evbuffer_add_buffer(bufferevent_get_output(l->bev), l->held);
+    stamp_deadlines(l);
+    arm_deadline(l);
+}
+
+struct lane *lane_new(struct proxy *px, int32_t node_id, size_t max_bytes)
+{
+    struct lane *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->px = px;
+    l->node_id = node_id;
+    l->max_bytes = max_bytes;
+    l->backoff_ms = px->cfg->upstream.reconnect_backoff_ms;
+    l->state = LANE_DOWN;
+    l->held = evbuffer_new();
+    l->timer = evtimer_new(px->base, timer_cb, l);
+    if (!l->held || !l->timer) {
+        lane_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void lane_free(struct lane *l)
+{
+    if (!l)
+        return;
+    lane_close(l);
+    if (l->timer)
+        event_free(l->timer);
+    l->timer = NULL;
+    fail_all(l);
+    if (l->held)
+        evbuffer_free(l->held);
+    free(l);
+}
+
+int32_t lane_node_id(const struct lane *l)
+{
+    return l->node_id;
+}
+
+size_t lane_pending_bytes(const struct lane *l)
+{
+    return l->pending_bytes;
+}
+
+int32_t lane_next_correlation(struct lane *l)
+{
+    return l->next_corr;
+}
+
+int lane_send(struct lane *l, const uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
+              void *arg)
+{
+    if (l->pending_bytes + len > l->max_bytes && l->head)
+        return -1;
+    struct lane_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -1;
+    struct evbuffer *out = l->bev ? bufferevent_get_output(l->bev) : l->held;
+    if (evbuffer_add(out, frame, len)) {
+        free(r);
+        return -1;
+    }
+    r->correlation_id = l->next_corr;
+    l->next_corr = l->next_corr == INT32_MAX ? 0 : l->next_corr + 1;
+    r->bytes = len;
+    r->timeout_ms = timeout_ms;
+    r->cb = cb;
+    r->arg = arg;
+    if (l->tail)
+        l->tail->next = r;
+    else
+        l->head = r;
+    l->tail = r;
+    l->pending_bytes += len;
+    if (l->bev) {
+        stamp_deadlines(l);
+        if (!evtimer_pending(l->timer, NULL))
+            arm_deadline(l);
+    } else if (l->state == LANE_DOWN) {
+        /* Connect from the timer, so cb never runs inside lane_send. */
+        l->state = LANE_BACKOFF;
+        arm(l, 0);
+    }
+    return 0;
+}

@@ -1,0 +1,1020 @@
+/*
+ * upgrade.c - the idempotent upgrade engine. See upgrade.h.
+ *
+ * A client ProduceRequest is copied and parsed; each partition's batch is
+ * fingerprinted (topic, partition, krecord_fingerprint). A batch already in
+ * flight or completed recently answers from there (a client retry
+ * absorbed); otherwise it is copied into a "ubatch" and queued on its
+ * partition. One batch per partition is on the wire at a time (strict
+ * order, trivially safe rollback); it gets eosproxy's producer id, epoch
+ * and the partition's next sequence when first sent under a producer
+ * generation, and keeps them for every retry. Batches for the same broker
+ * travel together in one ProduceRequest on that broker's lane (lane.h).
+ * When every partition of a client request has an outcome, the
+ * ProduceResponse is built in the client's version and handed to
+ * client_upgrade_done (later, from the event loop, never inside submit).
+ *
+ * Error table (upstream partition ErrorCode -> what eosproxy does):
+ *
+ *   0 NONE                          success: client gets the base offset;
+ *                                   the result is cached for client retries
+ *   46 DUPLICATE_SEQUENCE_NUMBER    success (the broker already holds the
+ *                                   batch); base offset from the broker's
+ *                                   answer, -1 if it gives none
+ *   7 REQUEST_TIMED_OUT,            "may or may not be written": retried by
+ *   13 NETWORK_EXCEPTION,           eosproxy with the SAME producer id,
+ *   19 NOT_ENOUGH_REPLICAS,         epoch and sequence, backoff 100 ms
+ *   20 NOT_ENOUGH_REPLICAS_AFTER_   doubling to 1 s, until success or the
+ *      APPEND, 56 KAFKA_STORAGE_    delivery timeout (120 s from submit);
+ *      ERROR is NOT here (see       then the client gets REQUEST_TIMED_OUT
+ *      below), lane disconnects,    and the producer epoch is bumped so the
+ *      overdue or malformed         old attempt can never be written later
+ *      responses
+ *   6 NOT_LEADER_OR_FOLLOWER,       "nothing was written": returned to the
+ *   3 UNKNOWN_TOPIC_OR_PARTITION,   client as is; the partition's sequence
+ *   5 LEADER_NOT_AVAILABLE,         is rolled back, so the client's retry
+ *   74 FENCED_LEADER_EPOCH,         (to the new leader) is sent with the
+ *   75 UNKNOWN_LEADER_EPOCH,        same sequence
+ *   56 KAFKA_STORAGE_ERROR,
+ *   14/15/16 COORDINATOR_*
+ *   45 OUT_OF_ORDER_SEQUENCE_NUMBER, safe reset: eosproxy renews its
+ *   47 INVALID_PRODUCER_EPOCH,      producer (KIP-360 epoch bump with
+ *   59 UNKNOWN_PRODUCER_ID,         InitProducerId v3+; once a broker
+ *                                   refuses a bump, e.g. 49 for a null
+ *                                   transactional id, a fresh id);
+ *   90 PRODUCER_FENCED              sequences restart at 0 on every
+ *                                   partition and the rejected batch is
+ *                                   resent under the new epoch; the client
+ *                                   sees only the final outcome
+ *   2 CORRUPT_MESSAGE, 10 MESSAGE_  non-retriable: returned to the client
+ *   TOO_LARGE, 18 RECORD_LIST_TOO_  as is, sequence rolled back (the broker
+ *   LARGE, 21 INVALID_REQUIRED_     validated before appending)
+ *   ACKS, 29 TOPIC_AUTHORIZATION_
+ *   FAILED, 87 INVALID_RECORD,
+ *   76 UNSUPPORTED_COMPRESSION_
+ *   TYPE, 43 UNSUPPORTED_FOR_
+ *   MESSAGE_FORMAT, any other
+ *
+ * Answers eosproxy makes itself: a batch that fails the broker's own
+ * checks (kproduce_check_records: CRC, count, more than one batch) gets
+ * CORRUPT_MESSAGE / INVALID_RECORD without going upstream; a batch that
+ * already carries a producer id gets INVALID_RECORD (the caller routes
+ * those around the engine); a request that would exceed the engine's
+ * bounds (requests, bytes, partitions, cache of in-flight batches) gets
+ * REQUEST_TIMED_OUT, which clients retry; Produce v0..v2 (message format
+ * < 2) get UNSUPPORTED_FOR_MESSAGE_FORMAT from upgrade_submit.
+ *
+ * Known limits: two batches with identical content (same records, same
+ * timestamps) in the same partition within the cache window are taken
+ * for one; a batch whose retries straddle a producer renewal is resent
+ * under the new epoch (the broker cannot dedup across epochs).
+ */
+#include "upgrade.h"
+
+#include "client.h"
+#include "config.h"
+#include "kinitpid.h"
+#include "kproduce.h"
+#include "krecord.h"
+#include "lane.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "seqstate.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+/* Kafka ErrorCodes used here. */
+enum {
+    KERR_NONE = 0,
+    KERR_CORRUPT_MESSAGE = 2,
+    KERR_REQUEST_TIMED_OUT = 7,
+    KERR_NETWORK_EXCEPTION = 13,
+    KERR_NOT_ENOUGH_REPLICAS = 19,
+    KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20,
+    KERR_INVALID_REQUEST = 42,
+    KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
+    KERR_OUT_OF_ORDER_SEQUENCE_NUMBER = 45,
+    KERR_DUPLICATE_SEQUENCE_NUMBER = 46,
+    KERR_INVALID_PRODUCER_EPOCH = 47,
+    KERR_UNKNOWN_PRODUCER_ID = 59,
+    KERR_INVALID_RECORD = 87,
+    KERR_PRODUCER_FENCED = 90,
+};
+
+#define UPG_CLIENT_ID "eosproxy"
+#define UPG_TXN_TIMEOUT_MS 60000
+#define UPG_DELIVERY_TIMEOUT_MS 120000u
+#define UPG_RETRY_BACKOFF_MS 100u
+#define UPG_RETRY_BACKOFF_MAX_MS 1000u
+#define UPG_PID_BACKOFF_MAX_MS 5000u
+#define UPG_TICK_MS 50
+#define UPG_MAX_REQUESTS 100000u
+#define UPG_MAX_BYTES (256u << 20)
+#define UPG_LANE_MAX_BYTES (64u << 20)
+#define UPG_FLIGHT_MAX_BYTES (1u << 20)
+#define UPG_MAX_PARTITIONS 65536u
+#define UPG_FPC_MAX 100000u
+#define UPG_FPC_TTL_MS 600000u
+
+enum pid_state { PID_NONE, PID_REQUESTING, PID_READY };
+
+struct ureq;
+
+/* One partition slot of a client request waiting on a batch. */
+struct waiter {
+    struct ureq *r;
+    kproduce_presp_t *slot;
+    struct waiter *next;
+};
+
+/* A batch eosproxy writes upstream, shared by every request it answers. */
+struct ubatch {
+    struct upart *part;
+    struct fpc_entry *fpe; /* its fingerprint, FPC_INFLIGHT */
+    uint8_t *data;         /* the batch (owned); rewritten in place */
+    size_t size;
+    int32_t record_count;
+    int32_t node_id;    /* the broker the client sent it to */
+    int32_t timeout_ms; /* the client's ProduceRequest timeout */
+    uint64_t gen;       /* producer generation of pid/epoch/seq; 0: none */
+    int32_t seq;
+    int on_wire;
+    int ambiguous; /* an attempt under gen may have been written */
+    uint64_t created_ms, not_before_ms, backoff_ms;
+    struct waiter *waiters;
+    TAILQ_ENTRY(ubatch) link;
+};
+TAILQ_HEAD(ubatch_q, ubatch);
+
+/* Per (topic, partition): sequence state and the queue of batches. */
+struct upart {
+    struct seqpart sp; /* first: the seqtab entry */
+    struct ubatch_q q;
+    int active;
+    TAILQ_ENTRY(upart) alink;
+};
+TAILQ_HEAD(upart_q, upart);
+
+/* A client ProduceRequest being answered. */
+struct ureq {
+    uint64_t client_id, token;
+    int16_t ver;
+    int32_t corr;
+    int acks_zero;
+    uint8_t *frame; /* copy; req and resp views point into it */
+    size_t len, bytes;
+    kproduce_req_t req;
+    kproduce_resp_t resp;   /* shaped like req */
+    struct waiter *waiters; /* one per partition slot */
+    int32_t nleft;
+    int ready; /* on the done list */
+    LIST_ENTRY(ureq) link;
+    TAILQ_ENTRY(ureq) dlink;
+};
+LIST_HEAD(ureq_list, ureq);
+TAILQ_HEAD(ureq_q, ureq);
+
+/* One upstream ProduceRequest in flight on a lane. */
+struct flight {
+    struct upgrade *u;
+    int16_t ver;
+    int32_t n;
+    LIST_ENTRY(flight) link;
+    struct ubatch *b[];
+};
+LIST_HEAD(flight_list, flight);
+
+/* An InitProducerId in flight. */
+struct pidreq {
+    struct upgrade *u;
+    int16_t ver;
+    int bump;
+};
+
+struct upgrade {
+    struct proxy *px;
+    struct lane **lanes;
+    size_t nlanes;
+    enum pid_state pid_state;
+    int64_t pid;
+    int16_t epoch;
+    uint64_t gen; /* bumped with every new pid/epoch; 0 = none yet */
+    uint64_t pid_not_before_ms, pid_backoff_ms;
+    size_t pid_rr;
+    int bump_refused; /* a broker refused a KIP-360 bump: take fresh ids */
+    struct pidreq *pidreq;
+    struct seqtab parts;
+    struct fpcache fpc;
+    struct upart_q active;
+    struct ureq_list reqs;
+    struct ureq_q done;
+    struct flight_list flights;
+    size_t nreqs, bytes;
+    struct event *kick, *tick;
+    int closing;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Runs kick_cb soon from the loop (coalesces many submits/responses). */
+static void kick(struct upgrade *u)
+{
+    if (!u->closing && !event_pending(u->kick, EV_TIMEOUT, NULL))
+        event_active(u->kick, EV_TIMEOUT, 0);
+}
+
+/* ---------------------------------------------------------------- classes */
+
+enum err_class { EC_SUCCESS, EC_RETRY, EC_RESET, EC_FAIL };
+
+/* Which row of the error table an upstream partition ErrorCode is in. */
+static enum err_class classify(int16_t e)
+{
+    switch (e) {
+    case KERR_NONE:
+    case KERR_DUPLICATE_SEQUENCE_NUMBER:
+        return EC_SUCCESS;
+    case KERR_REQUEST_TIMED_OUT:
+    case KERR_NETWORK_EXCEPTION:
+    case KERR_NOT_ENOUGH_REPLICAS:
+    case KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+        return EC_RETRY;
+    case KERR_OUT_OF_ORDER_SEQUENCE_NUMBER:
+    case KERR_INVALID_PRODUCER_EPOCH:
+    case KERR_UNKNOWN_PRODUCER_ID:
+    case KERR_PRODUCER_FENCED:
+        return EC_RESET;
+    default:
+        return EC_FAIL;
+    }
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void ureq_free(struct upgrade *u, struct ureq *r)
+{
+    if (r->resp.topics) {
+        for (int32_t i = 0; i < r->resp.ntopics; i++)
+            free(r->resp.topics[i].partitions);
+        free(r->resp.topics);
+    }
+    kproduce_req_free(&r->req);
+    free(r->waiters);
+    free(r->frame);
+    u->bytes -= r->bytes;
+    u->nreqs--;
+    free(r);
+}
+
+/* Queues r for completion from the loop (never inside upgrade_submit). */
+static void ureq_ready(struct upgrade *u, struct ureq *r)
+{
+    if (r->ready)
+        return;
+    r->ready = 1;
+    TAILQ_INSERT_TAIL(&u->done, r, dlink);
+    kick(u);
+}
+
+/* Builds r's ProduceResponse; NULL if acks=0 or out of memory (logged). */
+static struct evbuffer *build_response(struct ureq *r)
+{
+    if (r->acks_zero)
+        return NULL;
+    r->resp.correlation_id = r->corr;
+    kwriter_t w;
+    kw_init(&w, 256);
+    struct evbuffer *out = NULL;
+    if (kproduce_resp_write(&w, r->ver, &r->resp) == 0 && (out = evbuffer_new()) &&
+        evbuffer_add(out, w.buf, w.len)) {
+        evbuffer_free(out);
+        out = NULL;
+    }
+    if (!out)
+        log_error("upgrade: cannot build ProduceResponse for client %llu (out of memory)",
+                  (unsigned long long)r->client_id);
+    kw_free(&w);
+    return out;
+}
+
+static void ureq_finish(struct upgrade *u, struct ureq *r)
+{
+    struct evbuffer *resp = build_response(r);
+    LIST_REMOVE(r, link);
+    client_upgrade_done(u->px, r->client_id, r->token, resp); /* takes resp */
+    ureq_free(u, r);
+}
+
+static void set_slot(kproduce_presp_t *s, const struct fpc_result *res)
+{
+    s->error_code = res->error_code;
+    s->base_offset = res->base_offset;
+    s->log_append_time_ms = res->log_append_time_ms;
+    s->log_start_offset = res->log_start_offset;
+}
+
+/* Gives every request waiting on b its outcome. */
+static void answer_waiters(struct upgrade *u, struct ubatch *b, const struct fpc_result *res)
+{
+    struct waiter *w = b->waiters;
+    b->waiters = NULL;
+    for (; w; w = w->next) {
+        set_slot(w->slot, res);
+        if (--w->r->nleft == 0)
+            ureq_ready(u, w->r);
+    }
+}
+
+/* ---------------------------------------------------------------- batches */
+
+static void part_activate(struct upgrade *u, struct upart *p)
+{
+    if (!p->active) {
+        p->active = 1;
+        TAILQ_INSERT_TAIL(&u->active, p, alink);
+    }
+}
+
+static void part_deactivate(struct upgrade *u, struct upart *p)
+{
+    if (p->active) {
+        p->active = 0;
+        TAILQ_REMOVE(&u->active, p, alink);
+    }
+}
+
+static void ubatch_free(struct upgrade *u, struct ubatch *b)
+{
+    TAILQ_REMOVE(&b->part->q, b, link);
+    u->bytes -= b->size;
+    free(b->data);
+    free(b);
+}
+
+static void batch_succeeded(struct upgrade *u, struct ubatch *b, const struct fpc_result *res)
+{
+    g_metrics.upgraded_batches++;
+    g_metrics.upgraded_records += (uint64_t)b->record_count;
+    fpc_complete(&u->fpc, b->fpe, res, now_ms());
+    answer_waiters(u, b, res);
+    ubatch_free(u, b);
+}
+
+static void renew_producer(struct upgrade *u, const char *why);
+
+/*
+ * Fails b with ErrorCode e to its waiters. The fingerprint is dropped (the
+ * client's retry is a new write). When the broker wrote nothing the
+ * sequence is given back; when an attempt may have been written (delivery
+ * timeout) the epoch is bumped instead, fencing that attempt.
+ */
+static void batch_failed(struct upgrade *u, struct ubatch *b, int16_t e)
+{
+    if (b->gen && b->gen == u->gen) {
+        if (classify(e) == EC_RETRY && b->ambiguous) {
+            g_metrics.sequence_resets++;
+            renew_producer(u, "a batch timed out after an ambiguous attempt");
+        } else {
+            seq_rollback(&b->part->sp, b->gen, b->seq, b->record_count);
+        }
+    }
+    fpc_remove(&u->fpc, b->fpe);
+    struct fpc_result res = {e, -1, -1, -1};
+    answer_waiters(u, b, &res);
+    ubatch_free(u, b);
+}
+
+/* A "may or may not be written" outcome: retry with the same ids. */
+static void batch_retry(struct upgrade *u, struct ubatch *b, uint64_t now)
+{
+    b->ambiguous = 1;
+    if (now - b->created_ms >= UPG_DELIVERY_TIMEOUT_MS) {
+        log_warn("upgrade: %s-%d: delivery timeout; answering REQUEST_TIMED_OUT", b->part->sp.topic,
+                 (int)b->part->sp.partition);
+        batch_failed(u, b, KERR_REQUEST_TIMED_OUT);
+        return;
+    }
+    g_metrics.upstream_retries++;
+    b->not_before_ms = now + b->backoff_ms;
+    b->backoff_ms *= 2;
+    if (b->backoff_ms > UPG_RETRY_BACKOFF_MAX_MS)
+        b->backoff_ms = UPG_RETRY_BACKOFF_MAX_MS;
+}
+
+/* Applies one upstream partition outcome to b. */
+static void batch_outcome(struct upgrade *u, struct ubatch *b, const kproduce_presp_t *p,
+                          uint64_t now)
+{
+    int16_t e = p ? p->error_code : KERR_NETWORK_EXCEPTION;
+    switch (classify(e)) {
+    case EC_SUCCESS: {
+        struct fpc_result res = {0, e == KERR_NONE ? p->base_offset : -1, p->log_append_time_ms,
+                                 p->log_start_offset};
+        batch_succeeded(u, b, &res);
+        break;
+    }
+    case EC_RETRY:
+        batch_retry(u, b, now);
+        break;
+    case EC_RESET:
+        log_warn("upgrade: %s-%d: ErrorCode %d for producer id %lld epoch %d; renewing",
+                 b->part->sp.topic, (int)b->part->sp.partition, (int)e, (long long)u->pid,
+                 (int)u->epoch);
+        if (b->gen == u->gen) {
+            g_metrics.sequence_resets++;
+            renew_producer(u, "the broker rejected the producer state");
+        }
+        b->gen = 0; /* resent with the new producer's ids */
+        b->ambiguous = 0;
+        break;
+    default:
+        batch_failed(u, b, e);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- lanes */
+
+static struct lane *lane_for(struct upgrade *u, int32_t node_id)
+{
+    for (size_t i = 0; i < u->nlanes; i++)
+        if (lane_node_id(u->lanes[i]) == node_id)
+            return u->lanes[i];
+    struct lane **nl = realloc(u->lanes, (u->nlanes + 1) * sizeof(*nl));
+    if (!nl)
+        return NULL;
+    u->lanes = nl;
+    struct lane *l = lane_new(u->px, node_id, UPG_LANE_MAX_BYTES);
+    if (!l)
+        return NULL;
+    u->lanes[u->nlanes++] = l;
+    return l;
+}
+
+static int16_t produce_version(const struct upgrade *u)
+{
+    int16_t v = u->px->versions[KAPI_Produce].max_ver;
+    if (v > KPRODUCE_MAX_VERSION)
+        v = KPRODUCE_MAX_VERSION;
+    return v < KPRODUCE_MIN_VERSION ? KPRODUCE_MIN_VERSION : v;
+}
+
+/* Finds the outcome of (topic, partition) in an upstream response. */
+static const kproduce_presp_t *find_presp(const kproduce_resp_t *resp, const struct seqpart *sp)
+{
+    for (int32_t i = 0; i < resp->ntopics; i++) {
+        const kproduce_tresp_t *t = &resp->topics[i];
+        if ((size_t)t->name.len != sp->topic_len || memcmp(t->name.ptr, sp->topic, sp->topic_len))
+            continue;
+        for (int32_t j = 0; j < t->npartitions; j++)
+            if (t->partitions[j].index == sp->partition)
+                return &t->partitions[j];
+    }
+    return NULL;
+}
+
+static void flight_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct flight *f = arg;
+    struct upgrade *u = f->u;
+    LIST_REMOVE(f, link);
+    if (u->closing) {
+        free(f);
+        return;
+    }
+    kproduce_resp_t resp;
+    int parsed = frame && kproduce_resp_parse(f->ver, frame, len, &resp, NULL) == 0;
+    if (frame && !parsed)
+        log_warn("upgrade: malformed ProduceResponse; retrying its %d batches", (int)f->n);
+    uint64_t now = now_ms();
+    for (int32_t i = 0; i < f->n; i++) {
+        struct ubatch *b = f->b[i];
+        b->on_wire = 0;
+        batch_outcome(u, b, parsed ? find_presp(&resp, &b->part->sp) : NULL, now);
+    }
+    if (parsed)
+        kproduce_resp_free(&resp);
+    free(f);
+    kick(u);
+}
+
+/* Gives b eosproxy's ids under the current generation, once per generation. */
+static void batch_stamp(struct upgrade *u, struct ubatch *b)
+{
+    if (b->gen == u->gen)
+        return;
+    b->seq = seq_assign(&b->part->sp, u->gen, b->record_count);
+    b->gen = u->gen;
+    b->ambiguous = 0;
+    krecord_set_producer(b->data, b->size, u->pid, u->epoch, b->seq, 0);
+}
+
+/*
+ * Encodes b[0..n) (all for one broker, distinct partitions) as one
+ * ProduceRequest (acks=-1) and sends it on lane l. On failure the batches
+ * wait a backoff and go again.
+ */
+static void send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int32_t n)
+{
+    kproduce_topic_t *topics = calloc((size_t)n, sizeof(*topics));
+    kproduce_partition_t *parts = calloc((size_t)n, sizeof(*parts));
+    struct flight *f = calloc(1, sizeof(*f) + (size_t)n * sizeof(f->b[0]));
+    if (!topics || !parts || !f) {
+        free(topics);
+        free(parts);
+        free(f);
+        return; /* the batches stay ready: the next tick tries again */
+    }
+    kproduce_req_t req = {{NULL, -1}, -1, 0, 0, topics};
+    /* Group the partitions by topic: each topic's partitions are contiguous. */
+    int32_t np = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (!b[i])
+            continue;
+        kproduce_topic_t *t = &topics[req.ntopics++];
+        t->name = (kstr_t){b[i]->part->sp.topic, (int32_t)b[i]->part->sp.topic_len};
+        t->partitions = &parts[np];
+        for (int32_t j = i; j < n; j++) {
+            if (!b[j] || b[j]->part->sp.topic_len != (size_t)t->name.len ||
+                memcmp(b[j]->part->sp.topic, t->name.ptr, (size_t)t->name.len))
+                continue;
+            batch_stamp(u, b[j]);
+            if (b[j]->timeout_ms > req.timeout_ms)
+                req.timeout_ms = b[j]->timeout_ms;
+            parts[np++] =
+                (kproduce_partition_t){b[j]->part->sp.partition, {b[j]->data, (int32_t)b[j]->size}};
+            t->npartitions++;
+            f->b[f->n++] = b[j];
+            b[j] = NULL;
+        }
+    }
+    f->u = u;
+    f->ver = produce_version(u);
+    kwriter_t w;
+    kw_init(&w, 1024);
+    int ok =
+        kproduce_req_write(&w, f->ver, lane_next_correlation(l),
+                           (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req) == 0 &&
+        lane_send(l, w.buf, w.len, (uint64_t)req.timeout_ms, flight_done, f) == 0;
+    if (ok) {
+        LIST_INSERT_HEAD(&u->flights, f, link);
+        for (int32_t i = 0; i < f->n; i++)
+            f->b[i]->on_wire = 1;
+    } else {
+        log_warn("upgrade: cannot send to broker %d now (lane full or out of memory)",
+                 (int)lane_node_id(l));
+        uint64_t now = now_ms();
+        for (int32_t i = 0; i < f->n; i++)
+            f->b[i]->not_before_ms = now + UPG_RETRY_BACKOFF_MS;
+        free(f);
+    }
+    kw_free(&w);
+    free(topics);
+    free(parts);
+}
+
+/* ---------------------------------------------------------------- flush */
+
+/* Sends every partition's head batch that may go, grouped by broker. */
+static void flush(struct upgrade *u)
+{
+    if (u->pid_state != PID_READY)
+        return;
+    uint64_t now = now_ms();
+    size_t cap = 0;
+    struct upart *p, *tmp;
+    TAILQ_FOREACH(p, &u->active, alink)
+    cap++;
+    if (!cap)
+        return;
+    struct ubatch **ready = calloc(cap, sizeof(*ready));
+    if (!ready)
+        return; /* retried on the next tick */
+    size_t n = 0;
+    for (p = TAILQ_FIRST(&u->active); p; p = tmp) {
+        tmp = TAILQ_NEXT(p, alink);
+        struct ubatch *h = TAILQ_FIRST(&p->q);
+        if (!h) {
+            part_deactivate(u, p);
+            continue;
+        }
+        if (!h->on_wire && h->not_before_ms <= now)
+            ready[n++] = h;
+    }
+    /* One ProduceRequest per broker, at most UPG_FLIGHT_MAX_BYTES each (but
+     * at least one batch); what the cap leaves forms the next group. */
+    struct ubatch **group = calloc(n ? n : 1, sizeof(*group));
+    for (size_t i = 0; group && i < n; i++) {
+        if (!ready[i])
+            continue;
+        int32_t node = ready[i]->node_id;
+        int32_t g = 0;
+        size_t bytes = 0;
+        for (size_t j = i; j < n; j++) {
+            if (!ready[j] || ready[j]->node_id != node)
+                continue;
+            if (g && bytes + ready[j]->size > UPG_FLIGHT_MAX_BYTES)
+                break;
+            bytes += ready[j]->size;
+            group[g++] = ready[j];
+            ready[j] = NULL;
+        }
+        struct lane *l = lane_for(u, node);
+        if (l)
+            send_flight(u, l, group, g);
+    }
+    free(group);
+    free(ready);
+}
+
+/* Fails batches that waited beyond the delivery timeout without a send. */
+static void expire_batches(struct upgrade *u, uint64_t now)
+{
+    struct upart *p, *ptmp;
+    for (p = TAILQ_FIRST(&u->active); p; p = ptmp) {
+        ptmp = TAILQ_NEXT(p, alink);
+        struct ubatch *b, *btmp;
+        for (b = TAILQ_FIRST(&p->q); b; b = btmp) {
+            btmp = TAILQ_NEXT(b, link);
+            if (!b->on_wire && now - b->created_ms >= UPG_DELIVERY_TIMEOUT_MS)
+                batch_failed(u, b, KERR_REQUEST_TIMED_OUT);
+        }
+        if (TAILQ_EMPTY(&p->q))
+            part_deactivate(u, p);
+    }
+}
+
+/* ---------------------------------------------------------------- producer id */
+
+static void start_pid(struct upgrade *u);
+
+static void pid_backoff(struct upgrade *u)
+{
+    u->pid_state = PID_NONE;
+    u->pid_not_before_ms = now_ms() + u->pid_backoff_ms;
+    u->pid_backoff_ms *= 2;
+    if (u->pid_backoff_ms > UPG_PID_BACKOFF_MAX_MS)
+        u->pid_backoff_ms = UPG_PID_BACKOFF_MAX_MS;
+}
+
+static void pid_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct pidreq *pr = arg;
+    struct upgrade *u = pr->u;
+    if (u->pidreq == pr)
+        u->pidreq = NULL;
+    if (u->closing) {
+        free(pr);
+        return;
+    }
+    kinitpid_resp_t resp;
+    if (!frame || kinitpid_resp_parse(pr->ver, frame, len, &resp)) {
+        log_warn("upgrade: InitProducerId %s; retrying", frame ? "malformed" : "failed");
+        pid_backoff(u);
+    } else if (resp.error_code != KERR_NONE || resp.producer_id < 0 || resp.producer_epoch < 0) {
+        log_warn("upgrade: InitProducerId answered ErrorCode %d%s; retrying", (int)resp.error_code,
+                 pr->bump ? " to an epoch bump (next: a new id)" : "");
+        if (pr->bump)
+            u->bump_refused = 1; /* e.g. 49 INVALID_PRODUCER_ID_MAPPING: fresh ids */
+        pid_backoff(u);
+    } else {
+        if (u->gen)
+            g_metrics.producer_id_renewals++;
+        u->pid = resp.producer_id;
+        u->epoch = resp.producer_epoch;
+        u->gen++;
+        u->pid_state = PID_READY;
+        u->pid_backoff_ms = UPG_RETRY_BACKOFF_MS;
+        log_info("upgrade: producer id %lld epoch %d (InitProducerId v%d)", (long long)u->pid,
+                 (int)u->epoch, (int)pr->ver);
+    }
+    free(pr);
+    kick(u);
+}
+
+/* Asks any known broker for a producer id, or for an epoch bump of ours. */
+static void start_pid(struct upgrade *u)
+{
+    struct proxy *px = u->px;
+    if (u->pid_state != PID_NONE || now_ms() < u->pid_not_before_ms)
+        return;
+    if (px->nbrokers == 0) {
+        pid_backoff(u);
+        return;
+    }
+    struct broker *b = px->brokers[u->pid_rr++ % px->nbrokers];
+    struct lane *l = lane_for(u, b->node_id);
+    struct pidreq *pr = calloc(1, sizeof(*pr));
+    if (!l || !pr) {
+        free(pr);
+        pid_backoff(u);
+        return;
+    }
+    const kver_range_t *vr = &px->versions[KAPI_InitProducerId];
+    int16_t ver = vr->min_ver <= vr->max_ver ? vr->max_ver : 0;
+    if (ver > KINITPID_MAX_VERSION)
+        ver = KINITPID_MAX_VERSION;
+    kinitpid_req_t req = {{NULL, -1}, UPG_TXN_TIMEOUT_MS, -1, -1};
+    /* KIP-360: bump our epoch while it has room, else take a new id. */
+    if (u->pid >= 0 && !u->bump_refused && ver >= KINITPID_BUMP_VERSION &&
+        u->epoch < INT16_MAX - 1) {
+        req.producer_id = u->pid;
+        req.producer_epoch = u->epoch;
+        pr->bump = 1;
+    }
+    pr->u = u;
+    pr->ver = ver;
+    kwriter_t w;
+    kw_init(&w, 64);
+    int rc = kinitpid_req_write(&w, ver, lane_next_correlation(l),
+                                (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req);
+    if (rc == 0)
+        rc = lane_send(l, w.buf, w.len, 0, pid_done, pr);
+    kw_free(&w);
+    if (rc) {
+        free(pr);
+        pid_backoff(u);
+        return;
+    }
+    u->pidreq = pr;
+    u->pid_state = PID_REQUESTING;
+}
+
+/* Starts a renewal unless one is under way (sequences restart with it). */
+static void renew_producer(struct upgrade *u, const char *why)
+{
+    if (u->pid_state != PID_READY)
+        return;
+    log_warn("upgrade: renewing producer id %lld epoch %d: %s", (long long)u->pid, (int)u->epoch,
+             why);
+    u->pid_state = PID_NONE;
+    u->pid_not_before_ms = 0;
+    start_pid(u);
+}
+
+/* ---------------------------------------------------------------- loop */
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upgrade *u = arg;
+    (void)fd;
+    (void)what;
+    struct ureq *r;
+    while ((r = TAILQ_FIRST(&u->done))) {
+        TAILQ_REMOVE(&u->done, r, dlink);
+        ureq_finish(u, r);
+    }
+    if (u->pid_state == PID_NONE && !TAILQ_EMPTY(&u->active))
+        start_pid(u);
+    flush(u);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upgrade *u = arg;
+    (void)fd;
+    (void)what;
+    if (TAILQ_EMPTY(&u->active))
+        return;
+    expire_batches(u, now_ms());
+    kick_cb(fd, what, arg);
+}
+
+/* ---------------------------------------------------------------- submit */
+
+/* Mirrors req's topics and partitions in r->resp (names are views). */
+static int shape_response(struct ureq *r)
+{
+    const kproduce_req_t *q = &r->req;
+    r->resp.ntopics = q->ntopics;
+    r->resp.topics = calloc(q->ntopics ? (size_t)q->ntopics : 1, sizeof(*r->resp.topics));
+    if (!r->resp.topics)
+        return -1;
+    int32_t nslots = 0;
+    for (int32_t i = 0; i < q->ntopics; i++) {
+        kproduce_tresp_t *t = &r->resp.topics[i];
+        t->name = q->topics[i].name;
+        t->npartitions = q->topics[i].npartitions;
+        t->partitions = calloc(t->npartitions ? (size_t)t->npartitions : 1, sizeof(*t->partitions));
+        if (!t->partitions)
+            return -1;
+        for (int32_t j = 0; j < t->npartitions; j++) {
+            kproduce_presp_t *p = &t->partitions[j];
+            p->index = q->topics[i].partitions[j].index;
+            p->base_offset = p->log_append_time_ms = p->log_start_offset = -1;
+            p->error_message = (kstr_t){NULL, -1};
+        }
+        nslots += t->npartitions;
+    }
+    r->waiters = calloc(nslots ? (size_t)nslots : 1, sizeof(*r->waiters));
+    return r->waiters ? 0 : -1;
+}
+
+static void attach(struct ureq *r, struct waiter *w, kproduce_presp_t *slot, struct ubatch *b)
+{
+    w->r = r;
+    w->slot = slot;
+    w->next = b->waiters;
+    b->waiters = w;
+    r->nleft++;
+}
+
+/* A new ubatch for one client batch, queued on its partition; NULL on
+ * exhaustion (the slot then answers REQUEST_TIMED_OUT). */
+static struct ubatch *new_batch(struct upgrade *u, struct upart *p, const uint8_t *batch,
+                                const krecord_batch_t *hdr, uint64_t key, int32_t node_id,
+                                int32_t timeout_ms)
+{
+    if (u->bytes + hdr->size > UPG_MAX_BYTES)
+        return NULL;
+    struct ubatch *b = calloc(1, sizeof(*b));
+    uint8_t *data = malloc(hdr->size);
+    struct fpc_entry *e = b && data ? fpc_add_inflight(&u->fpc, key, b, now_ms()) : NULL;
+    if (!e) {
+        free(b);
+        free(data);
+        return NULL;
+    }
+    memcpy(data, batch, hdr->size);
+    b->part = p;
+    b->fpe = e;
+    b->data = data;
+    b->size = hdr->size;
+    b->record_count = hdr->record_count;
+    b->node_id = node_id;
+    b->timeout_ms = timeout_ms;
+    b->created_ms = now_ms();
+    b->backoff_ms = UPG_RETRY_BACKOFF_MS;
+    u->bytes += hdr->size;
+    TAILQ_INSERT_TAIL(&p->q, b, link);
+    part_activate(u, p);
+    return b;
+}
+
+/* Routes one partition of a client request; sets the slot or attaches. */
+static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
+                             const kproduce_partition_t *pp, kproduce_presp_t *slot,
+                             struct waiter *w, int32_t node_id)
+{
+    krecord_batch_t hdr;
+    int rc = kproduce_check_records(r->ver, pp->records, &hdr, 1);
+    if (rc != KREC_OK) {
+        slot->error_code = krecord_kafka_error(rc);
+        return;
+    }
+    if (hdr.producer_id != -1) {
+        slot->error_code = KERR_INVALID_RECORD;
+        return;
+    }
+    const uint8_t *batch = pp->records.ptr + hdr.offset;
+    uint64_t key =
+        fpc_key(topic.ptr, (size_t)topic.len, pp->index, krecord_fingerprint(batch, hdr.size));
+    struct fpc_entry *e = fpc_find(&u->fpc, key, now_ms());
+    if (e && e->state == FPC_DONE) {
+        g_metrics.client_retries_absorbed++;
+        set_slot(slot, &e->result);
+        return;
+    }
+    if (e) {
+        g_metrics.client_retries_absorbed++;
+        attach(r, w, slot, e->batch);
+        return;
+    }
+    struct upart *p =
+        (struct upart *)seqtab_get(&u->parts, topic.ptr, (size_t)topic.len, pp->index);
+    if (p && !p->q.tqh_last)
+        TAILQ_INIT(&p->q);
+    struct ubatch *b = p ? new_batch(u, p, batch, &hdr, key, node_id, r->req.timeout_ms) : NULL;
+    if (!b) {
+        slot->error_code = KERR_REQUEST_TIMED_OUT;
+        return;
+    }
+    attach(r, w, slot, b);
+}
+
+int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
+                   size_t len, int acks_zero, uint64_t client_id, uint64_t token)
+{
+    if (h->api_version < KPRODUCE_MIN_VERSION)
+        return KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
+    if (h->api_version > KPRODUCE_MAX_VERSION || h->body_off > len)
+        return KERR_INVALID_REQUEST;
+    if (u->closing || u->nreqs >= UPG_MAX_REQUESTS || u->bytes + len > UPG_MAX_BYTES)
+        return KERR_REQUEST_TIMED_OUT;
+    struct ureq *r = calloc(1, sizeof(*r));
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!r || !copy) {
+        free(r);
+        free(copy);
+        return KERR_REQUEST_TIMED_OUT;
+    }
+    memcpy(copy, frame, len);
+    r->frame = copy;
+    r->len = len;
+    r->bytes = len;
+    r->client_id = client_id;
+    r->token = token;
+    r->ver = h->api_version;
+    r->corr = h->correlation_id;
+    r->acks_zero = acks_zero;
+    u->nreqs++;
+    u->bytes += r->bytes;
+    if (kproduce_req_parse(r->ver, copy + h->body_off, len - h->body_off, &r->req, NULL)) {
+        ureq_free(u, r);
+        return KERR_INVALID_REQUEST;
+    }
+    if (shape_response(r)) {
+        ureq_free(u, r);
+        return KERR_REQUEST_TIMED_OUT;
+    }
+    LIST_INSERT_HEAD(&u->reqs, r, link);
+    int32_t k = 0;
+    for (int32_t i = 0; i < r->req.ntopics; i++) {
+        const kproduce_topic_t *t = &r->req.topics[i];
+        for (int32_t j = 0; j < t->npartitions; j++, k++)
+            submit_partition(u, r, t->name, &t->partitions[j], &r->resp.topics[i].partitions[j],
+                             &r->waiters[k], b ? b->node_id : -1);
+    }
+    if (r->nleft == 0)
+        ureq_ready(u, r);
+    if (u->pid_state == PID_NONE)
+        start_pid(u);
+    kick(u);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- life */
+
+struct upgrade *upgrade_new(struct proxy *px)
+{
+    struct upgrade *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->px = px;
+    u->pid = -1;
+    u->epoch = -1;
+    u->pid_backoff_ms = UPG_RETRY_BACKOFF_MS;
+    TAILQ_INIT(&u->active);
+    TAILQ_INIT(&u->done);
+    LIST_INIT(&u->reqs);
+    LIST_INIT(&u->flights);
+    u->kick = event_new(px->base, -1, 0, kick_cb, u);
+    u->tick = event_new(px->base, -1, EV_PERSIST, tick_cb, u);
+    if (!u->kick || !u->tick || seqtab_init(&u->parts, UPG_MAX_PARTITIONS, sizeof(struct upart)) ||
+        fpc_init(&u->fpc, UPG_FPC_MAX, UPG_FPC_TTL_MS)) {
+        upgrade_free(u);
+        return NULL;
+    }
+    struct timeval tv = {0, UPG_TICK_MS * 1000};
+    event_add(u->tick, &tv);
+    return u;
+}
+
+/* Frees every queued batch of every partition. */
+static void free_batches(struct upgrade *u)
+{
+    for (size_t i = 0; u->parts.buckets && i < u->parts.nbuckets; i++) {
+        for (struct seqpart *sp = u->parts.buckets[i]; sp; sp = sp->hnext) {
+            struct upart *p = (struct upart *)sp;
+            struct ubatch *b;
+            while (p->q.tqh_last && (b = TAILQ_FIRST(&p->q)))
+                ubatch_free(u, b);
+        }
+    }
+}
+
+void upgrade_free(struct upgrade *u)
+{
+    if (!u)
+        return;
+    u->closing = 1;
+    /* Lanes fail their pending requests: flight_done/pid_done free their
+     * contexts and touch nothing else while closing. */
+    for (size_t i = 0; i < u->nlanes; i++)
+        lane_free(u->lanes[i]);
+    free(u->lanes);
+    struct ureq *r;
+    while ((r = LIST_FIRST(&u->reqs))) {
+        LIST_REMOVE(r, link);
+        ureq_free(u, r);
+    }
+    free_batches(u);
+    seqtab_free(&u->parts);
+    fpc_free(&u->fpc);
+    if (u->kick)
+        event_free(u->kick);
+    if (u->tick)
+        event_free(u->tick);
+    free(u);
+}
