@@ -599,7 +599,7 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
     return rc;
 }
 
-void client_upgrade_done(struct proxy *px, uint64_t client_id, uint64_t token,
+void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
                          struct evbuffer *resp)
 {
     struct client *c;

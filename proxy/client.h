@@ -38,12 +38,12 @@ void client_free(struct client *c);
 void client_drain_all(struct proxy *px);
 
 /*
- * The upgrade engine's answer to the request it accepted as (client_id,
+ * The answer an engine (upgrade, dedup) owes the slot (client_id,
  * token): resp (a complete ProduceResponse frame, ownership taken) fills
  * that slot. A client that has gone is not an error: resp is freed.
  */
 struct evbuffer;
-void client_upgrade_done(struct proxy *px, uint64_t client_id, uint64_t token,
+void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
                          struct evbuffer *resp);
 
 /* Closes every client at once (end of drain timeout, or exit). */

@@ -12,7 +12,7 @@
  * travel together in one ProduceRequest on that broker's lane (lane.h).
  * When every partition of a client request has an outcome, the
  * ProduceResponse is built in the client's version and handed to
- * client_upgrade_done (later, from the event loop, never inside submit).
+ * client_slot_done (later, from the event loop, never inside submit).
  *
  * Error table (upstream partition ErrorCode -> what eosproxy does):
  *
@@ -312,7 +312,7 @@ static void ureq_finish(struct upgrade *u, struct ureq *r)
 {
     struct evbuffer *resp = build_response(r);
     LIST_REMOVE(r, link);
-    client_upgrade_done(u->px, r->client_id, r->token, resp); /* takes resp */
+    client_slot_done(u->px, r->client_id, r->token, resp); /* takes resp */
     ureq_free(u, r);
 }
 

@@ -14,7 +14,7 @@
  * one ProduceResponse per request, built here, in its own version.
  *
  * Completion is by id, not pointer: the engine calls
- * client_upgrade_done(px, client_id, token, resp) once per accepted
+ * client_slot_done(px, client_id, token, resp) once per accepted
  * request, even if the client has gone (then the response is dropped).
  */
 #ifndef EOSPROXY_UPGRADE_H
