@@ -221,6 +221,15 @@ const char *policy_route_name(produce_route_t r)
     return (unsigned)r < ROUTE_COUNT ? names[r] : "unknown";
 }
 
+int policy_has_dedup(const policy_t *p)
+{
+    for (size_t i = 0; p && i < p->n; i++) {
+        if (p->rules[i].dedup.src != EVENTID_NONE)
+            return 1;
+    }
+    return 0;
+}
+
 int policy_enforces(const policy_t *p)
 {
     for (size_t i = 0; p && i < p->n; i++) {

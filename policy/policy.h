@@ -117,6 +117,9 @@ delivery_t policy_strongest(const policy_t *p, const char *const *names, const s
 produce_route_t policy_produce_route(const produce_facts_t *f);
 const char *policy_route_name(produce_route_t r);
 
+/* 1 if any rule has a dedup section. */
+int policy_has_dedup(const policy_t *p);
+
 /* 1 if any rule asks for something other than at-least-once. */
 int policy_enforces(const policy_t *p);
 

@@ -302,6 +302,11 @@ static void test_produce_route(void)
     f.strongest = DELIVERY_TRANSACTIONAL;
     CHECK_EQ(policy_produce_route(&f), ROUTE_UPGRADE);
     CHECK_STR(policy_route_name(ROUTE_AT_MOST_ONCE), "at_most_once");
+    CHECK_EQ(policy_has_dedup(p), 0);
+    policy_rule_t r4 = rule("orders", DELIVERY_AT_LEAST_ONCE);
+    r4.dedup.src = EVENTID_KEY;
+    policy_add(p, &r4);
+    CHECK_EQ(policy_has_dedup(p), 1);
     policy_free(p);
 }
 
