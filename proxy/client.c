@@ -47,8 +47,10 @@
 
 /* Responses are trusted more than requests but still bounded. */
 #define MAX_RESPONSE_BYTES ((uint64_t)1 << 30)
+/* How long a closed client's upstream may take to finish (start_linger). */
+#define LINGER_TIMEOUT_MS 5000
 /* How many acks=0 Produce correlation ids a connection remembers. */
-#define ACKS0_RING 64
+#define ACKS0_CAP 4096
 /* Request frames at least this large are read directly (see big_frame_start). */
 #define BIG_FRAME (64 * 1024)
 /* Bytes one write may send; libevent's default of 16 KiB costs a syscall each. */
@@ -80,10 +82,10 @@ struct client {
     TAILQ_ENTRY(client) link;
     uint64_t id;
     struct proxy *px;
-    struct broker *broker; /* NULL: bootstrap listener */
+    struct broker *broker;    /* NULL: bootstrap listener */
     struct broker *up_broker; /* the broker its upstream connection goes to */
-    struct bufferevent *bev; /* client side */
-    struct bufferevent *up;  /* upstream side */
+    struct bufferevent *bev;  /* client side */
+    struct bufferevent *up;   /* upstream side */
     char peer[64];
 
     struct slot *slots; /* ring of cap slots */
@@ -91,19 +93,22 @@ struct client {
     uint64_t head, tail; /* absolute positions; head = oldest unreleased */
     uint64_t up_next;    /* oldest slot that may be waiting for upstream */
 
-    int read_pause;   /* PAUSE_* bits for the client side */
-    int up_paused;    /* upstream reading paused: client output full */
-    int draining;     /* stop reading; close once everything is out */
+    int read_pause; /* PAUSE_* bits for the client side */
+    int up_paused;  /* upstream reading paused: client output full */
+    int draining;   /* stop reading; close once everything is out */
     int up_connected;
 
     /* Correlation ids of recent acks=0 Produce requests. Brokers send no
      * response to them, but some servers (librdkafka's mock cluster) do:
      * such a response is recognized here and dropped, not taken for an
      * out-of-order answer. */
-    int32_t acks0_ids[ACKS0_RING];
-    uint32_t acks0_next, acks0_count;
+    int32_t *acks0_ids; /* ring of ACKS0_CAP, allocated on first use */
+    uint32_t acks0_head, acks0_count;
 
-    struct event *big_ev; /* reads a large frame straight into big */
+    int lingering;           /* client gone; flushing what it sent upstream */
+    int linger_reason;       /* CLOSE_* to count when the linger ends */
+    struct event *linger_ev; /* bounds the linger */
+    struct event *big_ev;    /* reads a large frame straight into big */
     uint8_t *big;
     size_t big_len, big_have;
 };
@@ -145,8 +150,11 @@ void client_free(struct client *c)
     }
     g_metrics.inflight -= (int64_t)inflight(c);
     free(c->slots);
+    free(c->acks0_ids);
     if (c->big_ev)
         event_free(c->big_ev);
+    if (c->linger_ev)
+        event_free(c->linger_ev);
     free(c->big);
     if (c->bev)
         bufferevent_free(c->bev);
@@ -179,13 +187,15 @@ static void upstream_failed(struct client *c, int kind, const char *what)
     close_client(c, CLOSE_UPSTREAM);
 }
 
+static void start_linger(struct client *c, int reason);
+
 /* Closes the client if it is draining and has nothing left to send. */
 static int maybe_finish_drain(struct client *c)
 {
-    if (!c->draining || inflight(c) ||
+    if (!c->draining || c->lingering || inflight(c) ||
         evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
         return 0;
-    close_client(c, CLOSE_DRAIN);
+    start_linger(c, CLOSE_DRAIN); /* flushes what the client sent that needs no answer */
     return 1;
 }
 
@@ -344,7 +354,7 @@ enum { REQ_FORWARD = 0, REQ_LOCAL = 1, REQ_CLOSED = -1 };
 /*
  * Books what the upstream will answer for a forwarded request: a slot in
  * the FIFO, or for an acks=0 Produce nothing (but its correlation id is
- * remembered; see acks0_ids).
+ * queued; see acks0_ids).
  */
 static void expect_response(struct client *c, const kreq_hdr_t *h, int acks)
 {
@@ -352,19 +362,25 @@ static void expect_response(struct client *c, const kreq_hdr_t *h, int acks)
         slot_push(c, h, SLOT_UPSTREAM);
         return;
     }
-    c->acks0_ids[c->acks0_next++ % ACKS0_RING] = h->correlation_id;
-    if (c->acks0_count < ACKS0_RING)
-        c->acks0_count++;
+    if (!c->acks0_ids && !(c->acks0_ids = malloc(ACKS0_CAP * sizeof(*c->acks0_ids))))
+        return;
+    if (c->acks0_count == ACKS0_CAP) { /* a broker that never answers: forget the oldest */
+        c->acks0_head++;
+        c->acks0_count--;
+    }
+    c->acks0_ids[(c->acks0_head + c->acks0_count++) % ACKS0_CAP] = h->correlation_id;
 }
 
-/* 1 if corr is a recent acks=0 Produce (whose response is then dropped). */
+/*
+ * 1 if corr answers a queued acks=0 Produce. Servers that answer them do so
+ * in order, so older queued ids without a match are dropped on the way.
+ */
 static int take_acks0(struct client *c, int32_t corr)
 {
     for (uint32_t i = 0; i < c->acks0_count; i++) {
-        uint32_t k = (c->acks0_next - 1 - i) % ACKS0_RING;
-        if (c->acks0_ids[k] == corr) {
-            c->acks0_ids[k] = c->acks0_ids[(c->acks0_next - c->acks0_count) % ACKS0_RING];
-            c->acks0_count--;
+        if (c->acks0_ids[(c->acks0_head + i) % ACKS0_CAP] == corr) {
+            c->acks0_head += i + 1;
+            c->acks0_count -= i + 1;
             return 1;
         }
     }
@@ -446,8 +462,7 @@ static int produce_view_v3(struct produce_view *v, int16_t ver, const uint8_t *b
         for (int32_t p = 0; p < tp->npartitions; p++) {
             kbytes_t rec = tp->partitions[p].records;
             krecord_batch_t b;
-            if (rec.len > 0 &&
-                krecord_batch_parse(rec.ptr, (size_t)rec.len, &b, 0) == KREC_OK &&
+            if (rec.len > 0 && krecord_batch_parse(rec.ptr, (size_t)rec.len, &b, 0) == KREC_OK &&
                 b.producer_id != -1)
                 *client_idempotent = 1;
         }
@@ -495,8 +510,8 @@ static void answer_local(struct client *c, const kreq_hdr_t *h, kwriter_t *w)
 }
 
 /* Answers every partition of the request with error_code (acks != 0). */
-static int answer_produce_error(struct client *c, const kreq_hdr_t *h,
-                                const struct produce_view *v, int16_t error_code)
+static int answer_produce_error(struct client *c, const kreq_hdr_t *h, const struct produce_view *v,
+                                int16_t error_code)
 {
     kwriter_t w;
     kw_init(&w, 256);
@@ -531,14 +546,13 @@ static int route_at_most_once(struct client *c, const kreq_hdr_t *h, uint8_t *fr
 }
 
 /* The idempotent upgrade: the engine answers later through the slot. */
-static int route_upgrade(struct client *c, const kreq_hdr_t *h, const uint8_t *frame,
-                         size_t size, const struct produce_view *v, int acks)
+static int route_upgrade(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
+                         const struct produce_view *v, int acks)
 {
     uint64_t token = c->tail;
     if (acks != 0)
         slot_push(c, h, SLOT_LOCAL);
-    int err = upgrade_submit(c->px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id,
-                             token);
+    int err = upgrade_submit(c->px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);
     if (err == 0)
         return REQ_LOCAL;
     if (acks != 0) {
@@ -599,8 +613,7 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
     return rc;
 }
 
-void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
-                         struct evbuffer *resp)
+void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp)
 {
     struct client *c;
     TAILQ_FOREACH(c, &px->clients, link)
@@ -608,8 +621,7 @@ void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
         if (c->id == client_id)
             break;
     }
-    if (!c || token < c->head || token >= c->tail ||
-        slot_at(c, token)->state != SLOT_LOCAL) {
+    if (!c || token < c->head || token >= c->tail || slot_at(c, token)->state != SLOT_LOCAL) {
         if (resp)
             evbuffer_free(resp); /* the client has gone */
         return;
@@ -634,7 +646,8 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
     kreq_hdr_t h;
     const char *why = NULL;
     if (kproto_parse_request_header(frame, size, &h, &why)) {
-        kreq_hdr_t raw = {.api_key = kbe16(frame), .api_version = kbe16(frame + 2),
+        kreq_hdr_t raw = {.api_key = kbe16(frame),
+                          .api_version = kbe16(frame + 2),
                           .correlation_id = kbe32(frame + 4)};
         protocol_error(c, &raw, 0, why ? why : "bad request header");
         return REQ_CLOSED;
@@ -728,7 +741,11 @@ static void big_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     ssize_t n = read(fd, c->big + c->big_have, c->big_len - c->big_have);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    if (n == 0) {
+        start_linger(c, CLOSE_NORMAL); /* a partial frame is dropped; the rest is flushed */
+        return;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
         close_client(c, CLOSE_NORMAL);
         return;
     }
@@ -783,8 +800,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         int32_t size = kbe32(szb);
         if (size < KPROTO_MIN_REQUEST || (uint64_t)size > max_frame) {
             char msg[96];
-            snprintf(msg, sizeof(msg), "frame size %d outside [%d, %llu]", size,
-                     KPROTO_MIN_REQUEST, (unsigned long long)max_frame);
+            snprintf(msg, sizeof(msg), "frame size %d outside [%d, %llu]", size, KPROTO_MIN_REQUEST,
+                     (unsigned long long)max_frame);
             protocol_error(c, NULL, 0, msg);
             return;
         }
@@ -808,12 +825,11 @@ static struct evbuffer *rewrite_response(struct client *c, struct slot *s, struc
     kwriter_t w;
     kw_init(&w, size + 256);
     const char *why = "out of memory";
-    if (!p || krewrite_response(s->api_key, s->api_version, p + 4, size, proxy_map_endpoint,
-                                c->px, &w, &why)) {
+    if (!p || krewrite_response(s->api_key, s->api_version, p + 4, size, proxy_map_endpoint, c->px,
+                                &w, &why)) {
         kw_free(&w);
-        log_warn("client %llu (%s): bad %s v%d response from broker: %s",
-                 (unsigned long long)c->id, c->peer, kproto_api_name(s->api_key), s->api_version,
-                 why);
+        log_warn("client %llu (%s): bad %s v%d response from broker: %s", (unsigned long long)c->id,
+                 c->peer, kproto_api_name(s->api_key), s->api_version, why);
         return NULL;
     }
     evbuffer_drain(in, size + 4);
@@ -872,6 +888,10 @@ static void upstream_read_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->lingering) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t high = (size_t)c->px->cfg->listen.buffer_bytes;
 
@@ -917,8 +937,54 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void upstream_write_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
-    (void)bev;
+    if (c->lingering) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            shutdown(bufferevent_getfd(bev), SHUT_WR);
+        return;
+    }
     resume_client(c, PAUSE_UP_FULL);
+}
+
+static void linger_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)fd;
+    (void)what;
+    log_info("client %llu (%s): broker did not finish within the linger time",
+             (unsigned long long)c->id, c->peer);
+    close_client(c, c->linger_reason);
+}
+
+/*
+ * The client closed. What it sent may still sit in the upstream output
+ * (an acks=0 producer closes right after its last write), and closing the
+ * broker socket with responses unread would reset it, which makes the
+ * broker drop requests it has not read yet. So: stop serving the client,
+ * write out everything it sent, shut down the sending side, and read and
+ * discard the broker's answers until it closes, for at most
+ * LINGER_TIMEOUT_MS.
+ */
+static void start_linger(struct client *c, int reason)
+{
+    if (!c->up || !c->up_connected ||
+        !(c->linger_ev = evtimer_new(c->px->base, linger_timeout_cb, c))) {
+        close_client(c, reason);
+        return;
+    }
+    c->lingering = 1;
+    c->linger_reason = reason;
+    c->draining = 1;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    if (c->big_ev)
+        event_del(c->big_ev);
+    struct timeval tv = {LINGER_TIMEOUT_MS / 1000, (LINGER_TIMEOUT_MS % 1000) * 1000};
+    evtimer_add(c->linger_ev, &tv);
+    c->up_paused = 0;
+    bufferevent_setwatermark(c->up, EV_READ, 0, 0);
+    bufferevent_setwatermark(c->up, EV_WRITE, 0, 0);
+    bufferevent_enable(c->up, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(c->up)) == 0)
+        shutdown(bufferevent_getfd(c->up), SHUT_WR);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -934,7 +1000,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         }
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    if (what & BEV_EVENT_EOF)
+        start_linger(c, CLOSE_NORMAL);
+    else if (what & BEV_EVENT_ERROR)
         close_client(c, CLOSE_NORMAL);
 }
 
@@ -950,7 +1018,9 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-        if (!c->up_connected)
+        if (c->lingering)
+            close_client(c, c->linger_reason);
+        else if (!c->up_connected)
             upstream_failed(c, UPERR_CONNECT, "connect failed");
         else
             upstream_failed(c, UPERR_CLOSED, "closed the connection");

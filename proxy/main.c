@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ static int run(config_t *cfg)
     int rc = 1;
     if (px && proxy_start(px) == 0) {
         event_base_dispatch(base);
+        /* Teardown is short; a late SIGTERM must not turn exit 0 into a kill. */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
         rc = px->exit_code;
         log_info("stopped (exit %d)", rc);
     }

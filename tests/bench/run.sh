@@ -9,13 +9,13 @@
 # a Markdown table. Every run writes to a fresh topic (the mock keeps only
 # about 5 MB per partition).
 #
-# Knobs (environment): ROUNDS (3), COUNT_1K (1000000), COUNT_100 (3000000),
+# Knobs (environment): ROUNDS (5), COUNT_1K (1000000), COUNT_100 (3000000),
 # COUNT_LAT (5000), PARTITIONS (6), EOSPROXY_BIN, MOCKCLUSTER_BIN, BENCH_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 COUNT_1K=${COUNT_1K:-1000000}
 COUNT_100=${COUNT_100:-3000000}
 COUNT_LAT=${COUNT_LAT:-5000}
@@ -90,6 +90,7 @@ EOF
 # ---- eosproxy
 PROXY=""
 PROXY_NOTE=""
+PROXY_FAILED=0
 if [ ! -x "$EOSPROXY_BIN" ]; then
     PROXY_NOTE="eosproxy MISSING: $EOSPROXY_BIN does not exist (run make build/eosproxy); only the direct half ran"
 else
@@ -119,8 +120,8 @@ EOF
         sleep 0.1
     done
     if [ -z "$PROXY" ]; then
-        PROXY_NOTE="eosproxy FAILED to become ready (see its log below); only the direct half ran"
-        echo "bench: $PROXY_NOTE" >&2
+        PROXY_NOTE="eosproxy FAILED to become ready (its log tail is on stderr); only the direct half ran"
+        PROXY_FAILED=1
         tail -n 30 "$WORK/proxy.log" >&2 || true
     fi
 fi
@@ -128,8 +129,8 @@ fi
 
 # ---- runs
 SEQ=0
-run_case() { # case target bootstrap -> appends the JSON line to $WORK/results
-    local case=$1 target=$2 bs=$3 topic args
+run_case() { # round case target bootstrap -> appends the JSON line to $WORK/results
+    local round=$1 case=$2 target=$3 bs=$4 topic args
     SEQ=$((SEQ + 1))
     topic="bench-$case-$target-$SEQ"
     mock_cmd topic "$topic" "$PARTITIONS"
@@ -163,7 +164,7 @@ run_case() { # case target bootstrap -> appends the JSON line to $WORK/results
         exit 1
     fi
     echo "  $case $target: $out" >&2
-    printf '{"case":"%s","target":"%s","result":%s}\n' "$case" "$target" "$out" >>"$WORK/results"
+    printf '{"round":%d,"case":"%s","target":"%s","result":%s}\n' "$round" "$case" "$target" "$out" >>"$WORK/results"
 }
 
 START=$(date +%s)
@@ -171,13 +172,13 @@ for r in $(seq "$ROUNDS"); do
     echo "bench: round $r/$ROUNDS" >&2
     for c in tp1k tp100 lat; do
         if [ -z "$PROXY" ]; then
-            run_case "$c" direct "$BOOTSTRAP"
+            run_case "$r" "$c" direct "$BOOTSTRAP"
         elif [ $((r % 2)) = 1 ]; then
-            run_case "$c" direct "$BOOTSTRAP"
-            run_case "$c" eosproxy "$PROXY"
+            run_case "$r" "$c" direct "$BOOTSTRAP"
+            run_case "$r" "$c" eosproxy "$PROXY"
         else
-            run_case "$c" eosproxy "$PROXY"
-            run_case "$c" direct "$BOOTSTRAP"
+            run_case "$r" "$c" eosproxy "$PROXY"
+            run_case "$r" "$c" direct "$BOOTSTRAP"
         fi
     done
 done
@@ -204,6 +205,14 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(case, target, key):
     v = [r["result"][key] for r in rows if r["case"] == case and r["target"] == target]
     return statistics.median(v) if v else None
+def paired(case, key, op):
+    """Median over rounds of op(eosproxy, direct), each pair measured back to back."""
+    by = {}
+    for r in rows:
+        if r["case"] == case:
+            by.setdefault(r["round"], {})[r["target"]] = r["result"][key]
+    v = [op(p["eosproxy"], p["direct"]) for p in by.values() if len(p) == 2]
+    return statistics.median(v) if v else None
 env = os.environ
 print()
 print("## eosproxy benchmark: direct vs through eosproxy (librdkafka mock, 3 brokers)")
@@ -211,7 +220,8 @@ print()
 print(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
 print(f"- machine: {os.cpu_count()} CPUs (nproc {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()}), {env['CPU']}, kernel {platform.release()}")
 print(f"- eosproxy: {env['VERSION'] or 'n/a'}")
-print(f"- method: median of {env['ROUNDS']} rounds, direct and eosproxy alternating; producer acks=all, "
+print(f"- method: {env['ROUNDS']} rounds, direct and eosproxy back to back in alternating order; "
+      "direct/eosproxy columns are medians, ratio and added latency are medians of the per-round pairs; producer acks=all, "
       f"fresh {env['PARTITIONS']}-partition topic per run; throughput linger.ms=5 "
       f"({env['COUNT_1K']} x 1 KB, {env['COUNT_100']} x 100 B records); latency: {env['COUNT_LAT']} x 100 B, one in flight")
 if env.get("PROXY_NOTE"):
@@ -226,13 +236,16 @@ for case, label, size in (("tp1k", "throughput, 1 KB records", 1024), ("tp100", 
     dr, pr = med(case, "direct", "records_per_s"), med(case, "eosproxy", "records_per_s")
     ds = "n/a" if d is None else f"{d:,.0f} MB/s ({dr/1e3:,.0f} k rec/s)"
     ps = "n/a" if p is None else f"{p:,.0f} MB/s ({pr/1e3:,.0f} k rec/s)"
-    ratio = "n/a" if d is None or p is None else f"{p/d:.2f}"
+    ratio = paired(case, "mb_per_s", lambda a, b: a / b)
+    ratio = "n/a" if ratio is None else f"{ratio:.2f}"
     print(f"| {label} | {ds} | {ps} | {ratio} |")
 d50, d99 = med("lat", "direct", "p50_us"), med("lat", "direct", "p99_us")
 p50, p99 = med("lat", "eosproxy", "p50_us"), med("lat", "eosproxy", "p99_us")
 ds = "n/a" if d50 is None else f"p50 {d50:,.0f} µs / p99 {d99:,.0f} µs"
 ps = "n/a" if p50 is None else f"p50 {p50:,.0f} µs / p99 {p99:,.0f} µs"
-ratio = "n/a" if d50 is None or p50 is None else f"+{p50-d50:,.0f} µs p50 / +{p99-d99:,.0f} µs p99"
+a50 = paired("lat", "p50_us", lambda a, b: a - b)
+a99 = paired("lat", "p99_us", lambda a, b: a - b)
+ratio = "n/a" if a50 is None else f"{a50:+,.0f} µs p50 / {a99:+,.0f} µs p99"
 print(f"| latency, 100 B, one at a time | {ds} | {ps} | {ratio} |")
 print()
 print(f"Run time: {env['ELAPSED']} s.", end="")
@@ -240,8 +253,17 @@ if env.get("PROXY_EXIT"):
     print(f" eosproxy exit code after SIGTERM: {env['PROXY_EXIT']}.", end="")
 print()
 EOF
+if [ -f "$WORK/proxy.log" ] && grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/proxy.log"; then
+    echo "bench: eosproxy's log has a sanitizer report:" >&2
+    grep -m1 -A30 -E 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/proxy.log" >&2
+    exit 1
+fi
 if [ -n "$PROXY_EXIT" ] && [ "$PROXY_EXIT" != 0 ]; then
     echo "bench: eosproxy exited $PROXY_EXIT after SIGTERM (expected 0); its log:" >&2
     tail -n 30 "$WORK/proxy.log" >&2
+    exit 1
+fi
+if [ "$PROXY_FAILED" = 1 ]; then
+    echo "bench: eosproxy did not start, so the table has no eosproxy column" >&2
     exit 1
 fi

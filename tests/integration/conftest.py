@@ -19,6 +19,7 @@ skip then. Never set it in CI: by default every test goes through eosproxy.
 """
 
 import os
+import random
 import re
 import select
 import signal
@@ -67,7 +68,6 @@ def free_port():
 
 def free_port_base(n):
     """A base such that base+1..base+n are free (the mock's node ids are 1..n)."""
-    import random
     rng = random.Random()
     for _ in range(500):
         base = rng.randint(20000, 59000)
@@ -206,6 +206,7 @@ class Proxy:
                 node = node.setdefault(p, {})
             node[parts[-1]] = val
         self.config = cfg
+        self.advertised_host = cfg["listen"].get("advertised_host", cfg["listen"]["host"])
         self.config_path = tmp_path / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         self.log_path = tmp_path / f"{name}.log"
@@ -216,7 +217,6 @@ class Proxy:
         self.proc = subprocess.Popen([EOSPROXY_BIN, "-c", str(self.config_path)],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.returncode = None
-        self._wait_ready()
 
     def broker_addr(self, node_id):
         return f"{self.host}:{self.broker_port_base + node_id}"
@@ -249,7 +249,8 @@ class Proxy:
 
     @property
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self):
@@ -259,6 +260,16 @@ class Proxy:
         """SIGTERM and wait; returns the exit code (SIGKILL after timeout -> -9)."""
         if self.returncode is None:
             self.returncode = _kill(self.proc, signal.SIGTERM, timeout)
+            self._log.close()
+        return self.returncode
+
+    def wait_exit(self, timeout=STOP_TIMEOUT):
+        """Waits (no signal) for eosproxy to exit by itself; returns the code."""
+        if self.returncode is None:
+            try:
+                self.returncode = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"eosproxy still running after {timeout}s:\n{self.log[-3000:]}")
             self._log.close()
         return self.returncode
 
@@ -277,6 +288,7 @@ class DirectProxy:
         self.mock = mock
         self.bootstrap = mock.bootstrap
         self.host = "127.0.0.1"
+        self.advertised_host = "127.0.0.1"
         self.broker_port_base = None
         self.admin_url = None
         self.log = ""
@@ -310,7 +322,8 @@ def proxy_factory(mock, tmp_path):
         if not os.access(EOSPROXY_BIN, os.X_OK):
             pytest.fail(f"EOSPROXY_BIN {EOSPROXY_BIN} is missing (make build/asan/eosproxy)")
         p = Proxy(mock, tmp_path, f"eosproxy{len(started)}", overrides)
-        started.append(p)
+        started.append(p)  # from here on, teardown stops it whatever happens
+        p._wait_ready()
         return p
 
     failures = []

@@ -132,7 +132,7 @@ def recv_exact(sock, n):
 
 def roundtrip(addr, frame, timeout=15.0):
     """Sends one request frame, returns (correlation_id, response body)."""
-    host, port = addr.rsplit(":", 1)
+    host, port = addr.split(",")[0].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(frame)
@@ -203,3 +203,87 @@ def api_versions_request(corr=1):
 
 def random_bytes(seed, n):
     return bytes(random.Random(seed).getrandbits(8) for _ in range(n))
+
+
+def record_batch(values, key=None):
+    """A v2 record batch (magic 2, no compression, no producer id)."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 24)
+    ts = int(time.time() * 1000)
+    for i, v in enumerate(values):
+        b.append(i, ts, key, v, [])
+    return bytes(b.build())
+
+
+def produce_request(version, topic, partition, batch, acks=1, timeout_ms=30000, corr=1):
+    """Produce v3..v7 for one partition."""
+    body = kstr(None) + struct.pack(">hi", acks, timeout_ms)
+    body += struct.pack(">i", 1) + kstr(topic)
+    body += struct.pack(">i", 1) + struct.pack(">ii", partition, len(batch)) + batch
+    return request(0, version, corr, body)
+
+
+def parse_produce(version, body):
+    """[(topic, partition, error_code, base_offset)] of a Produce v3..v7 response."""
+    r = Reader(body)
+    out = []
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            part, err = r.i32(), r.i16()
+            base = struct.unpack(">q", r.take(8))[0]
+            r.take(8)  # log append time
+            if version >= 5:
+                r.take(8)  # log start offset
+            out.append((name, part, err, base))
+    return out
+
+
+def parse_api_versions(body):
+    """{api_key: (min, max)} of an ApiVersions v0..v2 response (error checked)."""
+    r = Reader(body)
+    err = r.i16()
+    assert err == 0, f"ApiVersions error {err}"
+    out = {}
+    for _ in range(r.i32()):
+        k, lo, hi = r.i16(), r.i16(), r.i16()
+        out[k] = (lo, hi)
+    return out
+
+
+class Conn:
+    """One raw client connection: send frames, read whole responses."""
+
+    def __init__(self, addr, timeout=20.0):
+        host, port = addr.split(",")[0].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.settimeout(timeout)
+
+    def send(self, frame):
+        self.sock.sendall(frame)
+
+    def recv(self):
+        """(correlation id, body) of the next response."""
+        size = struct.unpack(">i", recv_exact(self.sock, 4))[0]
+        data = recv_exact(self.sock, size)
+        return struct.unpack(">i", data[:4])[0], data[4:]
+
+    def closed_by_peer(self):
+        """True once the peer closed (reads and drops anything before that)."""
+        try:
+            while True:
+                if not self.sock.recv(65536):
+                    return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()

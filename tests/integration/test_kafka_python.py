@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from helpers import unique
@@ -86,3 +88,25 @@ def test_group_commit_and_resume(mock, proxy):
         c2.close()
     # The second member of the group resumes after the commit: only new records.
     assert sorted(r.value.decode() for r in got2) == sorted(second)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_produce_consume_with_crc_check(mock, proxy, codec):
+    topic = mock.topic(unique(f"kp-{codec}"), 1)
+    prod = KafkaProducer(bootstrap_servers=proxy.bootstrap, acks=1, compression_type=codec,
+                         linger_ms=20, request_timeout_ms=30000, max_block_ms=30000)
+    values = [f"{codec}-{i}-".encode() + b"z" * (i * 10) for i in range(100)]
+    try:
+        futures = [prod.send(topic, v) for v in values]
+        prod.flush(30)
+        for f in futures:
+            f.get(timeout=30)
+    finally:
+        prod.close(10)
+    c = KafkaConsumer(topic, bootstrap_servers=proxy.bootstrap, auto_offset_reset="earliest",
+                      enable_auto_commit=False, check_crcs=True, request_timeout_ms=30000)
+    try:
+        got = consume_n(c, len(values))
+    finally:
+        c.close()
+    assert [r.value for r in sorted(got, key=lambda r: r.offset)] == values

@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import threading
-import time
 
 from confluent_kafka import Producer
 

@@ -16,7 +16,7 @@ def test_raw_metadata_names_only_eosproxy(mock, proxy, needs_proxy, version):
 
     assert sorted(b[0] for b in brokers) == [1, 2, 3]
     for node, host, port in brokers:
-        assert (host, port) == (proxy.host, proxy.broker_port_base + node)
+        assert (host, port) == (proxy.advertised_host, proxy.broker_port_base + node)
         assert port not in mock.ports
     assert sorted(p for p, _ in topics[topic]) == [0, 1, 2, 3]
     assert {leader for _, leader in topics[topic]} <= {1, 2, 3}
@@ -45,7 +45,7 @@ def test_find_coordinator_points_at_eosproxy(mock, proxy, needs_proxy, version):
 
     node, host, port = wait_until(ask, timeout=20, what="FindCoordinator without error")
     assert node in (1, 2, 3)
-    assert (host, port) == (proxy.host, proxy.broker_port_base + node)
+    assert (host, port) == (proxy.advertised_host, proxy.broker_port_base + node)
 
 
 def test_kafka_python_cluster_view(mock, proxy, needs_proxy):
@@ -57,4 +57,4 @@ def test_kafka_python_cluster_view(mock, proxy, needs_proxy):
         addrs = sorted((b.nodeId, b.host, b.port) for b in brokers)
     finally:
         c.close()
-    assert addrs == [(n, proxy.host, proxy.broker_port_base + n) for n in (1, 2, 3)]
+    assert addrs == [(n, proxy.advertised_host, proxy.broker_port_base + n) for n in (1, 2, 3)]
