@@ -27,6 +27,7 @@
 #include "krewrite.h"
 #include "log.h"
 #include "metrics.h"
+#include "dedup.h"
 #include "proxy.h"
 #include "upgrade.h"
 
@@ -60,6 +61,7 @@
 enum {
     PAUSE_INFLIGHT = 1, /* FIFO full */
     PAUSE_UP_FULL = 2,  /* upstream output over the watermark */
+    PAUSE_UPGRADE = 4,  /* the upgrade engine holds too much */
 };
 
 enum slot_state {
@@ -149,6 +151,8 @@ void client_free(struct client *c)
             evbuffer_free(s->resp);
     }
     g_metrics.inflight -= (int64_t)inflight(c);
+    if (px->dedup)
+        dedup_client_gone(px->dedup, c->id);
     free(c->slots);
     free(c->acks0_ids);
     if (c->big_ev)
@@ -553,8 +557,11 @@ static int route_upgrade(struct client *c, const kreq_hdr_t *h, const uint8_t *f
     if (acks != 0)
         slot_push(c, h, SLOT_LOCAL);
     int err = upgrade_submit(c->px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);
-    if (err == 0)
+    if (err == 0) {
+        if (upgrade_busy(c->px->upgrade))
+            pause_client(c, PAUSE_UPGRADE);
         return REQ_LOCAL;
+    }
     if (acks != 0) {
         /* Refused at once: drop the waiting slot, answer in its place. */
         c->tail--;
@@ -666,6 +673,9 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
         protocol_error(c, &h, off, why);
         return REQ_CLOSED;
     }
+    if (c->px->dedup && (h.api_key == KAPI_OffsetCommit || h.api_key == KAPI_TxnOffsetCommit))
+        dedup_commit_request(c->px->dedup, h.api_key, h.api_version, frame, size, c->id,
+                             h.correlation_id);
     int acks = h.api_key == KAPI_Produce ? kproto_produce_acks(&h, frame, size) : 1;
     if (h.api_key == KAPI_Produce && c->px->enforce)
         return route_produce(c, &h, frame, size, acks);
@@ -841,6 +851,40 @@ static struct evbuffer *rewrite_response(struct client *c, struct slot *s, struc
     return resp;
 }
 
+/*
+ * Consumer dedup hooks on the response side: a Fetch response may be taken
+ * by the dedup engine (the slot then waits for client_slot_done), and a
+ * commit response tells the engine which deliveries are done. Returns 1 if
+ * the frame was consumed, 0 to go on as usual, -1 if c was closed.
+ */
+static int dedup_response(struct client *c, struct slot *s, uint64_t pos, struct evbuffer *in,
+                          size_t size)
+{
+    int16_t api = s->api_key;
+    if (api != KAPI_Fetch && api != KAPI_OffsetCommit && api != KAPI_TxnOffsetCommit)
+        return 0;
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
+    if (!p) {
+        upstream_failed(c, UPERR_PROTOCOL, "out of memory");
+        return -1;
+    }
+    if (api != KAPI_Fetch) {
+        dedup_commit_response(c->px->dedup, api, s->api_version, p + 4, size, c->id,
+                              s->correlation_id);
+        return 0;
+    }
+    int rc = dedup_fetch_response(c->px->dedup, s->api_version, p + 4, size, c->id, pos);
+    if (rc < 0) {
+        upstream_failed(c, UPERR_PROTOCOL, "sent a malformed Fetch response");
+        return -1;
+    }
+    if (rc == 0)
+        return 0;
+    evbuffer_drain(in, size + 4);
+    s->state = SLOT_LOCAL;
+    return 1;
+}
+
 /* Handles one complete response frame. Returns 0, or -1 if c was closed. */
 static int handle_response(struct client *c, struct evbuffer *in, size_t size)
 {
@@ -859,7 +903,12 @@ static int handle_response(struct client *c, struct evbuffer *in, size_t size)
         upstream_failed(c, UPERR_PROTOCOL, "response out of order");
         return -1;
     }
-    c->up_next++;
+    uint64_t pos = c->up_next++;
+    if (c->px->dedup) {
+        int rc = dedup_response(c, s, pos, in, size);
+        if (rc)
+            return rc < 0 ? -1 : 0;
+    }
     if (krewrite_needed(s->api_key)) {
         struct evbuffer *resp = rewrite_response(c, s, in, size);
         if (!resp) {
@@ -1126,6 +1175,15 @@ struct client *client_new(struct proxy *px, evutil_socket_t fd, const struct soc
     log_debug("client %llu (%s): accepted for %s", (unsigned long long)c->id, c->peer,
               b ? "a broker" : "bootstrap");
     return c;
+}
+
+void client_resume_upgrade_paused(struct proxy *px)
+{
+    struct client *c, *next;
+    for (c = TAILQ_FIRST(&px->clients); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        resume_client(c, PAUSE_UPGRADE);
+    }
 }
 
 void client_drain_all(struct proxy *px)

@@ -46,6 +46,9 @@ struct evbuffer;
 void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
                          struct evbuffer *resp);
 
+/* Resumes reading from clients paused because the upgrade engine was busy. */
+void client_resume_upgrade_paused(struct proxy *px);
+
 /* Closes every client at once (end of drain timeout, or exit). */
 void client_free_all(struct proxy *px);
 

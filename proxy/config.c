@@ -47,6 +47,7 @@ typedef enum ftype {
     T_REDIS_URL,  /* char *, "redis://host:port[/db]" */
     T_LOG_LEVEL,  /* char *, debug|info|warn|error */
     T_LOG_FORMAT, /* log_format_t */
+    T_OUTAGE,     /* redis_outage_t: block|pass */
     T_INT,        /* int in [min, max] */
     T_DURATION,   /* uint64_t milliseconds in [min, max] */
     T_SIZE,       /* uint64_t bytes in [min, max] */
@@ -141,6 +142,11 @@ static const field_t admin_fields[] = {
 
 static const field_t redis_fields[] = {
     {"url", T_REDIS_URL, C(redis.url), NULL, 0, 0, 0, NULL},
+    {"on_unavailable", T_OUTAGE, C(redis.on_unavailable), "block", 0, 0, 0, NULL},
+    {"timeout", T_DURATION, C(redis.timeout_ms), "1s", 1, DURATION_MAX, 0, NULL},
+    {"block_timeout", T_DURATION, C(redis.block_timeout_ms), "10s", 1, DURATION_MAX, 0, NULL},
+    {"pending_ttl", T_DURATION, C(redis.pending_ttl_ms), "5m", 1, DURATION_MAX, 0, NULL},
+    {"cache_entries", T_INT, C(redis.cache_entries), "100000", 0, 100000000, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -665,6 +671,11 @@ static int set_scalar(struct ctx *c, const field_t *f, void *base, const char *s
         if (strcmp(s, "text") != 0 && strcmp(s, "json") != 0)
             return bad_value(c, line, key, "must be text or json");
         *(log_format_t *)at(base, f) = s[0] == 't' ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON;
+        return 0;
+    case T_OUTAGE:
+        if (strcmp(s, "block") != 0 && strcmp(s, "pass") != 0)
+            return bad_value(c, line, key, "must be block or pass");
+        *(redis_outage_t *)at(base, f) = s[0] == 'b' ? REDIS_OUTAGE_BLOCK : REDIS_OUTAGE_PASS;
         return 0;
     case T_DELIVERY:
         if (policy_delivery_parse(s, at(base, f)) < 0)

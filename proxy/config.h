@@ -18,6 +18,12 @@
 
 typedef enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 } log_format_t;
 
+/* redis.on_unavailable: what consumer dedup does while Redis is down. */
+typedef enum redis_outage {
+    REDIS_OUTAGE_BLOCK = 0, /* hold Fetch responses, then a retriable error */
+    REDIS_OUTAGE_PASS = 1,  /* deliver unfiltered (counted) */
+} redis_outage_t;
+
 typedef struct config {
     char *path;    /* file it was loaded from */
     char *service; /* name of the app this sidecar serves (default "eosproxy") */
@@ -57,7 +63,12 @@ typedef struct config {
     uint64_t drain_timeout_ms; /* default 10s */
 
     struct {
-        char *url; /* "redis://host:port/db"; NULL if unset */
+        char *url;                     /* "redis://host:port/db"; NULL if unset */
+        redis_outage_t on_unavailable; /* block (default) or pass */
+        uint64_t timeout_ms;           /* one Redis round trip, default 1s */
+        uint64_t block_timeout_ms;     /* Fetch held while Redis is down, default 10s */
+        uint64_t pending_ttl_ms;       /* lifetime of a pending mark, default 5m */
+        int cache_entries;             /* in-process cache of done eventIds, default 100000 */
     } redis;
 
     policy_t *policy; /* the `topics:` rules (never NULL after load) */

@@ -15,6 +15,9 @@ static const uint64_t lat_bounds_us[METRICS_LAT_BUCKETS] = {
     25000, 50000, 100000, 250000, 500000, 1000000, 5000000, 10000000};
 
 static const char *const uperr_names[UPERR_KINDS] = {"connect", "closed", "protocol", "timeout"};
+static const char *const drop_names[DEDUP_DROP_KINDS] = {"done", "in_flight", "same_response"};
+static const char *const redis_err_names[REDIS_ERR_KINDS] = {"connect", "closed", "timeout",
+                                                             "reply"};
 static const char *const close_names[CLOSE_KINDS] = {"normal", "protocol", "idle", "upstream",
                                                      "drain"};
 
@@ -30,6 +33,18 @@ void metrics_observe_latency(int16_t api_key, uint64_t usec)
     }
     g_metrics.lat_count[api_key]++;
     g_metrics.lat_sum_us[api_key] += usec;
+}
+
+void metrics_observe_redis_latency(uint64_t usec)
+{
+    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
+        if (usec <= lat_bounds_us[i]) {
+            g_metrics.redis_lat_bucket[i]++;
+            break;
+        }
+    }
+    g_metrics.redis_lat_count++;
+    g_metrics.redis_lat_sum_us += usec;
 }
 
 static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
@@ -78,6 +93,10 @@ static void render_requests(struct evbuffer *out)
            "Responses eosproxy answered itself (e.g. ApiVersions).", (long long)m->local_responses);
     scalar(out, "eosproxy_rewritten_responses_total", "counter",
            "Responses whose broker addresses were rewritten.", (long long)m->rewritten_responses);
+    scalar(out, "eosproxy_twin_batches_total", "counter",
+           "Idempotent upgrade: distinct batches with equal content (their retries are written, "
+           "not absorbed).",
+           (long long)m->twin_batches);
     scalar(out, "eosproxy_acks0_responses_dropped_total", "counter",
            "Responses to acks=0 Produce requests (brokers send none; some servers do) dropped.",
            (long long)m->acks0_responses_dropped);
@@ -165,12 +184,82 @@ static void render_upstream(struct evbuffer *out)
            m->ready);
 }
 
+static void render_dedup(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    scalar(out, "eosproxy_dedup_responses_total", "counter",
+           "Fetch responses of dedup topics checked against Redis.", (long long)m->dedup_responses);
+    scalar(out, "eosproxy_dedup_records_checked_total", "counter",
+           "Records of dedup topics examined.", (long long)m->dedup_records_checked);
+    header(out, "eosproxy_dedup_records_dropped_total", "counter",
+           "Records dropped as duplicates, by reason.");
+    for (int i = 0; i < DEDUP_DROP_KINDS; i++)
+        evbuffer_add_printf(out, "eosproxy_dedup_records_dropped_total{reason=\"%s\"} %llu\n",
+                            drop_names[i], (unsigned long long)m->dedup_dropped[i]);
+    scalar(out, "eosproxy_dedup_records_redelivered_total", "counter",
+           "Records pending at the same position, delivered again (consumer did not commit).",
+           (long long)m->dedup_redelivered);
+    scalar(out, "eosproxy_dedup_records_without_event_id_total", "counter",
+           "Records of dedup topics without an eventId (passed).", (long long)m->dedup_no_event_id);
+    scalar(out, "eosproxy_dedup_records_passed_unfiltered_total", "counter",
+           "Records delivered unchecked because Redis was unavailable (on_unavailable: pass).",
+           (long long)m->dedup_passed_unfiltered);
+    scalar(out, "eosproxy_dedup_batches_passed_unchecked_total", "counter",
+           "Batches passed as they are: message format < 2, aborted, control or partial.",
+           (long long)m->dedup_passed_undecodable);
+    scalar(out, "eosproxy_dedup_cache_hits_total", "counter",
+           "eventIds found done in the in-process cache (no Redis command).",
+           (long long)m->dedup_cache_hits);
+    scalar(out, "eosproxy_dedup_error_partitions_total", "counter",
+           "Partitions answered with a retriable error after redis.block_timeout.",
+           (long long)m->dedup_error_partitions);
+    scalar(out, "eosproxy_dedup_commit_marks_total", "counter",
+           "eventIds marked done after a successful offset commit.",
+           (long long)m->dedup_commit_marks);
+    scalar(out, "eosproxy_dedup_tracking_dropped_total", "counter",
+           "Delivered eventIds forgotten before their commit (tracking bound); they stay pending.",
+           (long long)m->dedup_tracking_dropped);
+    scalar(out, "eosproxy_dedup_held_responses", "gauge",
+           "Fetch responses held while Redis is unavailable.", m->dedup_held);
+}
+
+static void render_redis(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    scalar(out, "eosproxy_redis_connected", "gauge", "1 while the Redis connection is up.",
+           m->redis_connected);
+    scalar(out, "eosproxy_redis_round_trips_total", "counter",
+           "Pipelined Redis round trips answered.", (long long)m->redis_round_trips);
+    scalar(out, "eosproxy_redis_commands_total", "counter", "Redis commands in those round trips.",
+           (long long)m->redis_commands);
+    header(out, "eosproxy_redis_errors_total", "counter", "Redis errors, by kind.");
+    for (int i = 0; i < REDIS_ERR_KINDS; i++)
+        evbuffer_add_printf(out, "eosproxy_redis_errors_total{kind=\"%s\"} %llu\n",
+                            redis_err_names[i], (unsigned long long)m->redis_errors[i]);
+    header(out, "eosproxy_redis_round_trip_seconds", "histogram",
+           "Time from a pipeline written to Redis to its last reply.");
+    uint64_t cum = 0;
+    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
+        cum += m->redis_lat_bucket[i];
+        evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_bucket{le=\"%g\"} %llu\n",
+                            (double)lat_bounds_us[i] / 1e6, (unsigned long long)cum);
+    }
+    evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_bucket{le=\"+Inf\"} %llu\n",
+                        (unsigned long long)m->redis_lat_count);
+    evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_sum %.6f\n",
+                        (double)m->redis_lat_sum_us / 1e6);
+    evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_count %llu\n",
+                        (unsigned long long)m->redis_lat_count);
+}
+
 void metrics_render(struct evbuffer *out)
 {
     render_connections(out);
     render_requests(out);
     render_routes(out);
     render_upgrade(out);
+    render_dedup(out);
+    render_redis(out);
     render_latency(out);
     render_upstream(out);
 }

@@ -33,6 +33,23 @@ enum client_close_kind {
     CLOSE_KINDS
 };
 
+/* Why dedup dropped a record. */
+enum dedup_drop_kind {
+    DEDUP_DROP_DONE = 0,      /* done (Redis or the in-process cache) */
+    DEDUP_DROP_IN_FLIGHT,     /* pending at another position */
+    DEDUP_DROP_SAME_RESPONSE, /* a later occurrence within one Fetch response */
+    DEDUP_DROP_KINDS
+};
+
+/* Redis trouble, by kind. */
+enum redis_err_kind {
+    REDIS_ERR_CONNECT = 0, /* connect failed or timed out */
+    REDIS_ERR_CLOSED,      /* the connection dropped */
+    REDIS_ERR_TIMEOUT,     /* a round trip exceeded redis.timeout */
+    REDIS_ERR_REPLY,       /* an error reply (e.g. OOM, WRONGTYPE) */
+    REDIS_ERR_KINDS
+};
+
 struct metrics {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over listen.max_connections */
@@ -50,7 +67,8 @@ struct metrics {
     uint64_t metadata_refreshes;
     uint64_t rewritten_responses;
     uint64_t produce_routes[4]; /* by produce_route_t */
-    uint64_t acks0_responses_dropped; /* answers to acks=0 Produce (not Kafka) */
+    uint64_t acks0_responses_dropped;
+    uint64_t twin_batches; /* upgrade: distinct batches with equal content */ /* answers to acks=0 Produce (not Kafka) */
     /* The idempotent upgrade (upgrade.c). */
     uint64_t upgraded_batches;        /* batches written with eosproxy's producer id */
     uint64_t upgraded_records;        /* records in those batches */
@@ -58,6 +76,26 @@ struct metrics {
     uint64_t upstream_retries;        /* batches eosproxy resent with the same sequence */
     uint64_t sequence_resets;         /* sequence restarts forced by an error or timeout */
     uint64_t producer_id_renewals;    /* new producer ids or epochs after the first */
+    /* Consumer dedup (dedup.c) and its Redis client (redisc.c). */
+    uint64_t dedup_responses;                 /* Fetch responses of dedup topics taken */
+    uint64_t dedup_records_checked;           /* records of dedup topics examined */
+    uint64_t dedup_dropped[DEDUP_DROP_KINDS]; /* records dropped as duplicates, by reason */
+    uint64_t dedup_redelivered;               /* pending at the same position: delivered again */
+    uint64_t dedup_no_event_id;               /* records without an eventId (passed) */
+    uint64_t dedup_passed_unfiltered;         /* records delivered unchecked (Redis down, pass) */
+    uint64_t dedup_passed_undecodable; /* batches passed unchecked (not v2, aborted, partial) */
+    uint64_t dedup_cache_hits;         /* eventIds found done in the in-process cache */
+    uint64_t dedup_error_partitions;   /* partitions answered with a retriable error (block) */
+    uint64_t dedup_commit_marks;       /* eventIds marked done after a commit */
+    uint64_t dedup_tracking_dropped;   /* delivered eventIds forgotten before a commit (bound) */
+    int64_t dedup_held;                /* Fetch responses held while Redis is down */
+    int64_t redis_connected;           /* 1 while the Redis connection is up */
+    uint64_t redis_round_trips;        /* pipelines answered */
+    uint64_t redis_commands;           /* commands in those pipelines */
+    uint64_t redis_errors[REDIS_ERR_KINDS];
+    uint64_t redis_lat_bucket[METRICS_LAT_BUCKETS];
+    uint64_t redis_lat_count;
+    uint64_t redis_lat_sum_us;
     uint64_t lat_bucket[KAPI_MAX][METRICS_LAT_BUCKETS];
     uint64_t lat_count[KAPI_MAX];
     uint64_t lat_sum_us[KAPI_MAX];
@@ -67,6 +105,9 @@ extern struct metrics g_metrics;
 
 /* Records one request's latency (received -> response queued to client). */
 void metrics_observe_latency(int16_t api_key, uint64_t usec);
+
+/* Records one Redis round trip's latency (pipeline sent -> last reply). */
+void metrics_observe_redis_latency(uint64_t usec);
 
 /* Appends the Prometheus text exposition of every metric to out. */
 void metrics_render(struct evbuffer *out);

@@ -13,6 +13,7 @@
 #include "admin.h"
 #include "client.h"
 #include "control.h"
+#include "dedup.h"
 #include "log.h"
 #include "metrics.h"
 #include "mock.h"
@@ -296,6 +297,15 @@ int proxy_start(struct proxy *px)
         if (!px->upgrade)
             return -1;
     }
+    if (policy_has_dedup(cfg->policy)) {
+        if (!cfg->redis.url) {
+            log_error("topics: a rule has dedup but redis.url is not set");
+            return -1;
+        }
+        px->dedup = dedup_new(px);
+        if (!px->dedup)
+            return -1;
+    }
     px->ctl = control_new(px, px->bootstrap);
     if (!px->ctl)
         return -1;
@@ -321,6 +331,7 @@ void proxy_free(struct proxy *px)
     client_free_all(px);
     control_free(px->ctl);
     upgrade_free(px->upgrade);
+    dedup_free(px->dedup);
     admin_free(px->admin);
     if (px->bootstrap_listener)
         evconnlistener_free(px->bootstrap_listener);

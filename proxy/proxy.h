@@ -23,6 +23,7 @@ struct control;
 struct admin;
 struct mock;
 struct upgrade;
+struct dedup;
 
 /* One upstream broker and the local listener that stands for it. */
 struct broker {
@@ -48,6 +49,7 @@ struct proxy {
     struct admin *admin;
     struct mock *mock;
     struct upgrade *upgrade; /* the idempotent upgrade; NULL if no rule needs it */
+    struct dedup *dedup;     /* consumer dedup; NULL if no rule has dedup */
     int enforce;             /* some topic rule is not at-least-once */
     char *bootstrap; /* upstream bootstrap list in use (config or mock) */
 

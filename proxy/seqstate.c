@@ -222,6 +222,7 @@ struct fpc_entry *fpc_add_inflight(struct fpcache *c, uint64_t key, void *batch,
     e->key = key;
     e->state = FPC_INFLIGHT;
     e->batch = batch;
+    e->first_ms = now_ms;
     size_t i = key & (c->nbuckets - 1);
     e->hnext = c->buckets[i];
     c->buckets[i] = e;

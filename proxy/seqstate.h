@@ -90,6 +90,10 @@ struct fpc_entry {
     uint64_t key;
     enum fpc_state state;
     void *batch;              /* FPC_INFLIGHT: the caller's batch; NULL once done */
+    uint64_t first_ms;        /* when the batch was first submitted */
+    int twin;                 /* a distinct batch with equal content was seen */
+    int failed;               /* done with an error: a tombstone, never absorbs */
+    uint32_t timeout_ms;      /* the client's request timeout for this batch */
     struct fpc_result result; /* FPC_DONE */
     uint64_t done_ms;
     struct fpc_entry *hnext;               /* hash chain */
@@ -114,7 +118,9 @@ void fpc_free(struct fpcache *c);
  */
 struct fpc_entry *fpc_find(struct fpcache *c, uint64_t key, uint64_t now_ms);
 /*
- * Adds key as in flight for batch (key must be absent). Evicts the oldest
+ * Adds key as in flight for batch. The key may already be present (two
+ * distinct batches with equal content): the newest entry is found first.
+ * Evicts the oldest
  * done entry when full. NULL when every slot holds an in-flight entry or
  * on OOM. The entry lives until fpc_remove or eviction after completion.
  */

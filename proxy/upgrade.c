@@ -116,11 +116,16 @@ enum {
 #define UPG_TICK_MS 50
 #define UPG_MAX_REQUESTS 100000u
 #define UPG_MAX_BYTES (256u << 20)
+/* Backpressure watermarks on held bytes (see upgrade_busy). */
+#define UPG_HIGH_BYTES (48u << 20)
+#define UPG_LOW_BYTES (16u << 20)
 #define UPG_LANE_MAX_BYTES (64u << 20)
 #define UPG_FLIGHT_MAX_BYTES (1u << 20)
 #define UPG_MAX_PARTITIONS 65536u
 #define UPG_FPC_MAX 100000u
 #define UPG_FPC_TTL_MS 600000u
+/* Floor of the "in flight this long" test in is_client_retry. */
+#define UPG_RETRY_MIN_GAP_MS 50u
 
 enum pid_state { PID_NONE, PID_REQUESTING, PID_READY };
 
@@ -218,6 +223,7 @@ struct upgrade {
     size_t nreqs, bytes;
     struct event *kick, *tick;
     int closing;
+    int busy; /* over UPG_HIGH_BYTES: clients were paused */
 };
 
 static uint64_t now_ms(void)
@@ -389,8 +395,12 @@ static void batch_failed(struct upgrade *u, struct ubatch *b, int16_t e)
             seq_rollback(&b->part->sp, b->gen, b->seq, b->record_count);
         }
     }
-    fpc_remove(&u->fpc, b->fpe);
     struct fpc_result res = {e, -1, -1, -1};
+    /* Kept as a tombstone: an equal batch that comes later may be the
+     * client's retry of this one or a distinct twin, so it is written and
+     * never absorbed (see submit_partition). */
+    b->fpe->failed = 1;
+    fpc_complete(&u->fpc, b->fpe, &res, now_ms());
     answer_waiters(u, b, &res);
     ubatch_free(u, b);
 }
@@ -778,6 +788,17 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     if (u->pid_state == PID_NONE && !TAILQ_EMPTY(&u->active))
         start_pid(u);
     flush(u);
+    if (u->busy && u->bytes <= UPG_LOW_BYTES) {
+        u->busy = 0;
+        client_resume_upgrade_paused(u->px);
+    }
+}
+
+int upgrade_busy(const struct upgrade *u)
+{
+    if (u->bytes > UPG_HIGH_BYTES)
+        ((struct upgrade *)u)->busy = 1;
+    return u->busy;
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -862,6 +883,37 @@ static struct ubatch *new_batch(struct upgrade *u, struct upart *p, const uint8_
     return b;
 }
 
+/*
+ * Whether a batch equal to e's (same topic, partition and content) is the
+ * client's retry of it. Content alone cannot tell a retry from a distinct
+ * batch with the same records and timestamps, so timing decides: a client
+ * resends a batch only after an error (then e failed, and the retry is
+ * written), or after its request timed out. So it is a retry when e has
+ * been in flight for at least half the request's timeout, or was answered
+ * that late. Anything else is a twin, written too.
+ */
+static int is_client_retry(const struct fpc_entry *e, uint64_t now)
+{
+    uint64_t half =
+        e->timeout_ms / 2 > UPG_RETRY_MIN_GAP_MS ? e->timeout_ms / 2 : UPG_RETRY_MIN_GAP_MS;
+    if (e->failed || e->twin)
+        return 0;
+    if (e->state == FPC_INFLIGHT)
+        return now - e->first_ms >= half;
+    return e->done_ms - e->first_ms >= half;
+}
+
+/* A batch refused for lack of room leaves a tombstone, as a failed one does. */
+static void refused_tombstone(struct upgrade *u, uint64_t key, uint64_t now)
+{
+    struct fpc_entry *t = fpc_add_inflight(&u->fpc, key, NULL, now);
+    if (!t)
+        return;
+    struct fpc_result res = {KERR_REQUEST_TIMED_OUT, -1, -1, -1};
+    t->failed = 1;
+    fpc_complete(&u->fpc, t, &res, now);
+}
+
 /* Routes one partition of a client request; sets the slot or attaches. */
 static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
                              const kproduce_partition_t *pp, kproduce_presp_t *slot,
@@ -880,7 +932,23 @@ static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
     const uint8_t *batch = pp->records.ptr + hdr.offset;
     uint64_t key =
         fpc_key(topic.ptr, (size_t)topic.len, pp->index, krecord_fingerprint(batch, hdr.size));
-    struct fpc_entry *e = fpc_find(&u->fpc, key, now_ms());
+    uint64_t now = now_ms();
+    struct fpc_entry *e = fpc_find(&u->fpc, key, now);
+    int twin = 0;
+    if (e && !is_client_retry(e, now)) {
+        /*
+         * Equal content, but not provably a retry: a distinct batch made in
+         * the same millisecond (librdkafka's clock is coarse, and payloads
+         * may repeat), or one equal to a batch that failed or was refused.
+         * From now on a retry of either cannot be told apart, so none is
+         * absorbed: writing a retry twice is better than losing a batch.
+         */
+        if (!e->failed)
+            e->twin = 1;
+        twin = 1;
+        g_metrics.twin_batches++;
+        e = NULL;
+    }
     if (e && e->state == FPC_DONE) {
         g_metrics.client_retries_absorbed++;
         set_slot(slot, &e->result);
@@ -897,9 +965,12 @@ static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
         TAILQ_INIT(&p->q);
     struct ubatch *b = p ? new_batch(u, p, batch, &hdr, key, node_id, r->req.timeout_ms) : NULL;
     if (!b) {
+        refused_tombstone(u, key, now);
         slot->error_code = KERR_REQUEST_TIMED_OUT;
         return;
     }
+    b->fpe->twin = twin;
+    b->fpe->timeout_ms = r->req.timeout_ms > 0 ? (uint32_t)r->req.timeout_ms : 0;
     attach(r, w, slot, b);
 }
 

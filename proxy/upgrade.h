@@ -47,4 +47,13 @@ void upgrade_free(struct upgrade *u);
 int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
                    size_t len, int acks_zero, uint64_t client_id, uint64_t token);
 
+/*
+ * Backpressure: 1 while the engine holds more than its high watermark of
+ * bytes. The caller then stops reading from the client that just submitted
+ * (instead of the engine refusing requests, which makes clients retry);
+ * the engine calls client_resume_upgrade_paused(px) once it has drained to
+ * the low watermark.
+ */
+int upgrade_busy(const struct upgrade *u);
+
 #endif

@@ -108,6 +108,9 @@ admin:
 log:
   level: warn
   format: text
+topics:
+  - match: "bench-tpidem-*"
+    delivery: idempotent
 EOF
     "$EOSPROXY_BIN" -c "$WORK/bench.yaml" >"$WORK/proxy.log" 2>&1 &
     PROXY_PID=$!
@@ -137,6 +140,8 @@ run_case() { # round case target bootstrap -> appends the JSON line to $WORK/res
     case $case in
         tp1k) args=(--mode throughput --size 1024 --count "$COUNT_1K" --acks all --linger-ms 5) ;;
         tp100) args=(--mode throughput --size 100 --count "$COUNT_100" --acks all --linger-ms 5) ;;
+        # A non-idempotent producer; through eosproxy its topic is `delivery: idempotent`.
+        tpidem) args=(--mode throughput --size 1024 --count "$COUNT_1K" --acks all --linger-ms 5 --idempotence false) ;;
         lat) args=(--mode latency --size 100 --count "$COUNT_LAT" --acks all) ;;
     esac
     local out
@@ -170,7 +175,7 @@ run_case() { # round case target bootstrap -> appends the JSON line to $WORK/res
 START=$(date +%s)
 for r in $(seq "$ROUNDS"); do
     echo "bench: round $r/$ROUNDS" >&2
-    for c in tp1k tp100 lat; do
+    for c in tp1k tp100 tpidem lat; do
         if [ -z "$PROXY" ]; then
             run_case "$r" "$c" direct "$BOOTSTRAP"
         elif [ $((r % 2)) = 1 ]; then
@@ -231,7 +236,8 @@ print("| case | direct | eosproxy | ratio |")
 print("|---|---|---|---|")
 def fmt(x, unit):
     return "n/a" if x is None else f"{x:,.0f} {unit}"
-for case, label, size in (("tp1k", "throughput, 1 KB records", 1024), ("tp100", "throughput, 100 B records", 100)):
+for case, label, size in (("tp1k", "throughput, 1 KB records", 1024), ("tp100", "throughput, 100 B records", 100),
+                          ("tpidem", "throughput, 1 KB, non-idempotent client, `delivery: idempotent` via eosproxy", 1024)):
     d, p = med(case, "direct", "mb_per_s"), med(case, "eosproxy", "mb_per_s")
     dr, pr = med(case, "direct", "records_per_s"), med(case, "eosproxy", "records_per_s")
     ds = "n/a" if d is None else f"{d:,.0f} MB/s ({dr/1e3:,.0f} k rec/s)"

@@ -1,0 +1,1535 @@
+/*
+ * dedup.c - consumer dedup by eventId, kept in Redis. See dedup.h.
+ *
+ * ---- Semantics (README "Consumer dedup") ----
+ *
+ * Scope: the rule's dedup.scope, else the config's `service`. All
+ * consumers behind eosproxy instances of one scope share one view.
+ * Key of an eventId: "eosproxy:<scope>:<eventId>", or
+ * "eosproxy:<scope>:sha256:<hex>" when the eventId is longer than 128
+ * bytes, holds a byte outside printable ASCII or itself starts with
+ * "sha256:" (bounded, unambiguous keys).
+ *
+ * Values: "p:<topic>:<partition>:<offset>:<deliveries>" while *pending*
+ * (expires after redis.pending_ttl), "d" once *done* (expires after the
+ * rule's dedup.ttl).
+ *
+ * For each record of a dedup topic in a Fetch response, in order:
+ *   - no eventId: delivered (counted);
+ *   - an eventId seen earlier in the same response: dropped (the first
+ *     occurrence decides for all);
+ *   - done in the in-process cache: dropped, no Redis command;
+ *   - else one `SET key p:... NX GET PX pending_ttl`, all of the response
+ *     in one pipeline (one round trip):
+ *       nil (it was unknown, now pending here)   -> delivered
+ *       "d"                                      -> dropped (done)
+ *       "p:" at this topic/partition/offset      -> delivered again (the
+ *          consumer died before committing: at-least-once); its delivery
+ *          count is bumped and the pending mark renewed with a
+ *          compare-and-set (EVAL), in the next round trip, not waited on
+ *       "p:" at another position                 -> dropped (a duplicate
+ *          in flight; if that consumer dies, the pending mark expires and
+ *          the next copy read after that is delivered)
+ * A batch whose records are all dropped stays, empty, in the form the
+ * codec says every client steps past (krecords_empty_mode_for_fetch).
+ *
+ * Done: a successful OffsetCommit / TxnOffsetCommit response (partition
+ * ErrorCode 0) for a partition of a dedup topic turns every eventId this
+ * process delivered on that partition below the committed offset into
+ * `SET key d PX ttl` (one pipeline per commit response, retried while
+ * Redis is down) and into the in-process cache of done eventIds (done is
+ * final, so the cache can never be wrong within ttl). Delivered eventIds
+ * are remembered per (scope, topic, partition) up to a bound; the oldest
+ * are forgotten (counted) and then simply stay pending until they expire.
+ *
+ * Batches passed as they are (counted): message format < 2, control
+ * batches, batches of aborted transactions (read_committed consumers drop
+ * them; marking them would block the committed copy), batches that fail
+ * to decode, and the partial batch a broker may put at the end of a
+ * partition's records. Fetch v0..v3 responses are not touched.
+ *
+ * ---- Redis unavailable ----
+ *
+ * When Redis is down, a round trip fails or times out (redis.timeout), or
+ * answers an error (e.g. OOM under noeviction):
+ *   block (default): the response is held and retried when Redis is back;
+ *     after redis.block_timeout the dedup partitions are answered with
+ *     ErrorCode 6 NOT_LEADER_OR_FOLLOWER and no records (other partitions
+ *     of the response are delivered). 6 is what a broker answers when it
+ *     cannot serve a partition for the moment, and the one retriable Fetch
+ *     error that every client of the test matrix handles silently: it
+ *     refreshes metadata and fetches the same offset again (kafka-python
+ *     2.0.2 raises KAFKA_STORAGE_ERROR 56 to the application, librdkafka
+ *     reports unknown codes as consumer errors).
+ *   pass: the response is delivered unfiltered at once (counted), and no
+ *     mark is written.
+ *
+ * Completion is by id through client_slot_done, from the event loop
+ * (never inside dedup_fetch_response); Redis callbacks find their job by
+ * id, and a job that goes away cancels its Redis batch first.
+ */
+#include "dedup.h"
+
+#include "client.h"
+#include "config.h"
+#include "kcommit.h"
+#include "kfetch.h"
+#include "kproto.h"
+#include "krecord.h"
+#include "krecords.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "redisc.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#define KERR_NOT_LEADER_OR_FOLLOWER 6 /* the retriable answer; see above */
+
+/* new_records of a partition answered without records (never freed). */
+static const uint8_t dd_empty[1];
+
+#define DD_KEY_PREFIX "eosproxy:"
+#define DD_ID_RAW_MAX 128             /* longer eventIds are hashed */
+#define DD_SCRATCH 4096               /* JSON eventId unescaping */
+#define DD_TICK_MS 100                /* block timeouts and retries */
+#define DD_MAX_JOB_BYTES (512u << 20) /* held Fetch responses, all jobs */
+#define DD_TRACK_PER_PART 100000u     /* delivered eventIds kept per partition */
+#define DD_TRACK_MAX 2000000u         /* ... and in all */
+#define DD_TRACK_PARTS 65536u         /* (scope, topic, partition) tracked */
+#define DD_COMMITS_MAX 4096u          /* commit requests awaiting their response */
+#define DD_MARKS_MAX 1000000u         /* done marks waiting for Redis */
+#define DD_MARKS_PER_TRIP 10000u      /* done marks per pipeline */
+
+/* Decision about one eventId. */
+enum ditem_state {
+    DI_ASK = 0,    /* Redis must be asked */
+    DI_NEW,        /* unknown before: pending here now, deliver */
+    DI_AGAIN,      /* pending at this position: deliver again */
+    DI_DONE,       /* done: drop */
+    DI_IN_FLIGHT,  /* pending elsewhere: drop */
+    DI_UNFILTERED, /* Redis unavailable, pass policy: deliver unchecked */
+};
+
+enum djob_state { J_WAIT, J_SENT, J_READY };
+
+/* The record-level marks in dbatch.item. */
+#define REC_NO_ID (-1)
+#define REC_DUP (-2)
+
+/* One batch of a dedup partition. */
+struct dbatch {
+    const uint8_t *raw; /* in the job's frame copy */
+    size_t size;
+    int decoded; /* 0: passed as it is */
+    krecords_batch_t b;
+    int32_t *item; /* per record: index in job->items, REC_NO_ID or REC_DUP */
+};
+
+/* One partition of a dedup topic in a held response. */
+struct dpart {
+    kfetch_partition_t *p;
+    kstr_t topic;
+    const policy_rule_t *rule;
+    const char *scope;
+    struct dbatch *batches;
+    size_t nbatches;
+    size_t whole; /* bytes of records covered by whole batches */
+};
+
+/* One distinct eventId of a held response. */
+struct ditem {
+    char *key;
+    size_t klen;
+    struct dpart *part; /* its first occurrence */
+    int64_t offset;
+    int state;
+    char *old; /* the pending value Redis returned (DI_AGAIN) */
+    long deliveries;
+};
+
+/* A Fetch response being checked. */
+struct djob {
+    struct dedup *d;
+    uint64_t id, client_id, token, redis_id;
+    int16_t ver;
+    uint8_t *frame;
+    size_t len;
+    kfetch_resp_t resp;
+    struct dpart *parts;
+    size_t nparts;
+    struct ditem *items;
+    size_t nitems, cap_items;
+    size_t nask; /* items in DI_ASK */
+    uint64_t start_ms;
+    int state;
+    int failed; /* block_timeout: answer dedup partitions with an error */
+    TAILQ_ENTRY(djob) link;
+};
+TAILQ_HEAD(djob_q, djob);
+
+/* In-process cache of done keys: FIFO ring + chained hash. */
+struct dcache_ent {
+    char *key;
+    uint64_t hash;
+    uint64_t expires_ms;
+    int32_t next; /* hash chain, -1 ends */
+};
+struct dcache {
+    struct dcache_ent *ring;
+    size_t cap, head, n;
+    int32_t *buckets;
+    size_t nbuckets; /* power of two */
+};
+
+/* Delivered eventIds of one (scope, topic, partition), oldest first. */
+struct tent {
+    int64_t offset;
+    char *key;
+};
+struct track {
+    const char *scope; /* config-owned */
+    char *topic;
+    int32_t partition;
+    uint64_t hash;
+    struct tent *ents;
+    size_t start, len, cap;
+    struct track *hnext;
+};
+
+/* A commit request awaiting its response. */
+struct cpart {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+};
+struct dcommit {
+    uint64_t client_id;
+    int32_t corr;
+    int16_t api_key;
+    struct cpart *parts;
+    size_t nparts;
+    TAILQ_ENTRY(dcommit) link;
+};
+TAILQ_HEAD(dcommit_q, dcommit);
+
+/* A done mark waiting to be written. */
+struct dmark {
+    char *key;
+    uint64_t ttl_ms;
+};
+
+struct dedup {
+    struct proxy *px;
+    const config_t *cfg;
+    struct redisc *rc;
+    struct event *kick, *tick;
+    struct djob_q jobs;
+    uint64_t next_id;
+    size_t job_bytes;
+    struct dcache cache;
+    struct track **tracks;
+    size_t ntrack_buckets, ntracks, tracked;
+    struct dcommit_q commits;
+    size_t ncommits;
+    struct dmark *marks; /* FIFO ring of marks to write */
+    size_t mstart, mlen, mcap;
+    uint64_t marks_id;        /* the pipeline writing marks, 0 if none */
+    struct dmark *marks_sent; /* its marks, re-queued if it fails */
+    size_t nmarks_sent;
+    int warned_old_fetch;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    return krecord_xxh64(p, n, 0x656f73ull);
+}
+
+/* ================================================================ cache */
+
+static int cache_init(struct dcache *c, size_t cap)
+{
+    memset(c, 0, sizeof(*c));
+    if (cap == 0)
+        return 0;
+    c->nbuckets = 1;
+    while (c->nbuckets < cap * 2)
+        c->nbuckets <<= 1;
+    c->ring = calloc(cap, sizeof(*c->ring));
+    c->buckets = malloc(c->nbuckets * sizeof(*c->buckets));
+    if (!c->ring || !c->buckets)
+        return -1;
+    memset(c->buckets, 0xff, c->nbuckets * sizeof(*c->buckets));
+    c->cap = cap;
+    return 0;
+}
+
+static void cache_free(struct dcache *c)
+{
+    for (size_t i = 0; c->ring && i < c->cap; i++)
+        free(c->ring[i].key);
+    free(c->ring);
+    free(c->buckets);
+    memset(c, 0, sizeof(*c));
+}
+
+static struct dcache_ent *cache_find(struct dcache *c, const char *key, size_t klen, uint64_t h)
+{
+    if (!c->cap)
+        return NULL;
+    for (int32_t i = c->buckets[h & (c->nbuckets - 1)]; i >= 0; i = c->ring[i].next) {
+        struct dcache_ent *e = &c->ring[i];
+        if (e->hash == h && strlen(e->key) == klen && memcmp(e->key, key, klen) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* 1 if key is known done (and not expired). */
+static int cache_has(struct dcache *c, const char *key, size_t klen)
+{
+    if (c->n == 0)
+        return 0;
+    struct dcache_ent *e = cache_find(c, key, klen, hash_bytes(key, klen));
+    return e && e->expires_ms > now_ms();
+}
+
+/* Unlinks ring slot i from its hash chain. */
+static void cache_unlink(struct dcache *c, size_t i)
+{
+    int32_t *pp = &c->buckets[c->ring[i].hash & (c->nbuckets - 1)];
+    while (*pp >= 0 && *pp != (int32_t)i)
+        pp = &c->ring[*pp].next;
+    if (*pp == (int32_t)i)
+        *pp = c->ring[i].next;
+    free(c->ring[i].key);
+    c->ring[i].key = NULL;
+}
+
+/* Remembers key as done until now + ttl; the oldest entry makes room. */
+static void cache_put(struct dcache *c, const char *key, size_t klen, uint64_t ttl_ms)
+{
+    if (!c->cap)
+        return;
+    uint64_t h = hash_bytes(key, klen);
+    struct dcache_ent *e = cache_find(c, key, klen, h);
+    if (e) {
+        e->expires_ms = now_ms() + ttl_ms;
+        return;
+    }
+    char *k = strndup(key, klen);
+    if (!k)
+        return;
+    size_t i = (c->head + c->n) % c->cap;
+    if (c->n == c->cap) {
+        i = c->head;
+        cache_unlink(c, i);
+        c->head = (c->head + 1) % c->cap;
+    } else {
+        c->n++;
+    }
+    e = &c->ring[i];
+    e->key = k;
+    e->hash = h;
+    e->expires_ms = now_ms() + ttl_ms;
+    int32_t *b = &c->buckets[h & (c->nbuckets - 1)];
+    e->next = *b;
+    *b = (int32_t)i;
+}
+
+/* ================================================================ keys */
+
+/* The scope of a rule: dedup.scope, else the service name. */
+static const char *rule_scope(const struct dedup *d, const policy_rule_t *r)
+{
+    return r->dedup.scope ? r->dedup.scope : d->cfg->service;
+}
+
+static int id_needs_hash(const uint8_t *id, size_t n)
+{
+    if (n > DD_ID_RAW_MAX || n == 0 || (n >= 7 && memcmp(id, "sha256:", 7) == 0))
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (id[i] < 0x21 || id[i] > 0x7e)
+            return 1;
+    }
+    return 0;
+}
+
+/* The Redis key of eventId id in scope (malloc'd, NUL-terminated). */
+static char *make_key(const char *scope, const uint8_t *id, size_t n, size_t *klen)
+{
+    size_t slen = strlen(scope);
+    size_t plen = sizeof(DD_KEY_PREFIX) - 1;
+    int hashed = id_needs_hash(id, n);
+    size_t tail = hashed ? 7 + 2 * SHA256_DIGEST_LENGTH : n;
+    char *k = malloc(plen + slen + 1 + tail + 1);
+    if (!k)
+        return NULL;
+    char *p = k;
+    memcpy(p, DD_KEY_PREFIX, plen);
+    p += plen;
+    memcpy(p, scope, slen);
+    p += slen;
+    *p++ = ':';
+    if (hashed) {
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256(id, n, md);
+        memcpy(p, "sha256:", 7);
+        p += 7;
+        for (size_t i = 0; i < sizeof(md); i++) {
+            static const char hex[] = "0123456789abcdef";
+            *p++ = hex[md[i] >> 4];
+            *p++ = hex[md[i] & 15];
+        }
+    } else {
+        memcpy(p, id, n);
+        p += n;
+    }
+    *p = 0;
+    *klen = (size_t)(p - k);
+    return k;
+}
+
+/* Appends the decimal form of v at p; returns the end. */
+static char *put_i64(char *p, int64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[--i] = '-';
+    memcpy(p, tmp + i, sizeof(tmp) - i);
+    return p + (sizeof(tmp) - i);
+}
+
+/* "p:<topic>:<partition>:<offset>" into buf (no printf: once per
+ * record); its length, or -1 if cap is too small. */
+static int pending_pos(char *buf, size_t cap, kstr_t topic, int32_t partition, int64_t offset)
+{
+    if (topic.len < 0 || (size_t)topic.len + 2 + 1 + 11 + 1 + 20 + 1 > cap)
+        return -1;
+    char *p = buf;
+    *p++ = 'p';
+    *p++ = ':';
+    memcpy(p, topic.ptr, (size_t)topic.len);
+    p += topic.len;
+    *p++ = ':';
+    p = put_i64(p, partition);
+    *p++ = ':';
+    p = put_i64(p, offset);
+    *p = 0;
+    return (int)(p - buf);
+}
+
+/* ================================================================ tracking */
+
+static uint64_t track_hash(const char *scope, kstr_t topic, int32_t partition)
+{
+    uint64_t h = hash_bytes(scope, strlen(scope));
+    h ^= hash_bytes(topic.ptr, (size_t)topic.len) * 31;
+    return h ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull);
+}
+
+static struct track *track_get(struct dedup *d, const char *scope, kstr_t topic, int32_t partition,
+                               int create)
+{
+    uint64_t h = track_hash(scope, topic, partition);
+    struct track **b = &d->tracks[h & (d->ntrack_buckets - 1)];
+    for (struct track *t = *b; t; t = t->hnext) {
+        if (t->hash == h && t->partition == partition && strcmp(t->scope, scope) == 0 &&
+            strlen(t->topic) == (size_t)topic.len && memcmp(t->topic, topic.ptr, topic.len) == 0)
+            return t;
+    }
+    if (!create || d->ntracks >= DD_TRACK_PARTS)
+        return NULL;
+    struct track *t = calloc(1, sizeof(*t));
+    char *name = t ? strndup(topic.ptr, (size_t)topic.len) : NULL;
+    if (!name) {
+        free(t);
+        return NULL;
+    }
+    t->scope = scope;
+    t->topic = name;
+    t->partition = partition;
+    t->hash = h;
+    t->hnext = *b;
+    *b = t;
+    d->ntracks++;
+    return t;
+}
+
+/* Forgets the oldest entry of t (it stays pending in Redis). */
+static void track_drop_oldest(struct dedup *d, struct track *t)
+{
+    free(t->ents[t->start].key);
+    t->start++;
+    t->len--;
+    d->tracked--;
+    g_metrics.dedup_tracking_dropped++;
+}
+
+/* Remembers that key was delivered at offset (pending until a commit). */
+static void track_add(struct dedup *d, const struct dpart *dp, int64_t offset, const char *key,
+                      size_t klen)
+{
+    struct track *t = track_get(d, dp->scope, dp->topic, dp->p->index, 1);
+    if (!t) {
+        g_metrics.dedup_tracking_dropped++;
+        return;
+    }
+    if (t->len >= DD_TRACK_PER_PART || (d->tracked >= DD_TRACK_MAX && t->len > 0))
+        track_drop_oldest(d, t);
+    if (t->start + t->len == t->cap) {
+        if (t->start > 0) {
+            memmove(t->ents, t->ents + t->start, t->len * sizeof(*t->ents));
+            t->start = 0;
+        } else {
+            size_t cap = t->cap ? t->cap * 2 : 64;
+            struct tent *e = realloc(t->ents, cap * sizeof(*e));
+            if (!e) {
+                g_metrics.dedup_tracking_dropped++;
+                return;
+            }
+            t->ents = e;
+            t->cap = cap;
+        }
+    }
+    char *k = strndup(key, klen);
+    if (!k) {
+        g_metrics.dedup_tracking_dropped++;
+        return;
+    }
+    t->ents[t->start + t->len++] = (struct tent){offset, k};
+    d->tracked++;
+}
+
+static void tracks_free(struct dedup *d)
+{
+    for (size_t i = 0; d->tracks && i < d->ntrack_buckets; i++) {
+        struct track *t = d->tracks[i];
+        while (t) {
+            struct track *next = t->hnext;
+            for (size_t j = 0; j < t->len; j++)
+                free(t->ents[t->start + j].key);
+            free(t->ents);
+            free(t->topic);
+            free(t);
+            t = next;
+        }
+    }
+    free(d->tracks);
+    d->tracks = NULL;
+}
+
+/* ================================================================ marks */
+
+static void flush_marks(struct dedup *d);
+
+/* Queues a done mark (taking key); the oldest is dropped when full. */
+static void mark_push(struct dedup *d, char *key, uint64_t ttl_ms)
+{
+    if (d->mlen == DD_MARKS_MAX) {
+        free(d->marks[d->mstart].key);
+        d->mstart = (d->mstart + 1) % d->mcap;
+        d->mlen--;
+        g_metrics.dedup_tracking_dropped++;
+    }
+    if (d->mlen == d->mcap) {
+        size_t cap = d->mcap ? d->mcap * 2 : 256;
+        struct dmark *m = malloc(cap * sizeof(*m));
+        if (!m) {
+            free(key);
+            g_metrics.dedup_tracking_dropped++;
+            return;
+        }
+        for (size_t i = 0; i < d->mlen; i++)
+            m[i] = d->marks[(d->mstart + i) % d->mcap];
+        free(d->marks);
+        d->marks = m;
+        d->mcap = cap;
+        d->mstart = 0;
+    }
+    d->marks[(d->mstart + d->mlen++) % d->mcap] = (struct dmark){key, ttl_ms};
+}
+
+static void marks_done(void *arg, int err, const redisc_reply_t *replies, size_t n)
+{
+    struct dedup *d = arg;
+    struct dmark *sent = d->marks_sent;
+    size_t nsent = d->nmarks_sent;
+    d->marks_id = 0;
+    d->marks_sent = NULL;
+    d->nmarks_sent = 0;
+    for (size_t i = 0; i < nsent; i++) {
+        int ok = !err && i < n && replies[i].type == REDISC_REPLY_STATUS;
+        if (ok) {
+            g_metrics.dedup_commit_marks++;
+            free(sent[i].key);
+        } else {
+            mark_push(d, sent[i].key, sent[i].ttl_ms); /* retried */
+        }
+    }
+    free(sent);
+    if (!err && d->mlen && !d->marks_id && n == nsent &&
+        replies[nsent - 1].type == REDISC_REPLY_STATUS)
+        flush_marks(d); /* more queued: next pipeline now; failures wait for the tick */
+}
+
+/* Writes queued done marks, one pipeline at a time, while Redis is up. */
+static void flush_marks(struct dedup *d)
+{
+    if (d->marks_id || d->mlen == 0 || !redisc_ready(d->rc))
+        return;
+    size_t n = d->mlen < DD_MARKS_PER_TRIP ? d->mlen : DD_MARKS_PER_TRIP;
+    struct dmark *sent = malloc(n * sizeof(*sent));
+    redisc_batch_t *b = redisc_batch_new();
+    if (!sent || !b) {
+        free(sent);
+        redisc_batch_free(b);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct dmark *m = &d->marks[(d->mstart + i) % d->mcap];
+        char ttl[24];
+        int tl = snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)m->ttl_ms);
+        const char *argv[] = {"SET", m->key, "d", "PX", ttl};
+        size_t lens[] = {3, strlen(m->key), 1, 2, (size_t)tl};
+        if (redisc_batch_add(b, 5, argv, lens)) {
+            free(sent);
+            redisc_batch_free(b);
+            return;
+        }
+        sent[i] = *m;
+    }
+    uint64_t id = redisc_batch_send(d->rc, b, marks_done, d);
+    if (!id) {
+        free(sent);
+        return;
+    }
+    d->mstart = (d->mstart + n) % d->mcap;
+    d->mlen -= n;
+    d->marks_id = id;
+    d->marks_sent = sent;
+    d->nmarks_sent = n;
+}
+
+/*
+ * A commit of (scope, topic, partition) at offset succeeded: every
+ * eventId delivered there below offset becomes done.
+ */
+static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topic,
+                         int32_t partition, int64_t offset)
+{
+    struct track *t = track_get(d, rule_scope(d, rule), topic, partition, 0);
+    if (!t)
+        return;
+    size_t w = t->start;
+    for (size_t i = t->start; i < t->start + t->len; i++) {
+        struct tent *e = &t->ents[i];
+        if (e->offset < offset) {
+            cache_put(&d->cache, e->key, strlen(e->key), rule->dedup.ttl_ms);
+            mark_push(d, e->key, rule->dedup.ttl_ms);
+            d->tracked--;
+        } else {
+            t->ents[w++] = *e;
+        }
+    }
+    t->len = w - t->start;
+}
+
+/* ================================================================ jobs */
+
+static void job_free(struct dedup *d, struct djob *j)
+{
+    if (j->redis_id)
+        redisc_cancel(d->rc, j->redis_id);
+    if (j->state == J_WAIT)
+        g_metrics.dedup_held--;
+    for (size_t i = 0; i < j->nparts; i++) {
+        struct dpart *dp = &j->parts[i];
+        for (size_t k = 0; k < dp->nbatches; k++) {
+            if (dp->batches[k].decoded)
+                krecords_batch_free(&dp->batches[k].b);
+            free(dp->batches[k].item);
+        }
+        free(dp->batches);
+        if (dp->p->new_records.ptr != dd_empty)
+            free((void *)dp->p->new_records.ptr);
+    }
+    for (size_t i = 0; i < j->nitems; i++) {
+        free(j->items[i].key);
+        free(j->items[i].old);
+    }
+    free(j->items);
+    free(j->parts);
+    kfetch_resp_free(&j->resp);
+    free(j->frame);
+    d->job_bytes -= j->len;
+    TAILQ_REMOVE(&d->jobs, j, link);
+    free(j);
+}
+
+static void kick(struct dedup *d)
+{
+    if (!event_pending(d->kick, EV_TIMEOUT, NULL))
+        event_active(d->kick, EV_TIMEOUT, 0);
+}
+
+static void job_ready(struct dedup *d, struct djob *j)
+{
+    if (j->state == J_WAIT)
+        g_metrics.dedup_held--;
+    j->state = J_READY;
+    kick(d);
+}
+
+/* Redis is unavailable for j: the outage policy decides. */
+static void job_unavailable(struct dedup *d, struct djob *j)
+{
+    if (d->cfg->redis.on_unavailable == REDIS_OUTAGE_PASS) {
+        for (size_t i = 0; i < j->nitems; i++) {
+            if (j->items[i].state == DI_ASK)
+                j->items[i].state = DI_UNFILTERED;
+        }
+        j->nask = 0;
+        job_ready(d, j);
+        return;
+    }
+    if (j->state != J_WAIT)
+        g_metrics.dedup_held++;
+    j->state = J_WAIT;
+}
+
+/* Same topic/partition/offset as the pending value v ("p:...:<n>")? */
+static int same_position(const struct ditem *it, const char *v, size_t vlen, long *deliveries)
+{
+    char pos[320];
+    int n = pending_pos(pos, sizeof(pos), it->part->topic, it->part->p->index, it->offset);
+    if (n < 0 || vlen <= (size_t)n || memcmp(v, pos, (size_t)n) != 0 || v[n] != ':')
+        return 0;
+    char *end;
+    long c = strtol(v + n + 1, &end, 10);
+    *deliveries = (*end == 0 && c > 0) ? c : 1;
+    return 1;
+}
+
+/* Applies Redis' answer to one DI_ASK item; -1 if the reply is unusable. */
+static int apply_reply(struct ditem *it, const redisc_reply_t *r)
+{
+    if (r->type == REDISC_REPLY_NIL) {
+        it->state = DI_NEW;
+        it->deliveries = 1;
+        return 0;
+    }
+    if (r->type != REDISC_REPLY_STRING || !r->str)
+        return -1;
+    if (r->len == 1 && r->str[0] == 'd') {
+        it->state = DI_DONE;
+        return 0;
+    }
+    long n = 0;
+    if (r->len > 2 && r->str[0] == 'p' && r->str[1] == ':') {
+        if (same_position(it, r->str, r->len, &n)) {
+            it->state = DI_AGAIN;
+            it->deliveries = n + 1;
+            it->old = strdup(r->str);
+        } else {
+            it->state = DI_IN_FLIGHT;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+/* Redelivered items: bump the delivery count and renew the pending mark,
+ * only if the mark is still the one read (compare-and-set). */
+static void send_redeliveries(struct dedup *d, const struct djob *j)
+{
+    static const char script[] =
+        "if redis.call('GET',KEYS[1])==ARGV[1] then "
+        "return redis.call('SET',KEYS[1],ARGV[2],'PX',ARGV[3]) end return 0";
+    redisc_batch_t *b = NULL;
+    for (size_t i = 0; i < j->nitems; i++) {
+        const struct ditem *it = &j->items[i];
+        if (it->state != DI_AGAIN || !it->old)
+            continue;
+        if (!b && !(b = redisc_batch_new()))
+            return;
+        char pos[320], val[360], ttl[24];
+        int n = pending_pos(pos, sizeof(pos), it->part->topic, it->part->p->index, it->offset);
+        int vl = snprintf(val, sizeof(val), "%s:%ld", pos, it->deliveries);
+        int tl =
+            snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)d->cfg->redis.pending_ttl_ms);
+        if (n < 0 || vl < 0 || (size_t)vl >= sizeof(val))
+            continue;
+        const char *argv[] = {"EVAL", script, "1", it->key, it->old, val, ttl};
+        size_t lens[] = {4,          sizeof(script) - 1, 1, it->klen, strlen(it->old),
+                         (size_t)vl, (size_t)tl};
+        if (redisc_batch_add(b, 7, argv, lens))
+            break;
+    }
+    if (b && redisc_batch_count(b))
+        redisc_batch_send(d->rc, b, NULL, NULL); /* not waited on */
+    else
+        redisc_batch_free(b);
+}
+
+/* 1 if r is an answer SET NX GET can give (nil or a bulk string). */
+static int reply_usable(const redisc_reply_t *r)
+{
+    return r->type == REDISC_REPLY_NIL || (r->type == REDISC_REPLY_STRING && r->str);
+}
+
+/*
+ * The pipeline of job j answered (or failed). j is valid: a job that goes
+ * away cancels its batch first. Either every reply is usable and applied,
+ * or none is and the outage policy decides (the marks already set by this
+ * pipeline then read as "pending here" on the retry: delivered).
+ */
+static void job_replies(void *arg, int err, const redisc_reply_t *replies, size_t n)
+{
+    struct djob *j = arg;
+    struct dedup *d = j->d;
+    j->redis_id = 0;
+    if (!err && n != j->nask)
+        err = 1;
+    for (size_t k = 0; !err && k < n; k++) {
+        if (!reply_usable(&replies[k])) {
+            log_warn("dedup: Redis answered %s%s; treating Redis as unavailable",
+                     replies[k].type == REDISC_REPLY_ERROR ? "an error: " : "an unexpected reply",
+                     replies[k].type == REDISC_REPLY_ERROR && replies[k].str ? replies[k].str : "");
+            err = 1;
+        }
+    }
+    for (size_t i = 0, k = 0; !err && i < j->nitems; i++) {
+        struct ditem *it = &j->items[i];
+        if (it->state != DI_ASK)
+            continue;
+        if (apply_reply(it, &replies[k++])) {
+            /* A value eosproxy never writes: deliver (at-least-once); the
+             * commit then overwrites it with "d". */
+            it->state = DI_NEW;
+            it->deliveries = 1;
+        }
+        if (it->state == DI_DONE)
+            cache_put(&d->cache, it->key, it->klen, it->part->rule->dedup.ttl_ms);
+    }
+    if (err) {
+        job_unavailable(d, j);
+        return;
+    }
+    j->nask = 0;
+    send_redeliveries(d, j);
+    job_ready(d, j);
+}
+
+/* Sends the job's questions as one pipeline; 0, or -1 if Redis is not
+ * usable now. */
+static int job_send(struct dedup *d, struct djob *j)
+{
+    if (!redisc_ready(d->rc))
+        return -1;
+    redisc_batch_t *b = redisc_batch_new();
+    if (!b)
+        return -1;
+    char ttl[24];
+    int tl = snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)d->cfg->redis.pending_ttl_ms);
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct ditem *it = &j->items[i];
+        if (it->state != DI_ASK)
+            continue;
+        char val[360];
+        int n = pending_pos(val, sizeof(val) - 3, it->part->topic, it->part->p->index, it->offset);
+        if (n < 0) {
+            redisc_batch_free(b);
+            return -1;
+        }
+        memcpy(val + n, ":1", 3);
+        const char *argv[] = {"SET", it->key, val, "NX", "GET", "PX", ttl};
+        size_t lens[] = {3, it->klen, (size_t)n + 2, 2, 3, 2, (size_t)tl};
+        if (redisc_batch_add(b, 7, argv, lens)) {
+            redisc_batch_free(b);
+            return -1;
+        }
+    }
+    uint64_t id = redisc_batch_send(d->rc, b, job_replies, j);
+    if (!id)
+        return -1;
+    if (j->state == J_WAIT)
+        g_metrics.dedup_held--;
+    j->state = J_SENT;
+    j->redis_id = id;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+/* Is this transactional batch part of an aborted transaction listed in
+ * the partition's AbortedTransactions? */
+static int batch_aborted(const kfetch_partition_t *p, const krecord_batch_t *h)
+{
+    if (!(h->attributes & KRECORD_ATTR_TRANSACTIONAL) || p->naborted <= 0)
+        return 0;
+    for (int32_t i = 0; i < p->naborted; i++) {
+        if (p->aborted[i].producer_id == h->producer_id &&
+            p->aborted[i].first_offset <= h->base_offset)
+            return 1;
+    }
+    return 0;
+}
+
+/* Looks the key up among the job's items; returns its index or -1. A
+ * linear probe table would be faster; responses hold at most a few
+ * thousand records per partition, so a hash on the side is used. */
+struct keyset {
+    int32_t *slots;
+    size_t n; /* power of two */
+};
+
+static int keyset_init(struct keyset *s, size_t expect)
+{
+    s->n = 16;
+    while (s->n < expect * 2)
+        s->n <<= 1;
+    s->slots = malloc(s->n * sizeof(*s->slots));
+    if (!s->slots)
+        return -1;
+    memset(s->slots, 0xff, s->n * sizeof(*s->slots));
+    return 0;
+}
+
+/* The index of key among items (inserting idx if absent): returns the
+ * existing index, or -1 when idx was inserted. */
+static int32_t keyset_find_or_add(struct keyset *s, const struct ditem *items, const char *key,
+                                  size_t klen, int32_t idx)
+{
+    size_t m = s->n - 1;
+    for (size_t i = hash_bytes(key, klen) & m;; i = (i + 1) & m) {
+        int32_t v = s->slots[i];
+        if (v < 0) {
+            s->slots[i] = idx;
+            return -1;
+        }
+        if (items[v].klen == klen && memcmp(items[v].key, key, klen) == 0)
+            return v;
+    }
+}
+
+static struct ditem *item_new(struct djob *j)
+{
+    if (j->nitems == j->cap_items) {
+        size_t cap = j->cap_items ? j->cap_items * 2 : 64;
+        struct ditem *it = realloc(j->items, cap * sizeof(*it));
+        if (!it)
+            return NULL;
+        j->items = it;
+        j->cap_items = cap;
+    }
+    struct ditem *it = &j->items[j->nitems];
+    memset(it, 0, sizeof(*it));
+    return it;
+}
+
+/* Classifies every record of one decoded batch. -1 on OOM. */
+static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct dbatch *db,
+                      struct keyset *ks)
+{
+    const policy_rule_t *rule = dp->rule;
+    static uint8_t scratch[DD_SCRATCH];
+    db->item = calloc(db->b.nrecords ? (size_t)db->b.nrecords : 1, sizeof(*db->item));
+    if (!db->item)
+        return -1;
+    for (int32_t r = 0; r < db->b.nrecords; r++) {
+        const krec_t *rec = &db->b.records[r];
+        kbytes_t id;
+        g_metrics.dedup_records_checked++;
+        if (!krecords_event_id(rec, (int)rule->dedup.src, rule->dedup.name, &id, scratch,
+                               sizeof(scratch)) ||
+            id.len < 0) {
+            g_metrics.dedup_no_event_id++;
+            db->item[r] = REC_NO_ID;
+            continue;
+        }
+        size_t klen;
+        char *key = make_key(dp->scope, id.ptr, (size_t)id.len, &klen);
+        struct ditem *it = key ? item_new(j) : NULL;
+        if (!it) {
+            free(key);
+            return -1;
+        }
+        it->key = key;
+        it->klen = klen;
+        int32_t prev = keyset_find_or_add(ks, j->items, key, klen, (int32_t)j->nitems);
+        if (prev >= 0) {
+            free(key);
+            it->key = NULL;
+            db->item[r] = REC_DUP;
+            g_metrics.dedup_dropped[DEDUP_DROP_SAME_RESPONSE]++;
+            continue;
+        }
+        it->part = dp;
+        it->offset = db->b.hdr.base_offset + rec->offset_delta;
+        if (cache_has(&d->cache, key, klen)) {
+            it->state = DI_DONE;
+            g_metrics.dedup_cache_hits++;
+        } else {
+            it->state = DI_ASK;
+            j->nask++;
+        }
+        db->item[r] = (int32_t)j->nitems++;
+    }
+    return 0;
+}
+
+/* Cuts a partition's records into batches and scans those it can. */
+static int scan_partition(struct dedup *d, struct djob *j, struct dpart *dp, struct keyset *ks)
+{
+    const uint8_t *p = dp->p->records.ptr;
+    size_t len = (size_t)dp->p->records.len, off = 0, cap = 0;
+    while (len - off >= 12) {
+        int32_t bl = kbe32(p + off + KREC_OFF_BATCH_LENGTH);
+        if (bl < 0 || (size_t)bl > len - off - 12)
+            break; /* the partial batch at the end: passed as it is */
+        size_t size = 12 + (size_t)bl;
+        if (dp->nbatches == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct dbatch *nb = realloc(dp->batches, cap * sizeof(*nb));
+            if (!nb)
+                return -1;
+            dp->batches = nb;
+        }
+        struct dbatch *db = &dp->batches[dp->nbatches++];
+        memset(db, 0, sizeof(*db));
+        db->raw = p + off;
+        db->size = size;
+        off += size;
+        const char *why = NULL;
+        if (size < KRECORD_HEADER_SIZE || db->raw[KREC_OFF_MAGIC] != 2 ||
+            krecords_decode(db->raw, size, &db->b, &why)) {
+            if (why)
+                log_debug("dedup: %.*s-%d: batch passed unchecked: %s", (int)dp->topic.len,
+                          dp->topic.ptr, (int)dp->p->index, why);
+            g_metrics.dedup_passed_undecodable++;
+            continue;
+        }
+        db->decoded = 1;
+        if ((db->b.hdr.attributes & KRECORD_ATTR_CONTROL) || batch_aborted(dp->p, &db->b.hdr)) {
+            krecords_batch_free(&db->b);
+            db->decoded = 0;
+            g_metrics.dedup_passed_undecodable++;
+            continue;
+        }
+        if (scan_batch(d, j, dp, db, ks))
+            return -1;
+    }
+    if (off < len)
+        g_metrics.dedup_passed_undecodable++;
+    dp->whole = off;
+    return 0;
+}
+
+/* Counts the dedup partitions of resp (0: the response is not ours). */
+static size_t count_dedup_parts(const struct dedup *d, const kfetch_resp_t *resp)
+{
+    size_t n = 0;
+    for (int32_t t = 0; t < resp->ntopics; t++) {
+        const kfetch_topic_t *tp = &resp->topics[t];
+        const policy_rule_t *r = policy_lookup(d->cfg->policy, tp->name.ptr, (size_t)tp->name.len);
+        if (r && r->dedup.src != EVENTID_NONE)
+            n += (size_t)tp->npartitions;
+    }
+    return n;
+}
+
+/* Builds the job's dedup partitions and items. -1 on OOM. */
+static int job_scan(struct dedup *d, struct djob *j, size_t nparts)
+{
+    j->parts = calloc(nparts, sizeof(*j->parts));
+    struct keyset ks = {NULL, 0};
+    if (!j->parts || keyset_init(&ks, j->len / 64 + 16))
+        goto fail;
+    for (int32_t t = 0; t < j->resp.ntopics; t++) {
+        kfetch_topic_t *tp = &j->resp.topics[t];
+        const policy_rule_t *r = policy_lookup(d->cfg->policy, tp->name.ptr, (size_t)tp->name.len);
+        if (!r || r->dedup.src == EVENTID_NONE)
+            continue;
+        for (int32_t i = 0; i < tp->npartitions; i++) {
+            struct dpart *dp = &j->parts[j->nparts++];
+            dp->p = &tp->partitions[i];
+            dp->topic = tp->name;
+            dp->rule = r;
+            dp->scope = rule_scope(d, r);
+            if (dp->p->error_code == 0 && dp->p->records.len > 0 && scan_partition(d, j, dp, &ks))
+                goto fail;
+        }
+    }
+    free(ks.slots);
+    return 0;
+fail:
+    free(ks.slots);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- answer */
+
+/* Does record r of db reach the client? */
+static int keep_record(const struct djob *j, const struct dbatch *db, int32_t r)
+{
+    int32_t i = db->item[r];
+    if (i == REC_NO_ID)
+        return 1;
+    if (i == REC_DUP)
+        return 0;
+    int s = j->items[i].state;
+    return s == DI_NEW || s == DI_AGAIN || s == DI_UNFILTERED;
+}
+
+/* Writes a partition's filtered records into new_records. -1 on OOM. */
+static int write_partition(struct djob *j, struct dpart *dp)
+{
+    kwriter_t w;
+    kw_init(&w, (size_t)dp->p->records.len + 64);
+    for (size_t k = 0; k < dp->nbatches && !w.err; k++) {
+        struct dbatch *db = &dp->batches[k];
+        if (!db->decoded) {
+            kw_raw(&w, db->raw, db->size);
+            continue;
+        }
+        uint8_t *keep = malloc(db->b.nrecords ? (size_t)db->b.nrecords : 1);
+        if (!keep) {
+            kw_free(&w);
+            return -1;
+        }
+        for (int32_t r = 0; r < db->b.nrecords; r++)
+            keep[r] = (uint8_t)keep_record(j, db, r);
+        int rc = krecords_filter(&w, &db->b, db->raw, db->size, keep,
+                                 krecords_empty_mode_for_fetch(j->ver, k == 0));
+        free(keep);
+        if (rc) {
+            kw_free(&w);
+            return -1;
+        }
+    }
+    kw_raw(&w, dp->p->records.ptr + dp->whole, (size_t)dp->p->records.len - dp->whole);
+    if (w.err) {
+        kw_free(&w);
+        return -1;
+    }
+    size_t n;
+    uint8_t *buf = kw_detach(&w, &n);
+    if (!buf)
+        return -1;
+    dp->p->new_records = (kbytes_t){buf, (int32_t)n};
+    return 0;
+}
+
+/* Counts outcomes and remembers the deliveries for commit tracking. */
+static void account(struct dedup *d, struct djob *j)
+{
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct ditem *it = &j->items[i];
+        if (!it->key)
+            continue;
+        switch (it->state) {
+        case DI_NEW:
+            track_add(d, it->part, it->offset, it->key, it->klen);
+            break;
+        case DI_AGAIN:
+            g_metrics.dedup_redelivered++;
+            track_add(d, it->part, it->offset, it->key, it->klen);
+            break;
+        case DI_DONE:
+            g_metrics.dedup_dropped[DEDUP_DROP_DONE]++;
+            break;
+        case DI_IN_FLIGHT:
+            g_metrics.dedup_dropped[DEDUP_DROP_IN_FLIGHT]++;
+            break;
+        case DI_UNFILTERED:
+            g_metrics.dedup_passed_unfiltered++;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* The block timeout passed: dedup partitions answer a retriable error. */
+static void fail_partitions(struct djob *j)
+{
+    for (size_t i = 0; i < j->nparts; i++) {
+        kfetch_partition_t *p = j->parts[i].p;
+        if (p->new_records.ptr != dd_empty)
+            free((void *)p->new_records.ptr);
+        p->error_code = KERR_NOT_LEADER_OR_FOLLOWER;
+        p->new_records = (kbytes_t){dd_empty, 0};
+        g_metrics.dedup_error_partitions++;
+    }
+}
+
+static void free_buf(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* Builds the answer of a ready job; NULL on OOM (the client is closed). */
+static struct evbuffer *job_answer(struct dedup *d, struct djob *j)
+{
+    if (j->failed) {
+        fail_partitions(j);
+    } else {
+        for (size_t i = 0; i < j->nparts; i++) {
+            struct dpart *dp = &j->parts[i];
+            if (dp->nbatches && write_partition(j, dp))
+                return NULL;
+        }
+        account(d, j);
+    }
+    kwriter_t w;
+    kw_init(&w, j->len + 256);
+    struct evbuffer *out = NULL;
+    if (kfetch_resp_write(&w, j->ver, &j->resp) == 0 && !w.err && (out = evbuffer_new())) {
+        size_t n;
+        uint8_t *buf = kw_detach(&w, &n); /* handed over without a copy */
+        if (!buf || evbuffer_add_reference(out, buf, n, free_buf, NULL)) {
+            free(buf);
+            evbuffer_free(out);
+            out = NULL;
+        }
+    }
+    kw_free(&w);
+    return out;
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dedup *d = arg;
+    (void)fd;
+    (void)what;
+    struct djob *j, *next;
+    for (j = TAILQ_FIRST(&d->jobs); j; j = next) {
+        next = TAILQ_NEXT(j, link);
+        if (j->state != J_READY)
+            continue;
+        struct evbuffer *out = job_answer(d, j);
+        if (!out)
+            log_error("dedup: cannot build the Fetch response for client %llu (out of memory)",
+                      (unsigned long long)j->client_id);
+        uint64_t cid = j->client_id, tok = j->token;
+        job_free(d, j);
+        client_slot_done(d->px, cid, tok, out); /* takes out */
+    }
+}
+
+/* Retries waiting jobs, expires held ones, writes pending done marks. */
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dedup *d = arg;
+    (void)fd;
+    (void)what;
+    uint64_t now = now_ms();
+    struct djob *j;
+    TAILQ_FOREACH(j, &d->jobs, link)
+    {
+        if (j->state == J_READY)
+            continue;
+        if (now - j->start_ms >= d->cfg->redis.block_timeout_ms) {
+            if (j->redis_id)
+                redisc_cancel(d->rc, j->redis_id);
+            j->redis_id = 0;
+            j->failed = 1;
+            log_warn("dedup: Redis unavailable for %llu ms: client %llu gets a retriable error",
+                     (unsigned long long)(now - j->start_ms), (unsigned long long)j->client_id);
+            job_ready(d, j);
+        } else if (j->state == J_WAIT) {
+            job_send(d, j);
+        }
+    }
+    flush_marks(d);
+}
+
+static void on_redis_state(void *arg, int up)
+{
+    struct dedup *d = arg;
+    if (up) {
+        struct djob *j;
+        TAILQ_FOREACH(j, &d->jobs, link)
+        {
+            if (j->state == J_WAIT)
+                job_send(d, j);
+        }
+        flush_marks(d);
+    }
+}
+
+/* ================================================================ API */
+
+int dedup_fetch_response(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
+                         uint64_t client_id, uint64_t token)
+{
+    if (!d)
+        return 0;
+    if (ver < KFETCH_MIN_VERSION || ver > KFETCH_MAX_VERSION) {
+        if (!d->warned_old_fetch++)
+            log_warn("dedup: Fetch v%d responses cannot be checked (v%d..v%d); passed as they are",
+                     (int)ver, KFETCH_MIN_VERSION, KFETCH_MAX_VERSION);
+        return 0;
+    }
+    kfetch_resp_t resp;
+    size_t err_off = 0;
+    int rc = kfetch_resp_parse(ver, frame, len, &resp, &err_off);
+    if (rc) {
+        log_warn("dedup: malformed Fetch v%d response (%s at byte %zu)", (int)ver, kr_strerror(rc),
+                 err_off);
+        return -1;
+    }
+    size_t nparts = count_dedup_parts(d, &resp);
+    kfetch_resp_free(&resp);
+    if (nparts == 0)
+        return 0;
+    /* Ours: parse again over a copy, which the job keeps (every view of
+     * the parsed response, tags included, points into it). */
+    struct djob *j = calloc(1, sizeof(*j));
+    uint8_t *copy = j && d->job_bytes + len <= DD_MAX_JOB_BYTES ? malloc(len ? len : 1) : NULL;
+    if (!copy) {
+        free(j);
+        log_warn("dedup: cannot hold one more Fetch response (%zu bytes held); passing it "
+                 "unchecked",
+                 d->job_bytes);
+        return 0;
+    }
+    memcpy(copy, frame, len);
+    if (kfetch_resp_parse(ver, copy, len, &resp, NULL)) {
+        free(copy);
+        free(j);
+        return -1;
+    }
+    j->d = d;
+    j->id = ++d->next_id;
+    j->client_id = client_id;
+    j->token = token;
+    j->ver = ver;
+    j->frame = copy;
+    j->len = len;
+    j->resp = resp;
+    j->start_ms = now_ms();
+    j->state = J_READY;
+    d->job_bytes += len;
+    TAILQ_INSERT_TAIL(&d->jobs, j, link);
+    g_metrics.dedup_responses++;
+    if (job_scan(d, j, nparts)) {
+        log_error("dedup: out of memory checking a Fetch response; passing it unchecked");
+        job_free(d, j);
+        return 0;
+    }
+    if (j->nask == 0 || job_send(d, j) == 0) {
+        if (j->nask == 0)
+            job_ready(d, j);
+        return 1;
+    }
+    job_unavailable(d, j);
+    return 1;
+}
+
+/* The dedup rule of a topic, or NULL. */
+static const policy_rule_t *dedup_rule(const struct dedup *d, kstr_t topic)
+{
+    const policy_rule_t *r = policy_lookup(d->cfg->policy, topic.ptr, (size_t)topic.len);
+    return r && r->dedup.src != EVENTID_NONE ? r : NULL;
+}
+
+static void commit_free(struct dedup *d, struct dcommit *c)
+{
+    TAILQ_REMOVE(&d->commits, c, link);
+    d->ncommits--;
+    for (size_t i = 0; i < c->nparts; i++)
+        free(c->parts[i].topic);
+    free(c->parts);
+    free(c);
+}
+
+void dedup_commit_request(struct dedup *d, int16_t api_key, int16_t ver, const uint8_t *frame,
+                          size_t len, uint64_t client_id, int32_t correlation_id)
+{
+    if (!d)
+        return;
+    kreq_hdr_t h;
+    const char *why = NULL;
+    kcommit_t req;
+    if (kproto_parse_request_header(frame, len, &h, &why) || h.body_off > len ||
+        kcommit_req_parse(api_key, ver, frame + h.body_off, len - h.body_off, &req, NULL))
+        return;
+    size_t n = 0;
+    for (int32_t t = 0; t < req.ntopics; t++) {
+        if (dedup_rule(d, req.topics[t].name))
+            n += (size_t)req.topics[t].npartitions;
+    }
+    struct dcommit *c = n ? calloc(1, sizeof(*c)) : NULL;
+    if (c && !(c->parts = calloc(n, sizeof(*c->parts)))) {
+        free(c);
+        c = NULL;
+    }
+    if (!c) {
+        kcommit_free(&req);
+        return;
+    }
+    c->client_id = client_id;
+    c->corr = correlation_id;
+    c->api_key = api_key;
+    for (int32_t t = 0; t < req.ntopics; t++) {
+        const kcommit_topic_t *tp = &req.topics[t];
+        if (!dedup_rule(d, tp->name))
+            continue;
+        for (int32_t i = 0; i < tp->npartitions; i++) {
+            struct cpart *cp = &c->parts[c->nparts];
+            cp->topic = strndup(tp->name.ptr, (size_t)tp->name.len);
+            if (!cp->topic)
+                continue;
+            cp->partition = tp->partitions[i].index;
+            cp->offset = tp->partitions[i].committed_offset;
+            c->nparts++;
+        }
+    }
+    kcommit_free(&req);
+    if (d->ncommits >= DD_COMMITS_MAX)
+        commit_free(d, TAILQ_FIRST(&d->commits));
+    TAILQ_INSERT_TAIL(&d->commits, c, link);
+    d->ncommits++;
+}
+
+void dedup_commit_response(struct dedup *d, int16_t api_key, int16_t ver, const uint8_t *frame,
+                           size_t len, uint64_t client_id, int32_t correlation_id)
+{
+    if (!d)
+        return;
+    struct dcommit *c;
+    TAILQ_FOREACH(c, &d->commits, link)
+    {
+        if (c->client_id == client_id && c->corr == correlation_id && c->api_key == api_key)
+            break;
+    }
+    if (!c)
+        return;
+    int32_t corr;
+    size_t body = 0;
+    kcommit_t resp;
+    if (kproto_parse_response_header(api_key, ver, frame, len, &corr, &body) < 0 || body > len ||
+        kcommit_resp_parse(api_key, ver, frame + body, len - body, &resp, NULL)) {
+        commit_free(d, c);
+        return;
+    }
+    for (int32_t t = 0; t < resp.ntopics; t++) {
+        const kcommit_topic_t *tp = &resp.topics[t];
+        const policy_rule_t *rule = dedup_rule(d, tp->name);
+        if (!rule)
+            continue;
+        for (int32_t i = 0; i < tp->npartitions; i++) {
+            if (tp->partitions[i].error_code != 0)
+                continue;
+            for (size_t k = 0; k < c->nparts; k++) {
+                struct cpart *cp = &c->parts[k];
+                if (cp->partition == tp->partitions[i].index &&
+                    strlen(cp->topic) == (size_t)tp->name.len &&
+                    memcmp(cp->topic, tp->name.ptr, (size_t)tp->name.len) == 0 && cp->offset >= 0)
+                    track_commit(d, rule, tp->name, cp->partition, cp->offset);
+            }
+        }
+    }
+    kcommit_free(&resp);
+    commit_free(d, c);
+    flush_marks(d);
+}
+
+void dedup_client_gone(struct dedup *d, uint64_t client_id)
+{
+    if (!d)
+        return;
+    struct dcommit *c, *next;
+    for (c = TAILQ_FIRST(&d->commits); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (c->client_id == client_id)
+            commit_free(d, c);
+    }
+}
+
+struct dedup *dedup_new(struct proxy *px)
+{
+    const config_t *cfg = px->cfg;
+    if (!cfg->redis.url) {
+        log_error("dedup: topics with `dedup` need redis.url");
+        return NULL;
+    }
+    struct dedup *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->px = px;
+    d->cfg = cfg;
+    TAILQ_INIT(&d->jobs);
+    TAILQ_INIT(&d->commits);
+    d->ntrack_buckets = 4096;
+    d->tracks = calloc(d->ntrack_buckets, sizeof(*d->tracks));
+    d->kick = event_new(px->base, -1, 0, kick_cb, d);
+    d->tick = event_new(px->base, -1, EV_PERSIST, tick_cb, d);
+    if (!d->tracks || !d->kick || !d->tick ||
+        cache_init(&d->cache, (size_t)cfg->redis.cache_entries)) {
+        dedup_free(d);
+        return NULL;
+    }
+    d->rc = redisc_new(px->base, cfg->redis.url, cfg->redis.timeout_ms, on_redis_state, d);
+    if (!d->rc) {
+        log_error("dedup: cannot use redis.url %s", cfg->redis.url);
+        dedup_free(d);
+        return NULL;
+    }
+    struct timeval tv = {0, DD_TICK_MS * 1000};
+    event_add(d->tick, &tv);
+    return d;
+}
+
+void dedup_free(struct dedup *d)
+{
+    if (!d)
+        return;
+    redisc_free(d->rc); /* no callback runs after this */
+    d->rc = NULL;
+    struct djob *j;
+    while ((j = TAILQ_FIRST(&d->jobs))) {
+        j->redis_id = 0;
+        job_free(d, j);
+    }
+    while (!TAILQ_EMPTY(&d->commits))
+        commit_free(d, TAILQ_FIRST(&d->commits));
+    for (size_t i = 0; i < d->mlen; i++)
+        free(d->marks[(d->mstart + i) % d->mcap].key);
+    free(d->marks);
+    for (size_t i = 0; i < d->nmarks_sent; i++)
+        free(d->marks_sent[i].key);
+    free(d->marks_sent);
+    tracks_free(d);
+    cache_free(&d->cache);
+    if (d->kick)
+        event_free(d->kick);
+    if (d->tick)
+        event_free(d->tick);
+    free(d);
+}

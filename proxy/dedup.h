@@ -1,0 +1,55 @@
+/*
+ * dedup.h - consumer dedup by eventId, kept in Redis.
+ *
+ * For topics whose rule has `dedup`, eosproxy holds each Fetch response,
+ * extracts the eventIds of its records, asks Redis about all of them in one
+ * pipelined round trip, drops duplicates, and releases the re-encoded
+ * response to the client. A record is *pending* when first handed to a
+ * consumer of the scope and *done* when that consumer commits an offset
+ * past it (OffsetCommit / TxnOffsetCommit through eosproxy, on a successful
+ * response). Semantics, Redis keys and the outage policy are documented in
+ * dedup.c and README.md ("Consumer dedup").
+ *
+ * Completion is by id (client_slot_done), as for the upgrade engine: the
+ * engine's callbacks may outlive the client.
+ */
+#ifndef EOSPROXY_DEDUP_H
+#define EOSPROXY_DEDUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct proxy;
+struct dedup;
+
+/* Creates the engine and starts connecting to redis.url. NULL on error. */
+struct dedup *dedup_new(struct proxy *px);
+/* dedup_free(NULL) is safe; pending callbacks are cancelled. */
+void dedup_free(struct dedup *d);
+
+/*
+ * A Fetch response (frame: bytes after the size prefix) of version ver for
+ * the client's request (client_id, token). Returns 1 if the engine took it
+ * (it will call client_slot_done(px, client_id, token, resp) exactly once),
+ * 0 if no partition of it is a dedup topic (the caller forwards the frame
+ * unchanged), -1 if the frame is malformed (the caller closes).
+ */
+int dedup_fetch_response(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
+                         uint64_t client_id, uint64_t token);
+
+/*
+ * OffsetCommit (api 8) or TxnOffsetCommit (api 28) request of version ver,
+ * seen before it is forwarded: the engine remembers its offsets under
+ * (client_id, correlation_id). The matching response (frame) is passed to
+ * dedup_commit_response; partitions committed without error turn the
+ * eventIds this scope delivered below the committed offset into done.
+ */
+void dedup_commit_request(struct dedup *d, int16_t api_key, int16_t ver, const uint8_t *frame,
+                          size_t len, uint64_t client_id, int32_t correlation_id);
+void dedup_commit_response(struct dedup *d, int16_t api_key, int16_t ver, const uint8_t *frame,
+                           size_t len, uint64_t client_id, int32_t correlation_id);
+
+/* A client connection closed: forget its commit bookkeeping. */
+void dedup_client_gone(struct dedup *d, uint64_t client_id);
+
+#endif

@@ -1,0 +1,201 @@
+/*
+ * kcommit.c - OffsetCommit / TxnOffsetCommit request and response parsing.
+ * See kcommit.h for the grammars (Kafka's JSON message specs,
+ * clients/src/main/resources/common/message/{Txn,}OffsetCommit*.json).
+ *
+ * One reader with a sticky error walks the body; every field of the
+ * version is read in order under its version check, and the caller checks
+ * the reader once at the end.
+ */
+#include "kcommit.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define API_OFFSET_COMMIT 8
+#define API_TXN_OFFSET_COMMIT 28
+
+/* Smallest encodings, bounding hostile array counts (kr_array). */
+#define MIN_TOPIC(flex) ((flex) ? 3u : 6u) /* name, array (, tags) */
+#define MIN_REQ_PARTITION 14u              /* index, offset, metadata */
+#define MIN_RESP_PARTITION 6u              /* index, error */
+
+/* Which API and version a body is: decides every optional field. */
+struct shape {
+    int txn; /* TxnOffsetCommit */
+    int16_t ver;
+    int flex;
+};
+
+/* Fills *s; -1 if (api_key, ver) is not one this codec knows. */
+static int shape_of(int16_t api_key, int16_t ver, struct shape *s)
+{
+    if (api_key == API_OFFSET_COMMIT && ver >= 0 && ver <= KCOMMIT_OFFSET_MAX_VERSION) {
+        *s = (struct shape){0, ver, ver >= KCOMMIT_OFFSET_FLEX_VERSION};
+        return 0;
+    }
+    if (api_key == API_TXN_OFFSET_COMMIT && ver >= 0 && ver <= KCOMMIT_TXN_MAX_VERSION) {
+        *s = (struct shape){1, ver, ver >= KCOMMIT_TXN_FLEX_VERSION};
+        return 0;
+    }
+    return -1;
+}
+
+static void tags(kreader_t *r, int flex)
+{
+    if (flex)
+        kr_tags(r);
+}
+
+/* An array of count elements of size bytes, zeroed; count -1 (null) is
+ * refused, as neither API allows a null array here. */
+static int32_t read_array(kreader_t *r, int flex, size_t min_elem, size_t size, void **out)
+{
+    *out = NULL;
+    int32_t n = kr_array(r, flex, min_elem);
+    if (n < 0) {
+        kr_fail(r, KR_ENULL);
+        return 0;
+    }
+    if (!kr_ok(r) || n == 0)
+        return 0;
+    *out = calloc((size_t)n, size);
+    if (!*out) {
+        kr_fail(r, KR_EINVALID);
+        return 0;
+    }
+    return n;
+}
+
+/* PartitionIndex CommittedOffset CommittedLeaderEpoch? CommitTimestamp?
+ * CommittedMetadata (tags) */
+static void req_partition(kreader_t *r, const struct shape *s, kcommit_partition_t *p)
+{
+    p->index = kr_i32(r);
+    p->committed_offset = kr_i64(r);
+    if (s->ver >= (s->txn ? 2 : 6))
+        (void)kr_i32(r); /* CommittedLeaderEpoch */
+    if (!s->txn && s->ver == 1)
+        (void)kr_i64(r);      /* CommitTimestamp */
+    (void)kr_str(r, s->flex); /* CommittedMetadata */
+    tags(r, s->flex);
+}
+
+/* PartitionIndex ErrorCode (tags) */
+static void resp_partition(kreader_t *r, const struct shape *s, kcommit_partition_t *p)
+{
+    p->index = kr_i32(r);
+    p->committed_offset = -1;
+    p->error_code = kr_i16(r);
+    tags(r, s->flex);
+}
+
+/* Name [Partitions] (tags), for a request (is_req) or a response. */
+static void topic(kreader_t *r, const struct shape *s, int is_req, kcommit_topic_t *t)
+{
+    t->name = kr_str_nn(r, s->flex);
+    void *arr;
+    t->npartitions = read_array(r, s->flex, is_req ? MIN_REQ_PARTITION : MIN_RESP_PARTITION,
+                                sizeof(kcommit_partition_t), &arr);
+    t->partitions = arr;
+    for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++) {
+        if (is_req)
+            req_partition(r, s, &t->partitions[i]);
+        else
+            resp_partition(r, s, &t->partitions[i]);
+    }
+    tags(r, s->flex);
+}
+
+/* [Topics] (tags), then the end of the body. */
+static void topics(kreader_t *r, const struct shape *s, int is_req, kcommit_t *out)
+{
+    void *arr;
+    out->ntopics = read_array(r, s->flex, MIN_TOPIC(s->flex), sizeof(kcommit_topic_t), &arr);
+    out->topics = arr;
+    for (int32_t i = 0; i < out->ntopics && kr_ok(r); i++)
+        topic(r, s, is_req, &out->topics[i]);
+    tags(r, s->flex);
+    if (kr_ok(r) && kr_remaining(r) != 0)
+        kr_fail(r, KR_EINVALID); /* trailing bytes */
+}
+
+/* Common ending: on error frees out and reports where. */
+static int finish(kreader_t *r, kcommit_t *out, size_t *err_off)
+{
+    if (kr_ok(r))
+        return 0;
+    if (err_off)
+        *err_off = r->err_off;
+    kcommit_free(out);
+    return r->err;
+}
+
+int kcommit_req_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t len, kcommit_t *out,
+                      size_t *err_off)
+{
+    memset(out, 0, sizeof(*out));
+    out->throttle_time_ms = -1;
+    struct shape s;
+    if (shape_of(api_key, ver, &s)) {
+        if (err_off)
+            *err_off = 0;
+        return KR_EINVALID;
+    }
+    kreader_t r;
+    kr_init(&r, body, len);
+    if (s.txn) {
+        (void)kr_str_nn(&r, s.flex); /* TransactionalId */
+        out->group_id = kr_str_nn(&r, s.flex);
+        (void)kr_i64(&r); /* ProducerId */
+        (void)kr_i16(&r); /* ProducerEpoch */
+        if (ver >= 3) {
+            (void)kr_i32(&r);            /* GenerationId */
+            (void)kr_str_nn(&r, s.flex); /* MemberId */
+            (void)kr_str(&r, s.flex);    /* GroupInstanceId */
+        }
+    } else {
+        out->group_id = kr_str_nn(&r, s.flex);
+        if (ver >= 1) {
+            (void)kr_i32(&r);            /* GenerationId */
+            (void)kr_str_nn(&r, s.flex); /* MemberId */
+        }
+        if (ver >= 7)
+            (void)kr_str(&r, s.flex); /* GroupInstanceId */
+        if (ver >= 2 && ver <= 4)
+            (void)kr_i64(&r); /* RetentionTimeMs */
+    }
+    topics(&r, &s, 1, out);
+    return finish(&r, out, err_off);
+}
+
+int kcommit_resp_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t len,
+                       kcommit_t *out, size_t *err_off)
+{
+    memset(out, 0, sizeof(*out));
+    out->group_id = (kstr_t){NULL, -1};
+    out->throttle_time_ms = -1;
+    struct shape s;
+    if (shape_of(api_key, ver, &s)) {
+        if (err_off)
+            *err_off = 0;
+        return KR_EINVALID;
+    }
+    kreader_t r;
+    kr_init(&r, body, len);
+    if (s.txn || ver >= 3)
+        out->throttle_time_ms = kr_i32(&r);
+    topics(&r, &s, 0, out);
+    return finish(&r, out, err_off);
+}
+
+void kcommit_free(kcommit_t *c)
+{
+    if (!c)
+        return;
+    for (int32_t i = 0; c->topics && i < c->ntopics; i++)
+        free(c->topics[i].partitions);
+    free(c->topics);
+    c->topics = NULL;
+    c->ntopics = 0;
+}

@@ -1,0 +1,276 @@
+/*
+ * kfetch.c - FetchResponse v4..v12 decoder and encoder for consumer dedup.
+ * Field layout from Kafka's FetchResponse.json
+ * (clients/src/main/resources/common/message/). See kfetch.h.
+ */
+#include "kfetch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define KFETCH_FLEX_VERSION 12
+
+/* Smallest encodings, used to bound array counts by the bytes left. */
+#define MIN_TOPIC(flex) ((flex) ? 3u : 6u)     /* name, partitions (, tags) */
+#define MIN_ABORTED(flex) ((flex) ? 17u : 16u) /* producer id, first offset (, tags) */
+/* index, error, high watermark, LSO, aborted, records (, tags) */
+#define MIN_PARTITION(flex) ((flex) ? 25u : 30u)
+
+static int version_ok(int16_t ver)
+{
+    return ver >= KFETCH_MIN_VERSION && ver <= KFETCH_MAX_VERSION;
+}
+
+static int is_flex(int16_t ver)
+{
+    return ver >= KFETCH_FLEX_VERSION;
+}
+
+/* A TAGGED_FIELDS section, kept as its raw bytes (flex only). */
+static kbytes_t read_tags(kreader_t *r, int flex)
+{
+    kbytes_t t = {NULL, -1};
+    if (!flex || !kr_ok(r))
+        return t;
+    size_t start = r->off;
+    kr_tags(r);
+    if (kr_ok(r)) {
+        t.ptr = r->buf + start;
+        t.len = (int32_t)(r->off - start);
+    }
+    return t;
+}
+
+/* Reads an array count (-1 only if nullable) and allocates it. */
+static int32_t read_array(kreader_t *r, int flex, int nullable, size_t min_elem, size_t size,
+                          void **out)
+{
+    *out = NULL;
+    int32_t n = kr_array(r, flex, min_elem);
+    if (!kr_ok(r))
+        return 0;
+    if (n < 0) {
+        if (!nullable)
+            kr_fail(r, KR_ENULL);
+        return nullable ? -1 : 0;
+    }
+    if (n == 0)
+        return 0;
+    *out = calloc((size_t)n, size);
+    if (!*out) {
+        kr_fail(r, KR_ECOUNT);
+        return 0;
+    }
+    return n;
+}
+
+/* AbortedTransaction: ProducerId INT64, FirstOffset INT64. */
+static void parse_aborted(kreader_t *r, int flex, kfetch_aborted_t *a)
+{
+    a->producer_id = kr_i64(r);
+    a->first_offset = kr_i64(r);
+    a->tags = read_tags(r, flex);
+}
+
+/*
+ * FetchablePartitionResponse (PartitionData):
+ *
+ *   Partition INT32
+ *   ErrorCode INT16
+ *   HighWatermark INT64
+ *   LastStableOffset INT64                   (v4+)
+ *   LogStartOffset INT64                     (v5+)
+ *   AbortedTransactions NULLABLE [ProducerId INT64, FirstOffset INT64] (v4+)
+ *   PreferredReadReplica INT32               (v11+)
+ *   RecordSet NULLABLE RECORDS
+ *   TAGGED_FIELDS (v12+: DivergingEpoch 0, CurrentLeader 1, SnapshotId 2)
+ */
+static void parse_partition(kreader_t *r, int16_t ver, kfetch_partition_t *p)
+{
+    int flex = is_flex(ver);
+    void *arr;
+    p->index = kr_i32(r);
+    p->error_code = kr_i16(r);
+    p->high_watermark = kr_i64(r);
+    p->last_stable_offset = kr_i64(r);
+    p->log_start_offset = ver >= 5 ? kr_i64(r) : -1;
+    p->naborted = read_array(r, flex, 1, MIN_ABORTED(flex), sizeof(kfetch_aborted_t), &arr);
+    p->aborted = arr;
+    for (int32_t i = 0; i < p->naborted && kr_ok(r); i++)
+        parse_aborted(r, flex, &p->aborted[i]);
+    p->preferred_read_replica = ver >= 11 ? kr_i32(r) : -1;
+    p->records = kr_bytes(r, flex);
+    p->new_records.ptr = NULL;
+    p->new_records.len = -1;
+    p->tags = read_tags(r, flex);
+}
+
+/* FetchableTopicResponse: Topic STRING, PartitionResponses [...]. */
+static void parse_topic(kreader_t *r, int16_t ver, kfetch_topic_t *t)
+{
+    int flex = is_flex(ver);
+    void *arr;
+    t->name = kr_str_nn(r, flex);
+    t->npartitions = read_array(r, flex, 0, MIN_PARTITION(flex), sizeof(kfetch_partition_t), &arr);
+    t->partitions = arr;
+    for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++)
+        parse_partition(r, ver, &t->partitions[i]);
+    t->tags = read_tags(r, flex);
+}
+
+/*
+ * FetchResponse v4..v12 (v12 is flexible: COMPACT_ lengths and a
+ * TAGGED_FIELDS section closing every struct, the body and the header):
+ *
+ *   Response header: CorrelationId INT32 (v12: + TAGGED_FIELDS)
+ *   ThrottleTimeMs INT32
+ *   ErrorCode INT16                          (v7+)
+ *   SessionId INT32                          (v7+)
+ *   Responses [ Topic STRING
+ *               PartitionResponses [FetchablePartitionResponse] ]
+ */
+int kfetch_resp_parse(int16_t ver, const uint8_t *frame, size_t len, kfetch_resp_t *resp,
+                      size_t *err_off)
+{
+    kreader_t r;
+    void *arr;
+    memset(resp, 0, sizeof(*resp));
+    kr_init(&r, frame, len);
+    if (!version_ok(ver))
+        kr_fail(&r, KR_EINVALID);
+    int flex = is_flex(ver);
+    resp->correlation_id = kr_i32(&r);
+    resp->header_tags = read_tags(&r, flex);
+    resp->throttle_time_ms = kr_i32(&r);
+    if (ver >= 7) {
+        resp->error_code = kr_i16(&r);
+        resp->session_id = kr_i32(&r);
+    }
+    resp->ntopics = read_array(&r, flex, 0, MIN_TOPIC(flex), sizeof(kfetch_topic_t), &arr);
+    resp->topics = arr;
+    for (int32_t i = 0; i < resp->ntopics && kr_ok(&r); i++)
+        parse_topic(&r, ver, &resp->topics[i]);
+    resp->tags = read_tags(&r, flex);
+    if (kr_ok(&r) && r.off != r.len)
+        kr_fail(&r, KR_EINVALID);
+    if (kr_ok(&r))
+        return 0;
+    if (err_off)
+        *err_off = r.err_off;
+    kfetch_resp_free(resp);
+    return r.err;
+}
+
+void kfetch_resp_free(kfetch_resp_t *resp)
+{
+    if (!resp)
+        return;
+    for (int32_t i = 0; i < resp->ntopics && resp->topics; i++) {
+        kfetch_topic_t *t = &resp->topics[i];
+        for (int32_t j = 0; j < t->npartitions && t->partitions; j++)
+            free(t->partitions[j].aborted);
+        free(t->partitions);
+    }
+    free(resp->topics);
+    memset(resp, 0, sizeof(*resp));
+}
+
+/* ---- write ---- */
+
+static int bytes_ok(kbytes_t b)
+{
+    return b.len == -1 || (b.len >= 0 && (b.ptr || b.len == 0));
+}
+
+static int partition_ok(const kfetch_partition_t *p)
+{
+    if (p->naborted < -1 || (p->naborted > 0 && !p->aborted))
+        return 0;
+    if (p->new_records.ptr && p->new_records.len < 0)
+        return 0;
+    return bytes_ok(p->records);
+}
+
+/* Everything the encoder needs from resp is in range (nothing written yet). */
+static int resp_ok(const kfetch_resp_t *resp)
+{
+    if (resp->ntopics < 0 || (resp->ntopics && !resp->topics))
+        return 0;
+    for (int32_t i = 0; i < resp->ntopics; i++) {
+        const kfetch_topic_t *t = &resp->topics[i];
+        if (t->name.len < 0 || t->name.len > INT16_MAX || (t->name.len && !t->name.ptr) ||
+            t->npartitions < 0 || (t->npartitions && !t->partitions))
+            return 0;
+        for (int32_t j = 0; j < t->npartitions; j++)
+            if (!partition_ok(&t->partitions[j]))
+                return 0;
+    }
+    return 1;
+}
+
+/* Raw tags when kept (and well-formed enough to be non-empty), else an
+ * empty section; nothing below v12. */
+static void write_tags(kwriter_t *w, int flex, kbytes_t tags)
+{
+    if (!flex)
+        return;
+    if (tags.ptr && tags.len > 0)
+        kw_raw(w, tags.ptr, (size_t)tags.len);
+    else
+        kw_tags_empty(w);
+}
+
+static void write_partition(kwriter_t *w, int16_t ver, const kfetch_partition_t *p)
+{
+    int flex = is_flex(ver);
+    kw_i32(w, p->index);
+    kw_i16(w, p->error_code);
+    kw_i64(w, p->high_watermark);
+    kw_i64(w, p->last_stable_offset);
+    if (ver >= 5)
+        kw_i64(w, p->log_start_offset);
+    kw_array(w, flex, p->naborted);
+    for (int32_t k = 0; k < p->naborted; k++) {
+        kw_i64(w, p->aborted[k].producer_id);
+        kw_i64(w, p->aborted[k].first_offset);
+        write_tags(w, flex, p->aborted[k].tags);
+    }
+    if (ver >= 11)
+        kw_i32(w, p->preferred_read_replica);
+    kbytes_t rec = p->new_records.ptr ? p->new_records : p->records;
+    kw_bytes(w, flex, rec.ptr, rec.len);
+    write_tags(w, flex, p->tags);
+}
+
+int kfetch_resp_write(kwriter_t *w, int16_t ver, const kfetch_resp_t *resp)
+{
+    if (!version_ok(ver) || !resp_ok(resp))
+        return -1;
+    int flex = is_flex(ver);
+    size_t start = w->len;
+    kw_i32(w, 0); /* size, patched below */
+    kw_i32(w, resp->correlation_id);
+    write_tags(w, flex, resp->header_tags);
+    kw_i32(w, resp->throttle_time_ms);
+    if (ver >= 7) {
+        kw_i16(w, resp->error_code);
+        kw_i32(w, resp->session_id);
+    }
+    kw_array(w, flex, resp->ntopics);
+    for (int32_t i = 0; i < resp->ntopics; i++) {
+        const kfetch_topic_t *t = &resp->topics[i];
+        kw_kstr(w, flex, t->name);
+        kw_array(w, flex, t->npartitions);
+        for (int32_t j = 0; j < t->npartitions; j++)
+            write_partition(w, ver, &t->partitions[j]);
+        write_tags(w, flex, t->tags);
+    }
+    write_tags(w, flex, resp->tags);
+    if (w->err || w->len - start - 4 > (size_t)INT32_MAX) {
+        if (!w->err)
+            w->len = start;
+        return -1;
+    }
+    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
+    return 0;
+}
