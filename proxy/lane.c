@@ -278,16 +278,25 @@ int32_t lane_next_correlation(struct lane *l)
     return l->next_corr;
 }
 
-int lane_send(struct lane *l, const uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
+static void free_frame(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
               void *arg)
 {
-    if (l->pending_bytes + len > l->max_bytes && l->head)
+    struct lane_req *r = NULL;
+    if ((l->pending_bytes + len > l->max_bytes && l->head) || !(r = calloc(1, sizeof(*r)))) {
+        free(frame);
         return -1;
-    struct lane_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        return -1;
+    }
     struct evbuffer *out = l->bev ? bufferevent_get_output(l->bev) : l->held;
-    if (evbuffer_add(out, frame, len)) {
+    /* By reference: a ProduceRequest of a few MiB is not copied again. */
+    if (evbuffer_add_reference(out, frame, len, free_frame, NULL)) {
+        free(frame);
         free(r);
         return -1;
     }

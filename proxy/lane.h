@@ -45,13 +45,14 @@ size_t lane_pending_bytes(const struct lane *l);
 int32_t lane_next_correlation(struct lane *l);
 
 /*
- * Sends a complete request frame (size prefix included; copied) that
- * carries correlation id lane_next_correlation(l). timeout_ms bounds the
+ * Sends a complete request frame (size prefix included) that carries
+ * correlation id lane_next_correlation(l). Takes ownership of frame (a
+ * malloc'd buffer, freed with free() once written or on failure). timeout_ms bounds the
  * wait for its response once written (0: upstream.request_timeout). cb is
  * called exactly once if this returns 0. Returns -1 (cb never called) when
  * the lane is over max_bytes or out of memory.
  */
-int lane_send(struct lane *l, const uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
+int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
               void *arg);
 
 #endif

@@ -122,6 +122,8 @@ enum {
 #define UPG_LANE_MAX_BYTES (64u << 20)
 #define UPG_FLIGHT_MAX_BYTES (1u << 20)
 #define UPG_MAX_PARTITIONS 65536u
+/* Batches of one partition on the wire at once (Kafka allows 5). */
+#define UPG_PART_INFLIGHT 5
 #define UPG_FPC_MAX 100000u
 #define UPG_FPC_TTL_MS 600000u
 /* Floor of the "in flight this long" test in is_client_retry. */
@@ -391,8 +393,10 @@ static void batch_failed(struct upgrade *u, struct ubatch *b, int16_t e)
         if (classify(e) == EC_RETRY && b->ambiguous) {
             g_metrics.sequence_resets++;
             renew_producer(u, "a batch timed out after an ambiguous attempt");
-        } else {
-            seq_rollback(&b->part->sp, b->gen, b->seq, b->record_count);
+        } else if (!seq_rollback(&b->part->sp, b->gen, b->seq, b->record_count)) {
+            /* Later batches hold later sequences: restart them all. */
+            g_metrics.sequence_resets++;
+            renew_producer(u, "a failed batch left a gap in the sequences");
         }
     }
     struct fpc_result res = {e, -1, -1, -1};
@@ -438,6 +442,12 @@ static void batch_outcome(struct upgrade *u, struct ubatch *b, const kproduce_pr
         batch_retry(u, b, now);
         break;
     case EC_RESET:
+        if (e == KERR_OUT_OF_ORDER_SEQUENCE_NUMBER && TAILQ_FIRST(&b->part->q) != b) {
+            /* An earlier batch of the partition is being retried, so the
+             * broker saw a gap: this one goes again after it, same ids. */
+            b->not_before_ms = now;
+            break;
+        }
         log_warn("upgrade: %s-%d: ErrorCode %d for producer id %lld epoch %d; renewing",
                  b->part->sp.topic, (int)b->part->sp.partition, (int)e, (long long)u->pid,
                  (int)u->epoch);
@@ -519,6 +529,14 @@ static void flight_done(void *arg, const uint8_t *frame, size_t len)
     kick(u);
 }
 
+/* Hands the frame built in w to lane l (w is left empty). As lane_send. */
+static int send_writer(struct lane *l, kwriter_t *w, uint64_t timeout_ms, lane_cb cb, void *arg)
+{
+    size_t n;
+    uint8_t *buf = kw_detach(w, &n);
+    return lane_send(l, buf, n, timeout_ms, cb, arg);
+}
+
 /* Gives b eosproxy's ids under the current generation, once per generation. */
 static void batch_stamp(struct upgrade *u, struct ubatch *b)
 {
@@ -576,7 +594,7 @@ static void send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, in
     int ok =
         kproduce_req_write(&w, f->ver, lane_next_correlation(l),
                            (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req) == 0 &&
-        lane_send(l, w.buf, w.len, (uint64_t)req.timeout_ms, flight_done, f) == 0;
+        send_writer(l, &w, (uint64_t)req.timeout_ms, flight_done, f) == 0;
     if (ok) {
         LIST_INSERT_HEAD(&u->flights, f, link);
         for (int32_t i = 0; i < f->n; i++)
@@ -596,7 +614,43 @@ static void send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, in
 
 /* ---------------------------------------------------------------- flush */
 
-/* Sends every partition's head batch that may go, grouped by broker. */
+/*
+ * The batches of p that may go now, in order, into out: up to
+ * UPG_PART_INFLIGHT on the wire per partition, all to the broker of the
+ * first one, and nothing past a batch that waits for its backoff (so
+ * sequences reach the broker in order). Returns how many.
+ */
+static size_t ready_batches(struct upart *p, uint64_t now, struct ubatch **out)
+{
+    size_t n = 0, busy = 0;
+    struct ubatch *b;
+    int32_t node = TAILQ_FIRST(&p->q)->node_id;
+    TAILQ_FOREACH(b, &p->q, link)
+    {
+        if (busy + n >= UPG_PART_INFLIGHT || b->node_id != node)
+            break;
+        if (b->on_wire) {
+            busy++;
+            continue;
+        }
+        if (b->not_before_ms > now)
+            break;
+        out[n++] = b;
+    }
+    return n;
+}
+
+/* 1 if a batch of partition p is already in group[0..g). */
+static int in_group(struct ubatch **group, int32_t g, const struct upart *p)
+{
+    for (int32_t i = 0; i < g; i++) {
+        if (group[i]->part == p)
+            return 1;
+    }
+    return 0;
+}
+
+/* Sends every partition's batches that may go, grouped by broker. */
 static void flush(struct upgrade *u)
 {
     if (u->pid_state != PID_READY)
@@ -608,19 +662,17 @@ static void flush(struct upgrade *u)
     cap++;
     if (!cap)
         return;
-    struct ubatch **ready = calloc(cap, sizeof(*ready));
+    struct ubatch **ready = calloc(cap * UPG_PART_INFLIGHT, sizeof(*ready));
     if (!ready)
         return; /* retried on the next tick */
     size_t n = 0;
     for (p = TAILQ_FIRST(&u->active); p; p = tmp) {
         tmp = TAILQ_NEXT(p, alink);
-        struct ubatch *h = TAILQ_FIRST(&p->q);
-        if (!h) {
+        if (TAILQ_EMPTY(&p->q)) {
             part_deactivate(u, p);
             continue;
         }
-        if (!h->on_wire && h->not_before_ms <= now)
-            ready[n++] = h;
+        n += ready_batches(p, now, ready + n);
     }
     /* One ProduceRequest per broker, at most UPG_FLIGHT_MAX_BYTES each (but
      * at least one batch); what the cap leaves forms the next group. */
@@ -632,7 +684,7 @@ static void flush(struct upgrade *u)
         int32_t g = 0;
         size_t bytes = 0;
         for (size_t j = i; j < n; j++) {
-            if (!ready[j] || ready[j]->node_id != node)
+            if (!ready[j] || ready[j]->node_id != node || in_group(group, g, ready[j]->part))
                 continue;
             if (g && bytes + ready[j]->size > UPG_FLIGHT_MAX_BYTES)
                 break;
@@ -750,7 +802,7 @@ static void start_pid(struct upgrade *u)
     int rc = kinitpid_req_write(&w, ver, lane_next_correlation(l),
                                 (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req);
     if (rc == 0)
-        rc = lane_send(l, w.buf, w.len, 0, pid_done, pr);
+        rc = send_writer(l, &w, 0, pid_done, pr);
     kw_free(&w);
     if (rc) {
         free(pr);
