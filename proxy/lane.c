@@ -215,6 +215,9 @@ static void lane_connect(struct lane *l)
         lane_fail(l, UPERR_CONNECT, "out of memory");
         return;
     }
+    /* libevent writes 16 KiB per syscall by default; lanes carry MiB-sized
+     * ProduceRequests. */
+    bufferevent_set_max_single_write(l->bev, 1024 * 1024);
     bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
     bufferevent_enable(l->bev, EV_READ | EV_WRITE);
     l->state = LANE_CONNECTING;
