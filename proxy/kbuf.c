@@ -218,6 +218,40 @@ int32_t kr_array(kreader_t *r, int flex, size_t min_elem_size)
     return (int32_t)n;
 }
 
+int32_t kr_array_alloc(kreader_t *r, int flex, int nullable, size_t min_elem_size, size_t elem_size,
+                       void **out)
+{
+    *out = NULL;
+    int32_t n = kr_array(r, flex, min_elem_size);
+    if (!kr_ok(r))
+        return 0;
+    if (n < 0) {
+        if (!nullable)
+            kr_fail(r, KR_ENULL);
+        return nullable ? -1 : 0;
+    }
+    if (n == 0)
+        return 0;
+    *out = calloc((size_t)n, elem_size);
+    if (!*out) {
+        kr_fail(r, KR_ECOUNT);
+        return 0;
+    }
+    return n;
+}
+
+void kr_tags_if(kreader_t *r, int flex)
+{
+    if (flex)
+        kr_tags(r);
+}
+
+void kr_expect_end(kreader_t *r)
+{
+    if (kr_ok(r) && r->off != r->len)
+        kr_fail(r, KR_EINVALID);
+}
+
 void kr_tags(kreader_t *r)
 {
     uint32_t n = kr_uvarint(r);

@@ -45,8 +45,8 @@ enum kr_err {
 typedef struct kreader {
     const uint8_t *buf;
     size_t len;
-    size_t off; /* next byte to read */
-    int err;    /* enum kr_err; sticky */
+    size_t off;     /* next byte to read */
+    int err;        /* enum kr_err; sticky */
     size_t err_off; /* offset at which the first error was raised */
 } kreader_t;
 
@@ -92,8 +92,21 @@ const uint8_t *kr_skip(kreader_t *r, size_t n);
  */
 int32_t kr_array(kreader_t *r, int flex, size_t min_elem_size);
 
+/*
+ * Array count plus storage: reads the count (as kr_array) and callocs
+ * count elements of elem_size into *out (NULL for 0 or null). A null
+ * array gives -1 when nullable, else KR_ENULL; an allocation failure sets
+ * KR_ECOUNT. Returns the count (0 on error). The caller frees *out.
+ */
+int32_t kr_array_alloc(kreader_t *r, int flex, int nullable, size_t min_elem_size, size_t elem_size,
+                       void **out);
+
 /* Skips a TAGGED_FIELDS section (only called for flexible versions). */
 void kr_tags(kreader_t *r);
+/* kr_tags when flex, nothing otherwise. */
+void kr_tags_if(kreader_t *r, int flex);
+/* Trailing bytes after a complete body are an error (KR_EINVALID). */
+void kr_expect_end(kreader_t *r);
 
 /* Growable output buffer. err is set (and sticky) on allocation failure or
  * when the buffer would grow past max. */

@@ -41,29 +41,6 @@ static kbytes_t read_tags(kreader_t *r, int flex)
     return t;
 }
 
-/* Reads an array count (-1 only if nullable) and allocates it. */
-static int32_t read_array(kreader_t *r, int flex, int nullable, size_t min_elem, size_t size,
-                          void **out)
-{
-    *out = NULL;
-    int32_t n = kr_array(r, flex, min_elem);
-    if (!kr_ok(r))
-        return 0;
-    if (n < 0) {
-        if (!nullable)
-            kr_fail(r, KR_ENULL);
-        return nullable ? -1 : 0;
-    }
-    if (n == 0)
-        return 0;
-    *out = calloc((size_t)n, size);
-    if (!*out) {
-        kr_fail(r, KR_ECOUNT);
-        return 0;
-    }
-    return n;
-}
-
 /* AbortedTransaction: ProducerId INT64, FirstOffset INT64. */
 static void parse_aborted(kreader_t *r, int flex, kfetch_aborted_t *a)
 {
@@ -94,7 +71,7 @@ static void parse_partition(kreader_t *r, int16_t ver, kfetch_partition_t *p)
     p->high_watermark = kr_i64(r);
     p->last_stable_offset = kr_i64(r);
     p->log_start_offset = ver >= 5 ? kr_i64(r) : -1;
-    p->naborted = read_array(r, flex, 1, MIN_ABORTED(flex), sizeof(kfetch_aborted_t), &arr);
+    p->naborted = kr_array_alloc(r, flex, 1, MIN_ABORTED(flex), sizeof(kfetch_aborted_t), &arr);
     p->aborted = arr;
     for (int32_t i = 0; i < p->naborted && kr_ok(r); i++)
         parse_aborted(r, flex, &p->aborted[i]);
@@ -111,7 +88,8 @@ static void parse_topic(kreader_t *r, int16_t ver, kfetch_topic_t *t)
     int flex = is_flex(ver);
     void *arr;
     t->name = kr_str_nn(r, flex);
-    t->npartitions = read_array(r, flex, 0, MIN_PARTITION(flex), sizeof(kfetch_partition_t), &arr);
+    t->npartitions =
+        kr_array_alloc(r, flex, 0, MIN_PARTITION(flex), sizeof(kfetch_partition_t), &arr);
     t->partitions = arr;
     for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++)
         parse_partition(r, ver, &t->partitions[i]);
@@ -146,7 +124,7 @@ int kfetch_resp_parse(int16_t ver, const uint8_t *frame, size_t len, kfetch_resp
         resp->error_code = kr_i16(&r);
         resp->session_id = kr_i32(&r);
     }
-    resp->ntopics = read_array(&r, flex, 0, MIN_TOPIC(flex), sizeof(kfetch_topic_t), &arr);
+    resp->ntopics = kr_array_alloc(&r, flex, 0, MIN_TOPIC(flex), sizeof(kfetch_topic_t), &arr);
     resp->topics = arr;
     for (int32_t i = 0; i < resp->ntopics && kr_ok(&r); i++)
         parse_topic(&r, ver, &resp->topics[i]);

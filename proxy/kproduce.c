@@ -26,44 +26,6 @@ static int is_flex(int16_t ver)
     return ver >= KPRODUCE_FLEX_VERSION;
 }
 
-/*
- * Reads a non-nullable array count and allocates count elements of size
- * each (NULL for 0). Returns the count, or 0 with the reader's error set
- * (KR_ENULL for a null array, KR_ECOUNT if the allocation failed).
- */
-static int32_t read_array(kreader_t *r, int flex, size_t min_elem, size_t size, void **out)
-{
-    *out = NULL;
-    int32_t n = kr_array(r, flex, min_elem);
-    if (!kr_ok(r))
-        return 0;
-    if (n < 0) {
-        kr_fail(r, KR_ENULL);
-        return 0;
-    }
-    if (n == 0)
-        return 0;
-    *out = calloc((size_t)n, size);
-    if (!*out) {
-        kr_fail(r, KR_ECOUNT);
-        return 0;
-    }
-    return n;
-}
-
-static void tags(kreader_t *r, int flex)
-{
-    if (flex)
-        kr_tags(r);
-}
-
-/* Trailing bytes after a complete body are an error. */
-static void expect_end(kreader_t *r)
-{
-    if (kr_ok(r) && r->off != r->len)
-        kr_fail(r, KR_EINVALID);
-}
-
 /* ---- ProduceRequest: parse ---- */
 
 /* PartitionProduceData: Index INT32, Records NULLABLE_BYTES (RECORDS). */
@@ -71,7 +33,7 @@ static void parse_partition(kreader_t *r, int flex, kproduce_partition_t *p)
 {
     p->index = kr_i32(r);
     p->records = kr_bytes(r, flex);
-    tags(r, flex);
+    kr_tags_if(r, flex);
 }
 
 /* TopicProduceData: Name STRING, PartitionData [PartitionProduceData]. */
@@ -79,11 +41,12 @@ static void parse_topic(kreader_t *r, int flex, kproduce_topic_t *t)
 {
     void *arr;
     t->name = kr_str_nn(r, flex);
-    t->npartitions = read_array(r, flex, MIN_PARTITION(flex), sizeof(kproduce_partition_t), &arr);
+    t->npartitions =
+        kr_array_alloc(r, flex, 0, MIN_PARTITION(flex), sizeof(kproduce_partition_t), &arr);
     t->partitions = arr;
     for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++)
         parse_partition(r, flex, &t->partitions[i]);
-    tags(r, flex);
+    kr_tags_if(r, flex);
 }
 
 /*
@@ -110,12 +73,12 @@ int kproduce_req_parse(int16_t ver, const uint8_t *body, size_t len, kproduce_re
     req->transactional_id = kr_str(&r, flex);
     req->acks = kr_i16(&r);
     req->timeout_ms = kr_i32(&r);
-    req->ntopics = read_array(&r, flex, MIN_TOPIC(flex), sizeof(kproduce_topic_t), &arr);
+    req->ntopics = kr_array_alloc(&r, flex, 0, MIN_TOPIC(flex), sizeof(kproduce_topic_t), &arr);
     req->topics = arr;
     for (int32_t i = 0; i < req->ntopics && kr_ok(&r); i++)
         parse_topic(&r, flex, &req->topics[i]);
-    tags(&r, flex);
-    expect_end(&r);
+    kr_tags_if(&r, flex);
+    kr_expect_end(&r);
     if (kr_ok(&r))
         return 0;
     if (err_off)
@@ -242,7 +205,7 @@ static void parse_record_error(kreader_t *r, int flex, kproduce_record_error_t *
 {
     e->batch_index = kr_i32(r);
     e->message = kr_str(r, flex);
-    tags(r, flex);
+    kr_tags_if(r, flex);
 }
 
 /* PartitionProduceResponse; see kproduce_resp_parse for the layout. */
@@ -257,14 +220,14 @@ static void parse_presp(kreader_t *r, int16_t ver, kproduce_presp_t *p)
     p->log_start_offset = ver >= 5 ? kr_i64(r) : -1;
     p->error_message.len = -1;
     if (ver >= 8) {
-        p->nrecord_errors =
-            read_array(r, flex, MIN_RECORD_ERROR(flex), sizeof(kproduce_record_error_t), &arr);
+        p->nrecord_errors = kr_array_alloc(r, flex, 0, MIN_RECORD_ERROR(flex),
+                                           sizeof(kproduce_record_error_t), &arr);
         p->record_errors = arr;
         for (int32_t i = 0; i < p->nrecord_errors && kr_ok(r); i++)
             parse_record_error(r, flex, &p->record_errors[i]);
         p->error_message = kr_str(r, flex);
     }
-    tags(r, flex);
+    kr_tags_if(r, flex);
 }
 
 /* Smallest PartitionProduceResponse of ver. */
@@ -286,11 +249,11 @@ static void parse_tresp(kreader_t *r, int16_t ver, kproduce_tresp_t *t)
     int flex = is_flex(ver);
     void *arr;
     t->name = kr_str_nn(r, flex);
-    t->npartitions = read_array(r, flex, min_presp(ver), sizeof(kproduce_presp_t), &arr);
+    t->npartitions = kr_array_alloc(r, flex, 0, min_presp(ver), sizeof(kproduce_presp_t), &arr);
     t->partitions = arr;
     for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++)
         parse_presp(r, ver, &t->partitions[i]);
-    tags(r, flex);
+    kr_tags_if(r, flex);
 }
 
 /*
@@ -321,14 +284,14 @@ int kproduce_resp_parse(int16_t ver, const uint8_t *frame, size_t len, kproduce_
         kr_fail(&r, KR_EINVALID);
     int flex = is_flex(ver);
     resp->correlation_id = kr_i32(&r);
-    tags(&r, flex); /* response header v1 */
-    resp->ntopics = read_array(&r, flex, MIN_TOPIC(flex), sizeof(kproduce_tresp_t), &arr);
+    kr_tags_if(&r, flex); /* response header v1 */
+    resp->ntopics = kr_array_alloc(&r, flex, 0, MIN_TOPIC(flex), sizeof(kproduce_tresp_t), &arr);
     resp->topics = arr;
     for (int32_t i = 0; i < resp->ntopics && kr_ok(&r); i++)
         parse_tresp(&r, ver, &resp->topics[i]);
     resp->throttle_time_ms = kr_i32(&r);
-    tags(&r, flex);
-    expect_end(&r);
+    kr_tags_if(&r, flex);
+    kr_expect_end(&r);
     if (kr_ok(&r))
         return 0;
     if (err_off)
