@@ -116,6 +116,7 @@ enum ditem_state {
     DI_DONE,       /* done: drop */
     DI_IN_FLIGHT,  /* pending elsewhere: drop */
     DI_UNFILTERED, /* Redis unavailable, pass policy: deliver unchecked */
+    DI_KEPT0,      /* a duplicate delivered anyway: see must_keep_batch() */
 };
 
 enum djob_state { J_WAIT, J_SENT, J_READY };
@@ -1103,6 +1104,39 @@ static int keep_record(const struct djob *j, const struct dbatch *db, int32_t r)
     return s == DI_NEW || s == DI_AGAIN || s == DI_UNFILTERED;
 }
 
+/*
+ * kafka-python 2.0.2, the Fetch v4 client, steps past records it is not
+ * given only through last_offset_from_message_batch (the last batch's
+ * baseOffset + lastOffsetDelta), which it tests for truth: when the chunk's
+ * last batch ends at offset 0 it never moves off offset 0 and fetches it
+ * for ever. The mock returns one batch per fetch, so this is any partition
+ * whose first batch is a lone duplicate. No empty form helps (a record at
+ * an offset >= 0 reaches the application), so for Fetch v4 such a batch
+ * is delivered as it is: one duplicate, counted, rather than a stall.
+ */
+static int must_keep_batch(const struct djob *j, const struct dpart *dp, size_t k)
+{
+    const krecord_batch_t *h = &dp->batches[k].b.hdr;
+    return j->ver < 5 && k + 1 == dp->nbatches && h->base_offset + h->last_offset_delta == 0;
+}
+
+/* Fills keep[] for batch k; every record when none would be kept but the
+ * batch must be (its dropped items become DI_KEPT0). */
+static void batch_keep(struct djob *j, struct dpart *dp, size_t k, uint8_t *keep)
+{
+    const struct dbatch *db = &dp->batches[k];
+    int32_t kept = 0;
+    for (int32_t r = 0; r < db->b.nrecords; r++)
+        kept += keep[r] = (uint8_t)keep_record(j, db, r);
+    if (kept || db->b.nrecords == 0 || !must_keep_batch(j, dp, k))
+        return;
+    for (int32_t r = 0; r < db->b.nrecords; r++) {
+        keep[r] = 1;
+        if (db->item[r] >= 0)
+            j->items[db->item[r]].state = DI_KEPT0;
+    }
+}
+
 /* Writes a partition's filtered records into new_records. -1 on OOM. */
 static int write_partition(struct djob *j, struct dpart *dp)
 {
@@ -1119,8 +1153,7 @@ static int write_partition(struct djob *j, struct dpart *dp)
             kw_free(&w);
             return -1;
         }
-        for (int32_t r = 0; r < db->b.nrecords; r++)
-            keep[r] = (uint8_t)keep_record(j, db, r);
+        batch_keep(j, dp, k, keep);
         int rc = krecords_filter(&w, &db->b, db->raw, db->size, keep,
                                  krecords_empty_mode_for_fetch(j->ver, k == 0));
         free(keep);
@@ -1165,6 +1198,9 @@ static void account(struct dedup *d, struct djob *j)
             break;
         case DI_UNFILTERED:
             g_metrics.dedup_passed_unfiltered++;
+            break;
+        case DI_KEPT0:
+            g_metrics.dedup_kept_offset0++;
             break;
         default:
             break;

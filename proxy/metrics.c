@@ -210,6 +210,10 @@ static void render_dedup(struct evbuffer *out)
     scalar(out, "eosproxy_dedup_cache_hits_total", "counter",
            "eventIds found done in the in-process cache (no Redis command).",
            (long long)m->dedup_cache_hits);
+    scalar(out, "eosproxy_dedup_records_kept_offset0_total", "counter",
+           "Duplicates delivered anyway: a Fetch v4 (kafka-python) chunk ending with a fully "
+           "filtered batch at offset 0, which that client cannot step past.",
+           (long long)m->dedup_kept_offset0);
     scalar(out, "eosproxy_dedup_error_partitions_total", "counter",
            "Partitions answered with a retriable error after redis.block_timeout.",
            (long long)m->dedup_error_partitions);

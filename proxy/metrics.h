@@ -68,7 +68,7 @@ struct metrics {
     uint64_t rewritten_responses;
     uint64_t produce_routes[4]; /* by produce_route_t */
     uint64_t acks0_responses_dropped;
-    uint64_t twin_batches; /* upgrade: distinct batches with equal content */ /* answers to acks=0 Produce (not Kafka) */
+    uint64_t twin_batches; /* upgrade: distinct batches with equal content */
     /* The idempotent upgrade (upgrade.c). */
     uint64_t upgraded_batches;        /* batches written with eosproxy's producer id */
     uint64_t upgraded_records;        /* records in those batches */
@@ -85,6 +85,7 @@ struct metrics {
     uint64_t dedup_passed_unfiltered;         /* records delivered unchecked (Redis down, pass) */
     uint64_t dedup_passed_undecodable; /* batches passed unchecked (not v2, aborted, partial) */
     uint64_t dedup_cache_hits;         /* eventIds found done in the in-process cache */
+    uint64_t dedup_kept_offset0;       /* duplicates kept: lone batch at offset 0, Fetch v4 */
     uint64_t dedup_error_partitions;   /* partitions answered with a retriable error (block) */
     uint64_t dedup_commit_marks;       /* eventIds marked done after a commit */
     uint64_t dedup_tracking_dropped;   /* delivered eventIds forgotten before a commit (bound) */

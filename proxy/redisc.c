@@ -569,7 +569,9 @@ void redisc_free(struct redisc *rc)
     rc->freeing = 1;
     struct rbatch *rb;
     LIST_FOREACH(rb, &rc->batches, link)
-    rb->cb = NULL;
+    {
+        rb->cb = NULL;
+    }
     if (rc->ac) {
         redisAsyncContext *ac = rc->ac;
         rc->ac = NULL;

@@ -6,6 +6,7 @@ restartable on the same port, stopped at teardown whatever happened.
         r.url            # "redis://127.0.0.1:PORT/0"
         r.cli("KEYS", "*")
         r.kill()         # kill -9
+        r.pause()        # SIGSTOP: a hung Redis; r.resume() continues it
         r.start()        # again, same port (empty: nothing was saved)
 
 The fixture `redis_server` yields one started server.
@@ -61,7 +62,17 @@ class RedisServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def pause(self):
+        """SIGSTOP: connections stay open, nothing is answered (a hung Redis)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server cannot exit
+
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:

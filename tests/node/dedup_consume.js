@@ -79,6 +79,7 @@ async function main() {
   await consumer.run({
     autoCommit: true,
     autoCommitInterval: 200,
+    autoCommitThreshold: 1, // commit as soon as an offset is resolved, filtered batches included
     eachMessage: async ({ partition, message }) => {
       const h = message.headers && message.headers['event-id'];
       records.push({ partition, offset: message.offset,

@@ -1,0 +1,487 @@
+"""Consumer dedup by eventId in Redis (issue 4), end to end: records are
+produced straight to the mock cluster (confluent-kafka, with an `event-id`
+header), consumed THROUGH eosproxy by kafka-python (CRC checks on),
+librdkafka (confluent-kafka) and kafkajs, with a real redis-server
+(redis_server.py) that the outage tests kill -9 and restart.
+
+What each test proves is in its docstring. Counts only, no timing
+assertions beyond generous deadlines.
+"""
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import TopicPartition as CTopicPartition
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from helpers import unique, wait_until
+from redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node")
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+FETCH = ("eosproxy_requests_total", {"api": "Fetch"})
+
+
+def dedup_rule(match):
+    return {"match": match, "delivery": "at-least-once",
+            "dedup": {"event_id": "header:event-id", "ttl": "1h"}}
+
+
+def start_proxy(proxy_factory, redis, match="dd-*", **overrides):
+    return proxy_factory(topics=[dedup_rule(match)], **{"redis.url": redis.url, **overrides})
+
+
+def produce(mock, topic, records, codec="none"):
+    """records: [(partition, event_id or None, value)], sent straight to the
+    mock in one flush (so each partition's records form one batch)."""
+    errors = []
+    p = Producer({"bootstrap.servers": mock.bootstrap, "acks": "all", "linger.ms": 1000,
+                  "batch.num.messages": 100000, "compression.codec": codec,
+                  "message.timeout.ms": 30000})
+    p.list_topics(topic, timeout=10)  # leaders known first: fewer split batches
+    for part, eid, val in records:
+        headers = [("event-id", eid.encode())] if eid is not None else None
+        p.produce(topic, value=val.encode(), partition=part, headers=headers,
+                  on_delivery=lambda err, msg: err and errors.append(err))
+    assert p.flush(60) == 0, "records not delivered to the mock"
+    assert not errors, errors
+
+
+def event_id(headers):
+    for k, v in headers or []:
+        if k == "event-id":
+            return v.decode() if isinstance(v, bytes) else v
+    return None
+
+
+# ---------------------------------------------------------------- kafka-python
+
+def kp_consumer(bootstrap, group):
+    return KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                         enable_auto_commit=False, check_crcs=True, fetch_max_wait_ms=200,
+                         request_timeout_ms=30000, api_version_auto_timeout_ms=10000)
+
+
+KEPT0 = "eosproxy_dedup_records_kept_offset0_total"
+
+
+def kp_read(bootstrap, topic, group, partitions, commit=False, timeout=40.0, consumer=None,
+            proxy=None):
+    """Reads every partition up to its high watermark (kafka-python, CRCs
+    checked). Returns [(partition, offset, event_id, value)]; fails if a
+    partition's position does not reach its high watermark by the deadline.
+
+    kafka-python cannot step past a fully filtered batch that ends at offset
+    0 (see must_keep_batch in dedup.c): eosproxy delivers that lone duplicate
+    and counts it. With proxy given, such offset-0 records are left out of
+    the result, as many as the counter grew by (and no more)."""
+    kept0 = proxy.metrics().get_value(KEPT0) if proxy else 0
+    got = _kp_read(bootstrap, topic, group, partitions, commit, timeout, consumer)
+    if proxy:
+        n = int(proxy.metrics().get_value(KEPT0) - kept0)
+        at0 = [r for r in got if r[1] == 0]
+        assert n <= len(at0), f"{n} kept at offset 0 but only {at0} read"
+        drop = at0[:n] if n else []
+        got = [r for r in got if r not in drop]
+    return got
+
+
+def _kp_read(bootstrap, topic, group, partitions, commit, timeout, consumer):
+    c = consumer or kp_consumer(bootstrap, group)
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    try:
+        c.assign(tps)
+        end = c.end_offsets(tps)
+        got = []
+        deadline = time.monotonic() + timeout
+        while True:
+            for tp, msgs in c.poll(timeout_ms=200).items():
+                got += [(m.partition, m.offset, event_id(m.headers), m.value.decode()) for m in msgs]
+            if all(c.position(tp) >= end[tp] for tp in tps):
+                break
+            assert time.monotonic() < deadline, \
+                f"kafka-python stuck: positions {[c.position(tp) for tp in tps]} < {end}"
+        if commit:
+            c.commit({tp: OffsetAndMetadata(c.position(tp), "") for tp in tps})
+        return got
+    finally:
+        if consumer is None:
+            c.close()
+
+
+def ids_of(records):
+    return collections.Counter(r[2] for r in records)
+
+
+def dropped(proxy):
+    m = proxy.metrics()
+    return sum(m.get_value("eosproxy_dedup_records_dropped_total", reason=r)
+               for r in ("done", "in_flight", "same_response"))
+
+
+# ---------------------------------------------------------------- tests
+
+def test_duplicates_within_batch_same_partition_and_across_partitions(mock, proxy_factory,
+                                                                      redis_server):
+    """Each eventId reaches the consumer once: duplicates inside one batch,
+    in a later batch of the same partition and in another partition are
+    dropped; a record without an eventId passes."""
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("dd-dup"), 2)
+    first = [(0, f"e{i}", f"v{i}") for i in range(10)]
+    first[4:4] = [(0, "e3", "dup-in-batch-3")]
+    first.append((0, "e5", "dup-in-batch-5"))
+    produce(mock, topic, first)
+    produce(mock, topic, [(0, "e1", "dup-same-partition-1"), (0, "e7", "dup-same-partition-7"),
+                          (0, "n1", "new-1"), (0, None, "no-event-id")])
+    produce(mock, topic, [(1, "e2", "dup-other-partition-2"), (1, "e8", "dup-other-partition-8"),
+                          (1, "n2", "new-2")])
+
+    got = kp_read(proxy.bootstrap, topic, unique("g"), 2, proxy=proxy)
+    ids = ids_of(got)
+    want = {f"e{i}" for i in range(10)} | {"n1", "n2", None}
+    assert set(ids) == want, got
+    assert all(n == 1 for n in ids.values()), f"delivered more than once: {ids}"
+    # The two in-batch copies lose to the first occurrence in the batch.
+    assert not any(v.startswith("dup-in-batch") for _, _, _, v in got), got
+    assert not any(v.startswith("dup-same-partition") for _, _, _, v in got), got
+
+    m = proxy.metrics()
+    assert m.get_value("eosproxy_dedup_records_dropped_total", reason="same_response") >= 2
+    assert dropped(proxy) >= 6
+    assert m.get_value("eosproxy_dedup_records_without_event_id_total") >= 1
+    assert m.get_value("eosproxy_dedup_records_checked_total") >= 18
+    assert m.get_value("eosproxy_redis_round_trips_total") >= 1
+    assert m.get_value("eosproxy_redis_connected") == 1
+
+
+def test_redelivered_before_commit_nothing_after_commit(mock, redis_server, proxy_factory):
+    """A consumer that dies before committing gets the same records again
+    (pending at the same position); once committed, a re-read from the
+    beginning by a new group delivers nothing."""
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("dd-commit"), 2)
+    records = [(i % 2, f"c{i}", f"v{i}") for i in range(20)]
+    produce(mock, topic, records)
+    group = unique("g")
+
+    first = kp_read(proxy.bootstrap, topic, group, 2, proxy=proxy)  # "dies": no commit
+    assert set(ids_of(first)) == {f"c{i}" for i in range(20)}
+    again = kp_read(proxy.bootstrap, topic, group, 2, commit=True, proxy=proxy)
+    assert sorted(again) == sorted(first), "the same records at the same offsets again"
+    m = proxy.metrics()
+    assert m.get_value("eosproxy_dedup_records_redelivered_total") >= 20
+
+    wait_until(lambda: proxy.metrics().get_value("eosproxy_dedup_commit_marks_total") >= 20,
+               timeout=20, what="done marks written after the commit")
+    keys = redis_server.cli("KEYS", "eosproxy:*")
+    assert len(keys) == 20
+    assert all(redis_server.cli("GET", k) == b"d" for k in keys)
+    ttl = redis_server.cli("PTTL", keys[0])
+    assert 3_000_000 < ttl <= 3_600_000, "done marks carry the rule's ttl (1h)"
+
+    reread = kp_read(proxy.bootstrap, topic, unique("g-new"), 2, proxy=proxy)
+    assert reread == [], f"re-read after commit delivered {reread}"
+    # And a seek back in the committed group itself, too.
+    c = kp_consumer(proxy.bootstrap, group)
+    try:
+        c.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        c.seek_to_beginning()
+        assert kp_read(proxy.bootstrap, topic, group, 2, consumer=c, proxy=proxy) == []
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_codecs_filtered_batches_pass_crc_checks(mock, redis_server, proxy_factory, codec):
+    """Batches of every codec are decoded, filtered (10% duplicates),
+    recompressed and re-signed: kafka-python with check_crcs=True reads
+    each eventId once, with the kept records' offsets unchanged."""
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique(f"dd-{codec}"), 1)
+    records = [(0, f"z{i % 45}", f"{codec}-{i}-" + "x" * (i % 7 * 30)) for i in range(50)]
+    produce(mock, topic, records, codec=codec)
+    got = kp_read(proxy.bootstrap, topic, unique("g"), 1, proxy=proxy)
+    ids = ids_of(got)
+    assert set(ids) == {f"z{i}" for i in range(45)} and all(n == 1 for n in ids.values()), ids
+    # Kept records keep their offsets: record i sits at offset i.
+    assert all(val.startswith(f"{codec}-{off}-") for _, off, _, val in got), got
+    assert dropped(proxy) >= 5
+
+
+def seed_duplicate_tail(mock, proxy, topic, n=10):
+    """Batch A (ids t0..t9) read and committed through eosproxy, then batch
+    B with the same ids: for any new group, both batches are entirely
+    duplicates, B being the partition's tail. Returns the high watermark."""
+    produce(mock, topic, [(0, f"t{i}", f"a{i}") for i in range(n)])
+    kp_read(proxy.bootstrap, topic, unique("seed"), 1, commit=True, proxy=proxy)
+    wait_until(lambda: proxy.metrics().get_value("eosproxy_dedup_commit_marks_total") >= n,
+               timeout=20, what="done marks")
+    produce(mock, topic, [(0, f"t{i}", f"b{i}") for i in range(n)])
+    return 2 * n
+
+
+def fetch_count(proxy):
+    return proxy.metrics().get_value(FETCH[0], **FETCH[1])
+
+
+def assert_no_spin(proxy, keep_polling, seconds=3.0, bound=60):
+    """While a client idles at the filtered tail, eosproxy sees a modest
+    number of Fetch requests (a spinning client makes hundreds a second)."""
+    before = fetch_count(proxy)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        keep_polling()
+    n = fetch_count(proxy) - before
+    print(f"idle Fetch requests in {seconds}s: {n}")
+    assert n <= bound, f"{n} Fetch requests in {seconds}s while idle at the tail: spinning"
+    return n
+
+
+def test_kafka_python_steps_past_duplicate_only_tail(mock, redis_server, proxy_factory):
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("dd-tail-kp"), 1)
+    hw = seed_duplicate_tail(mock, proxy, topic)
+    c = kp_consumer(proxy.bootstrap, unique("g"))
+    tp = TopicPartition(topic, 0)
+    try:
+        assert kp_read(proxy.bootstrap, topic, None, 1, consumer=c, proxy=proxy) == []
+        assert c.position(tp) == hw
+        got = []
+        assert_no_spin(proxy, lambda: got.extend(c.poll(timeout_ms=100).get(tp, [])))
+        assert got == []
+        produce(mock, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
+        deadline = time.monotonic() + 30
+        while len(got) < 5 and time.monotonic() < deadline:
+            got += c.poll(timeout_ms=200).get(tp, [])
+        assert [m.value.decode() for m in got] == [f"later{i}" for i in range(5)]
+        assert [m.offset for m in got] == list(range(hw, hw + 5))
+    finally:
+        c.close()
+
+
+def test_librdkafka_steps_past_duplicate_only_tail(mock, redis_server, proxy_factory):
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("dd-tail-rd"), 1)
+    hw = seed_duplicate_tail(mock, proxy, topic)
+    c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": unique("g"),
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "check.crcs": True, "fetch.wait.max.ms": 500})
+    got = []
+
+    def poll():
+        m = c.poll(0.1)
+        if m is not None:
+            if m.error():
+                raise KafkaException(m.error())
+            got.append(m)
+
+    try:
+        c.assign([CTopicPartition(topic, 0, 0)])
+        wait_until(lambda: (poll(), c.position([CTopicPartition(topic, 0)])[0].offset == hw)[1],
+                   timeout=30, interval=0, what="librdkafka position at the high watermark")
+        assert got == []
+        assert_no_spin(proxy, poll)
+        assert got == []
+        produce(mock, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
+        wait_until(lambda: (poll(), len(got) >= 5)[1], timeout=30, interval=0, what="later records")
+        assert [m.value().decode() for m in got] == [f"later{i}" for i in range(5)]
+        assert [m.offset() for m in got] == list(range(hw, hw + 5))
+    finally:
+        c.close()
+
+
+def test_kafkajs_steps_past_duplicate_only_tail(mock, redis_server, proxy_factory):
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node or not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "kafkajs")):
+        pytest.fail("node or kafkajs missing (make deps)")
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("dd-tail-js"), 1)
+    hw = seed_duplicate_tail(mock, proxy, topic)
+    p = subprocess.Popen([node, "dedup_consume.js", proxy.bootstrap, topic, unique("g"), "5",
+                          "60000", "idle"], cwd=NODE_DIR, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line == "idle\n", f"kafkajs never committed past the tail: {line!r} " \
+                                 f"{p.stderr.read() if p.poll() is not None else ''}"
+        assert_no_spin(proxy, lambda: time.sleep(0.1))
+        produce(mock, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
+        out, err = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert [r["value"] for r in res["records"]] == [f"later{i}" for i in range(5)], res
+    assert [int(r["offset"]) for r in res["records"]] == list(range(hw, hw + 5))
+    assert int(res["committed"]["0"]) == hw + 5, res
+
+
+def outage_run(mock, proxy, redis, topic, policy):
+    """Produces 5 rounds of 20 new eventIds over 2 partitions while a
+    librdkafka consumer group reads through eosproxy; Redis is killed -9
+    after round 2 and restarted (empty) after round 3 has waited past
+    block_timeout. Returns the eventIds received, with their counts."""
+    c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": unique("g"),
+                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                  "auto.commit.interval.ms": 300, "session.timeout.ms": 6000,
+                  "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 200})
+    c.subscribe([topic])
+    got = collections.Counter()
+
+    def pump(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            m = c.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                raise KafkaException(m.error())
+            got[event_id(m.headers())] += 1
+
+    def round_(r):
+        produce(mock, topic, [(i % 2, f"r{r}-{i}", f"r{r}-{i}") for i in range(20)])
+
+    try:
+        pump(2)
+        for r in range(5):
+            round_(r)
+            pump(2)
+            if r == 1:
+                redis.kill()
+                assert not redis.alive()
+            if r == 2:
+                pump(3)  # past block_timeout (2s) with round 2 held or passed
+                redis.start()
+        want = {f"r{r}-{i}" for r in range(5) for i in range(20)}
+        deadline = time.monotonic() + 60
+        while not want <= set(got) and time.monotonic() < deadline:
+            pump(0.5)
+        return want, got
+    finally:
+        c.close()
+
+
+def test_redis_killed_and_restarted_block(mock, redis_server, proxy_factory):
+    """on_unavailable: block: records produced while Redis is down are held,
+    answered with a retriable error after block_timeout, and delivered once
+    Redis is back; nothing is lost and eosproxy keeps running."""
+    proxy = start_proxy(proxy_factory, redis_server, **{"redis.on_unavailable": "block",
+                                                        "redis.block_timeout": "2s",
+                                                        "redis.timeout": "500ms"})
+    topic = mock.topic(unique("dd-block"), 2)
+    want, got = outage_run(mock, proxy, redis_server, topic, "block")
+    assert want <= set(got), f"lost: {sorted(want - set(got))}"
+    m = proxy.metrics()
+    assert m.get_value("eosproxy_dedup_error_partitions_total") >= 1
+    assert m.get_value("eosproxy_dedup_records_passed_unfiltered_total") == 0
+    assert m.get_value("eosproxy_redis_errors_total", kind="closed") >= 1
+    assert m.get_value("eosproxy_redis_connected") == 1
+    assert "connection lost" in proxy.log
+
+
+def test_redis_killed_and_restarted_pass(mock, redis_server, proxy_factory):
+    """on_unavailable: pass: records read while Redis is down are delivered
+    unfiltered (counted); nothing is lost; dedup resumes after the restart."""
+    proxy = start_proxy(proxy_factory, redis_server, **{"redis.on_unavailable": "pass",
+                                                        "redis.timeout": "500ms"})
+    topic = mock.topic(unique("dd-pass"), 2)
+    want, got = outage_run(mock, proxy, redis_server, topic, "pass")
+    assert want <= set(got), f"lost: {sorted(want - set(got))}"
+    m = proxy.metrics()
+    assert m.get_value("eosproxy_dedup_records_passed_unfiltered_total") >= 20
+    assert m.get_value("eosproxy_dedup_error_partitions_total") == 0
+    assert m.get_value("eosproxy_redis_connected") == 1
+    # Dedup works again after the restart.
+    produce(mock, topic, [(0, "r4-0", "dup-after-restart")])
+    reread = kp_read(proxy.bootstrap, topic, unique("g2"), 2, proxy=proxy)
+    assert "dup-after-restart" not in {v for _, _, _, v in reread}
+
+
+def test_hung_redis_round_trip_timeout(mock, redis_server, proxy_factory):
+    """A Redis that stops answering (SIGSTOP) fails the round trip after
+    redis.timeout; eosproxy drops the connection, answers the retriable
+    error after block_timeout, and delivers everything once Redis answers
+    again (SIGCONT)."""
+    proxy = start_proxy(proxy_factory, redis_server, **{"redis.block_timeout": "1s",
+                                                        "redis.timeout": "300ms"})
+    topic = mock.topic(unique("dd-hung"), 1)
+    produce(mock, topic, [(0, f"h{i % 8}", f"v{i}") for i in range(10)])
+    redis_server.pause()
+    resume = threading.Timer(4.0, redis_server.resume)
+    resume.start()
+    try:
+        got = kp_read(proxy.bootstrap, topic, unique("g"), 1, timeout=60, proxy=proxy)
+    finally:
+        resume.cancel()
+        redis_server.resume()
+    ids = ids_of(got)
+    assert set(ids) == {f"h{i}" for i in range(8)} and all(n == 1 for n in ids.values()), got
+    m = proxy.metrics()
+    assert m.get_value("eosproxy_redis_errors_total", kind="timeout") >= 1
+    assert m.get_value("eosproxy_dedup_error_partitions_total") >= 1
+    assert "exceeded redis.timeout" in proxy.log
+
+
+def test_lone_duplicate_at_offset_zero(mock, redis_server, proxy_factory):
+    """The one place dedup yields: a partition whose first batch is a lone
+    duplicate at offset 0. kafka-python (Fetch v4) cannot step past it when
+    filtered, so eosproxy delivers it (counted) instead of letting it spin;
+    librdkafka (Fetch v11) gets the empty control batch and steps past."""
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("dd-zero"), 1)
+    produce(mock, topic, [(0, "zero", "only")])
+    kp_read(proxy.bootstrap, topic, unique("seed"), 1, commit=True)
+    wait_until(lambda: proxy.metrics().get_value("eosproxy_dedup_commit_marks_total") >= 1,
+               timeout=20, what="the done mark")
+    before = fetch_count(proxy)
+    got = kp_read(proxy.bootstrap, topic, unique("g"), 1)
+    assert got == [(0, 0, "zero", "only")]
+    assert proxy.metrics().get_value(KEPT0) == 1
+    assert fetch_count(proxy) - before < 100, "kafka-python spun on offset 0"
+    c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": unique("g"),
+                  "enable.auto.commit": False})
+    try:
+        c.assign([CTopicPartition(topic, 0, 0)])
+        msgs = []
+        wait_until(lambda: (msgs.extend(m for m in [c.poll(0.1)] if m is not None),
+                            c.position([CTopicPartition(topic, 0)])[0].offset == 1)[1],
+                   timeout=30, interval=0, what="librdkafka past offset 0")
+        assert msgs == []
+    finally:
+        c.close()
+    assert proxy.metrics().get_value(KEPT0) == 1
+
+
+def test_warns_unless_noeviction(mock, proxy_factory, tmp_path):
+    """eosproxy warns at start-up when Redis may evict dedup marks."""
+    r = RedisServer(tmp_path, maxmemory_policy="allkeys-lru").start()
+    try:
+        proxy = start_proxy(proxy_factory, r)
+        wait_until(lambda: "maxmemory-policy is allkeys-lru" in proxy.log, timeout=10,
+                   what="the noeviction warning")
+    finally:
+        r.stop()
+
+
+def test_non_dedup_topics_untouched(mock, redis_server, proxy_factory):
+    """A topic without a dedup rule keeps its duplicates and is never
+    checked (the zero-copy path)."""
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("plain"), 1)
+    produce(mock, topic, [(0, "same", f"v{i}") for i in range(6)])
+    got = kp_read(proxy.bootstrap, topic, unique("g"), 1, proxy=proxy)
+    assert len(got) == 6
+    m = proxy.metrics()
+    assert m.get_value("eosproxy_dedup_records_checked_total") == 0
+    assert m.get_value("eosproxy_dedup_responses_total") == 0
