@@ -259,6 +259,15 @@ if env.get("PROXY_EXIT"):
     print(f" eosproxy exit code after SIGTERM: {env['PROXY_EXIT']}.", end="")
 print()
 EOF
+# ---- consumer dedup (needs redis-server; its own mock, eosproxy and Redis)
+if [ "$PROXY_FAILED" = 0 ] && [ -x "$EOSPROXY_BIN" ] && command -v redis-server >/dev/null; then
+    echo "bench: consumer dedup" >&2
+    echo
+    echo "| case | pass-through topic | dedup topic | ratio |"
+    echo "|---|---|---|---|"
+    EOSPROXY_BIN="$EOSPROXY_BIN" MOCKCLUSTER_BIN="$MOCKCLUSTER_BIN" $PY tests/bench/dedup.py
+fi
+
 if [ -f "$WORK/proxy.log" ] && grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/proxy.log"; then
     echo "bench: eosproxy's log has a sanitizer report:" >&2
     grep -m1 -A30 -E 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/proxy.log" >&2
