@@ -41,32 +41,6 @@ static int shape_of(int16_t api_key, int16_t ver, struct shape *s)
     return -1;
 }
 
-static void tags(kreader_t *r, int flex)
-{
-    if (flex)
-        kr_tags(r);
-}
-
-/* An array of count elements of size bytes, zeroed; count -1 (null) is
- * refused, as neither API allows a null array here. */
-static int32_t read_array(kreader_t *r, int flex, size_t min_elem, size_t size, void **out)
-{
-    *out = NULL;
-    int32_t n = kr_array(r, flex, min_elem);
-    if (n < 0) {
-        kr_fail(r, KR_ENULL);
-        return 0;
-    }
-    if (!kr_ok(r) || n == 0)
-        return 0;
-    *out = calloc((size_t)n, size);
-    if (!*out) {
-        kr_fail(r, KR_EINVALID);
-        return 0;
-    }
-    return n;
-}
-
 /* PartitionIndex CommittedOffset CommittedLeaderEpoch? CommitTimestamp?
  * CommittedMetadata (tags) */
 static void req_partition(kreader_t *r, const struct shape *s, kcommit_partition_t *p)
@@ -78,7 +52,7 @@ static void req_partition(kreader_t *r, const struct shape *s, kcommit_partition
     if (!s->txn && s->ver == 1)
         (void)kr_i64(r);      /* CommitTimestamp */
     (void)kr_str(r, s->flex); /* CommittedMetadata */
-    tags(r, s->flex);
+    kr_tags_if(r, s->flex);
 }
 
 /* PartitionIndex ErrorCode (tags) */
@@ -87,7 +61,7 @@ static void resp_partition(kreader_t *r, const struct shape *s, kcommit_partitio
     p->index = kr_i32(r);
     p->committed_offset = -1;
     p->error_code = kr_i16(r);
-    tags(r, s->flex);
+    kr_tags_if(r, s->flex);
 }
 
 /* Name [Partitions] (tags), for a request (is_req) or a response. */
@@ -95,8 +69,8 @@ static void topic(kreader_t *r, const struct shape *s, int is_req, kcommit_topic
 {
     t->name = kr_str_nn(r, s->flex);
     void *arr;
-    t->npartitions = read_array(r, s->flex, is_req ? MIN_REQ_PARTITION : MIN_RESP_PARTITION,
-                                sizeof(kcommit_partition_t), &arr);
+    t->npartitions = kr_array_alloc(r, s->flex, 0, is_req ? MIN_REQ_PARTITION : MIN_RESP_PARTITION,
+                                    sizeof(kcommit_partition_t), &arr);
     t->partitions = arr;
     for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++) {
         if (is_req)
@@ -104,18 +78,18 @@ static void topic(kreader_t *r, const struct shape *s, int is_req, kcommit_topic
         else
             resp_partition(r, s, &t->partitions[i]);
     }
-    tags(r, s->flex);
+    kr_tags_if(r, s->flex);
 }
 
 /* [Topics] (tags), then the end of the body. */
 static void topics(kreader_t *r, const struct shape *s, int is_req, kcommit_t *out)
 {
     void *arr;
-    out->ntopics = read_array(r, s->flex, MIN_TOPIC(s->flex), sizeof(kcommit_topic_t), &arr);
+    out->ntopics = kr_array_alloc(r, s->flex, 0, MIN_TOPIC(s->flex), sizeof(kcommit_topic_t), &arr);
     out->topics = arr;
     for (int32_t i = 0; i < out->ntopics && kr_ok(r); i++)
         topic(r, s, is_req, &out->topics[i]);
-    tags(r, s->flex);
+    kr_tags_if(r, s->flex);
     if (kr_ok(r) && kr_remaining(r) != 0)
         kr_fail(r, KR_EINVALID); /* trailing bytes */
 }

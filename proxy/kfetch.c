@@ -129,8 +129,7 @@ int kfetch_resp_parse(int16_t ver, const uint8_t *frame, size_t len, kfetch_resp
     for (int32_t i = 0; i < resp->ntopics && kr_ok(&r); i++)
         parse_topic(&r, ver, &resp->topics[i]);
     resp->tags = read_tags(&r, flex);
-    if (kr_ok(&r) && r.off != r.len)
-        kr_fail(&r, KR_EINVALID);
+    kr_expect_end(&r);
     if (kr_ok(&r))
         return 0;
     if (err_off)
