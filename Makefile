@@ -41,11 +41,13 @@ $(DEPS_STAMP): tests/tools/deps.sh
 
 build/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(BASEFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 build/asan/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(SANFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC asan $<"
+	@$(CC) $(BASEFLAGS) $(SANFLAGS) -MMD -MP -c $< -o $@
 
 build/eosproxy: $(OBJS) build/obj/proxy/main.o
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ $(LIBS)
@@ -54,7 +56,8 @@ build/asan/eosproxy: $(ASAN_OBJS) build/asan/obj/proxy/main.o
 	$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $^ $(LIBS)
 
 build/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $(ASAN_OBJS)
-	$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< $(ASAN_OBJS) $(LIBS)
+	@echo "  LD asan $@"
+	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< $(ASAN_OBJS) $(LIBS)
 
 build/mockcluster: tests/mockcluster/mockcluster.c | $(DEPS_STAMP)
 	$(CC) $(BASEFLAGS) -O2 -o $@ $< $(LIBS)
@@ -65,7 +68,7 @@ build/bench: tests/bench/bench.c | $(DEPS_STAMP)
 run: build/eosproxy
 	./build/eosproxy -c conf/demo.yaml
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) build/eosproxy
 	@bash tests/tools/run-unit.sh $(UNIT_BINS)
 
 integration: build/asan/eosproxy build/eosproxy build/mockcluster

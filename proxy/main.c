@@ -1,21 +1,176 @@
 /*
- * main.c - command line: eosproxy -c FILE | --check -c FILE | --version.
+ * main.c - command line: eosproxy -c FILE | --check -c FILE | --version
+ * | passwd USER.
  */
 #include "config.h"
 #include "log.h"
 #include "proxy.h"
+#include "users.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: eosproxy -c FILE          run with config FILE\n"
                "       eosproxy --check -c FILE  validate FILE and exit (0 if valid)\n"
-               "       eosproxy --version        print the version\n");
+               "       eosproxy --version        print the version\n"
+               "       eosproxy passwd USER      read a password on stdin, print USER:HASH\n");
+}
+
+/* ---- eosproxy passwd USER ---- */
+
+/* The terminal settings to restore if a signal ends us while echo is off. */
+static struct termios passwd_saved_tty;
+
+static void passwd_on_signal(int sig)
+{
+    /* tcsetattr and write are async-signal-safe. */
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &passwd_saved_tty);
+    (void)!write(STDERR_FILENO, "\n", 1);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/*
+ * Reads one line from stdin into buf (cap bytes) with read(2), so that no
+ * stdio buffer keeps a copy. Strips the '\n' (and a '\r' before it).
+ * Returns the length, or -1 (with *why) for EOF before any byte, a line
+ * longer than USERS_PASSWORD_MAX or a read error. The caller wipes buf.
+ */
+static long passwd_read_line(char *buf, size_t cap, const char **why)
+{
+    size_t n = 0;
+    int got_any = 0;
+    for (;;) {
+        char c;
+        ssize_t r = read(STDIN_FILENO, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            *why = "cannot read stdin";
+            return -1;
+        }
+        if (r == 0) {
+            if (!got_any) {
+                *why = "no password on stdin";
+                return -1;
+            }
+            break;
+        }
+        got_any = 1;
+        if (c == '\n')
+            break;
+        if (n + 1 >= cap) {
+            *why = "password longer than 1024 bytes";
+            return -1;
+        }
+        buf[n++] = c;
+    }
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    if (n > USERS_PASSWORD_MAX) {
+        *why = "password longer than 1024 bytes";
+        return -1;
+    }
+    return (long)n;
+}
+
+/*
+ * Reads a password (prompting with echo off, and twice, on a TTY) into buf.
+ * Returns its length, or -1 after printing why to stderr.
+ */
+static long passwd_read(const char *user, char *buf, char *again, size_t cap)
+{
+    int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &passwd_saved_tty) == 0;
+    const char *why = NULL;
+    long n = -1;
+    if (tty) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = passwd_on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGQUIT, &sa, NULL);
+        struct termios quiet = passwd_saved_tty;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
+        quiet.c_lflag |= ICANON;
+        if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) != 0) {
+            fprintf(stderr, "eosproxy passwd: cannot turn off echo: %s\n", strerror(errno));
+            return -1;
+        }
+        fprintf(stderr, "Password for %s: ", user);
+    }
+    n = passwd_read_line(buf, cap, &why);
+    if (tty && n >= 0) {
+        fprintf(stderr, "\nRetype password: ");
+        long m = passwd_read_line(again, cap, &why);
+        if (m < 0)
+            n = -1;
+        else if (m != n || memcmp(buf, again, (size_t)n) != 0) {
+            n = -1;
+            why = "passwords do not match";
+        }
+    }
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &passwd_saved_tty);
+        fputc('\n', stderr);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGQUIT, SIG_DFL);
+    }
+    if (n == 0) {
+        n = -1;
+        why = "empty password";
+    } else if (n > 0 && memchr(buf, '\0', (size_t)n)) {
+        n = -1;
+        why = "NUL byte in password";
+    }
+    if (n < 0)
+        fprintf(stderr, "eosproxy passwd: %s\n", why);
+    return n;
+}
+
+/*
+ * eosproxy passwd USER: prints "USER:HASH", a line for auth.users_file.
+ * Exit 0, or 2 with the reason on stderr. The password is wiped after use.
+ */
+static int cmd_passwd(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: eosproxy passwd USER   (the password is read from stdin)\n");
+        return 2;
+    }
+    const char *user = argv[2];
+    if (!users_name_valid(user, strlen(user))) {
+        fprintf(stderr, "eosproxy passwd: bad user name (1..%d of A-Z a-z 0-9 . _ @ -)\n",
+                USERS_NAME_MAX);
+        return 2;
+    }
+    char pw[USERS_PASSWORD_MAX + 2], again[USERS_PASSWORD_MAX + 2], hash[USERS_HASH_BUFLEN];
+    int rc = 2;
+    long n = passwd_read(user, pw, again, sizeof(pw));
+    if (n > 0) {
+        if (users_hash_password(pw, (size_t)n, 0, hash, sizeof(hash)) != 0)
+            fprintf(stderr, "eosproxy passwd: hashing failed\n");
+        else if (printf("%s:%s\n", user, hash) < 0 || fflush(stdout) != 0)
+            fprintf(stderr, "eosproxy passwd: cannot write stdout\n");
+        else
+            rc = 0;
+    }
+    OPENSSL_cleanse(pw, sizeof(pw));
+    OPENSSL_cleanse(again, sizeof(again));
+    return rc;
 }
 
 static int run(config_t *cfg)
@@ -53,10 +208,8 @@ int main(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     const char *path = NULL;
     int check = 0, opt;
-    if (argc > 1 && strcmp(argv[1], "passwd") == 0) {
-        fprintf(stderr, "eosproxy passwd: not supported by this version of eosproxy\n");
-        return 2;
-    }
+    if (argc > 1 && strcmp(argv[1], "passwd") == 0)
+        return cmd_passwd(argc, argv);
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':

@@ -1,0 +1,567 @@
+/*
+ * users.c - the users file: parse, keep sorted, verify in constant time.
+ *
+ * The format and the limits are in users.h. The file is read whole (it is
+ * small and bounded), cut into lines, and each line is checked completely
+ * before the next: name, then the four '$' fields of the hash. Entries are
+ * then sorted by name so that a duplicate is found next to its twin and a
+ * lookup is a binary search.
+ */
+#include "users.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HASH_PREFIX "pbkdf2-sha256$"
+#define SALT_NEW 16 /* bytes of salt users_hash_password makes */
+#define SALT_MIN 16
+#define SALT_MAX 64
+#define DK_LEN 32 /* bytes of PBKDF2 output stored */
+
+/* One user of the file. name is NUL-terminated; line is for error messages. */
+struct user_entry {
+    char name[USERS_NAME_MAX + 1];
+    size_t name_len;
+    unsigned iterations;
+    uint8_t salt[SALT_MAX];
+    size_t salt_len;
+    uint8_t hash[DK_LEN];
+    unsigned line;
+};
+
+/* v is sorted by name; dummy stands in for unknown users in users_verify. */
+struct users {
+    struct user_entry *v;
+    size_t n;
+    struct user_entry dummy;
+    char warning[256];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- base64 (RFC 4648 section 4, padded) ---- */
+
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Encodes n bytes into out (4 * ceil(n / 3) chars plus NUL); returns the length. */
+static size_t b64_encode(const uint8_t *in, size_t n, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = b64_chars[(v >> 18) & 63];
+        out[o++] = b64_chars[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? b64_chars[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+static int b64_value(char c)
+{
+    const char *p = c ? strchr(b64_chars, c) : NULL;
+    return p ? (int)(p - b64_chars) : -1;
+}
+
+/*
+ * Decodes len chars of canonical padded base64 into out (room for max
+ * bytes). Returns the byte count, or -1 if malformed, not canonical (the
+ * unused bits of the last group set) or longer than max.
+ */
+static long b64_decode(const char *in, size_t len, uint8_t *out, size_t max)
+{
+    if (len == 0 || len % 4 != 0)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int last = i + 4 == len;
+        int pad = 0;
+        if (last && in[i + 3] == '=')
+            pad = in[i + 2] == '=' ? 2 : 1;
+        uint32_t v = 0;
+        for (int k = 0; k < 4; k++) {
+            int d = k >= 4 - pad ? 0 : b64_value(in[i + k]);
+            if (d < 0)
+                return -1;
+            v = v << 6 | (uint32_t)d;
+        }
+        if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff)))
+            return -1;
+        size_t nb = 3 - (size_t)pad;
+        if (o + nb > max)
+            return -1;
+        out[o++] = (uint8_t)(v >> 16);
+        if (nb > 1)
+            out[o++] = (uint8_t)(v >> 8);
+        if (nb > 2)
+            out[o++] = (uint8_t)v;
+    }
+    return (long)o;
+}
+
+/* ---- names and hashes ---- */
+
+int users_name_valid(const char *name, size_t len)
+{
+    if (!name || len == 0 || len > USERS_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '@' || c == '-';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+int users_pbkdf2_sha256(const char *password, size_t plen, const uint8_t *salt, size_t saltlen,
+                        unsigned iterations, uint8_t *out, size_t outlen)
+{
+    if (plen > USERS_PASSWORD_MAX || saltlen > SALT_MAX || iterations == 0 ||
+        iterations > USERS_MAX_ITERATIONS || outlen == 0 || outlen > 1024)
+        return -1;
+    if (PKCS5_PBKDF2_HMAC(plen ? password : "", (int)plen, salt, (int)saltlen, (int)iterations,
+                          EVP_sha256(), (int)outlen, out) != 1)
+        return -1;
+    return 0;
+}
+
+/* 1 if password is acceptable input for hashing: 1..USERS_PASSWORD_MAX bytes, no NUL. */
+static int password_ok(const char *password, size_t plen)
+{
+    return password && plen > 0 && plen <= USERS_PASSWORD_MAX && !memchr(password, '\0', plen);
+}
+
+int users_hash_password(const char *password, size_t plen, unsigned iterations, char *out,
+                        size_t outlen)
+{
+    if (!out || outlen == 0)
+        return -1;
+    out[0] = '\0';
+    if (iterations == 0)
+        iterations = USERS_DEFAULT_ITERATIONS;
+    if (!password_ok(password, plen) || iterations < USERS_MIN_ITERATIONS ||
+        iterations > USERS_MAX_ITERATIONS)
+        return -1;
+    uint8_t salt[SALT_NEW], dk[DK_LEN];
+    char salt_b64[4 * ((SALT_NEW + 2) / 3) + 1], dk_b64[4 * ((DK_LEN + 2) / 3) + 1];
+    int rc = -1;
+    if (RAND_bytes(salt, sizeof(salt)) != 1)
+        goto done;
+    if (users_pbkdf2_sha256(password, plen, salt, sizeof(salt), iterations, dk, sizeof(dk)) != 0)
+        goto done;
+    b64_encode(salt, sizeof(salt), salt_b64);
+    b64_encode(dk, sizeof(dk), dk_b64);
+    int n = snprintf(out, outlen, HASH_PREFIX "%u$%s$%s", iterations, salt_b64, dk_b64);
+    if (n > 0 && (size_t)n < outlen)
+        rc = 0;
+    else
+        out[0] = '\0';
+done:
+    OPENSSL_cleanse(dk, sizeof(dk));
+    OPENSSL_cleanse(dk_b64, sizeof(dk_b64));
+    return rc;
+}
+
+/*
+ * Parses the hash part s (len bytes) into e. Returns NULL, or what is wrong
+ * (a constant string that never quotes s).
+ */
+static const char *parse_hash(const char *s, size_t len, struct user_entry *e)
+{
+    size_t plen = strlen(HASH_PREFIX);
+    if (len < plen || memcmp(s, HASH_PREFIX, plen) != 0)
+        return "hash does not start with \"" HASH_PREFIX "\" (make one with eosproxy passwd)";
+    const char *p = s + plen, *end = s + len;
+
+    /* ITERATIONS$ */
+    const char *d = memchr(p, '$', (size_t)(end - p));
+    if (!d || d == p)
+        return "hash: missing iteration count";
+    if (*p == '0')
+        return "hash: iteration count has a leading zero";
+    if (d - p > 9)
+        return "hash: iteration count out of range 10000..10000000";
+    unsigned long it = 0;
+    for (const char *q = p; q < d; q++) {
+        if (*q < '0' || *q > '9')
+            return "hash: iteration count is not a decimal number";
+        it = it * 10 + (unsigned long)(*q - '0');
+    }
+    if (it < USERS_MIN_ITERATIONS || it > USERS_MAX_ITERATIONS)
+        return "hash: iteration count out of range 10000..10000000";
+    e->iterations = (unsigned)it;
+
+    /* SALT_B64$ */
+    p = d + 1;
+    d = memchr(p, '$', (size_t)(end - p));
+    if (!d)
+        return "hash: missing salt or hash field";
+    long n = b64_decode(p, (size_t)(d - p), e->salt, sizeof(e->salt));
+    if (n < 0)
+        return "hash: salt is not canonical base64 of at most 64 bytes";
+    if (n < SALT_MIN)
+        return "hash: salt shorter than 16 bytes";
+    e->salt_len = (size_t)n;
+
+    /* HASH_B64 */
+    p = d + 1;
+    if (memchr(p, '$', (size_t)(end - p)))
+        return "hash: too many '$' fields";
+    uint8_t tmp[DK_LEN + 3];
+    n = b64_decode(p, (size_t)(end - p), tmp, sizeof(tmp));
+    if (n != DK_LEN) {
+        OPENSSL_cleanse(tmp, sizeof(tmp));
+        return "hash: derived key is not canonical base64 of 32 bytes";
+    }
+    memcpy(e->hash, tmp, DK_LEN);
+    OPENSSL_cleanse(tmp, sizeof(tmp));
+    return NULL;
+}
+
+/* ---- the file ---- */
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct user_entry *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c)
+        return c;
+    return x->line < y->line ? -1 : x->line > y->line;
+}
+
+static int cmp_iterations(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The iteration count most entries use (the smallest on a tie), or the
+ * default for an empty file: the dummy costs what a typical user costs.
+ */
+static int common_iterations(const struct users *u, unsigned *out)
+{
+    *out = USERS_DEFAULT_ITERATIONS;
+    if (u->n == 0)
+        return 0;
+    unsigned *it = malloc(u->n * sizeof(*it));
+    if (!it)
+        return -1;
+    for (size_t i = 0; i < u->n; i++)
+        it[i] = u->v[i].iterations;
+    qsort(it, u->n, sizeof(*it), cmp_iterations);
+    size_t best = 0, run = 0;
+    for (size_t i = 0; i < u->n; i++) {
+        run = i > 0 && it[i] == it[i - 1] ? run + 1 : 1;
+        if (run > best) {
+            best = run;
+            *out = it[i];
+        }
+    }
+    free(it);
+    return 0;
+}
+
+/*
+ * Reads the whole regular file at path into a NUL-terminated malloc'd
+ * buffer (*len bytes). Fills u->warning if group or others have access.
+ */
+static char *read_file(const char *path, size_t *len, struct users *u, char *err, size_t errlen)
+{
+    /* O_NONBLOCK: opening a FIFO must not hang; regular files ignore it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fd, &st) != 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "%s: not a regular file", path);
+        goto fail;
+    }
+    if (st.st_size > USERS_FILE_MAX) {
+        set_err(err, errlen, "%s: larger than %d bytes", path, USERS_FILE_MAX);
+        goto fail;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        snprintf(u->warning, sizeof(u->warning),
+                 "%s: mode %04o lets group or others read or write it; chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
+    buf = malloc(USERS_FILE_MAX + 2);
+    if (!buf) {
+        set_err(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    /* Read to EOF, not st_size: the file may grow; one byte past the cap says so. */
+    size_t n = 0;
+    while (n < (size_t)USERS_FILE_MAX + 1) {
+        ssize_t r = read(fd, buf + n, (size_t)USERS_FILE_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            set_err(err, errlen, "%s: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > USERS_FILE_MAX) {
+        set_err(err, errlen, "%s: larger than %d bytes", path, USERS_FILE_MAX);
+        goto fail;
+    }
+    buf[n] = '\0';
+    *len = n;
+    close(fd);
+    return buf;
+fail:
+    if (buf) {
+        OPENSSL_cleanse(buf, USERS_FILE_MAX + 2);
+        free(buf);
+    }
+    close(fd);
+    return NULL;
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/*
+ * Parses one line (s, len bytes, no '\n') numbered lineno into u, or
+ * returns -1 with err set.
+ */
+static int parse_line(struct users *u, size_t *cap, const char *path, unsigned lineno,
+                      const char *s, size_t len, char *err, size_t errlen)
+{
+    if (len > USERS_LINE_MAX) {
+        set_err(err, errlen, "%s:%u: line longer than %d bytes", path, lineno, USERS_LINE_MAX);
+        return -1;
+    }
+    if (memchr(s, '\0', len)) {
+        set_err(err, errlen, "%s:%u: NUL byte in line", path, lineno);
+        return -1;
+    }
+    if (len > 0 && s[len - 1] == '\r')
+        len--;
+    while (len > 0 && is_blank(*s)) {
+        s++;
+        len--;
+    }
+    while (len > 0 && is_blank(s[len - 1]))
+        len--;
+    if (len == 0 || s[0] == '#')
+        return 0;
+
+    const char *colon = memchr(s, ':', len);
+    if (!colon) {
+        set_err(err, errlen, "%s:%u: expected user:hash", path, lineno);
+        return -1;
+    }
+    size_t nlen = (size_t)(colon - s);
+    if (!users_name_valid(s, nlen)) {
+        set_err(err, errlen, "%s:%u: bad user name (1..%d of A-Z a-z 0-9 . _ @ -)", path, lineno,
+                USERS_NAME_MAX);
+        return -1;
+    }
+    if (u->n == USERS_MAX) {
+        set_err(err, errlen, "%s:%u: more than %d users", path, lineno, USERS_MAX);
+        return -1;
+    }
+    if (u->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        if (ncap > USERS_MAX)
+            ncap = USERS_MAX;
+        struct user_entry *nv = calloc(ncap, sizeof(*nv));
+        if (!nv) {
+            set_err(err, errlen, "%s:%u: out of memory", path, lineno);
+            return -1;
+        }
+        /* Copy by hand instead of realloc so the old block can be wiped. */
+        if (u->n) {
+            memcpy(nv, u->v, u->n * sizeof(*nv));
+            OPENSSL_cleanse(u->v, u->n * sizeof(*nv));
+        }
+        free(u->v);
+        u->v = nv;
+        *cap = ncap;
+    }
+    struct user_entry *e = &u->v[u->n];
+    memset(e, 0, sizeof(*e));
+    memcpy(e->name, s, nlen);
+    e->name[nlen] = '\0';
+    e->name_len = nlen;
+    e->line = lineno;
+    const char *what = parse_hash(colon + 1, len - nlen - 1, e);
+    if (what) {
+        set_err(err, errlen, "%s:%u: user %s: %s", path, lineno, e->name, what);
+        OPENSSL_cleanse(e, sizeof(*e));
+        return -1;
+    }
+    u->n++;
+    return 0;
+}
+
+users_t *users_load(const char *path, char *err, size_t errlen)
+{
+    set_err(err, errlen, "%s", "");
+    if (!path) {
+        set_err(err, errlen, "users file: no path");
+        return NULL;
+    }
+    struct users *u = calloc(1, sizeof(*u));
+    if (!u) {
+        set_err(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    size_t len = 0, cap = 0;
+    char *buf = read_file(path, &len, u, err, errlen);
+    if (!buf)
+        goto fail;
+
+    /* Cut into lines; a last line without '\n' counts. */
+    unsigned lineno = 0;
+    for (size_t pos = 0; pos < len;) {
+        const char *s = buf + pos;
+        const char *nl = memchr(s, '\n', len - pos);
+        size_t l = nl ? (size_t)(nl - s) : len - pos;
+        lineno++;
+        if (parse_line(u, &cap, path, lineno, s, l, err, errlen) != 0)
+            goto fail;
+        pos += l + 1;
+    }
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    buf = NULL;
+
+    /* Sort; a duplicate sits next to its first occurrence. Report the earliest second one. */
+    if (u->n > 1)
+        qsort(u->v, u->n, sizeof(*u->v), entry_cmp);
+    const struct user_entry *dup = NULL, *first = NULL;
+    for (size_t i = 1; i < u->n; i++) {
+        if (strcmp(u->v[i].name, u->v[i - 1].name) == 0 && (!dup || u->v[i].line < dup->line)) {
+            dup = &u->v[i];
+            first = &u->v[i - 1];
+            while (first > u->v && strcmp((first - 1)->name, dup->name) == 0)
+                first--;
+        }
+    }
+    if (dup) {
+        set_err(err, errlen, "%s:%u: duplicate user %s (first on line %u)", path, dup->line,
+                dup->name, first->line);
+        goto fail;
+    }
+
+    /* The dummy: random salt and hash no password is known to match. */
+    if (common_iterations(u, &u->dummy.iterations) != 0) {
+        set_err(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    u->dummy.salt_len = SALT_NEW;
+    if (RAND_bytes(u->dummy.salt, SALT_NEW) != 1 || RAND_bytes(u->dummy.hash, DK_LEN) != 1) {
+        set_err(err, errlen, "%s: RAND_bytes failed", path);
+        goto fail;
+    }
+    return u;
+fail:
+    if (buf) {
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+    }
+    users_free(u);
+    return NULL;
+}
+
+void users_free(users_t *u)
+{
+    if (!u)
+        return;
+    if (u->v) {
+        OPENSSL_cleanse(u->v, u->n * sizeof(*u->v));
+        free(u->v);
+    }
+    OPENSSL_cleanse(u, sizeof(*u));
+    free(u);
+}
+
+size_t users_count(const users_t *u)
+{
+    return u ? u->n : 0;
+}
+
+const char *users_warning(const users_t *u)
+{
+    return u && u->warning[0] ? u->warning : NULL;
+}
+
+/* The entry for name (len bytes), or NULL. */
+static const struct user_entry *find(const users_t *u, const char *name, size_t len)
+{
+    size_t lo = 0, hi = u->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct user_entry *e = &u->v[mid];
+        size_t m = e->name_len < len ? e->name_len : len;
+        int c = memcmp(e->name, name, m);
+        if (c == 0)
+            c = e->name_len < len ? -1 : e->name_len > len;
+        if (c == 0)
+            return e;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+int users_verify(const users_t *u, const char *user, size_t ulen, const char *password, size_t plen)
+{
+    if (!u)
+        return 0;
+    const struct user_entry *e = users_name_valid(user, ulen) ? find(u, user, ulen) : NULL;
+    const struct user_entry *t = e ? e : &u->dummy;
+    int pw_ok = password_ok(password, plen);
+    /* A rejected password still costs one run, over an empty password. */
+    const char *p = pw_ok ? password : "";
+    size_t pl = pw_ok ? plen : 0;
+    uint8_t dk[DK_LEN];
+    int match = 0;
+    if (users_pbkdf2_sha256(p, pl, t->salt, t->salt_len, t->iterations, dk, sizeof(dk)) == 0)
+        match = CRYPTO_memcmp(dk, t->hash, DK_LEN) == 0;
+    OPENSSL_cleanse(dk, sizeof(dk));
+    return match && e != NULL && pw_ok;
+}
