@@ -77,7 +77,7 @@ def free(port=0):
     s.bind(("127.0.0.1", port)); held.append(s); return s.getsockname()[1]
 a, b = free(), free()
 for _ in range(200):
-    base = random.randint(20000, 60000)
+    base = random.randint(10000, 32000)
     try:
         for n in range(0, 4): free(base + n)
         break

@@ -55,12 +55,30 @@ def _can_bind(port):
     return True
 
 
+def _ephemeral_range():
+    """The kernel's range for outgoing connections' local ports."""
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _listen_port_candidates():
+    """Ports below the ephemeral range: a port handed out here stays free
+    until eosproxy binds it, because no outgoing connection (the tests'
+    clients make thousands) can take it in between."""
+    lo, _ = _ephemeral_range()
+    top = max(lo - 1, 12000)
+    return 10000, top
+
+
 def free_port():
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _given_ports:
+    rng = random.Random()
+    lo, hi = _listen_port_candidates()
+    for _ in range(500):
+        port = rng.randint(lo, hi)
+        if port not in _given_ports and _can_bind(port):
             _given_ports.add(port)
             return port
     raise RuntimeError("no free port")
@@ -69,8 +87,9 @@ def free_port():
 def free_port_base(n):
     """A base such that base+1..base+n are free (the mock's node ids are 1..n)."""
     rng = random.Random()
+    lo, hi = _listen_port_candidates()
     for _ in range(500):
-        base = rng.randint(20000, 59000)
+        base = rng.randint(lo, hi - n - 1)
         ports = range(base + 1, base + n + 1)
         if any(p in _given_ports for p in ports):
             continue
