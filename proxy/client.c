@@ -676,6 +676,8 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
     if (c->px->dedup && (h.api_key == KAPI_OffsetCommit || h.api_key == KAPI_TxnOffsetCommit))
         dedup_commit_request(c->px->dedup, h.api_key, h.api_version, frame, size, c->id,
                              h.correlation_id);
+    if (c->px->dedup && h.api_key == KAPI_EndTxn)
+        dedup_endtxn_request(c->px->dedup, h.api_version, frame, size, c->id, h.correlation_id);
     int acks = h.api_key == KAPI_Produce ? kproto_produce_acks(&h, frame, size) : 1;
     if (h.api_key == KAPI_Produce && c->px->enforce)
         return route_produce(c, &h, frame, size, acks);
@@ -861,12 +863,17 @@ static int dedup_response(struct client *c, struct slot *s, uint64_t pos, struct
                           size_t size)
 {
     int16_t api = s->api_key;
-    if (api != KAPI_Fetch && api != KAPI_OffsetCommit && api != KAPI_TxnOffsetCommit)
+    if (api != KAPI_Fetch && api != KAPI_OffsetCommit && api != KAPI_TxnOffsetCommit &&
+        api != KAPI_EndTxn)
         return 0;
     const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
     if (!p) {
         upstream_failed(c, UPERR_PROTOCOL, "out of memory");
         return -1;
+    }
+    if (api == KAPI_EndTxn) {
+        dedup_endtxn_response(c->px->dedup, s->api_version, p + 4, size, c->id, s->correlation_id);
+        return 0;
     }
     if (api != KAPI_Fetch) {
         dedup_commit_response(c->px->dedup, api, s->api_version, p + 4, size, c->id,

@@ -214,7 +214,10 @@ struct cpart {
 struct dcommit {
     uint64_t client_id;
     int32_t corr;
-    int16_t api_key;
+    int16_t api_key;   /* OffsetCommit, TxnOffsetCommit or EndTxn */
+    char *txn_id;      /* TxnOffsetCommit and EndTxn: the transaction */
+    int txn_committed; /* EndTxn: Committed */
+    int txn_waiting;   /* TxnOffsetCommit answered: waiting for EndTxn */
     struct cpart *parts;
     size_t nparts;
     TAILQ_ENTRY(dcommit) link;
@@ -1401,6 +1404,7 @@ static void commit_free(struct dedup *d, struct dcommit *c)
     for (size_t i = 0; i < c->nparts; i++)
         free(c->parts[i].topic);
     free(c->parts);
+    free(c->txn_id);
     free(c);
 }
 
@@ -1432,6 +1436,8 @@ void dedup_commit_request(struct dedup *d, int16_t api_key, int16_t ver, const u
     c->client_id = client_id;
     c->corr = correlation_id;
     c->api_key = api_key;
+    if (req.transactional_id.len >= 0)
+        c->txn_id = strndup(req.transactional_id.ptr, (size_t)req.transactional_id.len);
     for (int32_t t = 0; t < req.ntopics; t++) {
         const kcommit_topic_t *tp = &req.topics[t];
         if (!dedup_rule(d, tp->name))
@@ -1474,25 +1480,121 @@ void dedup_commit_response(struct dedup *d, int16_t api_key, int16_t ver, const 
         commit_free(d, c);
         return;
     }
+    int txn = api_key == KAPI_TxnOffsetCommit && c->txn_id;
     for (int32_t t = 0; t < resp.ntopics; t++) {
         const kcommit_topic_t *tp = &resp.topics[t];
         const policy_rule_t *rule = dedup_rule(d, tp->name);
         if (!rule)
             continue;
         for (int32_t i = 0; i < tp->npartitions; i++) {
-            if (tp->partitions[i].error_code != 0)
-                continue;
             for (size_t k = 0; k < c->nparts; k++) {
                 struct cpart *cp = &c->parts[k];
-                if (cp->partition == tp->partitions[i].index &&
-                    strlen(cp->topic) == (size_t)tp->name.len &&
-                    memcmp(cp->topic, tp->name.ptr, (size_t)tp->name.len) == 0 && cp->offset >= 0)
+                if (cp->partition != tp->partitions[i].index ||
+                    strlen(cp->topic) != (size_t)tp->name.len ||
+                    memcmp(cp->topic, tp->name.ptr, (size_t)tp->name.len) != 0 || cp->offset < 0)
+                    continue;
+                if (tp->partitions[i].error_code != 0)
+                    cp->offset = -1; /* not committed */
+                else if (!txn)
                     track_commit(d, rule, tp->name, cp->partition, cp->offset);
             }
         }
     }
     kcommit_free(&resp);
+    if (txn) {
+        /* Offsets committed in a transaction count only once EndTxn
+         * commits it (an aborted transaction leaves its records pending). */
+        c->txn_waiting = 1;
+        return;
+    }
     commit_free(d, c);
+    flush_marks(d);
+}
+
+void dedup_endtxn_request(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
+                          uint64_t client_id, int32_t correlation_id)
+{
+    if (!d)
+        return;
+    kreq_hdr_t h;
+    const char *why = NULL;
+    kstr_t id;
+    int committed;
+    if (kproto_parse_request_header(frame, len, &h, &why) || h.body_off > len ||
+        kcommit_endtxn_req_parse(ver, frame + h.body_off, len - h.body_off, &id, &committed))
+        return;
+    int waiting = 0;
+    struct dcommit *c;
+    TAILQ_FOREACH(c, &d->commits, link)
+    {
+        if (c->txn_waiting && strlen(c->txn_id) == (size_t)id.len &&
+            memcmp(c->txn_id, id.ptr, (size_t)id.len) == 0)
+            waiting = 1;
+    }
+    if (!waiting || !(c = calloc(1, sizeof(*c))))
+        return;
+    c->client_id = client_id;
+    c->corr = correlation_id;
+    c->api_key = KAPI_EndTxn;
+    c->txn_id = strndup(id.ptr, (size_t)id.len);
+    c->txn_committed = committed;
+    if (!c->txn_id) {
+        free(c);
+        return;
+    }
+    if (d->ncommits >= DD_COMMITS_MAX)
+        commit_free(d, TAILQ_FIRST(&d->commits));
+    TAILQ_INSERT_TAIL(&d->commits, c, link);
+    d->ncommits++;
+}
+
+/* Applies (commit) or forgets (abort) the offsets a transaction committed. */
+static void end_transaction(struct dedup *d, const char *txn_id, int committed)
+{
+    struct dcommit *c, *next;
+    for (c = TAILQ_FIRST(&d->commits); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (!c->txn_waiting || strcmp(c->txn_id, txn_id) != 0)
+            continue;
+        for (size_t k = 0; committed && k < c->nparts; k++) {
+            struct cpart *cp = &c->parts[k];
+            kstr_t topic = {cp->topic, (int32_t)strlen(cp->topic)};
+            const policy_rule_t *rule = dedup_rule(d, topic);
+            if (rule && cp->offset >= 0)
+                track_commit(d, rule, topic, cp->partition, cp->offset);
+        }
+        if (!committed)
+            g_metrics.dedup_txn_aborted_commits++;
+        commit_free(d, c);
+    }
+}
+
+void dedup_endtxn_response(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
+                           uint64_t client_id, int32_t correlation_id)
+{
+    if (!d)
+        return;
+    struct dcommit *c;
+    TAILQ_FOREACH(c, &d->commits, link)
+    {
+        if (c->client_id == client_id && c->corr == correlation_id && c->api_key == KAPI_EndTxn)
+            break;
+    }
+    if (!c)
+        return;
+    int32_t corr;
+    size_t body = 0;
+    int err = -1;
+    if (kproto_parse_response_header(KAPI_EndTxn, ver, frame, len, &corr, &body) == 0 &&
+        body <= len)
+        err = kcommit_endtxn_resp_error(ver, frame + body, len - body);
+    char *id = c->txn_id;
+    int committed = c->txn_committed;
+    c->txn_id = NULL;
+    commit_free(d, c);
+    if (err == 0)
+        end_transaction(d, id, committed);
+    free(id);
     flush_marks(d);
 }
 
@@ -1503,7 +1605,8 @@ void dedup_client_gone(struct dedup *d, uint64_t client_id)
     struct dcommit *c, *next;
     for (c = TAILQ_FIRST(&d->commits); c; c = next) {
         next = TAILQ_NEXT(c, link);
-        if (c->client_id == client_id)
+        /* A transaction's commits wait for its EndTxn on any connection. */
+        if (c->client_id == client_id && !c->txn_waiting)
             commit_free(d, c);
     }
 }

@@ -49,6 +49,16 @@ void dedup_commit_request(struct dedup *d, int16_t api_key, int16_t ver, const u
 void dedup_commit_response(struct dedup *d, int16_t api_key, int16_t ver, const uint8_t *frame,
                            size_t len, uint64_t client_id, int32_t correlation_id);
 
+/*
+ * EndTxn (api 26) request and response: offsets a TxnOffsetCommit carried
+ * become done only when the transaction they belong to commits; an abort
+ * leaves the records pending (delivered again at the same position).
+ */
+void dedup_endtxn_request(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
+                          uint64_t client_id, int32_t correlation_id);
+void dedup_endtxn_response(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
+                           uint64_t client_id, int32_t correlation_id);
+
 /* A client connection closed: forget its commit bookkeeping. */
 void dedup_client_gone(struct dedup *d, uint64_t client_id);
 

@@ -118,8 +118,9 @@ int kcommit_req_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t 
     }
     kreader_t r;
     kr_init(&r, body, len);
+    out->transactional_id = (kstr_t){NULL, -1};
     if (s.txn) {
-        (void)kr_str_nn(&r, s.flex); /* TransactionalId */
+        out->transactional_id = kr_str_nn(&r, s.flex);
         out->group_id = kr_str_nn(&r, s.flex);
         (void)kr_i64(&r); /* ProducerId */
         (void)kr_i16(&r); /* ProducerEpoch */
@@ -172,4 +173,31 @@ void kcommit_free(kcommit_t *c)
     free(c->topics);
     c->topics = NULL;
     c->ntopics = 0;
+}
+
+int kcommit_endtxn_req_parse(int16_t ver, const uint8_t *body, size_t len, kstr_t *txn_id,
+                             int *committed)
+{
+    if (ver < 0 || ver > 5)
+        return KR_EINVALID;
+    int flex = ver >= 3;
+    kreader_t r;
+    kr_init(&r, body, len);
+    *txn_id = kr_str_nn(&r, flex);
+    (void)kr_i64(&r); /* ProducerId */
+    (void)kr_i16(&r); /* ProducerEpoch */
+    *committed = kr_i8(&r) != 0;
+    kr_tags_if(&r, flex);
+    kr_expect_end(&r);
+    return r.err;
+}
+
+int kcommit_endtxn_resp_error(int16_t ver, const uint8_t *body, size_t len)
+{
+    (void)ver; /* ThrottleTimeMs then ErrorCode in every version */
+    kreader_t r;
+    kr_init(&r, body, len);
+    (void)kr_i32(&r);
+    int16_t e = kr_i16(&r);
+    return kr_ok(&r) ? e : -1;
 }

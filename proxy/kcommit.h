@@ -39,6 +39,7 @@ typedef struct kcommit_topic {
 /* The fields dedup needs from either API, request or response. */
 typedef struct kcommit {
     kstr_t group_id;          /* request only; null in a response */
+    kstr_t transactional_id;  /* TxnOffsetCommit request only; else null */
     int32_t throttle_time_ms; /* response only (OffsetCommit v3+, TxnOffsetCommit v0+) */
     int32_t ntopics;
     kcommit_topic_t *topics;
@@ -78,5 +79,18 @@ int kcommit_resp_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t
 
 /* Frees the arrays; kcommit_free on a zeroed struct is safe. */
 void kcommit_free(kcommit_t *c);
+
+/*
+ * EndTxn (api 26), versions 0..5 (flexible from 3), the fields dedup needs:
+ *   EndTxnRequest  => TransactionalId ProducerId ProducerEpoch Committed
+ *   EndTxnResponse => ThrottleTimeMs ErrorCode ...
+ * kcommit_endtxn_req_parse: body after the request header; sets the id (a
+ * view) and committed (0/1). Returns 0 or an enum kr_err.
+ * kcommit_endtxn_resp_error: body after the response header; returns the
+ * ErrorCode, or -1 if the body is too short.
+ */
+int kcommit_endtxn_req_parse(int16_t ver, const uint8_t *body, size_t len, kstr_t *txn_id,
+                             int *committed);
+int kcommit_endtxn_resp_error(int16_t ver, const uint8_t *body, size_t len);
 
 #endif

@@ -11,7 +11,7 @@ struct metrics g_metrics;
 
 /* Upper bounds of the latency buckets, in microseconds (+Inf implied). */
 static const uint64_t lat_bounds_us[METRICS_LAT_BUCKETS] = {
-    50,    100,    250,    500,    1000,    2500,    5000,    10000,
+    50,    100,   250,    500,    1000,   2500,    5000,    10000,
     25000, 50000, 100000, 250000, 500000, 1000000, 5000000, 10000000};
 
 static const char *const uperr_names[UPERR_KINDS] = {"connect", "closed", "protocol", "timeout"};
@@ -170,8 +170,7 @@ static void render_latency(struct evbuffer *out)
 static void render_upstream(struct evbuffer *out)
 {
     const struct metrics *m = &g_metrics;
-    header(out, "eosproxy_upstream_errors_total", "counter",
-           "Errors talking to brokers, by kind.");
+    header(out, "eosproxy_upstream_errors_total", "counter", "Errors talking to brokers, by kind.");
     for (int i = 0; i < UPERR_KINDS; i++)
         evbuffer_add_printf(out, "eosproxy_upstream_errors_total{kind=\"%s\"} %llu\n",
                             uperr_names[i], (unsigned long long)m->upstream_errors[i]);
@@ -180,8 +179,8 @@ static void render_upstream(struct evbuffer *out)
     scalar(out, "eosproxy_metadata_refreshes_total", "counter",
            "Successful metadata fetches on eosproxy's control connection.",
            (long long)m->metadata_refreshes);
-    scalar(out, "eosproxy_ready", "gauge", "1 once upstream metadata was fetched and listeners are up.",
-           m->ready);
+    scalar(out, "eosproxy_ready", "gauge",
+           "1 once upstream metadata was fetched and listeners are up.", m->ready);
 }
 
 static void render_dedup(struct evbuffer *out)
@@ -217,6 +216,9 @@ static void render_dedup(struct evbuffer *out)
     scalar(out, "eosproxy_dedup_error_partitions_total", "counter",
            "Partitions answered with a retriable error after redis.block_timeout.",
            (long long)m->dedup_error_partitions);
+    scalar(out, "eosproxy_dedup_txn_aborted_commits_total", "counter",
+           "TxnOffsetCommits whose transaction aborted: their records stay pending.",
+           (long long)m->dedup_txn_aborted_commits);
     scalar(out, "eosproxy_dedup_commit_marks_total", "counter",
            "eventIds marked done after a successful offset commit.",
            (long long)m->dedup_commit_marks);

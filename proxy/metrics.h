@@ -56,8 +56,8 @@ struct metrics {
     int64_t connections_open;
     uint64_t connections_closed[CLOSE_KINDS];
     uint64_t requests[KAPI_MAX];
-    uint64_t request_bytes;  /* client -> eosproxy */
-    uint64_t response_bytes; /* eosproxy -> client */
+    uint64_t request_bytes;   /* client -> eosproxy */
+    uint64_t response_bytes;  /* eosproxy -> client */
     uint64_t local_responses; /* answered by eosproxy itself */
     uint64_t upstream_errors[UPERR_KINDS];
     uint64_t backpressure_pauses;
@@ -78,6 +78,7 @@ struct metrics {
     uint64_t producer_id_renewals;    /* new producer ids or epochs after the first */
     /* Consumer dedup (dedup.c) and its Redis client (redisc.c). */
     uint64_t dedup_responses;                 /* Fetch responses of dedup topics taken */
+    uint64_t dedup_txn_aborted_commits;       /* TxnOffsetCommits of aborted transactions */
     uint64_t dedup_records_checked;           /* records of dedup topics examined */
     uint64_t dedup_dropped[DEDUP_DROP_KINDS]; /* records dropped as duplicates, by reason */
     uint64_t dedup_redelivered;               /* pending at the same position: delivered again */

@@ -485,3 +485,48 @@ def test_non_dedup_topics_untouched(mock, redis_server, proxy_factory):
     m = proxy.metrics()
     assert m.get_value("eosproxy_dedup_records_checked_total") == 0
     assert m.get_value("eosproxy_dedup_responses_total") == 0
+
+
+@pytest.mark.parametrize("outcome", ["abort", "commit"])
+def test_transactional_offsets_count_only_when_the_transaction_commits(
+        mock, redis_server, proxy_factory, outcome):
+    """Offsets sent with send_offsets_to_transaction make records done only
+    if EndTxn commits; after an abort they stay pending, so a re-read from
+    the beginning delivers them again (same positions)."""
+    from confluent_kafka import Consumer
+
+    proxy = start_proxy(proxy_factory, redis_server)
+    topic = mock.topic(unique("dd-txn"), 1)
+    produce(mock, topic, [(0, f"t{i}", f"v{i}") for i in range(10)])
+    group = unique("g-txn")
+    c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": group,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    try:
+        c.subscribe([topic])
+        got = []
+        deadline = time.monotonic() + 40
+        while len(got) < 10 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+        assert len(got) == 10, f"consumed {len(got)} of 10"
+        p = Producer({"bootstrap.servers": proxy.bootstrap, "transactional.id": unique("tx"),
+                      "transaction.timeout.ms": 30000})
+        p.init_transactions(30)
+        p.begin_transaction()
+        p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 30)
+        if outcome == "commit":
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    finally:
+        c.close()
+    reread = kp_read(proxy.bootstrap, topic, unique("g-new"), 1, proxy=proxy)
+    if outcome == "commit":
+        wait_until(lambda: proxy.metrics().get_value("eosproxy_dedup_commit_marks_total") >= 10,
+                   timeout=20, what="done marks after the transaction committed")
+        assert kp_read(proxy.bootstrap, topic, unique("g-new2"), 1, proxy=proxy) == []
+    else:
+        assert sorted(ids_of(reread)) == sorted(f"t{i}" for i in range(10))
+        assert proxy.metrics().get_value("eosproxy_dedup_txn_aborted_commits_total") >= 1
