@@ -317,8 +317,7 @@ uint32_t krecord_batch_crc(const uint8_t *batch, size_t size)
     return krecord_crc32c(0, batch + KRECORD_CRC_START, size - KRECORD_CRC_START);
 }
 
-/* Reads the fixed header fields at p (61 bytes readable) into b. */
-static void read_header(const uint8_t *p, krecord_batch_t *b)
+void krecord_read_header(const uint8_t *p, krecord_batch_t *b)
 {
     b->base_offset = be64(p + KREC_OFF_BASE_OFFSET);
     b->batch_length = kbe32(p + KREC_OFF_BATCH_LENGTH);
@@ -359,7 +358,7 @@ int krecord_batch_parse(const uint8_t *p, size_t len, krecord_batch_t *b, int ve
         return KREC_EMAGIC;
     if (len < KRECORD_HEADER_SIZE)
         return KREC_ESHORT;
-    read_header(p, b);
+    krecord_read_header(p, b);
     if (b->batch_length < KRECORD_MIN_BATCH_LENGTH)
         return KREC_ELENGTH;
     if ((size_t)b->batch_length > len - 12)

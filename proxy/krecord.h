@@ -114,6 +114,12 @@ typedef struct krecord_batch {
 } krecord_batch_t;
 
 /*
+ * Reads the header fields at p (KRECORD_HEADER_SIZE bytes readable) into
+ * b, without any check; b->offset and b->size are left as they are.
+ */
+void krecord_read_header(const uint8_t *p, krecord_batch_t *b);
+
+/*
  * Decodes the batch starting at p[0] (len bytes available; the batch may be
  * followed by more). Checks magic, batchLength, recordCount and, when
  * verify_crc, the CRC. b->offset is set to 0. Returns KREC_OK or an error;

@@ -419,14 +419,6 @@ int krecords_deflate(int codec, const uint8_t *in, size_t in_len, kwriter_t *w)
 
 /* ---- batch header ---- */
 
-static int64_t be64s(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return (int64_t)v;
-}
-
 /*
  * The v2 batch header as a consumer reads it (see krecord.h for the
  * layout): magic 2, batchLength >= 49 and within size, recordCount >= 0.
@@ -438,19 +430,7 @@ static const char *parse_header(const uint8_t *p, size_t size, krecord_batch_t *
         return "batch shorter than its header";
     if (p[KREC_OFF_MAGIC] != 2)
         return "not a v2 record batch";
-    h->base_offset = be64s(p + KREC_OFF_BASE_OFFSET);
-    h->batch_length = kbe32(p + KREC_OFF_BATCH_LENGTH);
-    h->partition_leader_epoch = kbe32(p + KREC_OFF_LEADER_EPOCH);
-    h->magic = 2;
-    h->crc = be32u(p + KREC_OFF_CRC);
-    h->attributes = kbe16(p + KREC_OFF_ATTRIBUTES);
-    h->last_offset_delta = kbe32(p + KREC_OFF_LAST_OFFSET_DELTA);
-    h->base_timestamp = be64s(p + KREC_OFF_BASE_TIMESTAMP);
-    h->max_timestamp = be64s(p + KREC_OFF_MAX_TIMESTAMP);
-    h->producer_id = be64s(p + KREC_OFF_PRODUCER_ID);
-    h->producer_epoch = kbe16(p + KREC_OFF_PRODUCER_EPOCH);
-    h->base_sequence = kbe32(p + KREC_OFF_BASE_SEQUENCE);
-    h->record_count = kbe32(p + KREC_OFF_RECORD_COUNT);
+    krecord_read_header(p, h);
     if (h->batch_length < KRECORD_MIN_BATCH_LENGTH || (size_t)h->batch_length != size - 12)
         return "batchLength does not match the batch size";
     if (h->record_count < 0 || h->last_offset_delta < 0)
