@@ -200,24 +200,10 @@ int kproto_apiversions_build(kwriter_t *w, int16_t ver, int32_t correlation_id, 
     return frame_end(w, off);
 }
 
-/*
- * Request header v1 and v2 (RequestHeader.json):
- *
- *   RequestApiKey => INT16
- *   RequestApiVersion => INT16
- *   CorrelationId => INT32
- *   ClientId => NULLABLE_STRING (never compact, even in v2)
- *   TAG_BUFFER (v2 only)
- */
-static void write_request_header(kwriter_t *w, int16_t api_key, int16_t ver, int32_t correlation_id,
-                                 const char *client_id, int header_ver)
+/* ClientId as a view; NULL writes a null string. */
+static kstr_t client_id_str(const char *client_id)
 {
-    kw_i16(w, api_key);
-    kw_i16(w, ver);
-    kw_i32(w, correlation_id);
-    kw_str(w, 0, client_id, client_id ? (int32_t)strnlen(client_id, INT16_MAX) : -1);
-    if (header_ver >= 2)
-        kw_tags_empty(w);
+    return (kstr_t){client_id, client_id ? (int32_t)strnlen(client_id, INT16_MAX) : -1};
 }
 
 /*
@@ -237,7 +223,7 @@ int kproto_apiversions_request(kwriter_t *w, int16_t ver, int32_t correlation_id
     if (ver < 0 || ver > APIVERSIONS_FLEX_VER)
         return -1;
     size_t off = frame_begin(w);
-    write_request_header(w, KAPI_ApiVersions, ver, correlation_id, client_id, flex ? 2 : 1);
+    kproto_write_request_header(w, KAPI_ApiVersions, ver, correlation_id, client_id_str(client_id));
     if (flex) {
         kw_str(w, 1, name, (int32_t)(sizeof(name) - 1));
         kw_str(w, 1, version, (int32_t)(sizeof(version) - 1));
@@ -266,7 +252,7 @@ int kproto_metadata_request(kwriter_t *w, int16_t ver, int32_t correlation_id,
     if (ver < 1 || ver > 12)
         return -1;
     size_t off = frame_begin(w);
-    write_request_header(w, KAPI_Metadata, ver, correlation_id, client_id, flex ? 2 : 1);
+    kproto_write_request_header(w, KAPI_Metadata, ver, correlation_id, client_id_str(client_id));
     kw_array(w, flex, 0);
     if (ver >= 4)
         kw_i8(w, 0);

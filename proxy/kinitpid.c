@@ -35,13 +35,7 @@ int kinitpid_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t
     int flex = is_flex(ver);
     size_t start = w->len;
     kw_i32(w, 0); /* size, patched below */
-    /* Request header v1 (v2 adds tags); client_id is never compact. */
-    kw_i16(w, KAPI_InitProducerId);
-    kw_i16(w, ver);
-    kw_i32(w, correlation_id);
-    kw_kstr(w, 0, client_id);
-    if (flex)
-        kw_tags_empty(w);
+    kproto_write_request_header(w, KAPI_InitProducerId, ver, correlation_id, client_id);
     kw_kstr(w, flex, req->transactional_id);
     kw_i32(w, req->transaction_timeout_ms);
     if (ver >= KINITPID_BUMP_VERSION) {

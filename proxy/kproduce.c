@@ -151,12 +151,7 @@ int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t
     int flex = is_flex(ver);
     size_t start = w->len;
     kw_i32(w, 0); /* size, patched below */
-    /* Request header v1 (v2 adds tags); client_id is never compact. */
-    kw_i16(w, KAPI_Produce);
-    kw_i16(w, ver);
-    kw_i32(w, correlation_id);
-    kw_kstr(w, 0, client_id);
-    wtags(w, flex);
+    kproto_write_request_header(w, KAPI_Produce, ver, correlation_id, client_id);
     kw_kstr(w, flex, req->transactional_id);
     kw_i16(w, req->acks);
     kw_i32(w, req->timeout_ms);

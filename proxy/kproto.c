@@ -184,6 +184,17 @@ int kproto_request_header_version(int16_t api_key, int16_t ver)
     return kproto_is_flexible(api_key, ver) ? 2 : 1;
 }
 
+void kproto_write_request_header(kwriter_t *w, int16_t api_key, int16_t ver, int32_t correlation_id,
+                                 kstr_t client_id)
+{
+    kw_i16(w, api_key);
+    kw_i16(w, ver);
+    kw_i32(w, correlation_id);
+    kw_kstr(w, 0, client_id);
+    if (kproto_request_header_version(api_key, ver) >= 2)
+        kw_tags_empty(w);
+}
+
 int kproto_response_header_version(int16_t api_key, int16_t ver)
 {
     if (api_key == KAPI_ApiVersions)

@@ -84,6 +84,15 @@ int kproto_request_header_version(int16_t api_key, int16_t ver);
 /* Response header version (0 or 1). ApiVersions responses always use 0. */
 int kproto_response_header_version(int16_t api_key, int16_t ver);
 
+/*
+ * Appends a request header for (api_key, ver): RequestApiKey,
+ * RequestApiVersion, CorrelationId, ClientId (INT16-length nullable string,
+ * never compact), then an empty TAG_BUFFER when the version is flexible
+ * (header v2). Used by every request eosproxy writes itself.
+ */
+void kproto_write_request_header(kwriter_t *w, int16_t api_key, int16_t ver, int32_t correlation_id,
+                                 kstr_t client_id);
+
 /* Parsed request header. Views point into the frame. */
 typedef struct kreq_hdr {
     int16_t api_key;
