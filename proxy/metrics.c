@@ -6,6 +6,8 @@
 #include "../policy/policy.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
 
 struct metrics g_metrics;
 
@@ -21,30 +23,32 @@ static const char *const redis_err_names[REDIS_ERR_KINDS] = {"connect", "closed"
 static const char *const close_names[CLOSE_KINDS] = {"normal", "protocol", "idle", "upstream",
                                                      "drain"};
 
+/* Counts usec in one latency histogram (buckets, count and sum). */
+static void observe(uint64_t bucket[METRICS_LAT_BUCKETS], uint64_t *count, uint64_t *sum_us,
+                    uint64_t usec)
+{
+    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
+        if (usec <= lat_bounds_us[i]) {
+            bucket[i]++;
+            break;
+        }
+    }
+    (*count)++;
+    *sum_us += usec;
+}
+
 void metrics_observe_latency(int16_t api_key, uint64_t usec)
 {
     if (api_key < 0 || api_key >= KAPI_MAX)
         return;
-    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
-        if (usec <= lat_bounds_us[i]) {
-            g_metrics.lat_bucket[api_key][i]++;
-            break;
-        }
-    }
-    g_metrics.lat_count[api_key]++;
-    g_metrics.lat_sum_us[api_key] += usec;
+    observe(g_metrics.lat_bucket[api_key], &g_metrics.lat_count[api_key],
+            &g_metrics.lat_sum_us[api_key], usec);
 }
 
 void metrics_observe_redis_latency(uint64_t usec)
 {
-    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
-        if (usec <= lat_bounds_us[i]) {
-            g_metrics.redis_lat_bucket[i]++;
-            break;
-        }
-    }
-    g_metrics.redis_lat_count++;
-    g_metrics.redis_lat_sum_us += usec;
+    observe(g_metrics.redis_lat_bucket, &g_metrics.redis_lat_count, &g_metrics.redis_lat_sum_us,
+            usec);
 }
 
 static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
@@ -59,6 +63,40 @@ static void scalar(struct evbuffer *out, const char *name, const char *type, con
     evbuffer_add_printf(out, "%s %lld\n", name, v);
 }
 
+/* A counter with one label: one sample per names[i], value v[i]. */
+static void labelled(struct evbuffer *out, const char *name, const char *help, const char *label,
+                     const char *const *names, const uint64_t *v, int n)
+{
+    header(out, name, "counter", help);
+    for (int i = 0; i < n; i++)
+        evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", name, label, names[i],
+                            (unsigned long long)v[i]);
+}
+
+/*
+ * The samples of one latency histogram; labels is "" or `api="Produce",`
+ * (with the trailing comma) and goes before le in the buckets.
+ */
+static void histogram(struct evbuffer *out, const char *name, const char *labels,
+                      const uint64_t bucket[METRICS_LAT_BUCKETS], uint64_t count, uint64_t sum_us)
+{
+    uint64_t cum = 0;
+    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
+        cum += bucket[i];
+        evbuffer_add_printf(out, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels,
+                            (double)lat_bounds_us[i] / 1e6, (unsigned long long)cum);
+    }
+    evbuffer_add_printf(out, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels,
+                        (unsigned long long)count);
+    /* sum and count carry the labels without the trailing comma */
+    size_t n = strlen(labels);
+    int ln = n ? (int)n - 1 : 0;
+    evbuffer_add_printf(out, "%s_sum%s%.*s%s %.6f\n", name, n ? "{" : "", ln, labels, n ? "}" : "",
+                        (double)sum_us / 1e6);
+    evbuffer_add_printf(out, "%s_count%s%.*s%s %llu\n", name, n ? "{" : "", ln, labels,
+                        n ? "}" : "", (unsigned long long)count);
+}
+
 static void render_connections(struct evbuffer *out)
 {
     const struct metrics *m = &g_metrics;
@@ -69,11 +107,9 @@ static void render_connections(struct evbuffer *out)
     scalar(out, "eosproxy_client_connections_rejected_total", "counter",
            "Client connections refused over listen.max_connections.",
            (long long)m->connections_rejected);
-    header(out, "eosproxy_client_connections_closed_total", "counter",
-           "Client connections closed, by reason.");
-    for (int i = 0; i < CLOSE_KINDS; i++)
-        evbuffer_add_printf(out, "eosproxy_client_connections_closed_total{reason=\"%s\"} %llu\n",
-                            close_names[i], (unsigned long long)m->connections_closed[i]);
+    labelled(out, "eosproxy_client_connections_closed_total",
+             "Client connections closed, by reason.", "reason", close_names, m->connections_closed,
+             CLOSE_KINDS);
 }
 
 static void render_requests(struct evbuffer *out)
@@ -109,12 +145,12 @@ static void render_requests(struct evbuffer *out)
 
 static void render_routes(struct evbuffer *out)
 {
-    header(out, "eosproxy_produce_requests_total", "counter",
-           "ProduceRequests by how the topic policy routed them.");
+    const char *names[ROUTE_COUNT];
     for (int r = 0; r < ROUTE_COUNT; r++)
-        evbuffer_add_printf(out, "eosproxy_produce_requests_total{route=\"%s\"} %llu\n",
-                            policy_route_name((produce_route_t)r),
-                            (unsigned long long)g_metrics.produce_routes[r]);
+        names[r] = policy_route_name((produce_route_t)r);
+    labelled(out, "eosproxy_produce_requests_total",
+             "ProduceRequests by how the topic policy routed them.", "route", names,
+             g_metrics.produce_routes, ROUTE_COUNT);
 }
 
 static void render_upgrade(struct evbuffer *out)
@@ -147,33 +183,18 @@ static void render_latency(struct evbuffer *out)
     for (int k = 0; k < KAPI_MAX; k++) {
         if (!m->lat_count[k])
             continue;
-        const char *api = kproto_api_name((int16_t)k);
-        uint64_t cum = 0;
-        for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
-            cum += m->lat_bucket[k][i];
-            evbuffer_add_printf(out,
-                                "eosproxy_request_duration_seconds_bucket{api=\"%s\",le=\"%g\"} "
-                                "%llu\n",
-                                api, (double)lat_bounds_us[i] / 1e6, (unsigned long long)cum);
-        }
-        evbuffer_add_printf(out,
-                            "eosproxy_request_duration_seconds_bucket{api=\"%s\",le=\"+Inf\"} "
-                            "%llu\n",
-                            api, (unsigned long long)m->lat_count[k]);
-        evbuffer_add_printf(out, "eosproxy_request_duration_seconds_sum{api=\"%s\"} %.6f\n", api,
-                            (double)m->lat_sum_us[k] / 1e6);
-        evbuffer_add_printf(out, "eosproxy_request_duration_seconds_count{api=\"%s\"} %llu\n", api,
-                            (unsigned long long)m->lat_count[k]);
+        char labels[64];
+        snprintf(labels, sizeof(labels), "api=\"%s\",", kproto_api_name((int16_t)k));
+        histogram(out, "eosproxy_request_duration_seconds", labels, m->lat_bucket[k],
+                  m->lat_count[k], m->lat_sum_us[k]);
     }
 }
 
 static void render_upstream(struct evbuffer *out)
 {
     const struct metrics *m = &g_metrics;
-    header(out, "eosproxy_upstream_errors_total", "counter", "Errors talking to brokers, by kind.");
-    for (int i = 0; i < UPERR_KINDS; i++)
-        evbuffer_add_printf(out, "eosproxy_upstream_errors_total{kind=\"%s\"} %llu\n",
-                            uperr_names[i], (unsigned long long)m->upstream_errors[i]);
+    labelled(out, "eosproxy_upstream_errors_total", "Errors talking to brokers, by kind.", "kind",
+             uperr_names, m->upstream_errors, UPERR_KINDS);
     scalar(out, "eosproxy_upstream_brokers", "gauge", "Brokers known from upstream metadata.",
            m->brokers);
     scalar(out, "eosproxy_metadata_refreshes_total", "counter",
@@ -190,11 +211,9 @@ static void render_dedup(struct evbuffer *out)
            "Fetch responses of dedup topics checked against Redis.", (long long)m->dedup_responses);
     scalar(out, "eosproxy_dedup_records_checked_total", "counter",
            "Records of dedup topics examined.", (long long)m->dedup_records_checked);
-    header(out, "eosproxy_dedup_records_dropped_total", "counter",
-           "Records dropped as duplicates, by reason.");
-    for (int i = 0; i < DEDUP_DROP_KINDS; i++)
-        evbuffer_add_printf(out, "eosproxy_dedup_records_dropped_total{reason=\"%s\"} %llu\n",
-                            drop_names[i], (unsigned long long)m->dedup_dropped[i]);
+    labelled(out, "eosproxy_dedup_records_dropped_total",
+             "Records dropped as duplicates, by reason.", "reason", drop_names, m->dedup_dropped,
+             DEDUP_DROP_KINDS);
     scalar(out, "eosproxy_dedup_records_redelivered_total", "counter",
            "Records pending at the same position, delivered again (consumer did not commit).",
            (long long)m->dedup_redelivered);
@@ -238,24 +257,12 @@ static void render_redis(struct evbuffer *out)
            "Pipelined Redis round trips answered.", (long long)m->redis_round_trips);
     scalar(out, "eosproxy_redis_commands_total", "counter", "Redis commands in those round trips.",
            (long long)m->redis_commands);
-    header(out, "eosproxy_redis_errors_total", "counter", "Redis errors, by kind.");
-    for (int i = 0; i < REDIS_ERR_KINDS; i++)
-        evbuffer_add_printf(out, "eosproxy_redis_errors_total{kind=\"%s\"} %llu\n",
-                            redis_err_names[i], (unsigned long long)m->redis_errors[i]);
+    labelled(out, "eosproxy_redis_errors_total", "Redis errors, by kind.", "kind", redis_err_names,
+             m->redis_errors, REDIS_ERR_KINDS);
     header(out, "eosproxy_redis_round_trip_seconds", "histogram",
            "Time from a pipeline written to Redis to its last reply.");
-    uint64_t cum = 0;
-    for (int i = 0; i < METRICS_LAT_BUCKETS; i++) {
-        cum += m->redis_lat_bucket[i];
-        evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_bucket{le=\"%g\"} %llu\n",
-                            (double)lat_bounds_us[i] / 1e6, (unsigned long long)cum);
-    }
-    evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_bucket{le=\"+Inf\"} %llu\n",
-                        (unsigned long long)m->redis_lat_count);
-    evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_sum %.6f\n",
-                        (double)m->redis_lat_sum_us / 1e6);
-    evbuffer_add_printf(out, "eosproxy_redis_round_trip_seconds_count %llu\n",
-                        (unsigned long long)m->redis_lat_count);
+    histogram(out, "eosproxy_redis_round_trip_seconds", "", m->redis_lat_bucket, m->redis_lat_count,
+              m->redis_lat_sum_us);
 }
 
 void metrics_render(struct evbuffer *out)
