@@ -1,6 +1,6 @@
 /*
  * main.c - command line: eosproxy -c FILE | --check -c FILE | --version
- * | passwd USER.
+ * | passwd [--iterations N] USER.
  */
 #include "config.h"
 #include "log.h"
@@ -22,7 +22,10 @@ static void usage(FILE *f)
     fprintf(f, "usage: eosproxy -c FILE          run with config FILE\n"
                "       eosproxy --check -c FILE  validate FILE and exit (0 if valid)\n"
                "       eosproxy --version        print the version\n"
-               "       eosproxy passwd USER      read a password on stdin, print USER:HASH\n");
+               "       eosproxy passwd [--iterations N] USER\n"
+               "                                 read a password on stdin, print a users file\n"
+               "                                 line USER:HASH256:HASH512 (PBKDF2, N\n"
+               "                                 iterations, 10000..10000000, default 210000)\n");
 }
 
 /* ---- eosproxy passwd USER ---- */
@@ -142,26 +145,58 @@ static long passwd_read(const char *user, char *buf, char *again, size_t cap)
 }
 
 /*
- * eosproxy passwd USER: prints "USER:HASH", a line for auth.users_file.
+ * Parses N of --iterations N: decimal digits only, no leading zero, within
+ * USERS_MIN_ITERATIONS..USERS_MAX_ITERATIONS. 0, or -1.
+ */
+static int passwd_parse_iterations(const char *s, unsigned *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 8 || s[0] == '0')
+        return -1;
+    unsigned long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v < USERS_MIN_ITERATIONS || v > USERS_MAX_ITERATIONS)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/*
+ * eosproxy passwd [--iterations N] USER: prints "USER:HASH256:HASH512", a
+ * line for auth.users_file (the SHA-512 field enables SCRAM-SHA-512).
  * Exit 0, or 2 with the reason on stderr. The password is wiped after use.
  */
 static int cmd_passwd(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: eosproxy passwd USER   (the password is read from stdin)\n");
+    unsigned iterations = USERS_DEFAULT_ITERATIONS;
+    int ui = 2;
+    if (argc == 5 && strcmp(argv[2], "--iterations") == 0) {
+        if (passwd_parse_iterations(argv[3], &iterations) != 0) {
+            fprintf(stderr, "eosproxy passwd: --iterations takes a number in %u..%u\n",
+                    USERS_MIN_ITERATIONS, USERS_MAX_ITERATIONS);
+            return 2;
+        }
+        ui = 4;
+    } else if (argc != 3 || strcmp(argv[2], "--iterations") == 0) {
+        fprintf(stderr, "usage: eosproxy passwd [--iterations N] USER   (the password is read "
+                        "from stdin)\n");
         return 2;
     }
-    const char *user = argv[2];
+    const char *user = argv[ui];
     if (!users_name_valid(user, strlen(user))) {
         fprintf(stderr, "eosproxy passwd: bad user name (1..%d of A-Z a-z 0-9 . _ @ -)\n",
                 USERS_NAME_MAX);
         return 2;
     }
-    char pw[USERS_PASSWORD_MAX + 2], again[USERS_PASSWORD_MAX + 2], hash[USERS_HASH_BUFLEN];
+    char pw[USERS_PASSWORD_MAX + 2], again[USERS_PASSWORD_MAX + 2], hash[USERS_ENTRY_BUFLEN];
     int rc = 2;
     long n = passwd_read(user, pw, again, sizeof(pw));
     if (n > 0) {
-        if (users_hash_password(pw, (size_t)n, 0, hash, sizeof(hash)) != 0)
+        if (users_hash_entry(pw, (size_t)n, iterations, hash, sizeof(hash)) != 0)
             fprintf(stderr, "eosproxy passwd: hashing failed\n");
         else if (printf("%s:%s\n", user, hash) < 0 || fflush(stdout) != 0)
             fprintf(stderr, "eosproxy passwd: cannot write stdout\n");

@@ -1,9 +1,10 @@
 /*
- * users.c - the users file: parse, keep sorted, verify in constant time.
+ * users.c - the users file: parse, keep sorted, verify in constant time,
+ * and hand out SCRAM credentials (real or fake).
  *
  * The format and the limits are in users.h. The file is read whole (it is
  * small and bounded), cut into lines, and each line is checked completely
- * before the next: name, then the four '$' fields of the hash. Entries are
+ * before the next: name, then the four '$' fields of each hash. Entries are
  * then sorted by name so that a duplicate is found next to its twin and a
  * lookup is a binary search.
  */
@@ -14,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,28 +23,56 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HASH_PREFIX "pbkdf2-sha256$"
 #define SALT_NEW 16 /* bytes of salt users_hash_password makes */
 #define SALT_MIN 16
-#define SALT_MAX 64
-#define DK_LEN 32 /* bytes of PBKDF2 output stored */
+#define SALT_MAX SCRAM_MAX_SALT
+#define DK_MAX SCRAM_MAX_DIGEST
 
-/* One user of the file. name is NUL-terminated; line is for error messages. */
-struct user_entry {
-    char name[USERS_NAME_MAX + 1];
-    size_t name_len;
+/* One kind of hash field: its prefix, derived key length and mechanism, and the parts of the
+ * messages that depend on it. */
+struct hash_kind {
+    const char *prefix;
+    size_t dk_len;
+    scram_mech_t mech;
+    const char *bad_prefix; /* follows the field's label */
+    const char *bad_dk;
+};
+
+static const struct hash_kind kind256 = {
+    "pbkdf2-sha256$", 32, SCRAM_SHA_256,
+    " does not start with \"pbkdf2-sha256$\" (make one with eosproxy passwd)",
+    ": derived key is not canonical base64 of 32 bytes"};
+static const struct hash_kind kind512 = {
+    "pbkdf2-sha512$", 64, SCRAM_SHA_512,
+    " does not start with \"pbkdf2-sha512$\" (make one with eosproxy passwd)",
+    ": derived key is not canonical base64 of 64 bytes"};
+
+/* One parsed hash field. dk holds kind->dk_len bytes. */
+struct pbkdf2_hash {
     unsigned iterations;
     uint8_t salt[SALT_MAX];
     size_t salt_len;
-    uint8_t hash[DK_LEN];
+    uint8_t dk[DK_MAX];
+};
+
+/* One user of the file. name is NUL-terminated; line is for error messages. h512 is valid
+ * when has512. */
+struct user_entry {
+    char name[USERS_NAME_MAX + 1];
+    size_t name_len;
+    struct pbkdf2_hash h256;
+    int has512;
+    struct pbkdf2_hash h512;
     unsigned line;
 };
 
-/* v is sorted by name; dummy stands in for unknown users in users_verify. */
+/* v is sorted by name; dummy stands in for unknown users in users_verify; fake_iterations are
+ * the counts fake SCRAM credentials carry, per scram_mech_t. */
 struct users {
     struct user_entry *v;
     size_t n;
     struct user_entry dummy;
+    unsigned fake_iterations[2];
     char warning[256];
 };
 
@@ -57,71 +87,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-/* ---- base64 (RFC 4648 section 4, padded) ---- */
-
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Encodes n bytes into out (4 * ceil(n / 3) chars plus NUL); returns the length. */
-static size_t b64_encode(const uint8_t *in, size_t n, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = b64_chars[(v >> 18) & 63];
-        out[o++] = b64_chars[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? b64_chars[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? b64_chars[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64_value(char c)
-{
-    const char *p = c ? strchr(b64_chars, c) : NULL;
-    return p ? (int)(p - b64_chars) : -1;
-}
-
-/*
- * Decodes len chars of canonical padded base64 into out (room for max
- * bytes). Returns the byte count, or -1 if malformed, not canonical (the
- * unused bits of the last group set) or longer than max.
- */
-static long b64_decode(const char *in, size_t len, uint8_t *out, size_t max)
-{
-    if (len == 0 || len % 4 != 0)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int last = i + 4 == len;
-        int pad = 0;
-        if (last && in[i + 3] == '=')
-            pad = in[i + 2] == '=' ? 2 : 1;
-        uint32_t v = 0;
-        for (int k = 0; k < 4; k++) {
-            int d = k >= 4 - pad ? 0 : b64_value(in[i + k]);
-            if (d < 0)
-                return -1;
-            v = v << 6 | (uint32_t)d;
-        }
-        if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff)))
-            return -1;
-        size_t nb = 3 - (size_t)pad;
-        if (o + nb > max)
-            return -1;
-        out[o++] = (uint8_t)(v >> 16);
-        if (nb > 1)
-            out[o++] = (uint8_t)(v >> 8);
-        if (nb > 2)
-            out[o++] = (uint8_t)v;
-    }
-    return (long)o;
 }
 
 /* ---- names and hashes ---- */
@@ -158,27 +123,27 @@ static int password_ok(const char *password, size_t plen)
     return password && plen > 0 && plen <= USERS_PASSWORD_MAX && !memchr(password, '\0', plen);
 }
 
-int users_hash_password(const char *password, size_t plen, unsigned iterations, char *out,
-                        size_t outlen)
+/*
+ * Writes one hash field of kind k for password into out (NUL-terminated) with a fresh salt.
+ * iterations already defaulted. 0, or -1 with out "".
+ */
+static int hash_field(const struct hash_kind *k, const char *password, size_t plen,
+                      unsigned iterations, char *out, size_t outlen)
 {
-    if (!out || outlen == 0)
-        return -1;
     out[0] = '\0';
-    if (iterations == 0)
-        iterations = USERS_DEFAULT_ITERATIONS;
     if (!password_ok(password, plen) || iterations < USERS_MIN_ITERATIONS ||
         iterations > USERS_MAX_ITERATIONS)
         return -1;
-    uint8_t salt[SALT_NEW], dk[DK_LEN];
-    char salt_b64[4 * ((SALT_NEW + 2) / 3) + 1], dk_b64[4 * ((DK_LEN + 2) / 3) + 1];
+    uint8_t salt[SALT_NEW], dk[DK_MAX];
+    char salt_b64[4 * ((SALT_NEW + 2) / 3) + 1], dk_b64[4 * ((DK_MAX + 2) / 3) + 1];
     int rc = -1;
     if (RAND_bytes(salt, sizeof(salt)) != 1)
         goto done;
-    if (users_pbkdf2_sha256(password, plen, salt, sizeof(salt), iterations, dk, sizeof(dk)) != 0)
+    if (scram_salted_password(k->mech, password, plen, salt, sizeof(salt), iterations, dk) != 0)
         goto done;
-    b64_encode(salt, sizeof(salt), salt_b64);
-    b64_encode(dk, sizeof(dk), dk_b64);
-    int n = snprintf(out, outlen, HASH_PREFIX "%u$%s$%s", iterations, salt_b64, dk_b64);
+    scram_b64_encode(salt, sizeof(salt), salt_b64);
+    scram_b64_encode(dk, k->dk_len, dk_b64);
+    int n = snprintf(out, outlen, "%s%u$%s$%s", k->prefix, iterations, salt_b64, dk_b64);
     if (n > 0 && (size_t)n < outlen)
         rc = 0;
     else
@@ -189,60 +154,130 @@ done:
     return rc;
 }
 
-/*
- * Parses the hash part s (len bytes) into e. Returns NULL, or what is wrong
- * (a constant string that never quotes s).
- */
-static const char *parse_hash(const char *s, size_t len, struct user_entry *e)
+int users_hash_password(const char *password, size_t plen, unsigned iterations, char *out,
+                        size_t outlen)
 {
-    size_t plen = strlen(HASH_PREFIX);
-    if (len < plen || memcmp(s, HASH_PREFIX, plen) != 0)
-        return "hash does not start with \"" HASH_PREFIX "\" (make one with eosproxy passwd)";
+    if (!out || outlen == 0)
+        return -1;
+    return hash_field(&kind256, password, plen, iterations ? iterations : USERS_DEFAULT_ITERATIONS,
+                      out, outlen);
+}
+
+int users_hash_entry(const char *password, size_t plen, unsigned iterations, char *out,
+                     size_t outlen)
+{
+    if (!out || outlen == 0)
+        return -1;
+    out[0] = '\0';
+    if (iterations == 0)
+        iterations = USERS_DEFAULT_ITERATIONS;
+    if (hash_field(&kind256, password, plen, iterations, out, outlen) != 0)
+        return -1;
+    size_t n = strlen(out);
+    if (n + 2 > outlen ||
+        hash_field(&kind512, password, plen, iterations, out + n + 1, outlen - n - 1) != 0) {
+        OPENSSL_cleanse(out, outlen);
+        out[0] = '\0';
+        return -1;
+    }
+    out[n] = ':';
+    return 0;
+}
+
+/*
+ * Parses the hash field s (len bytes) of kind k into h. Returns NULL, or
+ * what is wrong as a constant string that never quotes s and that follows
+ * the field's label ("hash", "second hash") directly.
+ */
+static const char *parse_hash(const struct hash_kind *k, const char *s, size_t len,
+                              struct pbkdf2_hash *h)
+{
+    size_t plen = strlen(k->prefix);
+    if (len < plen || memcmp(s, k->prefix, plen) != 0)
+        return k->bad_prefix;
     const char *p = s + plen, *end = s + len;
 
     /* ITERATIONS$ */
     const char *d = memchr(p, '$', (size_t)(end - p));
     if (!d || d == p)
-        return "hash: missing iteration count";
+        return ": missing iteration count";
     if (*p == '0')
-        return "hash: iteration count has a leading zero";
+        return ": iteration count has a leading zero";
     if (d - p > 9)
-        return "hash: iteration count out of range 10000..10000000";
+        return ": iteration count out of range 10000..10000000";
     unsigned long it = 0;
     for (const char *q = p; q < d; q++) {
         if (*q < '0' || *q > '9')
-            return "hash: iteration count is not a decimal number";
+            return ": iteration count is not a decimal number";
         it = it * 10 + (unsigned long)(*q - '0');
     }
     if (it < USERS_MIN_ITERATIONS || it > USERS_MAX_ITERATIONS)
-        return "hash: iteration count out of range 10000..10000000";
-    e->iterations = (unsigned)it;
+        return ": iteration count out of range 10000..10000000";
+    h->iterations = (unsigned)it;
 
     /* SALT_B64$ */
     p = d + 1;
     d = memchr(p, '$', (size_t)(end - p));
     if (!d)
-        return "hash: missing salt or hash field";
-    long n = b64_decode(p, (size_t)(d - p), e->salt, sizeof(e->salt));
+        return ": missing salt or hash field";
+    long n = scram_b64_decode(p, (size_t)(d - p), h->salt, sizeof(h->salt));
     if (n < 0)
-        return "hash: salt is not canonical base64 of at most 64 bytes";
+        return ": salt is not canonical base64 of at most 64 bytes";
     if (n < SALT_MIN)
-        return "hash: salt shorter than 16 bytes";
-    e->salt_len = (size_t)n;
+        return ": salt shorter than 16 bytes";
+    h->salt_len = (size_t)n;
 
     /* HASH_B64 */
     p = d + 1;
     if (memchr(p, '$', (size_t)(end - p)))
-        return "hash: too many '$' fields";
-    uint8_t tmp[DK_LEN + 3];
-    n = b64_decode(p, (size_t)(end - p), tmp, sizeof(tmp));
-    if (n != DK_LEN) {
+        return ": too many '$' fields";
+    uint8_t tmp[DK_MAX + 3];
+    n = scram_b64_decode(p, (size_t)(end - p), tmp, sizeof(tmp));
+    if (n < 0 || (size_t)n != k->dk_len) {
         OPENSSL_cleanse(tmp, sizeof(tmp));
-        return "hash: derived key is not canonical base64 of 32 bytes";
+        return k->bad_dk;
     }
-    memcpy(e->hash, tmp, DK_LEN);
+    memcpy(h->dk, tmp, k->dk_len);
     OPENSSL_cleanse(tmp, sizeof(tmp));
     return NULL;
+}
+
+/* ---- fake SCRAM credentials ---- */
+
+/* A per-process secret from which fake salts are derived, so that an unknown name gets the
+ * same salt on every attempt and across reloads, like a real user, but one nobody can predict. */
+static pthread_once_t fake_once = PTHREAD_ONCE_INIT;
+static uint8_t fake_secret[32];
+static int fake_secret_ok;
+
+static void fake_secret_make(void)
+{
+    fake_secret_ok = RAND_bytes(fake_secret, sizeof(fake_secret)) == 1;
+}
+
+/* 0 once the secret exists, -1 if RAND_bytes failed. */
+static int fake_secret_init(void)
+{
+    pthread_once(&fake_once, fake_secret_make);
+    return fake_secret_ok ? 0 : -1;
+}
+
+/* SALT_NEW bytes of HMAC-SHA256(secret, mech byte || name) into salt. 0 or -1. */
+static int fake_salt(scram_mech_t m, const char *name, size_t len, uint8_t *salt)
+{
+    uint8_t buf[1 + USERS_LINE_MAX], mac[32];
+    size_t n = len < USERS_LINE_MAX ? len : USERS_LINE_MAX; /* longer names share a salt */
+    buf[0] = (uint8_t)m;
+    if (n)
+        memcpy(buf + 1, name, n);
+    size_t outl = 0;
+    if (fake_secret_init() != 0 ||
+        !EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, fake_secret, sizeof(fake_secret), buf, n + 1,
+                   mac, sizeof(mac), &outl) ||
+        outl != sizeof(mac))
+        return -1;
+    memcpy(salt, mac, SALT_NEW);
+    return 0;
 }
 
 /* ---- the file ---- */
@@ -263,22 +298,30 @@ static int cmp_iterations(const void *a, const void *b)
 }
 
 /*
- * The iteration count most entries use (the smallest on a tie), or the
- * default for an empty file: the dummy costs what a typical user costs.
+ * The iteration count most entries use (the smallest on a tie) for their
+ * SHA-256 field (sha512 0) or their SHA-512 field (sha512 1, entries that
+ * have one), or dflt when no entry counts: the dummy costs what a typical
+ * user costs, and a fake SCRAM credential looks like a typical real one.
  */
-static int common_iterations(const struct users *u, unsigned *out)
+static int common_iterations(const struct users *u, int sha512, unsigned dflt, unsigned *out)
 {
-    *out = USERS_DEFAULT_ITERATIONS;
+    *out = dflt;
     if (u->n == 0)
         return 0;
     unsigned *it = malloc(u->n * sizeof(*it));
     if (!it)
         return -1;
-    for (size_t i = 0; i < u->n; i++)
-        it[i] = u->v[i].iterations;
-    qsort(it, u->n, sizeof(*it), cmp_iterations);
-    size_t best = 0, run = 0;
+    size_t n = 0;
     for (size_t i = 0; i < u->n; i++) {
+        if (!sha512)
+            it[n++] = u->v[i].h256.iterations;
+        else if (u->v[i].has512)
+            it[n++] = u->v[i].h512.iterations;
+    }
+    if (n > 1)
+        qsort(it, n, sizeof(*it), cmp_iterations);
+    size_t best = 0, run = 0;
+    for (size_t i = 0; i < n; i++) {
         run = i > 0 && it[i] == it[i - 1] ? run + 1 : 1;
         if (run > best) {
             best = run;
@@ -425,9 +468,23 @@ static int parse_line(struct users *u, size_t *cap, const char *path, unsigned l
     e->name[nlen] = '\0';
     e->name_len = nlen;
     e->line = lineno;
-    const char *what = parse_hash(colon + 1, len - nlen - 1, e);
+    /* hash[:hash512]; ':' is in neither field's alphabet. */
+    const char *f1 = colon + 1, *end = s + len;
+    const char *colon2 = memchr(f1, ':', (size_t)(end - f1));
+    const char *label = "hash", *what = NULL;
+    if (colon2 && memchr(colon2 + 1, ':', (size_t)(end - colon2 - 1))) {
+        label = "";
+        what = "too many ':' fields";
+    }
+    if (!what)
+        what = parse_hash(&kind256, f1, (size_t)((colon2 ? colon2 : end) - f1), &e->h256);
+    if (!what && colon2) {
+        label = "second hash";
+        what = parse_hash(&kind512, colon2 + 1, (size_t)(end - colon2 - 1), &e->h512);
+        e->has512 = 1;
+    }
     if (what) {
-        set_err(err, errlen, "%s:%u: user %s: %s", path, lineno, e->name, what);
+        set_err(err, errlen, "%s:%u: user %s: %s%s", path, lineno, e->name, label, what);
         OPENSSL_cleanse(e, sizeof(*e));
         return -1;
     }
@@ -486,12 +543,18 @@ users_t *users_load(const char *path, char *err, size_t errlen)
     }
 
     /* The dummy: random salt and hash no password is known to match. */
-    if (common_iterations(u, &u->dummy.iterations) != 0) {
+    unsigned it256, it512;
+    if (common_iterations(u, 0, USERS_DEFAULT_ITERATIONS, &it256) != 0 ||
+        common_iterations(u, 1, it256, &it512) != 0) {
         set_err(err, errlen, "%s: out of memory", path);
         goto fail;
     }
-    u->dummy.salt_len = SALT_NEW;
-    if (RAND_bytes(u->dummy.salt, SALT_NEW) != 1 || RAND_bytes(u->dummy.hash, DK_LEN) != 1) {
+    u->dummy.h256.iterations = it256;
+    u->fake_iterations[SCRAM_SHA_256] = it256;
+    u->fake_iterations[SCRAM_SHA_512] = it512;
+    u->dummy.h256.salt_len = SALT_NEW;
+    if (RAND_bytes(u->dummy.h256.salt, SALT_NEW) != 1 ||
+        RAND_bytes(u->dummy.h256.dk, kind256.dk_len) != 1 || fake_secret_init() != 0) {
         set_err(err, errlen, "%s: RAND_bytes failed", path);
         goto fail;
     }
@@ -558,10 +621,42 @@ int users_verify(const users_t *u, const char *user, size_t ulen, const char *pa
     /* A rejected password still costs one run, over an empty password. */
     const char *p = pw_ok ? password : "";
     size_t pl = pw_ok ? plen : 0;
-    uint8_t dk[DK_LEN];
+    const struct pbkdf2_hash *h = &t->h256;
+    uint8_t dk[32];
     int match = 0;
-    if (users_pbkdf2_sha256(p, pl, t->salt, t->salt_len, t->iterations, dk, sizeof(dk)) == 0)
-        match = CRYPTO_memcmp(dk, t->hash, DK_LEN) == 0;
+    if (users_pbkdf2_sha256(p, pl, h->salt, h->salt_len, h->iterations, dk, sizeof(dk)) == 0)
+        match = CRYPTO_memcmp(dk, h->dk, sizeof(dk)) == 0;
     OPENSSL_cleanse(dk, sizeof(dk));
     return match && e != NULL && pw_ok;
+}
+
+int users_scram_cred(const users_t *u, const char *user, size_t ulen, scram_mech_t m,
+                     scram_cred_t *out)
+{
+    if (!out)
+        return -1;
+    memset(out, 0, sizeof(*out));
+    if (!u || (m != SCRAM_SHA_256 && m != SCRAM_SHA_512) || (!user && ulen))
+        return -1;
+    const struct user_entry *e = users_name_valid(user, ulen) ? find(u, user, ulen) : NULL;
+    const struct pbkdf2_hash *h = !e                   ? NULL
+                                  : m == SCRAM_SHA_256 ? &e->h256
+                                  : e->has512          ? &e->h512
+                                                       : NULL;
+    if (h)
+        return scram_cred_from_salted(m, h->dk, scram_digest_len(m), h->salt, h->salt_len,
+                                      h->iterations, out) == 0
+                   ? 1
+                   : -1;
+    /* Fake: stable salt, the usual count, keys that match no password. */
+    out->mech = m;
+    out->salt_len = SALT_NEW;
+    out->iterations = u->fake_iterations[m];
+    size_t dl = scram_digest_len(m);
+    if (fake_salt(m, user, ulen, out->salt) != 0 || RAND_bytes(out->stored_key, (int)dl) != 1 ||
+        RAND_bytes(out->server_key, (int)dl) != 1) {
+        OPENSSL_cleanse(out, sizeof(*out));
+        return -1;
+    }
+    return 0;
 }

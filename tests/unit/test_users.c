@@ -3,8 +3,11 @@
  * vectors of RFC 7914 section 11, lines made independently with Python's
  * hashlib, hash -> verify round trips, unknown users costing a PBKDF2 run,
  * every class of users-file error with its file:line, the limits, the
- * permission warning, and `eosproxy passwd` end to end when
- * build/eosproxy (or $EOSPROXY_BIN) exists. Run from the repository root.
+ * permission warning, the optional pbkdf2-sha512 second field, SCRAM
+ * credentials (real ones checked against Python, fake ones for unknown
+ * users), whole SCRAM exchanges driven from a users file, and
+ * `eosproxy passwd` end to end when build/eosproxy (or $EOSPROXY_BIN)
+ * exists. Run from the repository root.
  */
 #include "users.h"
 #include "unit.h"
@@ -75,6 +78,24 @@ static void expect_err_at(int tline, const char *s, int fline, const char *want)
     "YYNmSgEWn1ggXURkuP7pg2zuYD2cdN3L2n10N9BA4Xs="
 #define SALT16 "MDEyMzQ1Njc4OWFiY2RlZg=="
 #define DK32 "TI2grtvV1HW5nz2rBY4tctlrmOj5bZs0dw9j8NHpRRc="
+/* Made with Python: base64.b64encode(hashlib.pbkdf2_hmac("sha512", b"correct horse",
+ * b"fedcba9876543210", 10000)). */
+#define SALT16B "ZmVkY2JhOTg3NjU0MzIxMA=="
+#define DK64                                                                                       \
+    "q/FqYpVVafvRxxjjcAec1fc4qJ0nxtDKW5D8Tl9QKZ+DI2To+YDb/XPpHi6l94Hf9TW3t+/tj+349sNeGobA9A=="
+#define H512 "pbkdf2-sha512$10000$" SALT16B "$" DK64
+/* carol with both fields. */
+#define CAROL2 CAROL ":" H512
+/* StoredKey and ServerKey of carol's two hashes, from Python: hashlib.new(h, hmac.new(dk,
+ * b"Client Key", h).digest()) and hmac.new(dk, b"Server Key", h). */
+#define CAROL_STORED256 "9cfb4faa144275c3e5e51d2ecfc871640e286d22de60c15cdfc31ee8e8dddec0"
+#define CAROL_SERVER256 "88bffe1fa4e5ebf04ae03b8e6b781c59881a2141c83d4d1b516eaa50f797f0b4"
+#define CAROL_STORED512                                                                            \
+    "42309c9cede1176910f60b5b3403eab0b3be0461a5345669b63d9657682e131c"                             \
+    "3660a1e1655293fbaed2c174e0a46b179ea31bd4b45d63760640c519196a939f"
+#define CAROL_SERVER512                                                                            \
+    "bdfba12349413989eb54d763e42a1eda80760c03f1d6e51382b1ffe8d22c852e"                             \
+    "1654330c54889a1ad71bab06affbab977be33539920fd934884cf44b63c2f0c8"
 
 static void hex(const uint8_t *b, size_t n, char *out)
 {
@@ -329,6 +350,213 @@ static void test_warning(void)
     chmod(path, 0600);
 }
 
+static void test_second_field(void)
+{
+    /* Both forms in one file; PLAIN still uses the first field. */
+    users_t *u = load_str(CAROL2 "\n" DAVE "\n");
+    CHECK(u != NULL);
+    if (!u) {
+        fprintf(stderr, "  load: %s\n", err);
+        return;
+    }
+    CHECK_EQ(users_count(u), 2);
+    CHECK_EQ(verify(u, "carol", "correct horse"), 1);
+    CHECK_EQ(verify(u, "dave", "pw"), 1);
+    users_free(u);
+
+    /* The second field: same strictness as the first, named "second hash". */
+    EXPECT_ERR(CAROL ":\n", 1, "user carol: second hash does not start with \"pbkdf2-sha512$\"");
+    EXPECT_ERR(CAROL ":" H512 ":\n", 1, "user carol: too many ':' fields");
+    EXPECT_ERR(CAROL ":" H512 ":" H512 "\n", 1, "too many ':' fields");
+    EXPECT_ERR(CAROL ":pbkdf2-sha256$10000$" SALT16 "$" DK32 "\n", 1, "second hash does not start");
+    EXPECT_ERR(CAROL ":correct horse\n", 1, "second hash does not start");
+    CHECK(strstr(err, "correct horse") == NULL);
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$9999$" SALT16B "$" DK64 "\n", 1,
+               "second hash: iteration count out of range");
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$10000001$" SALT16B "$" DK64 "\n", 1,
+               "second hash: iteration count out of range");
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$010000$" SALT16B "$" DK64 "\n", 1,
+               "second hash: iteration count has a leading zero");
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$$" SALT16B "$" DK64 "\n", 1,
+               "second hash: missing iteration count");
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$10000$" SALT16B "\n", 1,
+               "second hash: missing salt or hash field");
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$10000$MDEyMzQ1Njc=$" DK64 "\n", 1,
+               "second hash: salt shorter than 16 bytes");
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$10000$ZmVkY2JhOTg3NjU0MzIxMB==$" DK64 "\n", 1,
+               "second hash: salt is not canonical base64");
+    /* A 32-byte key where 64 belong, a 64-byte key where 32 belong. */
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$10000$" SALT16B "$" DK32 "\n", 1,
+               "second hash: derived key is not canonical base64 of 64 bytes");
+    EXPECT_ERR("carol:pbkdf2-sha256$10000$" SALT16 "$" DK64 ":" H512 "\n", 1,
+               "user carol: hash: derived key is not canonical base64 of 32 bytes");
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$10000$" SALT16B "$" DK64 "$x\n", 1,
+               "second hash: too many '$' fields");
+    /* The first field stays required. */
+    EXPECT_ERR("carol:" H512 "\n", 1, "user carol: hash does not start with \"pbkdf2-sha256$\"");
+    EXPECT_ERR("carol::" H512 "\n", 1, "user carol: hash does not start");
+    /* Errors never quote a hash. */
+    EXPECT_ERR(CAROL ":pbkdf2-sha512$10000$" SALT16B "$" DK32 "\n", 1, "64 bytes");
+    CHECK(strstr(err, DK32) == NULL && strstr(err, SALT16B) == NULL);
+
+    /* Longest legal line: a 255-character name, 64-byte salts in both fields. */
+    char line[1200], name[256];
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    snprintf(
+        line, sizeof(line),
+        "%s:pbkdf2-sha256$10000000$%s$" DK32 ":pbkdf2-sha512$10000000$%s$" DK64 "\n", name,
+        "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQQ==",
+        "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQQ==");
+    CHECK(strlen(line) <= USERS_LINE_MAX + 1);
+    u = load_str(line);
+    CHECK(u != NULL && users_count(u) == 1);
+    users_free(u);
+}
+
+static void test_scram_cred(void)
+{
+    users_t *u = load_str(CAROL2 "\n" DAVE "\n"
+                                 "erin:pbkdf2-sha256$20000$" SALT16 "$" DK32 "\n");
+    CHECK(u != NULL);
+    if (!u)
+        return;
+    scram_cred_t c;
+    char h[129];
+    /* Real credentials, both mechanisms, against Python. */
+    CHECK_EQ(users_scram_cred(u, "carol", 5, SCRAM_SHA_256, &c), 1);
+    CHECK_EQ(c.mech, SCRAM_SHA_256);
+    CHECK_EQ(c.iterations, 10000);
+    CHECK(c.salt_len == 16 && memcmp(c.salt, "0123456789abcdef", 16) == 0);
+    hex(c.stored_key, 32, h);
+    CHECK_STR(h, CAROL_STORED256);
+    hex(c.server_key, 32, h);
+    CHECK_STR(h, CAROL_SERVER256);
+    CHECK_EQ(users_scram_cred(u, "carol", 5, SCRAM_SHA_512, &c), 1);
+    CHECK_EQ(c.mech, SCRAM_SHA_512);
+    CHECK_EQ(c.iterations, 10000);
+    CHECK(c.salt_len == 16 && memcmp(c.salt, "fedcba9876543210", 16) == 0);
+    hex(c.stored_key, 64, h);
+    CHECK_STR(h, CAROL_STORED512);
+    hex(c.server_key, 64, h);
+    CHECK_STR(h, CAROL_SERVER512);
+    CHECK_EQ(users_scram_cred(u, "dave", 4, SCRAM_SHA_256, &c), 1);
+    CHECK_EQ(c.salt_len, 64);
+    /* A (pointer, length) view. */
+    CHECK_EQ(users_scram_cred(u, "carolxyz", 5, SCRAM_SHA_256, &c), 1);
+
+    /* Fake: unknown users, users without a SHA-512 field, invalid names. */
+    scram_cred_t f1, f2, f3;
+    CHECK_EQ(users_scram_cred(u, "mallory", 7, SCRAM_SHA_256, &f1), 0);
+    CHECK_EQ(users_scram_cred(u, "mallory", 7, SCRAM_SHA_256, &f2), 0);
+    CHECK_EQ(f1.mech, SCRAM_SHA_256);
+    CHECK_EQ(f1.salt_len, 16);
+    /* The usual count: two users of three use 10000. */
+    CHECK_EQ(f1.iterations, 10000);
+    /* Stable salt, fresh keys. */
+    CHECK(memcmp(f1.salt, f2.salt, 16) == 0 && f1.iterations == f2.iterations);
+    CHECK(memcmp(f1.stored_key, f2.stored_key, 32) != 0);
+    /* Another name, another salt; another mechanism, another salt. */
+    CHECK_EQ(users_scram_cred(u, "mallorx", 7, SCRAM_SHA_256, &f3), 0);
+    CHECK(memcmp(f1.salt, f3.salt, 16) != 0);
+    CHECK_EQ(users_scram_cred(u, "mallory", 7, SCRAM_SHA_512, &f3), 0);
+    CHECK(f3.mech == SCRAM_SHA_512 && memcmp(f1.salt, f3.salt, 16) != 0);
+    CHECK_EQ(f3.iterations, 10000); /* the only SHA-512 field uses 10000 */
+    /* dave has no SHA-512 field: fake, and stable too. */
+    CHECK_EQ(users_scram_cred(u, "dave", 4, SCRAM_SHA_512, &f1), 0);
+    CHECK_EQ(users_scram_cred(u, "dave", 4, SCRAM_SHA_512, &f2), 0);
+    CHECK(memcmp(f1.salt, f2.salt, 16) == 0 && f1.salt_len == 16);
+    CHECK_EQ(users_scram_cred(u, "", 0, SCRAM_SHA_256, &f1), 0);
+    CHECK_EQ(users_scram_cred(u, NULL, 0, SCRAM_SHA_256, &f2), 0);
+    CHECK(memcmp(f1.salt, f2.salt, 16) == 0);
+    CHECK_EQ(users_scram_cred(u, "al ice", 6, SCRAM_SHA_256, &f1), 0);
+    CHECK_EQ(users_scram_cred(u, "a,b=c", 5, SCRAM_SHA_256, &f1), 0);
+
+    /* The same fake salt from another load of another file in this process. */
+    CHECK_EQ(users_scram_cred(u, "mallory", 7, SCRAM_SHA_256, &f1), 0);
+    users_t *u2 = load_str(DAVE "\n");
+    CHECK(u2 != NULL);
+    CHECK_EQ(users_scram_cred(u2, "mallory", 7, SCRAM_SHA_256, &f2), 0);
+    CHECK(memcmp(f1.salt, f2.salt, 16) == 0);
+    users_free(u2);
+    /* An empty file: the default count. */
+    u2 = load_str("");
+    CHECK_EQ(users_scram_cred(u2, "mallory", 7, SCRAM_SHA_512, &f2), 0);
+    CHECK_EQ(f2.iterations, USERS_DEFAULT_ITERATIONS);
+    users_free(u2);
+
+    /* Errors. */
+    CHECK_EQ(users_scram_cred(NULL, "carol", 5, SCRAM_SHA_256, &c), -1);
+    CHECK_EQ(users_scram_cred(u, "carol", 5, SCRAM_SHA_256, NULL), -1);
+    CHECK_EQ(users_scram_cred(u, "carol", 5, (scram_mech_t)2, &c), -1);
+    CHECK_EQ(users_scram_cred(u, NULL, 5, SCRAM_SHA_256, &c), -1);
+    users_free(u);
+}
+
+/*
+ * One SCRAM exchange: scram_client (user, pw) against a scram_server fed
+ * by users_scram_cred. Returns the server's verdict (1 good, 0 refused, -1
+ * malformed); *client_ok is 1 when the client accepted the server-final.
+ */
+static int scram_login(const users_t *u, scram_mech_t m, const char *user, const char *pw,
+                       int *client_ok)
+{
+    char a[SCRAM_MAX_MESSAGE], b[SCRAM_MAX_MESSAGE];
+    scram_client_t *c = scram_client_new(m, user, pw, NULL);
+    scram_server_t *s = scram_server_new(m);
+    const char *name = NULL;
+    size_t nlen = 0;
+    int rc = -1;
+    *client_ok = 0;
+    int n = scram_client_first_message(c, a, sizeof(a));
+    if (n < 0 || scram_server_client_first(s, (const uint8_t *)a, (size_t)n, &name, &nlen) != 0)
+        goto done;
+    scram_cred_t cred;
+    if (users_scram_cred(u, name, nlen, m, &cred) < 0)
+        goto done;
+    n = scram_server_first_message(s, &cred, b, sizeof(b));
+    if (n < 0)
+        goto done;
+    n = scram_client_final_message(c, (const uint8_t *)b, (size_t)n, a, sizeof(a));
+    if (n < 0)
+        goto done;
+    rc = scram_server_client_final(s, (const uint8_t *)a, (size_t)n, b, sizeof(b));
+    *client_ok = scram_client_verify_server_final(c, (const uint8_t *)b, strlen(b)) == 0;
+done:
+    scram_client_free(c);
+    scram_server_free(s);
+    return rc;
+}
+
+static void test_scram_exchange(void)
+{
+    users_t *u = load_str(CAROL2 "\n" DAVE "\n");
+    CHECK(u != NULL);
+    if (!u)
+        return;
+    int ok = 0;
+    CHECK_EQ(scram_login(u, SCRAM_SHA_256, "carol", "correct horse", &ok), 1);
+    CHECK_EQ(ok, 1);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_512, "carol", "correct horse", &ok), 1);
+    CHECK_EQ(ok, 1);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_256, "dave", "pw", &ok), 1);
+    CHECK_EQ(ok, 1);
+    /* Wrong passwords. */
+    CHECK_EQ(scram_login(u, SCRAM_SHA_256, "carol", "correct horsE", &ok), 0);
+    CHECK_EQ(ok, 0);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_512, "carol", "pw", &ok), 0);
+    CHECK_EQ(ok, 0);
+    /* Unknown users, and dave who has no SHA-512 field, fail at the proof. */
+    CHECK_EQ(scram_login(u, SCRAM_SHA_256, "mallory", "correct horse", &ok), 0);
+    CHECK_EQ(ok, 0);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_512, "mallory", "pw", &ok), 0);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_512, "dave", "pw", &ok), 0);
+    CHECK_EQ(ok, 0);
+    /* A name that is no valid user name still gets a fake exchange. */
+    CHECK_EQ(scram_login(u, SCRAM_SHA_256, "a,b=c", "pw", &ok), 0);
+    users_free(u);
+}
+
 /* Runs cmd through sh; returns its exit status, first stdout line in out. */
 static int run(const char *cmd, char *out, size_t outlen)
 {
@@ -369,12 +597,38 @@ static void test_passwd_command(void)
     CHECK_EQ(rc, 0);
     CHECK(strncmp(out, "alice:pbkdf2-sha256$210000$", 27) == 0);
     CHECK(strstr(out, "hunter2") == NULL);
+    /* Two fields, each with its own salt. */
+    const char *f2 = strstr(out, ":pbkdf2-sha512$210000$");
+    CHECK(f2 != NULL);
+    if (f2) {
+        CHECK_EQ(f2 - out, 6 + 21 + 24 + 1 + 44);
+        CHECK(strncmp(out + 27, f2 + 22, 24) != 0);
+        CHECK_EQ(strlen(f2), 22 + 24 + 1 + 88 + 1); /* and the newline */
+    }
     write_file(out, strlen(out));
     users_t *u = users_load(path, err, sizeof(err));
     CHECK(u != NULL);
     CHECK_EQ(verify(u, "alice", "hunter2 x"), 1);
     CHECK_EQ(verify(u, "alice", "hunter2 x\n"), 0);
     CHECK_EQ(verify(u, "alice", "hunter2"), 0);
+    users_free(u);
+
+    /* --iterations: cheaper hashes that log in with both SCRAM mechanisms. */
+    snprintf(cmd, sizeof(cmd),
+             "printf 'hunter2 x\\n' | %s passwd --iterations 10000 alice 2>/dev/null", bin);
+    CHECK_EQ(run(cmd, out, sizeof(out)), 0);
+    CHECK(strncmp(out, "alice:pbkdf2-sha256$10000$", 26) == 0);
+    CHECK(strstr(out, ":pbkdf2-sha512$10000$") != NULL);
+    write_file(out, strlen(out));
+    u = users_load(path, err, sizeof(err));
+    CHECK(u != NULL);
+    int ok = 0;
+    CHECK_EQ(verify(u, "alice", "hunter2 x"), 1);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_256, "alice", "hunter2 x", &ok), 1);
+    CHECK_EQ(ok, 1);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_512, "alice", "hunter2 x", &ok), 1);
+    CHECK_EQ(ok, 1);
+    CHECK_EQ(scram_login(u, SCRAM_SHA_512, "alice", "hunter2", &ok), 0);
     users_free(u);
 
     /* No final newline, and CRLF: the same password. */
@@ -400,6 +654,16 @@ static void test_passwd_command(void)
         "printf 'pw\\n' | %s passwd alice bob",     /* extra argument */
         "printf '%%01025d\\n' 0 | %s passwd alice", /* too long */
         "printf 'a\\000b\\n' | %s passwd alice",    /* NUL byte */
+        "printf 'pw\\n' | %s passwd --iterations 9999 alice",
+        "printf 'pw\\n' | %s passwd --iterations 10000001 alice",
+        "printf 'pw\\n' | %s passwd --iterations 010000 alice",
+        "printf 'pw\\n' | %s passwd --iterations 1e5 alice",
+        "printf 'pw\\n' | %s passwd --iterations '' alice",
+        "printf 'pw\\n' | %s passwd --iterations 10000",       /* no user */
+        "printf 'pw\\n' | %s passwd --iterations",             /* nothing */
+        "printf 'pw\\n' | %s passwd --iter 10000 alice",       /* unknown option */
+        "printf 'pw\\n' | %s passwd alice --iterations 10000", /* option after the user */
+        "printf 'pw\\n' | %s passwd --iterations 10000 'al ice'",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char c[1024];
@@ -427,6 +691,9 @@ int main(void)
     test_errors();
     test_file_limits();
     test_warning();
+    test_second_field();
+    test_scram_cred();
+    test_scram_exchange();
     test_passwd_command();
     unlink(path);
     rmdir(dir);
