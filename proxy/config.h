@@ -24,6 +24,17 @@ typedef enum redis_outage {
     REDIS_OUTAGE_PASS = 1,  /* deliver unfiltered (counted) */
 } redis_outage_t;
 
+/* SASL mechanisms, as bits in auth.mechanisms and as upstream.sasl.mechanism. */
+typedef enum sasl_mech {
+    SASL_NONE = 0,
+    SASL_PLAIN = 1,
+    SASL_SCRAM_SHA_256 = 2,
+    SASL_SCRAM_SHA_512 = 3,
+} sasl_mech_t;
+#define SASL_MECH_BIT(m) (1u << (m))
+
+struct acl; /* policy/acl.h */
+
 typedef struct config {
     char *path;    /* file it was loaded from */
     char *service; /* name of the app this sidecar serves (default "eosproxy") */
@@ -43,6 +54,11 @@ typedef struct config {
         uint64_t max_frame_bytes;   /* default 100 MiB */
         int max_inflight;           /* requests per client connection, default 256 */
         uint64_t buffer_bytes;      /* per-direction high watermark, default 16 MiB */
+        struct {
+            char *cert_file;      /* PEM chain; NULL: clients speak plaintext */
+            char *key_file;       /* PEM private key */
+            char *client_ca_file; /* set: clients must present a cert it signed (mTLS) */
+        } tls;
     } listen;
 
     struct {
@@ -54,6 +70,18 @@ typedef struct config {
         uint64_t reconnect_backoff_ms;  /* default 100ms */
         uint64_t reconnect_backoff_max_ms; /* default 10s */
         uint64_t metadata_refresh_ms;   /* default 5m */
+        struct {
+            int enabled;     /* upstream.tls present */
+            char *ca_file;   /* PEM CA bundle; NULL: the system's default store */
+            int verify;      /* verify chain and host name; default 1 */
+            char *cert_file; /* optional client certificate for the brokers */
+            char *key_file;
+        } tls;
+        struct {
+            sasl_mech_t mechanism; /* SASL_NONE: no upstream SASL */
+            char *username;
+            char *password; /* usually "${ENV}"; never logged */
+        } sasl;
     } upstream;
 
     struct {
@@ -70,6 +98,13 @@ typedef struct config {
         uint64_t pending_ttl_ms;       /* lifetime of a pending mark, default 5m */
         int cache_entries;             /* in-process cache of done eventIds, default 100000 */
     } redis;
+
+    struct {
+        char *users_file;     /* NULL: clients are not authenticated */
+        unsigned mechanisms;  /* SASL_MECH_BIT()s offered; default all three */
+        int allow_plaintext;  /* PLAIN without TLS from non-loopback peers; default 0 */
+        struct acl *acl;      /* auth.acls; NULL when the key is absent (no ACLs) */
+    } auth;
 
     policy_t *policy; /* the `topics:` rules (never NULL after load) */
 } config_t;
@@ -91,6 +126,8 @@ void config_free(config_t *c);
 /* Parse helpers, exposed for tests: 0 on success, -1 if malformed. */
 int config_parse_duration(const char *s, uint64_t *ms);
 int config_parse_size(const char *s, uint64_t *bytes);
+/* "PLAIN" -> SASL_PLAIN, "SCRAM-SHA-256", "SCRAM-SHA-512"; -1 otherwise. */
+int config_parse_sasl_mech(const char *s);
 /* Splits "host:port" (also "[v6]:port"); host is malloc'd. */
 int config_parse_hostport(const char *s, char **host, int *port);
 

@@ -16,12 +16,13 @@ static const uint64_t lat_bounds_us[METRICS_LAT_BUCKETS] = {
     50,    100,   250,    500,    1000,   2500,    5000,    10000,
     25000, 50000, 100000, 250000, 500000, 1000000, 5000000, 10000000};
 
-static const char *const uperr_names[UPERR_KINDS] = {"connect", "closed", "protocol", "timeout"};
+static const char *const uperr_names[UPERR_KINDS] = {"connect", "closed", "protocol",
+                                                     "timeout", "tls",    "auth"};
 static const char *const drop_names[DEDUP_DROP_KINDS] = {"done", "in_flight", "same_response"};
 static const char *const redis_err_names[REDIS_ERR_KINDS] = {"connect", "closed", "timeout",
                                                              "reply"};
 static const char *const close_names[CLOSE_KINDS] = {"normal", "protocol", "idle", "upstream",
-                                                     "drain"};
+                                                     "drain",  "auth",     "tls"};
 
 /* Counts usec in one latency histogram (buckets, count and sum). */
 static void observe(uint64_t bucket[METRICS_LAT_BUCKETS], uint64_t *count, uint64_t *sum_us,
@@ -265,8 +266,45 @@ static void render_redis(struct evbuffer *out)
               m->redis_lat_sum_us);
 }
 
+static void render_security(struct evbuffer *out)
+{
+    static const char *const mech[] = {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    const struct metrics *m = &g_metrics;
+    header(out, "eosproxy_auth_logins_total", "counter",
+           "Client SASL logins, by mechanism and result.");
+    for (int i = 1; i < 4; i++) {
+        evbuffer_add_printf(out,
+                            "eosproxy_auth_logins_total{mechanism=\"%s\",result=\"ok\"} %llu\n",
+                            mech[i], (unsigned long long)m->auth_successes[i]);
+        evbuffer_add_printf(out,
+                            "eosproxy_auth_logins_total{mechanism=\"%s\",result=\"failed\"} %llu\n",
+                            mech[i], (unsigned long long)m->auth_failures[i]);
+    }
+    scalar(out, "eosproxy_auth_throttled_total", "counter",
+           "Failed-login answers delayed because the address failed before.",
+           (long long)m->auth_throttled);
+    scalar(out, "eosproxy_auth_queue_full_total", "counter",
+           "Logins refused because too many PLAIN password checks were waiting.",
+           (long long)m->auth_queue_full);
+    header(out, "eosproxy_acl_denied_total", "counter",
+           "Topics (Produce, Fetch) or requests (admin APIs) refused by auth.acls, by API.");
+    for (int k = 0; k < KAPI_MAX; k++) {
+        if (m->acl_denied[k])
+            evbuffer_add_printf(out, "eosproxy_acl_denied_total{api=\"%s\"} %llu\n",
+                                kproto_api_name((int16_t)k), (unsigned long long)m->acl_denied[k]);
+    }
+    scalar(out, "eosproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.",
+           (long long)m->tls_handshakes);
+    scalar(out, "eosproxy_tls_reloads_total", "counter",
+           "listen.tls certificate reloads on SIGHUP that took.", (long long)m->tls_reloads);
+    scalar(out, "eosproxy_tls_reload_failures_total", "counter",
+           "listen.tls reloads refused (the previous certificate kept).",
+           (long long)m->tls_reload_failures);
+}
+
 void metrics_render(struct evbuffer *out)
 {
+    render_security(out);
     render_connections(out);
     render_requests(out);
     render_routes(out);

@@ -21,6 +21,8 @@ enum upstream_err_kind {
     UPERR_CLOSED,      /* broker closed or reset an open connection */
     UPERR_PROTOCOL,    /* unparseable or unexpected response */
     UPERR_TIMEOUT,     /* eosproxy's own request timed out */
+    UPERR_TLS,         /* TLS handshake or certificate verification failed */
+    UPERR_AUTH,        /* the broker refused eosproxy's SASL login */
     UPERR_KINDS
 };
 
@@ -30,6 +32,8 @@ enum client_close_kind {
     CLOSE_IDLE,       /* idle timeout */
     CLOSE_UPSTREAM,   /* its upstream connection failed */
     CLOSE_DRAIN,      /* shutdown */
+    CLOSE_AUTH,       /* failed login, or a request before login */
+    CLOSE_TLS,        /* TLS handshake failed (bad or missing client certificate) */
     CLOSE_KINDS
 };
 
@@ -98,6 +102,15 @@ struct metrics {
     uint64_t redis_lat_bucket[METRICS_LAT_BUCKETS];
     uint64_t redis_lat_count;
     uint64_t redis_lat_sum_us;
+    /* Client authentication and ACLs (client.c, authworker.c). */
+    uint64_t auth_successes[4];      /* logins by sasl_mech_t */
+    uint64_t auth_failures[4];       /* refused logins by sasl_mech_t */
+    uint64_t auth_throttled;         /* failure answers delayed for a source */
+    uint64_t auth_queue_full;        /* logins refused: too many PLAIN checks queued */
+    uint64_t acl_denied[KAPI_MAX];   /* topics (or requests) refused by auth.acls, by API */
+    uint64_t tls_handshakes;         /* client TLS handshakes completed */
+    uint64_t tls_reloads;            /* certificate reloads on SIGHUP that took */
+    uint64_t tls_reload_failures;    /* reloads refused (old certificate kept) */
     uint64_t lat_bucket[KAPI_MAX][METRICS_LAT_BUCKETS];
     uint64_t lat_count[KAPI_MAX];
     uint64_t lat_sum_us[KAPI_MAX];
