@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "upstream.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,7 +35,7 @@ struct control {
     struct proxy *px;
     struct ctl_addr *addrs; /* the bootstrap list */
     size_t naddrs;
-    size_t attempt;     /* counts connection attempts, picks the address */
+    size_t attempt; /* counts connection attempts, picks the address */
     enum ctl_state state;
     struct bufferevent *bev;
     struct event *timer; /* reconnect, request timeout or refresh */
@@ -56,18 +57,24 @@ static void arm_timer(struct control *ctl, uint64_t ms)
 static void ctl_disconnect(struct control *ctl)
 {
     if (ctl->bev) {
-        bufferevent_free(ctl->bev);
+        upstream_free(ctl->bev);
         ctl->bev = NULL;
     }
 }
 
-/* Gives up on the current connection and retries after the backoff. */
+/* Gives up on the current connection and retries after the backoff. kind < 0:
+ * upstream.c has already counted and logged why (UPSTREAM_EVENT_COUNTED). */
 static void ctl_fail(struct control *ctl, int kind, const char *what)
 {
     const config_t *cfg = ctl->px->cfg;
-    g_metrics.upstream_errors[kind]++;
-    log_warn("upstream %s:%d: %s; retrying in %llu ms", ctl->target ? ctl->target : "?",
-             ctl->target_port, what, (unsigned long long)ctl->backoff_ms);
+    if (kind >= 0) {
+        g_metrics.upstream_errors[kind]++;
+        log_warn("upstream %s:%d: %s; retrying in %llu ms", ctl->target ? ctl->target : "?",
+                 ctl->target_port, what, (unsigned long long)ctl->backoff_ms);
+    } else {
+        log_info("upstream %s:%d: retrying in %llu ms", ctl->target ? ctl->target : "?",
+                 ctl->target_port, (unsigned long long)ctl->backoff_ms);
+    }
     ctl_disconnect(ctl);
     ctl->state = CTL_IDLE;
     arm_timer(ctl, ctl->backoff_ms);
@@ -94,8 +101,7 @@ static void send_apiversions(struct control *ctl)
 {
     kwriter_t w;
     kw_init(&w, 128);
-    kproto_apiversions_request(&w, CTL_APIVERSIONS_VERSION, ++ctl->correlation_id,
-                               CTL_CLIENT_ID);
+    kproto_apiversions_request(&w, CTL_APIVERSIONS_VERSION, ++ctl->correlation_id, CTL_CLIENT_ID);
     ctl_send(ctl, &w, CTL_APIVERSIONS);
 }
 
@@ -196,7 +202,9 @@ static void ctl_event_cb(struct bufferevent *bev, short what, void *arg)
         send_apiversions(ctl);
         return;
     }
-    if (ctl->state == CTL_CONNECTING)
+    if (what & UPSTREAM_EVENT_COUNTED)
+        ctl_fail(ctl, -1, NULL);
+    else if (ctl->state == CTL_CONNECTING)
         ctl_fail(ctl, UPERR_CONNECT, "connect failed");
     else
         ctl_fail(ctl, UPERR_CLOSED, "connection closed");
@@ -244,17 +252,15 @@ static void ctl_connect(struct control *ctl)
     struct proxy *px = ctl->px;
     ctl_disconnect(ctl);
     pick_target(ctl);
-    ctl->bev = bufferevent_socket_new(px->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!ctl->bev) {
-        ctl_fail(ctl, UPERR_CONNECT, "out of memory");
-        return;
-    }
-    bufferevent_setcb(ctl->bev, ctl_read_cb, NULL, ctl_event_cb, ctl);
-    bufferevent_enable(ctl->bev, EV_READ | EV_WRITE);
     ctl->state = CTL_CONNECTING;
-    arm_timer(ctl, px->cfg->upstream.connect_timeout_ms);
-    if (bufferevent_socket_connect_hostname(ctl->bev, px->dns, AF_UNSPEC, ctl->target,
-                                            ctl->target_port))
+    /* Connecting ends once TLS and the SASL login (bounded by request_timeout) are done. */
+    uint64_t ms = px->cfg->upstream.connect_timeout_ms;
+    if (upstream_sec_holds_writes(px->upsec))
+        ms += px->cfg->upstream.request_timeout_ms;
+    arm_timer(ctl, ms);
+    ctl->bev = upstream_connect(px, ctl->target, ctl->target_port, 0, ctl_read_cb, NULL,
+                                ctl_event_cb, ctl);
+    if (!ctl->bev)
         ctl_fail(ctl, UPERR_CONNECT, "connect failed");
 }
 

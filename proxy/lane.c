@@ -8,6 +8,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "upstream.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -102,18 +103,20 @@ static void fail_all(struct lane *l)
 static void lane_close(struct lane *l)
 {
     if (l->bev) {
-        bufferevent_free(l->bev);
+        upstream_free(l->bev);
         l->bev = NULL;
     }
     if (l->held)
         evbuffer_drain(l->held, evbuffer_get_length(l->held));
 }
 
-/* Drops the connection, fails what is pending, reconnects after backoff. */
+/* Drops the connection, fails what is pending, reconnects after backoff.
+ * kind < 0: upstream.c has already counted why (UPSTREAM_EVENT_COUNTED). */
 static void lane_fail(struct lane *l, int kind, const char *why)
 {
     const config_t *cfg = l->px->cfg;
-    g_metrics.upstream_errors[kind]++;
+    if (kind >= 0)
+        g_metrics.upstream_errors[kind]++;
     log_warn("lane to broker %d: %s; %s", (int)l->node_id, why,
              l->head ? "failing its pending requests" : "idle");
     lane_close(l);
@@ -178,11 +181,16 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         evutil_socket_t fd = bufferevent_getfd(bev);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         l->state = LANE_UP;
+        /* What was held while the SASL login ran (empty otherwise). */
+        evbuffer_add_buffer(bufferevent_get_output(bev), l->held);
         log_debug("lane to broker %d: connected", (int)l->node_id);
         return;
     }
-    lane_fail(l, l->state == LANE_CONNECTING ? UPERR_CONNECT : UPERR_CLOSED,
-              l->state == LANE_CONNECTING ? "connect failed" : "connection closed");
+    if (what & UPSTREAM_EVENT_COUNTED)
+        lane_fail(l, -1, "TLS or SASL login failed");
+    else
+        lane_fail(l, l->state == LANE_CONNECTING ? UPERR_CONNECT : UPERR_CLOSED,
+                  l->state == LANE_CONNECTING ? "connect failed" : "connection closed");
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -210,25 +218,19 @@ static void lane_connect(struct lane *l)
         lane_fail(l, UPERR_CONNECT, "broker unknown");
         return;
     }
-    l->bev = bufferevent_socket_new(l->px->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    l->state = LANE_CONNECTING;
+    l->bev = upstream_connect(l->px, b->host, b->port, 0, read_cb, NULL, event_cb, l);
     if (!l->bev) {
-        lane_fail(l, UPERR_CONNECT, "out of memory");
+        lane_fail(l, UPERR_CONNECT, "connect failed");
         return;
     }
     /* libevent writes 16 KiB per syscall by default; lanes carry MiB-sized
      * ProduceRequests. */
     bufferevent_set_max_single_write(l->bev, 1024 * 1024);
-    bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
-    bufferevent_enable(l->bev, EV_READ | EV_WRITE);
-    l->state = LANE_CONNECTING;
-    if (bufferevent_socket_connect_hostname(l->bev, l->px->dns, AF_UNSPEC, b->host, b->port)) {
-        lane_fail(l, UPERR_CONNECT, "connect failed");
-        return;
-    }
-    /* bev may be gone if the connect failed synchronously. */
-    if (!l->bev)
-        return;
-    evbuffer_add_buffer(bufferevent_get_output(l->bev), l->held);
+    /* With an upstream SASL login, requests wait in held until CONNECTED. The
+     * deadlines below leave connect_timeout + request_timeout for that. */
+    if (!upstream_sec_holds_writes(l->px->upsec))
+        evbuffer_add_buffer(bufferevent_get_output(l->bev), l->held);
     stamp_deadlines(l);
     arm_deadline(l);
 }
@@ -296,7 +298,9 @@ int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, l
         free(frame);
         return -1;
     }
-    struct evbuffer *out = l->bev ? bufferevent_get_output(l->bev) : l->held;
+    /* Straight onto the connection, unless it is down or still logging in. */
+    int direct = l->bev && (l->state == LANE_UP || !upstream_sec_holds_writes(l->px->upsec));
+    struct evbuffer *out = direct ? bufferevent_get_output(l->bev) : l->held;
     /* By reference: a ProduceRequest of a few MiB is not copied again. */
     if (evbuffer_add_reference(out, frame, len, free_frame, NULL)) {
         free(frame);
