@@ -251,3 +251,231 @@ int kfetch_resp_write(kwriter_t *w, int16_t ver, const kfetch_resp_t *resp)
     kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
     return 0;
 }
+
+/* ---- FetchRequest: parse ---- */
+
+/* Smallest request encodings, to bound array counts by the bytes left. */
+#define MIN_REQ_TOPIC(flex)                                                                        \
+    ((flex) ? 3u : 6u) /* topic, partitions (, tags)                                               \
+                        */
+#define MIN_FORGOTTEN(flex)                                                                        \
+    ((flex) ? 3u : 6u) /* topic, partitions (, tags)                                               \
+                        */
+
+/* Smallest FetchPartition of ver: partition, current leader epoch (9+),
+ * fetch offset, last fetched epoch (12+), log start offset (5+), max
+ * bytes, tags (12+). */
+static size_t min_req_partition(int16_t ver)
+{
+    size_t n = 4 + 8 + 4;
+    if (ver >= 9)
+        n += 4;
+    if (ver >= 12)
+        n += 4 + 1;
+    if (ver >= 5)
+        n += 8;
+    return n;
+}
+
+static void parse_req_partition(kreader_t *r, int16_t ver, kfetch_req_partition_t *p)
+{
+    p->partition = kr_i32(r);
+    p->current_leader_epoch = ver >= 9 ? kr_i32(r) : -1;
+    p->fetch_offset = kr_i64(r);
+    p->last_fetched_epoch = ver >= 12 ? kr_i32(r) : -1;
+    p->log_start_offset = ver >= 5 ? kr_i64(r) : -1;
+    p->partition_max_bytes = kr_i32(r);
+    p->tags = read_tags(r, is_flex(ver));
+}
+
+/* FetchTopic: Topic STRING, Partitions [FetchPartition]. */
+static void parse_req_topic(kreader_t *r, int16_t ver, kfetch_req_topic_t *t)
+{
+    int flex = is_flex(ver);
+    void *arr;
+    t->topic = kr_str_nn(r, flex);
+    t->npartitions =
+        kr_array_alloc(r, flex, 0, min_req_partition(ver), sizeof(kfetch_req_partition_t), &arr);
+    t->partitions = arr;
+    for (int32_t i = 0; i < t->npartitions && kr_ok(r); i++)
+        parse_req_partition(r, ver, &t->partitions[i]);
+    t->tags = read_tags(r, flex);
+}
+
+/* ForgottenTopic: Topic STRING, Partitions [INT32]. */
+static void parse_forgotten(kreader_t *r, int flex, kfetch_forgotten_t *f)
+{
+    void *arr;
+    f->topic = kr_str_nn(r, flex);
+    f->npartitions = kr_array_alloc(r, flex, 0, 4, sizeof(int32_t), &arr);
+    f->partitions = arr;
+    for (int32_t i = 0; i < f->npartitions && kr_ok(r); i++)
+        f->partitions[i] = kr_i32(r);
+    f->tags = read_tags(r, flex);
+}
+
+/*
+ * FetchRequest v4..v12 body (v12 is flexible: COMPACT_ lengths and a
+ * TAGGED_FIELDS section closing every struct and the body; the body's
+ * ClusterId is tag 0):
+ *
+ *   ReplicaId INT32
+ *   MaxWaitMs INT32
+ *   MinBytes INT32
+ *   MaxBytes INT32                           (v3+)
+ *   IsolationLevel INT8                      (v4+)
+ *   SessionId INT32                          (v7+)
+ *   SessionEpoch INT32                       (v7+)
+ *   Topics [ Topic STRING
+ *            Partitions [ Partition INT32
+ *                         CurrentLeaderEpoch INT32 (v9+)
+ *                         FetchOffset INT64
+ *                         LastFetchedEpoch INT32   (v12+)
+ *                         LogStartOffset INT64     (v5+)
+ *                         PartitionMaxBytes INT32 ] ]
+ *   ForgottenTopicsData [ Topic STRING, Partitions [INT32] ] (v7+)
+ *   RackId STRING                            (v11+)
+ */
+int kfetch_req_parse(int16_t ver, const uint8_t *body, size_t len, kfetch_req_t *req,
+                     size_t *err_off)
+{
+    kreader_t r;
+    void *arr;
+    memset(req, 0, sizeof(*req));
+    req->rack_id.len = -1;
+    kr_init(&r, body, len);
+    if (!version_ok(ver))
+        kr_fail(&r, KR_EINVALID);
+    int flex = is_flex(ver);
+    req->replica_id = kr_i32(&r);
+    req->max_wait_ms = kr_i32(&r);
+    req->min_bytes = kr_i32(&r);
+    req->max_bytes = kr_i32(&r);
+    req->isolation_level = kr_i8(&r);
+    if (ver >= 7) {
+        req->session_id = kr_i32(&r);
+        req->session_epoch = kr_i32(&r);
+    }
+    req->ntopics =
+        kr_array_alloc(&r, flex, 0, MIN_REQ_TOPIC(flex), sizeof(kfetch_req_topic_t), &arr);
+    req->topics = arr;
+    for (int32_t i = 0; i < req->ntopics && kr_ok(&r); i++)
+        parse_req_topic(&r, ver, &req->topics[i]);
+    if (ver >= 7) {
+        req->nforgotten =
+            kr_array_alloc(&r, flex, 0, MIN_FORGOTTEN(flex), sizeof(kfetch_forgotten_t), &arr);
+        req->forgotten = arr;
+        for (int32_t i = 0; i < req->nforgotten && kr_ok(&r); i++)
+            parse_forgotten(&r, flex, &req->forgotten[i]);
+    }
+    if (ver >= 11)
+        req->rack_id = kr_str_nn(&r, flex);
+    req->tags = read_tags(&r, flex);
+    kr_expect_end(&r);
+    if (kr_ok(&r))
+        return 0;
+    if (err_off)
+        *err_off = r.err_off;
+    kfetch_req_free(req);
+    return r.err;
+}
+
+void kfetch_req_free(kfetch_req_t *req)
+{
+    if (!req)
+        return;
+    for (int32_t i = 0; i < req->ntopics && req->topics; i++)
+        free(req->topics[i].partitions);
+    free(req->topics);
+    for (int32_t i = 0; i < req->nforgotten && req->forgotten; i++)
+        free(req->forgotten[i].partitions);
+    free(req->forgotten);
+    memset(req, 0, sizeof(*req));
+}
+
+/* ---- FetchRequest: write ---- */
+
+static int name_ok(kstr_t s)
+{
+    return s.len >= 0 && s.len <= INT16_MAX && (s.ptr || s.len == 0);
+}
+
+/* Everything the body encoder needs from req is in range. */
+static int req_ok(int16_t ver, const kfetch_req_t *req)
+{
+    if (req->ntopics < 0 || (req->ntopics && !req->topics))
+        return 0;
+    if (ver >= 7 && (req->nforgotten < 0 || (req->nforgotten && !req->forgotten)))
+        return 0;
+    if (ver >= 11 && !name_ok(req->rack_id))
+        return 0;
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const kfetch_req_topic_t *t = &req->topics[i];
+        if (!name_ok(t->topic) || t->npartitions < 0 || (t->npartitions && !t->partitions))
+            return 0;
+    }
+    for (int32_t i = 0; ver >= 7 && i < req->nforgotten; i++) {
+        const kfetch_forgotten_t *f = &req->forgotten[i];
+        if (!name_ok(f->topic) || f->npartitions < 0 || (f->npartitions && !f->partitions))
+            return 0;
+    }
+    return 1;
+}
+
+static void write_req_topic(kwriter_t *w, int16_t ver, const kfetch_req_topic_t *t)
+{
+    int flex = is_flex(ver);
+    kw_kstr(w, flex, t->topic);
+    kw_array(w, flex, t->npartitions);
+    for (int32_t j = 0; j < t->npartitions; j++) {
+        const kfetch_req_partition_t *p = &t->partitions[j];
+        kw_i32(w, p->partition);
+        if (ver >= 9)
+            kw_i32(w, p->current_leader_epoch);
+        kw_i64(w, p->fetch_offset);
+        if (ver >= 12)
+            kw_i32(w, p->last_fetched_epoch);
+        if (ver >= 5)
+            kw_i64(w, p->log_start_offset);
+        kw_i32(w, p->partition_max_bytes);
+        write_tags(w, flex, p->tags);
+    }
+    write_tags(w, flex, t->tags);
+}
+
+static void write_forgotten(kwriter_t *w, int flex, const kfetch_forgotten_t *f)
+{
+    kw_kstr(w, flex, f->topic);
+    kw_array(w, flex, f->npartitions);
+    for (int32_t j = 0; j < f->npartitions; j++)
+        kw_i32(w, f->partitions[j]);
+    write_tags(w, flex, f->tags);
+}
+
+int kfetch_req_write_body(kwriter_t *w, int16_t ver, const kfetch_req_t *req)
+{
+    if (!version_ok(ver) || !req_ok(ver, req))
+        return -1;
+    int flex = is_flex(ver);
+    kw_i32(w, req->replica_id);
+    kw_i32(w, req->max_wait_ms);
+    kw_i32(w, req->min_bytes);
+    kw_i32(w, req->max_bytes);
+    kw_i8(w, req->isolation_level);
+    if (ver >= 7) {
+        kw_i32(w, req->session_id);
+        kw_i32(w, req->session_epoch);
+    }
+    kw_array(w, flex, req->ntopics);
+    for (int32_t i = 0; i < req->ntopics; i++)
+        write_req_topic(w, ver, &req->topics[i]);
+    if (ver >= 7) {
+        kw_array(w, flex, req->nforgotten);
+        for (int32_t i = 0; i < req->nforgotten; i++)
+            write_forgotten(w, flex, &req->forgotten[i]);
+    }
+    if (ver >= 11)
+        kw_kstr(w, flex, req->rack_id);
+    write_tags(w, flex, req->tags);
+    return w->err ? -1 : 0;
+}
