@@ -563,7 +563,11 @@ int scram_server_client_final(scram_server_t *s, const uint8_t *msg, size_t len,
         OPENSSL_cleanse(proof, sizeof(proof));
         return -1;
     }
-    int nonce_good = nlen == s->nonce_len && memcmp(nonce, s->nonce, nlen) == 0;
+    /* The nonce must END with ours, as Kafka's ScramSaslServer checks
+     * (endsWith): librdkafka 2.0 sends its client nonce again in front of the
+     * combined one, and its proof covers what it sent. */
+    int nonce_good =
+        nlen >= s->nonce_len && memcmp(nonce + nlen - s->nonce_len, s->nonce, s->nonce_len) == 0;
 
     /* ClientKey = proof XOR HMAC(StoredKey, AuthMessage); good if H(ClientKey) ==
      * StoredKey. */
