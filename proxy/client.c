@@ -20,19 +20,27 @@
  */
 #include "client.h"
 
+#include "../policy/acl.h"
+#include "authworker.h"
 #include "kerror.h"
 #include "kproduce.h"
 #include "kproto.h"
 #include "krecord.h"
 #include "krewrite.h"
+#include "ksasl.h"
+#include "ksplit.h"
 #include "log.h"
 #include "metrics.h"
 #include "dedup.h"
 #include "proxy.h"
+#include "sasl.h"
+#include "tls.h"
 #include "upgrade.h"
+#include "upstream.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -44,6 +52,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <unistd.h>
 
 /* Responses are trusted more than requests but still bounded. */
@@ -56,12 +65,16 @@
 #define BIG_FRAME (64 * 1024)
 /* Bytes one write may send; libevent's default of 16 KiB costs a syscall each. */
 #define MAX_SINGLE_WRITE (1024 * 1024)
+/* Largest SASL token accepted before authentication (raw or in SaslAuthenticate). */
+#define MAX_SASL_FRAME (64 * 1024)
 
 /* Why reading from the client is paused (bit set). */
 enum {
-    PAUSE_INFLIGHT = 1, /* FIFO full */
-    PAUSE_UP_FULL = 2,  /* upstream output over the watermark */
-    PAUSE_UPGRADE = 4,  /* the upgrade engine holds too much */
+    PAUSE_INFLIGHT = 1,  /* FIFO full */
+    PAUSE_UP_FULL = 2,   /* upstream output over the watermark */
+    PAUSE_UPGRADE = 4,   /* the upgrade engine holds too much */
+    PAUSE_UPCONNECT = 8, /* upstream login (SASL) still running: nothing may be written yet */
+    PAUSE_AUTH = 16,     /* a client password is being checked */
 };
 
 enum slot_state {
@@ -78,6 +91,7 @@ struct slot {
     uint8_t state;
     struct evbuffer *resp; /* SLOT_READY and not yet released */
     uint64_t t0_us;
+    ksplit_t *split; /* topics auth.acls took out; answered in the response */
 };
 
 struct client {
@@ -113,6 +127,24 @@ struct client {
     struct event *big_ev;    /* reads a large frame straight into big */
     uint8_t *big;
     size_t big_len, big_have;
+
+    /* Client authentication (auth.users_file set). */
+    sasl_session_t *sasl; /* NULL: no authentication on this connection */
+    int authed;           /* login done (always 1 without authentication) */
+    int raw_tokens;       /* SaslHandshake v0: raw size-prefixed tokens follow */
+    int auth_failed;      /* closing after a refused login */
+    int tls;              /* the client side is TLS */
+    int tls_up;           /* its handshake completed */
+    int loopback;         /* peer is 127.0.0.0/8 or ::1 */
+    char peer_ip[INET6_ADDRSTRLEN];
+    struct event *auth_delay_ev; /* holds a failure answer (sasl_failure_delay) */
+    struct evbuffer *auth_resp;  /* the held answer */
+    uint64_t auth_token;         /* its slot */
+
+    /* auth.acls: the request rewritten without denied topics, and their record. */
+    uint8_t *repl;
+    size_t repl_len;
+    ksplit_t *pending_split; /* attached to the next slot pushed */
 };
 
 static uint64_t now_us(void)
@@ -149,7 +181,15 @@ void client_free(struct client *c)
         struct slot *s = slot_at(c, p);
         if (s->resp)
             evbuffer_free(s->resp);
+        ksplit_free(s->split);
     }
+    sasl_session_free(c->sasl);
+    if (c->auth_delay_ev)
+        event_free(c->auth_delay_ev);
+    if (c->auth_resp)
+        evbuffer_free(c->auth_resp);
+    free(c->repl);
+    ksplit_free(c->pending_split);
     g_metrics.inflight -= (int64_t)inflight(c);
     if (px->dedup)
         dedup_client_gone(px->dedup, c->id);
@@ -162,8 +202,7 @@ void client_free(struct client *c)
     free(c->big);
     if (c->bev)
         bufferevent_free(c->bev);
-    if (c->up)
-        bufferevent_free(c->up);
+    upstream_free(c->up);
     TAILQ_REMOVE(&px->clients, c, link);
     px->nclients--;
     g_metrics.connections_open--;
@@ -199,15 +238,21 @@ static int maybe_finish_drain(struct client *c)
     if (!c->draining || c->lingering || inflight(c) ||
         evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
         return 0;
-    start_linger(c, CLOSE_DRAIN); /* flushes what the client sent that needs no answer */
+    /* flushes what the client sent that needs no answer */
+    start_linger(c, c->auth_failed ? CLOSE_AUTH : CLOSE_DRAIN);
     return 1;
 }
 
 /* ---- flow control ---- */
 
+/*
+ * PAUSE_UPCONNECT only stops frame processing: the socket stays readable
+ * (a TLS handshake may still be running) and the input is bounded by a
+ * read watermark instead.
+ */
 static void update_client_read(struct client *c)
 {
-    if (c->read_pause || c->draining || c->big)
+    if ((c->read_pause & ~PAUSE_UPCONNECT) || c->draining || c->big)
         bufferevent_disable(c->bev, EV_READ);
     else
         bufferevent_enable(c->bev, EV_READ);
@@ -244,7 +289,7 @@ static void pause_upstream(struct client *c)
 
 static void resume_upstream(struct client *c)
 {
-    if (!c->up_paused)
+    if (!c->up || !c->up_paused)
         return;
     c->up_paused = 0;
     bufferevent_enable(c->up, EV_READ);
@@ -253,6 +298,13 @@ static void resume_upstream(struct client *c)
 }
 
 /* ---- the response FIFO ---- */
+
+static void free_detached(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
 
 static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
 {
@@ -263,6 +315,8 @@ static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
     s->state = (uint8_t)state;
     s->resp = NULL;
     s->t0_us = now_us();
+    s->split = c->pending_split;
+    c->pending_split = NULL;
     g_metrics.inflight++;
     return s;
 }
@@ -281,6 +335,8 @@ static void flush_ready(struct client *c)
             evbuffer_free(s->resp);
             s->resp = NULL;
         }
+        ksplit_free(s->split);
+        s->split = NULL;
         c->head++;
         g_metrics.inflight--;
     }
@@ -288,9 +344,36 @@ static void flush_ready(struct client *c)
         resume_client(c, PAUSE_INFLIGHT);
 }
 
+/*
+ * The broker's answer to a request auth.acls split, plus the denied topics
+ * answered with TOPIC_AUTHORIZATION_FAILED. Returns the merged response
+ * (resp freed) or resp unchanged when it cannot be merged (logged).
+ */
+static struct evbuffer *merge_split(struct client *c, struct slot *s, struct evbuffer *resp)
+{
+    size_t len = evbuffer_get_length(resp);
+    const uint8_t *p = len >= 8 ? evbuffer_pullup(resp, (ev_ssize_t)len) : NULL;
+    kwriter_t w;
+    kw_init(&w, len + 256);
+    if (!p || ksplit_merge(s->split, p + 4, len - 4, KERR_TOPIC_AUTHORIZATION_FAILED, &w)) {
+        kw_free(&w);
+        log_warn("client %llu (%s): cannot add the denied topics to a %s response",
+                 (unsigned long long)c->id, c->peer, kproto_api_name(s->api_key));
+        return resp;
+    }
+    evbuffer_free(resp);
+    size_t n;
+    uint8_t *buf = kw_detach(&w, &n);
+    struct evbuffer *merged = evbuffer_new();
+    evbuffer_add_reference(merged, buf, n, free_detached, NULL);
+    return merged;
+}
+
 /* Marks s answered with resp (ownership taken) and releases what it can. */
 static void slot_complete(struct client *c, struct slot *s, struct evbuffer *resp)
 {
+    if (s->split && resp)
+        resp = merge_split(c, s, resp);
     metrics_observe_latency(s->api_key, now_us() - s->t0_us);
     s->state = SLOT_READY;
     s->resp = resp;
@@ -312,6 +395,18 @@ static struct slot *next_upstream_slot(struct client *c)
 }
 
 /* ---- requests ---- */
+
+/* The open connection with this id, or NULL once it has gone. */
+static struct client *client_find(struct proxy *px, uint64_t id)
+{
+    struct client *c;
+    TAILQ_FOREACH(c, &px->clients, link)
+    {
+        if (c->id == id)
+            return c;
+    }
+    return NULL;
+}
 
 /* Answers ApiVersions with what eosproxy can parse and the upstream serves. */
 static int answer_apiversions(struct client *c, const kreq_hdr_t *h, const uint8_t *frame,
@@ -620,14 +715,358 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
     return rc;
 }
 
+/* ---- client authentication (SASL) ---- */
+
+static int connect_upstream(struct client *c);
+
+/* Queues a locally built frame (w, freed here) into the slot at token. */
+static void complete_token(struct client *c, uint64_t token, kwriter_t *w)
+{
+    struct evbuffer *resp = evbuffer_new();
+    evbuffer_add(resp, w->buf, w->len);
+    kw_free(w);
+    g_metrics.local_responses++;
+    slot_complete(c, slot_at(c, token), resp);
+}
+
+/*
+ * The answer to one SASL token: a SaslAuthenticate response, or after
+ * SaslHandshake v0 the raw size-prefixed token (nothing at all for a
+ * failure: the connection just closes, as Kafka does).
+ */
+static void write_auth_answer(const struct slot *s, int16_t err, const char *msg,
+                              const uint8_t *reply, size_t rlen, kwriter_t *w)
+{
+    if (s->api_version < 0) {
+        if (err == 0) {
+            kw_i32(w, (int32_t)rlen);
+            kw_raw(w, reply, rlen);
+        }
+        return;
+    }
+    ksasl_authenticate_resp_write(w, s->api_version, s->correlation_id, err, err ? msg : NULL,
+                                  reply, rlen, 0);
+}
+
+static void auth_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)fd;
+    (void)what;
+    struct evbuffer *resp = c->auth_resp;
+    c->auth_resp = NULL;
+    g_metrics.local_responses++;
+    slot_complete(c, slot_at(c, c->auth_token), resp);
+    maybe_finish_drain(c);
+}
+
+/* A refused login: answer (after the source's failure delay), then close. */
+static void auth_refuse(struct client *c, uint64_t token, const char *msg)
+{
+    struct slot *s = slot_at(c, token);
+    kwriter_t w;
+    kw_init(&w, 256);
+    write_auth_answer(s, KERR_SASL_AUTHENTICATION_FAILED, msg, NULL, 0, &w);
+    log_info("client %llu (%s): login refused (%s)", (unsigned long long)c->id, c->peer, msg);
+    c->auth_failed = 1;
+    c->draining = 1;
+    update_client_read(c);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t delay =
+        sasl_failure_delay(c->peer_ip, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+    c->auth_resp = evbuffer_new();
+    evbuffer_add(c->auth_resp, w.buf, w.len);
+    kw_free(&w);
+    c->auth_token = token;
+    c->auth_delay_ev = evtimer_new(c->px->base, auth_delay_cb, c);
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)((delay % 1000) * 1000)};
+    if (!c->auth_delay_ev || evtimer_add(c->auth_delay_ev, &tv) < 0)
+        auth_delay_cb(-1, 0, c);
+}
+
+/* Login succeeded: open the upstream connection and serve the client. */
+static int auth_accept(struct client *c, uint64_t token, const uint8_t *reply, size_t rlen)
+{
+    kwriter_t w;
+    kw_init(&w, rlen + 64);
+    write_auth_answer(slot_at(c, token), 0, NULL, reply, rlen, &w);
+    c->authed = 1;
+    static const char *const mech[] = {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    log_info("client %llu (%s): authenticated as %s (%s%s%s)", (unsigned long long)c->id, c->peer,
+             sasl_session_user(c->sasl), mech[sasl_session_mech(c->sasl)], c->tls ? ", TLS" : "",
+             c->raw_tokens ? ", SaslHandshake v0" : "");
+    c->raw_tokens = 0;
+    complete_token(c, token, &w);
+    if (connect_upstream(c)) {
+        log_warn("client %llu (%s): cannot set up the upstream connection",
+                 (unsigned long long)c->id, c->peer);
+        close_client(c, CLOSE_UPSTREAM);
+        return -1;
+    }
+    return 0;
+}
+
+/* Carries out one SASL step's outcome for the token in the slot at token. */
+static int auth_outcome(struct client *c, uint64_t token, sasl_step_t st, const uint8_t *reply,
+                        size_t rlen, const char *msg)
+{
+    kwriter_t w;
+    switch (st) {
+    case SASL_STEP_CONTINUE:
+        kw_init(&w, rlen + 64);
+        write_auth_answer(slot_at(c, token), 0, NULL, reply, rlen, &w);
+        complete_token(c, token, &w);
+        return 0;
+    case SASL_STEP_DONE:
+        return auth_accept(c, token, reply, rlen);
+    case SASL_STEP_ASYNC:
+        pause_client(c, PAUSE_AUTH);
+        return 0;
+    default:
+        auth_refuse(c, token, msg);
+        return 0;
+    }
+}
+
+/* One client token (raw, or the auth_bytes of a SaslAuthenticate) in the slot at token. */
+static int auth_token_step(struct client *c, uint64_t token, const uint8_t *tok, size_t len)
+{
+    uint8_t reply[1024];
+    size_t rlen = 0;
+    const char *msg = NULL;
+    sasl_step_t st = sasl_session_step(c->sasl, tok, len, reply, sizeof(reply), &rlen, &msg);
+    return auth_outcome(c, token, st, reply, rlen, msg);
+}
+
+void client_auth_result(struct proxy *px, uint64_t client_id, int ok)
+{
+    struct client *c = client_find(px, client_id);
+    if (!c || !c->sasl || c->authed || c->auth_failed || c->head == c->tail)
+        return;
+    const char *msg = NULL;
+    sasl_step_t st = sasl_session_plain_result(c->sasl, ok, &msg);
+    /* The PLAIN token's slot is the newest: nothing is read while it is checked. */
+    if (auth_outcome(c, c->tail - 1, st, NULL, 0, msg) == 0)
+        resume_client(c, PAUSE_AUTH); /* still paused while a failure is answered */
+}
+
+static int answer_handshake(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t len)
+{
+    kstr_t mech;
+    if (ksasl_handshake_req_parse(frame + h->body_off, len - h->body_off, &mech)) {
+        protocol_error(c, h, h->body_off, "malformed SaslHandshake request");
+        return REQ_CLOSED;
+    }
+    int16_t err = c->authed ? KERR_ILLEGAL_SASL_STATE
+                            : sasl_session_handshake(c->sasl, mech.ptr, (size_t)mech.len);
+    const char *names[4];
+    size_t n = sasl_session_mechanisms(c->sasl, names, 4);
+    if (err)
+        log_info("client %llu (%s): SaslHandshake for \"%.*s\" refused (error %d)",
+                 (unsigned long long)c->id, c->peer, mech.len > 32 ? 32 : (int)mech.len, mech.ptr,
+                 err);
+    kwriter_t w;
+    kw_init(&w, 128);
+    ksasl_handshake_resp_write(&w, h->correlation_id, err, names, n);
+    answer_local(c, h, &w);
+    if (err == 0 && h->api_version == 0)
+        c->raw_tokens = 1;
+    return REQ_LOCAL;
+}
+
+static int answer_authenticate(struct client *c, const kreq_hdr_t *h, const uint8_t *frame,
+                               size_t len)
+{
+    kbytes_t tok;
+    if (ksasl_authenticate_req_parse(h->api_version, frame + h->body_off, len - h->body_off,
+                                     &tok) ||
+        tok.len < 0) {
+        protocol_error(c, h, h->body_off, "malformed SaslAuthenticate request");
+        return REQ_CLOSED;
+    }
+    uint64_t token = c->tail;
+    slot_push(c, h, SLOT_LOCAL);
+    if (c->authed || c->raw_tokens || sasl_session_mech(c->sasl) == SASL_NONE) {
+        auth_refuse(c, token, "Authentication failed: SaslAuthenticate out of order");
+        return REQ_LOCAL;
+    }
+    return auth_token_step(c, token, tok.ptr, (size_t)tok.len) ? REQ_CLOSED : REQ_LOCAL;
+}
+
+/*
+ * A request on a connection that has not logged in: ApiVersions and the
+ * SASL exchange are served, anything else closes the connection.
+ */
+static int pre_auth_request(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t len)
+{
+    switch (h->api_key) {
+    case KAPI_SaslHandshake:
+        if (h->api_version > 1)
+            break;
+        return answer_handshake(c, h, frame, len);
+    case KAPI_SaslAuthenticate:
+        if (h->api_version > 2)
+            break;
+        return answer_authenticate(c, h, frame, len);
+    default:
+        break;
+    }
+    log_warn("client %llu (%s): closing: %s v%d before authentication", (unsigned long long)c->id,
+             c->peer, kproto_api_name(h->api_key), h->api_version);
+    close_client(c, CLOSE_AUTH);
+    return REQ_CLOSED;
+}
+
+/* A raw token after SaslHandshake v0 (size bytes at the head of in). */
+static int handle_raw_token(struct client *c, struct evbuffer *in, size_t size)
+{
+    uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
+    if (!p) {
+        protocol_error(c, NULL, 0, "out of memory");
+        return -1;
+    }
+    kreq_hdr_t raw = {.api_key = KAPI_SaslAuthenticate, .api_version = -1, .correlation_id = -1};
+    uint64_t token = c->tail;
+    slot_push(c, &raw, SLOT_LOCAL);
+    int rc = auth_token_step(c, token, p + 4, size);
+    if (rc == 0)
+        evbuffer_drain(in, size + 4);
+    return rc;
+}
+
+/* ---- per-user topic ACLs ---- */
+
+/*
+ * An admin request from a user without `admin: true`: every topic (or
+ * group) answered with its AUTHORIZATION_FAILED error, nothing forwarded.
+ */
+static int refuse_admin(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size)
+{
+    kwriter_t w;
+    kw_init(&w, 256);
+    if (ksplit_refuse_all(h, frame, size, &w)) {
+        kw_free(&w);
+        protocol_error(c, h, h->body_off, "cannot decode the request's topics");
+        return REQ_CLOSED;
+    }
+    log_info("client %llu (%s): %s refused: user %s has no admin: true in auth.acls",
+             (unsigned long long)c->id, c->peer, kproto_api_name(h->api_key),
+             sasl_session_user(c->sasl));
+    answer_local(c, h, &w);
+    return REQ_LOCAL;
+}
+
+static int acl_allow_produce(void *ctx, const char *topic, size_t len)
+{
+    struct client *c = ctx;
+    const char *u = sasl_session_user(c->sasl);
+    return acl_allows(c->px->cfg->auth.acl, u, strlen(u), ACL_PRODUCE, topic, len);
+}
+
+static int acl_allow_consume(void *ctx, const char *topic, size_t len)
+{
+    struct client *c = ctx;
+    const char *u = sasl_session_user(c->sasl);
+    return acl_allows(c->px->cfg->auth.acl, u, strlen(u), ACL_CONSUME, topic, len);
+}
+
+/*
+ * ProduceRequest v0-v2 (message format < 2, no split codec): forwarded when
+ * every topic is allowed, else refused whole, every partition answered with
+ * TOPIC_AUTHORIZATION_FAILED.
+ */
+static int acl_produce_v0(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
+                          int acks)
+{
+    struct produce_view v = {0};
+    if (produce_view_v0(&v, frame + h->body_off, size - h->body_off)) {
+        produce_view_free(&v);
+        protocol_error(c, h, h->body_off, "cannot decode ProduceRequest");
+        return REQ_CLOSED;
+    }
+    size_t denied = 0;
+    for (size_t t = 0; t < v.ntopics; t++)
+        denied += !acl_allow_produce(c, v.names[t], v.lens[t]);
+    int rc = REQ_FORWARD;
+    if (denied) {
+        g_metrics.acl_denied[KAPI_Produce] += denied;
+        rc = acks != 0 && answer_produce_error(c, h, &v, KERR_TOPIC_AUTHORIZATION_FAILED)
+                 ? REQ_CLOSED
+                 : REQ_LOCAL;
+    }
+    produce_view_free(&v);
+    return rc;
+}
+
+/* 1 for the topic administration APIs that need `admin: true`. */
+static int is_admin_api(int16_t api)
+{
+    return api == KAPI_CreateTopics || api == KAPI_DeleteTopics || api == KAPI_DeleteRecords ||
+           api == KAPI_CreatePartitions || api == KAPI_DeleteGroups;
+}
+
+/*
+ * Applies auth.acls to a validated request. Produce and Fetch lose their
+ * denied topics (c->repl then holds the rewritten frame and
+ * c->pending_split what to answer for them); a request with every topic
+ * denied is answered here. Returns REQ_FORWARD to go on, REQ_LOCAL or
+ * REQ_CLOSED.
+ */
+static int apply_acl(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
+                     int acks)
+{
+    const char *u = sasl_session_user(c->sasl);
+    if (is_admin_api(h->api_key)) {
+        if (acl_is_admin(c->px->cfg->auth.acl, u, strlen(u)))
+            return REQ_FORWARD;
+        g_metrics.acl_denied[h->api_key]++;
+        return refuse_admin(c, h, frame, size);
+    }
+    if (h->api_key != KAPI_Produce && h->api_key != KAPI_Fetch && h->api_key != KAPI_ListOffsets &&
+        h->api_key != KAPI_OffsetCommit)
+        return REQ_FORWARD;
+    if (h->api_key == KAPI_Produce && h->api_version < KPRODUCE_MIN_VERSION)
+        return acl_produce_v0(c, h, frame, size, acks);
+    kwriter_t w;
+    kw_init(&w, 0);
+    ksplit_t *split = NULL;
+    int rc = ksplit_request(h, frame, size,
+                            h->api_key == KAPI_Produce ? acl_allow_produce : acl_allow_consume, c,
+                            &w, &split);
+    if (rc == KSPLIT_ERROR) {
+        kw_free(&w);
+        protocol_error(c, h, h->body_off, "cannot decode the request's topics");
+        return REQ_CLOSED;
+    }
+    if (rc == KSPLIT_ALLOWED) {
+        kw_free(&w);
+        return REQ_FORWARD;
+    }
+    g_metrics.acl_denied[h->api_key] += ksplit_topic_count(split);
+    log_debug("client %llu (%s): %zu topic(s) of a %s request denied to %s",
+              (unsigned long long)c->id, c->peer, ksplit_topic_count(split),
+              kproto_api_name(h->api_key), u);
+    if (rc == KSPLIT_DENIED) {
+        kw_free(&w);
+        if (acks != 0 &&
+            ksplit_answer(split, h->correlation_id, KERR_TOPIC_AUTHORIZATION_FAILED, &w) == 0)
+            answer_local(c, h, &w);
+        else
+            kw_free(&w);
+        ksplit_free(split);
+        return REQ_LOCAL;
+    }
+    c->repl = kw_detach(&w, &c->repl_len);
+    c->pending_split = acks != 0 ? split : NULL;
+    if (acks == 0)
+        ksplit_free(split);
+    return REQ_FORWARD;
+}
+
 void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp)
 {
-    struct client *c;
-    TAILQ_FOREACH(c, &px->clients, link)
-    {
-        if (c->id == client_id)
-            break;
-    }
+    struct client *c = client_find(px, client_id);
     if (!c || token < c->head || token >= c->tail || slot_at(c, token)->state != SLOT_LOCAL) {
         if (resp)
             evbuffer_free(resp); /* the client has gone */
@@ -664,6 +1103,9 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
 
     if (h.api_key == KAPI_ApiVersions)
         return answer_apiversions(c, &h, frame, size) ? REQ_CLOSED : REQ_LOCAL;
+    if (c->sasl &&
+        (!c->authed || h.api_key == KAPI_SaslHandshake || h.api_key == KAPI_SaslAuthenticate))
+        return pre_auth_request(c, &h, frame, size);
     if (!version_allowed(c->px, &h)) {
         protocol_error(c, &h, 0, "version not offered in ApiVersions");
         return REQ_CLOSED;
@@ -679,10 +1121,46 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
     if (c->px->dedup && h.api_key == KAPI_EndTxn)
         dedup_endtxn_request(c->px->dedup, h.api_version, frame, size, c->id, h.correlation_id);
     int acks = h.api_key == KAPI_Produce ? kproto_produce_acks(&h, frame, size) : 1;
+    if (c->sasl && c->px->cfg->auth.acl) {
+        int rc = apply_acl(c, &h, frame, size, acks);
+        if (rc != REQ_FORWARD)
+            return rc;
+        if (c->repl) { /* same header bytes, fewer topics */
+            frame = c->repl + 4;
+            size = c->repl_len - 4;
+        }
+    }
+    int rc = REQ_FORWARD;
     if (h.api_key == KAPI_Produce && c->px->enforce)
-        return route_produce(c, &h, frame, size, acks);
-    expect_response(c, &h, acks);
-    return REQ_FORWARD;
+        rc = route_produce(c, &h, frame, size, acks);
+    else
+        expect_response(c, &h, acks);
+    ksplit_free(c->pending_split); /* not taken by a slot: nothing to answer */
+    c->pending_split = NULL;
+    return rc;
+}
+
+/*
+ * Moves a checked request frame (size bytes after the prefix, at the head
+ * of in, or the rewritten c->repl) to the upstream output, or drops it.
+ */
+static void forward_or_drop(struct client *c, struct evbuffer *in, size_t size, int rc)
+{
+    if (c->repl) {
+        evbuffer_drain(in, size + 4);
+        if (rc == REQ_FORWARD)
+            evbuffer_add_reference(bufferevent_get_output(c->up), c->repl, c->repl_len,
+                                   free_detached, NULL);
+        else
+            free(c->repl);
+        c->repl = NULL;
+        c->repl_len = 0;
+        return;
+    }
+    if (rc == REQ_FORWARD)
+        evbuffer_remove_buffer(in, bufferevent_get_output(c->up), size + 4);
+    else
+        evbuffer_drain(in, size + 4);
 }
 
 /*
@@ -699,18 +1177,8 @@ static int handle_request(struct client *c, struct evbuffer *in, size_t size)
     int rc = check_request(c, p + 4, size);
     if (rc == REQ_CLOSED)
         return -1;
-    if (rc == REQ_FORWARD)
-        evbuffer_remove_buffer(in, bufferevent_get_output(c->up), size + 4);
-    else
-        evbuffer_drain(in, size + 4);
+    forward_or_drop(c, in, size, rc);
     return 0;
-}
-
-static void free_detached(const void *data, size_t len, void *arg)
-{
-    (void)len;
-    (void)arg;
-    free((void *)data);
 }
 
 /*
@@ -734,10 +1202,16 @@ static void big_frame_done(struct client *c)
         free(buf);
         return;
     }
-    if (rc == REQ_FORWARD)
+    if (c->repl) {
+        struct evbuffer *tmp = evbuffer_new();
+        evbuffer_add_reference(tmp, buf, len, free_detached, NULL);
+        forward_or_drop(c, tmp, len - 4, rc);
+        evbuffer_free(tmp);
+    } else if (rc == REQ_FORWARD) {
         evbuffer_add_reference(bufferevent_get_output(c->up), buf, len, free_detached, NULL);
-    else
+    } else {
         free(buf);
+    }
     update_client_read(c);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) >= 4)
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
@@ -791,16 +1265,14 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer *upout = bufferevent_get_output(c->up);
-    uint64_t max_frame = c->px->cfg->listen.max_frame_bytes;
     size_t high = (size_t)c->px->cfg->listen.buffer_bytes;
 
-    while (!c->draining && !c->big) {
+    while (!c->draining && !c->big && !(c->read_pause & (PAUSE_UPCONNECT | PAUSE_AUTH))) {
         if (inflight(c) >= c->cap) {
             pause_client(c, PAUSE_INFLIGHT);
             break;
         }
-        if (evbuffer_get_length(upout) > high) {
+        if (c->up && evbuffer_get_length(bufferevent_get_output(c->up)) > high) {
             pause_client(c, PAUSE_UP_FULL);
             break;
         }
@@ -810,6 +1282,15 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
         uint8_t szb[4];
         evbuffer_copyout(in, szb, 4);
         int32_t size = kbe32(szb);
+        /* Before login, frames are small: a raw SASL token, or a request of the exchange. */
+        uint64_t max_frame = c->authed ? c->px->cfg->listen.max_frame_bytes : MAX_SASL_FRAME;
+        if (c->raw_tokens && size >= 0 && (uint64_t)size <= max_frame) {
+            if (avail < (size_t)size + 4)
+                return;
+            if (handle_raw_token(c, in, (size_t)size))
+                return;
+            continue;
+        }
         if (size < KPROTO_MIN_REQUEST || (uint64_t)size > max_frame) {
             char msg[96];
             snprintf(msg, sizeof(msg), "frame size %d outside [%d, %llu]", size, KPROTO_MIN_REQUEST,
@@ -818,7 +1299,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         if (avail < (size_t)size + 4) {
-            if ((size_t)size + 4 >= BIG_FRAME)
+            if ((size_t)size + 4 >= BIG_FRAME && c->big_ev)
                 big_frame_start(c, in, (size_t)size + 4);
             return;
         }
@@ -925,7 +1406,7 @@ static int handle_response(struct client *c, struct evbuffer *in, size_t size)
         slot_complete(c, s, resp);
         return 0;
     }
-    if (s == slot_at(c, c->head)) {
+    if (s == slot_at(c, c->head) && !s->split) {
         /* Fast path: it is next in line, so move it straight to the client. */
         metrics_observe_latency(s->api_key, now_us() - s->t0_us);
         g_metrics.response_bytes += size + 4;
@@ -1046,7 +1527,21 @@ static void start_linger(struct client *c, int reason)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct client *c = arg;
-    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake is done */
+        char name[128];
+        c->tls_up = 1;
+        g_metrics.tls_handshakes++;
+        log_debug("client %llu (%s): TLS established (peer certificate: %s)",
+                  (unsigned long long)c->id, c->peer, tls_peer_name(bev, name, sizeof(name)));
+        return;
+    }
+    if (c->tls && !c->tls_up && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+        char why[256];
+        log_info("client %llu (%s): TLS handshake failed: %s", (unsigned long long)c->id, c->peer,
+                 tls_describe_error(bev, why, sizeof(why)));
+        close_client(c, CLOSE_TLS);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         if (inflight(c) == 0) {
             log_info("client %llu (%s): idle, closing", (unsigned long long)c->id, c->peer);
@@ -1071,11 +1566,17 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
         evutil_socket_t fd = bufferevent_getfd(bev);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (c->read_pause & PAUSE_UPCONNECT) {
+            bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+            resume_client(c, PAUSE_UPCONNECT);
+        }
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         if (c->lingering)
             close_client(c, c->linger_reason);
+        else if (what & UPSTREAM_EVENT_COUNTED) /* TLS or login failure: logged and counted */
+            close_client(c, CLOSE_UPSTREAM);
         else if (!c->up_connected)
             upstream_failed(c, UPERR_CONNECT, "connect failed");
         else
@@ -1085,20 +1586,66 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- setup ---- */
 
-static void describe_peer(const struct sockaddr *sa, char *buf, size_t len)
+/* "ip:port" into c->peer, the address alone into c->peer_ip, and whether it is loopback. */
+static void describe_peer(struct client *c, const struct sockaddr *sa)
 {
-    char host[INET6_ADDRSTRLEN] = "?";
+    char *host = c->peer_ip;
+    snprintf(host, sizeof(c->peer_ip), "?");
     int port = 0;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(c->peer_ip));
         port = ntohs(in->sin_port);
+        c->loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(c->peer_ip));
         port = ntohs(in6->sin6_port);
+        const uint8_t *a = in6->sin6_addr.s6_addr;
+        c->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                      (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && a[12] == 127);
     }
-    snprintf(buf, len, "%s:%d", host, port);
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+}
+
+/*
+ * Sets up authentication for a new connection when auth.users_file is set:
+ * the mechanisms it may use (PLAIN only over TLS or loopback unless
+ * auth.allow_plaintext). Returns 0, or -1 when out of memory.
+ */
+static int setup_auth(struct client *c)
+{
+    struct proxy *px = c->px;
+    if (!px->authw) {
+        c->authed = 1;
+        return 0;
+    }
+    unsigned mechs = px->cfg->auth.mechanisms;
+    if (!c->tls && !c->loopback && !px->cfg->auth.allow_plaintext)
+        mechs &= ~SASL_MECH_BIT(SASL_PLAIN);
+    c->sasl = sasl_session_new(px->authw, mechs, c->peer_ip, c->id);
+    return c->sasl ? 0 : -1;
+}
+
+/* The client side's bufferevent: TLS (accepting) when listen.tls is set. */
+static struct bufferevent *client_bev_new(struct client *c, evutil_socket_t fd)
+{
+    struct proxy *px = c->px;
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    if (!px->tls_ctx)
+        return bufferevent_socket_new(px->base, fd, opts);
+    SSL *ssl = SSL_new(px->tls_ctx);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(px->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    c->tls = 1;
+    return bev;
 }
 
 /* Picks the broker a bootstrap client is relayed to (round-robin). */
@@ -1116,19 +1663,22 @@ static int connect_upstream(struct client *c)
     if (!b)
         return -1;
     c->up_broker = b;
-    c->up = bufferevent_socket_new(px->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    /* With upstream SASL nothing may be written before the login is done. */
+    if (upstream_sec_holds_writes(px->upsec)) {
+        c->read_pause |= PAUSE_UPCONNECT;
+        bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)px->cfg->listen.buffer_bytes);
+    }
+    c->up = upstream_connect(px, b->host, b->port, BEV_OPT_DEFER_CALLBACKS, upstream_read_cb,
+                             upstream_write_cb, upstream_event_cb, c);
     if (!c->up)
         return -1;
     size_t high = (size_t)px->cfg->listen.buffer_bytes;
     bufferevent_set_max_single_write(c->up, MAX_SINGLE_WRITE);
-    bufferevent_setcb(c->up, upstream_read_cb, upstream_write_cb, upstream_event_cb, c);
     bufferevent_setwatermark(c->up, EV_WRITE, high / 2, 0);
     uint64_t ms = px->cfg->upstream.connect_timeout_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
     bufferevent_set_timeouts(c->up, &tv, &tv);
     bufferevent_enable(c->up, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect_hostname(c->up, px->dns, AF_UNSPEC, b->host, b->port))
-        return -1;
     return 0;
 }
 
@@ -1146,7 +1696,7 @@ struct client *client_new(struct proxy *px, evutil_socket_t fd, const struct soc
     c->broker = b;
     c->cap = (uint32_t)px->cfg->listen.max_inflight;
     c->slots = calloc(c->cap, sizeof(*c->slots));
-    describe_peer(sa, c->peer, sizeof(c->peer));
+    describe_peer(c, sa);
     TAILQ_INSERT_TAIL(&px->clients, c, link);
     px->nclients++;
     g_metrics.connections_open++;
@@ -1155,17 +1705,19 @@ struct client *client_new(struct proxy *px, evutil_socket_t fd, const struct soc
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     evutil_make_socket_nonblocking(fd);
-    c->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (!c->slots || !c->bev || connect_upstream(c)) {
+    c->bev = client_bev_new(c, fd);
+    /* With authentication the upstream connection waits for the login:
+     * a stranger costs no broker connection. */
+    if (!c->slots || !c->bev || setup_auth(c) || (c->authed && connect_upstream(c))) {
         if (!c->bev)
             evutil_closesocket(fd);
-        log_warn("client %llu (%s): cannot set up the upstream connection",
-                 (unsigned long long)c->id, c->peer);
+        log_warn("client %llu (%s): cannot set up the connection", (unsigned long long)c->id,
+                 c->peer);
         close_client(c, CLOSE_UPSTREAM);
         return NULL;
     }
-    c->big_ev = event_new(px->base, fd, EV_READ | EV_PERSIST, big_read_cb, c);
-    if (!c->big_ev) {
+    /* TLS records cannot be read around the bufferevent: no direct large-frame reads. */
+    if (!c->tls && !(c->big_ev = event_new(px->base, fd, EV_READ | EV_PERSIST, big_read_cb, c))) {
         close_client(c, CLOSE_UPSTREAM);
         return NULL;
     }

@@ -43,11 +43,17 @@ void client_drain_all(struct proxy *px);
  * that slot. A client that has gone is not an error: resp is freed.
  */
 struct evbuffer;
-void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
-                         struct evbuffer *resp);
+void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp);
 
 /* Resumes reading from clients paused because the upgrade engine was busy. */
 void client_resume_upgrade_paused(struct proxy *px);
+
+/*
+ * The auth worker's verdict on a client's SASL/PLAIN password (loop
+ * thread; see authworker_cb). The connection may have gone: then nothing
+ * happens.
+ */
+void client_auth_result(struct proxy *px, uint64_t client_id, int ok);
 
 /* Closes every client at once (end of drain timeout, or exit). */
 void client_free_all(struct proxy *px);

@@ -13,6 +13,8 @@
  */
 #include "config.h"
 
+#include "../policy/acl.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define CONFIG_FILE_MAX (4u << 20) /* largest config file accepted */
@@ -57,6 +60,12 @@ typedef enum ftype {
     T_EVENT_ID,   /* policy_dedup_t (src and name) */
     T_SECTION,    /* nested map described by .sub, same base */
     T_TOPICS,     /* the `topics:` list of rules, into config_t.policy */
+    T_PATH,       /* char *, a file name (checked to be readable by finish) */
+    T_BOOL,       /* int 0/1: true|false */
+    T_SASL_MECH,  /* sasl_mech_t: PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 */
+    T_MECH_LIST,  /* unsigned SASL_MECH_BIT()s from a list of mechanism names */
+    T_ACLS,       /* the `auth.acls:` list, into config_t.auth.acl */
+    T_GLOB_LIST,  /* strlist_t: a list of topic names or globs */
     T_RESERVED,   /* a key kept for a later version: always an error */
 } ftype_t;
 
@@ -102,6 +111,13 @@ static const field_t log_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
+static const field_t listen_tls_fields[] = {
+    {"cert_file", T_PATH, C(listen.tls.cert_file), NULL, 0, 0, F_REQUIRED, NULL},
+    {"key_file", T_PATH, C(listen.tls.key_file), NULL, 0, 0, F_REQUIRED, NULL},
+    {"client_ca_file", T_PATH, C(listen.tls.client_ca_file), NULL, 0, 0, 0, NULL},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+
 static const field_t listen_fields[] = {
     {"host", T_HOST, C(listen.host), "127.0.0.1", 0, 0, 0, NULL},
     {"port", T_INT, C(listen.port), "9092", 1, 65535, 0, NULL},
@@ -112,7 +128,22 @@ static const field_t listen_fields[] = {
     {"max_frame_bytes", T_SIZE, C(listen.max_frame_bytes), "100MiB", KIB, 2 * GIB - 1, 0, NULL},
     {"max_inflight", T_INT, C(listen.max_inflight), "256", 1, 100000, 0, NULL},
     {"buffer_bytes", T_SIZE, C(listen.buffer_bytes), "16MiB", KIB, 64 * GIB, 0, NULL},
-    {"tls", T_RESERVED, 0, NULL, 0, 0, 0, NULL},
+    {"tls", T_SECTION, 0, NULL, 0, 0, 0, listen_tls_fields},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+
+static const field_t upstream_tls_fields[] = {
+    {"ca_file", T_PATH, C(upstream.tls.ca_file), NULL, 0, 0, 0, NULL},
+    {"verify", T_BOOL, C(upstream.tls.verify), "true", 0, 0, 0, NULL},
+    {"cert_file", T_PATH, C(upstream.tls.cert_file), NULL, 0, 0, 0, NULL},
+    {"key_file", T_PATH, C(upstream.tls.key_file), NULL, 0, 0, 0, NULL},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+
+static const field_t upstream_sasl_fields[] = {
+    {"mechanism", T_SASL_MECH, C(upstream.sasl.mechanism), NULL, 0, 0, F_REQUIRED, NULL},
+    {"username", T_STRING, C(upstream.sasl.username), NULL, 0, 0, F_REQUIRED, NULL},
+    {"password", T_STRING, C(upstream.sasl.password), NULL, 0, 0, F_REQUIRED, NULL},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -130,8 +161,16 @@ static const field_t upstream_fields[] = {
      DURATION_MAX, 0, NULL},
     {"metadata_refresh", T_DURATION, C(upstream.metadata_refresh_ms), "5m", SEC, DURATION_MAX, 0,
      NULL},
-    {"tls", T_RESERVED, 0, NULL, 0, 0, 0, NULL},
-    {"sasl", T_RESERVED, 0, NULL, 0, 0, 0, NULL},
+    {"tls", T_SECTION, 0, NULL, 0, 0, 0, upstream_tls_fields},
+    {"sasl", T_SECTION, 0, NULL, 0, 0, 0, upstream_sasl_fields},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+
+static const field_t auth_fields[] = {
+    {"users_file", T_PATH, C(auth.users_file), NULL, 0, 0, F_REQUIRED, NULL},
+    {"mechanisms", T_MECH_LIST, C(auth.mechanisms), NULL, 0, 0, 0, NULL},
+    {"allow_plaintext", T_BOOL, C(auth.allow_plaintext), "false", 0, 0, 0, NULL},
+    {"acls", T_ACLS, 0, NULL, 0, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -159,7 +198,7 @@ static const field_t top_fields[] = {
     {"drain_timeout", T_DURATION, C(drain_timeout_ms), "10s", 0, DURATION_MAX, 0, NULL},
     {"redis", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, redis_fields},
     {"topics", T_TOPICS, 0, NULL, 0, 0, 0, NULL},
-    {"auth", T_RESERVED, 0, NULL, 0, 0, 0, NULL},
+    {"auth", T_SECTION, 0, NULL, 0, 0, 0, auth_fields},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
@@ -184,6 +223,29 @@ static const field_t rule_fields[] = {
     {"dlq", T_SECTION, 0, NULL, 0, 0, 0, dlq_fields},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
+
+/* A list of strings, as parsed (T_GLOB_LIST). */
+typedef struct strlist {
+    char **v;
+    size_t n;
+} strlist_t;
+
+/* One `auth.acls:` entry while it is parsed. */
+typedef struct acl_entry {
+    char *user;
+    strlist_t produce, consume;
+    int admin;
+} acl_entry_t;
+
+#define A(m) offsetof(acl_entry_t, m)
+static const field_t acl_fields[] = {
+    {"user", T_STRING, A(user), NULL, 0, 0, F_REQUIRED, NULL},
+    {"produce", T_GLOB_LIST, A(produce), NULL, 0, 0, 0, NULL},
+    {"consume", T_GLOB_LIST, A(consume), NULL, 0, 0, 0, NULL},
+    {"admin", T_BOOL, A(admin), "false", 0, 0, 0, NULL},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+};
+#undef A
 
 #undef C
 #undef R
@@ -291,6 +353,16 @@ static int line_of(const struct ctx *c, const char *key)
             line = c->seen[i].line;
     }
     return line;
+}
+
+/* 1 if key ("section.name") was set in the file. */
+static int key_seen(const struct ctx *c, const char *key)
+{
+    for (size_t i = 0; i < c->nseen; i++) {
+        if (strcmp(c->seen[i].key, key) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* ---- strict scalar parsers ---------------------------------------------- */
@@ -686,6 +758,18 @@ static int set_scalar(struct ctx *c, const field_t *f, void *base, const char *s
         if (policy_eventid_parse(s, at(base, f), &why) < 0)
             return bad_value(c, line, key, why);
         return 0;
+    case T_BOOL:
+        if (strcmp(s, "true") != 0 && strcmp(s, "false") != 0)
+            return bad_value(c, line, key, "must be true or false");
+        *(int *)at(base, f) = s[0] == 't';
+        return 0;
+    case T_SASL_MECH: {
+        int m = config_parse_sasl_mech(s);
+        if (m < 0)
+            return bad_value(c, line, key, "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512");
+        *(sasl_mech_t *)at(base, f) = (sasl_mech_t)m;
+        return 0;
+    }
     default:
         return set_checked_string(c, f, base, s, line, key);
     }
@@ -763,6 +847,7 @@ static int expand_env(struct ctx *c, const char *raw, int line, const char *key)
 
 static int set_node(struct ctx *c, const field_t *f, void *base, yaml_node_t *val, int keyline,
                     const char *key);
+static int expand_env(struct ctx *c, const char *raw, int line, const char *key);
 
 /* A plain empty, "~" or "null" scalar: YAML's null. */
 static int is_null(const yaml_node_t *n)
@@ -916,6 +1001,7 @@ static void free_fields(const field_t *tbl, void *base)
         case T_REDIS_URL:
         case T_LOG_LEVEL:
         case T_MATCH:
+        case T_PATH:
         case T_TOPIC: {
             char **s = at(base, f);
             free(*s);
@@ -926,6 +1012,15 @@ static void free_fields(const field_t *tbl, void *base)
             policy_dedup_t *d = at(base, f);
             free(d->name);
             d->name = NULL;
+            break;
+        }
+        case T_GLOB_LIST: {
+            strlist_t *l = at(base, f);
+            for (size_t i = 0; i < l->n; i++)
+                free(l->v[i]);
+            free(l->v);
+            l->v = NULL;
+            l->n = 0;
             break;
         }
         case T_SECTION:
@@ -989,6 +1084,122 @@ static int parse_topics(struct ctx *c, yaml_node_t *list, const char *key)
     return rc;
 }
 
+/* ---- lists: auth.mechanisms, auth.acls ----------------------------------- */
+
+/* Items of a sequence node, or -1 (message written) if val is not one. */
+static int seq_items(struct ctx *c, yaml_node_t *val, const char *key, const char *what,
+                     yaml_node_item_t **start, size_t *n)
+{
+    if (val->type != YAML_SEQUENCE_NODE)
+        return fail(c, node_line(val), key, "expected a list of %s, got %s", what, node_kind(val));
+    *start = val->data.sequence.items.start;
+    *n = (size_t)(val->data.sequence.items.top - *start);
+    return 0;
+}
+
+/* Item i of a list as an expanded scalar in c->val, or -1. */
+static int seq_scalar(struct ctx *c, yaml_node_t *val, yaml_node_item_t id, size_t i,
+                      const char *key)
+{
+    char ikey[CONFIG_KEY_MAX];
+    snprintf(ikey, sizeof(ikey), "%s[%zu]", key, i);
+    yaml_node_t *it = yaml_document_get_node(c->doc, id);
+    if (it == NULL || it->type != YAML_SCALAR_NODE || is_null(it))
+        return fail(c, it ? node_line(it) : node_line(val), ikey, "expected a value");
+    const char *raw = (const char *)it->data.scalar.value;
+    if (strlen(raw) != it->data.scalar.length || it->data.scalar.length > CONFIG_VALUE_MAX)
+        return fail(c, node_line(it), ikey, "malformed or too long");
+    c->raw = raw;
+    return expand_env(c, raw, node_line(it), ikey);
+}
+
+int config_parse_sasl_mech(const char *s)
+{
+    static const char *const names[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, names[i]) == 0)
+            return SASL_PLAIN + i;
+    }
+    return -1;
+}
+
+static int parse_mech_list(struct ctx *c, unsigned *bits, yaml_node_t *val, const char *key)
+{
+    yaml_node_item_t *start = NULL;
+    size_t n = 0;
+    if (seq_items(c, val, key, "mechanisms", &start, &n) < 0)
+        return -1;
+    if (n == 0)
+        return fail(c, node_line(val), key, "must name at least one mechanism");
+    *bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (seq_scalar(c, val, start[i], i, key) < 0)
+            return -1;
+        int m = config_parse_sasl_mech(c->val);
+        if (m < 0)
+            return bad_value(c, node_line(val), key,
+                             "each must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512");
+        *bits |= SASL_MECH_BIT(m);
+    }
+    return 0;
+}
+
+static int parse_glob_list(struct ctx *c, strlist_t *l, yaml_node_t *val, const char *key)
+{
+    yaml_node_item_t *start = NULL;
+    size_t n = 0;
+    if (seq_items(c, val, key, "topic names or globs", &start, &n) < 0)
+        return -1;
+    if (n > CONFIG_RULES_MAX)
+        return fail(c, node_line(val), key, "at most %d patterns are allowed", CONFIG_RULES_MAX);
+    if (n && !(l->v = calloc(n, sizeof(*l->v))))
+        return fail(c, node_line(val), key, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (seq_scalar(c, val, start[i], i, key) < 0)
+            return -1;
+        const char *why = check_topic(c->val, 1);
+        if (why)
+            return bad_value(c, node_line(val), key, why);
+        if (!(l->v[l->n++] = strdup(c->val)))
+            return fail(c, node_line(val), key, "out of memory");
+    }
+    return 0;
+}
+
+/* One `auth.acls:` entry, parsed and added to the ACL table. */
+static int parse_acl(struct ctx *c, yaml_node_t *item, size_t i)
+{
+    char path[CONFIG_KEY_MAX], why[256];
+    acl_entry_t e;
+    memset(&e, 0, sizeof(e));
+    snprintf(path, sizeof(path), "auth.acls[%zu]", i);
+    int rc = parse_map(c, acl_fields, &e, item, path, node_line(item));
+    if (rc == 0 &&
+        acl_add(c->cfg->auth.acl, e.user, (const char *const *)e.produce.v, e.produce.n,
+                (const char *const *)e.consume.v, e.consume.n, e.admin, why, sizeof(why)) < 0)
+        rc = fail(c, node_line(item), path, "%s", why);
+    free_fields(acl_fields, &e);
+    return rc;
+}
+
+static int parse_acls(struct ctx *c, yaml_node_t *val, const char *key)
+{
+    yaml_node_item_t *start = NULL;
+    size_t n = 0;
+    if (seq_items(c, val, key, "rules", &start, &n) < 0)
+        return -1;
+    if (!(c->cfg->auth.acl = acl_new()))
+        return fail(c, node_line(val), key, "out of memory");
+    int rc = 0;
+    c->in_rule = 1;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, start[i]);
+        rc = item ? parse_acl(c, item, i) : fail(c, node_line(val), key, "malformed document");
+    }
+    c->in_rule = 0;
+    return rc;
+}
+
 static int set_node(struct ctx *c, const field_t *f, void *base, yaml_node_t *val, int keyline,
                     const char *key)
 {
@@ -997,6 +1208,12 @@ static int set_node(struct ctx *c, const field_t *f, void *base, yaml_node_t *va
         return parse_map(c, f->sub, base, val, key, keyline);
     case T_TOPICS:
         return parse_topics(c, val, key);
+    case T_MECH_LIST:
+        return parse_mech_list(c, at(base, f), val, key);
+    case T_GLOB_LIST:
+        return parse_glob_list(c, at(base, f), val, key);
+    case T_ACLS:
+        return parse_acls(c, val, key);
     case T_RESERVED:
         return fail(c, keyline, key, "not supported by this version of eosproxy");
     default:
@@ -1050,9 +1267,56 @@ static int check_ports(struct ctx *c)
     return 0;
 }
 
+/* A file key that is set must name a readable file. */
+static int check_readable(struct ctx *c, const char *key, const char *path)
+{
+    if (path == NULL || access(path, R_OK) == 0)
+        return 0;
+    return fail(c, line_of(c, key), key, "cannot read \"%.200s\": %s", path, strerror(errno));
+}
+
+/* TLS, SASL and auth: files readable, pairs complete, nothing the mock cannot do. */
+static int check_security(struct ctx *c)
+{
+    config_t *cfg = c->cfg;
+    cfg->upstream.tls.enabled = key_seen(c, "upstream.tls");
+    if (cfg->upstream.mock_brokers > 0 &&
+        (cfg->upstream.tls.enabled || cfg->upstream.sasl.mechanism != SASL_NONE)) {
+        const char *k = cfg->upstream.tls.enabled ? "upstream.tls" : "upstream.sasl";
+        return fail(
+            c, line_of(c, k), k,
+            "the embedded mock cluster speaks neither TLS nor SASL; use upstream.bootstrap");
+    }
+    if ((cfg->upstream.tls.cert_file == NULL) != (cfg->upstream.tls.key_file == NULL))
+        return fail(c, line_of(c, "upstream.tls"), "upstream.tls",
+                    "set both cert_file and key_file, or neither");
+    if (cfg->auth.users_file && cfg->auth.mechanisms == 0)
+        cfg->auth.mechanisms = SASL_MECH_BIT(SASL_PLAIN) | SASL_MECH_BIT(SASL_SCRAM_SHA_256) |
+                               SASL_MECH_BIT(SASL_SCRAM_SHA_512);
+    static const struct {
+        const char *key;
+        size_t off;
+    } files[] = {
+        {"listen.tls.cert_file", offsetof(config_t, listen.tls.cert_file)},
+        {"listen.tls.key_file", offsetof(config_t, listen.tls.key_file)},
+        {"listen.tls.client_ca_file", offsetof(config_t, listen.tls.client_ca_file)},
+        {"upstream.tls.ca_file", offsetof(config_t, upstream.tls.ca_file)},
+        {"upstream.tls.cert_file", offsetof(config_t, upstream.tls.cert_file)},
+        {"upstream.tls.key_file", offsetof(config_t, upstream.tls.key_file)},
+        {"auth.users_file", offsetof(config_t, auth.users_file)},
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (check_readable(c, files[i].key, *(char **)((char *)cfg + files[i].off)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int finish(struct ctx *c)
 {
     config_t *cfg = c->cfg;
+    if (check_security(c) < 0)
+        return -1;
     if (cfg->listen.advertised_host == NULL) {
         cfg->listen.advertised_host = strdup(cfg->listen.host);
         if (cfg->listen.advertised_host == NULL)
@@ -1206,5 +1470,6 @@ void config_free(config_t *c)
     free_fields(top_fields, c);
     free(c->path);
     policy_free(c->policy);
+    acl_free(c->auth.acl);
     free(c);
 }

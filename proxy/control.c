@@ -124,9 +124,7 @@ static int on_apiversions(struct control *ctl, const uint8_t *frame, size_t len)
         return -1;
     }
     kproto_apiversions_intersect(up, px->versions);
-    /* Consumer dedup decodes Fetch responses up to v12: v13+ name topics by id. */
-    if (px->dedup && px->versions[KAPI_Fetch].max_ver > KFETCH_MAX_VERSION)
-        px->versions[KAPI_Fetch].max_ver = KFETCH_MAX_VERSION;
+    proxy_adjust_versions(px);
     px->have_versions = 1;
     const kver_range_t *md = &px->versions[KAPI_Metadata];
     if (md->max_ver < 1 || md->min_ver > md->max_ver) {

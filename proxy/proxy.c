@@ -11,18 +11,24 @@
 #include "proxy.h"
 
 #include "admin.h"
+#include "authworker.h"
 #include "client.h"
 #include "control.h"
 #include "dedup.h"
 #include "log.h"
 #include "metrics.h"
+#include "kfetch.h"
 #include "mock.h"
+#include "tls.h"
 #include "upgrade.h"
+#include "upstream.h"
+#include "users.h"
 
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netdb.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +46,8 @@ static void bootstrap_accept_cb(struct evconnlistener *l, evutil_socket_t fd, st
 static struct evconnlistener *listen_on(struct proxy *px, const char *host, int port,
                                         evconnlistener_cb cb, void *arg)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
@@ -261,6 +267,114 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     proxy_drain(px);
 }
 
+/* PLAIN checks queued at once; more logins are refused until some finish. */
+#define AUTH_QUEUE_MAX 256
+#define AUTH_THREADS 2
+
+static void auth_result_cb(void *arg, uint64_t job_id, int ok)
+{
+    client_auth_result(arg, job_id, ok);
+}
+
+/* Loads auth.users_file (logged on error). NULL on failure. */
+static users_t *load_users(const config_t *cfg)
+{
+    char err[512];
+    users_t *u = users_load(cfg->auth.users_file, err, sizeof(err));
+    if (!u) {
+        log_error("auth.users_file: %s", err);
+        return NULL;
+    }
+    if (users_warning(u))
+        log_warn("auth.users_file: %s", users_warning(u));
+    return u;
+}
+
+/* listen.tls's server context (logged on error). NULL on failure. */
+static SSL_CTX *load_tls(const config_t *cfg)
+{
+    char err[512];
+    SSL_CTX *ctx = tls_server_ctx_new(cfg->listen.tls.cert_file, cfg->listen.tls.key_file,
+                                      cfg->listen.tls.client_ca_file, err, sizeof(err));
+    if (!ctx)
+        log_error("listen.tls: %s", err);
+    return ctx;
+}
+
+/* TLS, users and the upstream identity, before anything listens. */
+static int start_security(struct proxy *px)
+{
+    const config_t *cfg = px->cfg;
+    char err[512];
+    px->upsec = upstream_sec_new(cfg, err, sizeof(err));
+    if (!px->upsec) {
+        log_error("upstream: %s", err);
+        return -1;
+    }
+    if (cfg->listen.tls.cert_file && !(px->tls_ctx = load_tls(cfg)))
+        return -1;
+    if (cfg->auth.users_file) {
+        users_t *u = load_users(cfg);
+        if (!u)
+            return -1;
+        log_info("auth: %zu user(s) from %s; clients must authenticate", users_count(u),
+                 cfg->auth.users_file);
+        px->authw = authworker_new(px->base, u, AUTH_THREADS, AUTH_QUEUE_MAX, auth_result_cb, px);
+        if (!px->authw)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * SIGHUP: reload listen.tls's certificate and key, and the users file.
+ * Each is swapped in only when it loads; open connections keep what they
+ * started with.
+ */
+static void reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct proxy *px = arg;
+    (void)sig;
+    (void)what;
+    const config_t *cfg = px->cfg;
+    if (px->tls_ctx) {
+        SSL_CTX *ctx = load_tls(cfg);
+        if (ctx) {
+            SSL_CTX_free(px->tls_ctx); /* connections hold their own reference */
+            px->tls_ctx = ctx;
+            g_metrics.tls_reloads++;
+            log_info("SIGHUP: listen.tls certificate reloaded");
+        } else {
+            g_metrics.tls_reload_failures++;
+            log_warn("SIGHUP: listen.tls reload failed; keeping the previous certificate");
+        }
+    }
+    if (px->authw) {
+        users_t *u = load_users(cfg);
+        if (u) {
+            log_info("SIGHUP: %zu user(s) reloaded from %s", users_count(u), cfg->auth.users_file);
+            authworker_set_users(px->authw, u);
+        } else {
+            log_warn("SIGHUP: users file reload failed; keeping the previous users");
+        }
+    }
+}
+
+void proxy_adjust_versions(struct proxy *px)
+{
+    /* Dedup and ACLs decode Fetch up to v12: v13+ name topics by id. */
+    if ((px->dedup || px->cfg->auth.acl) && px->versions[KAPI_Fetch].max_ver > KFETCH_MAX_VERSION)
+        px->versions[KAPI_Fetch].max_ver = KFETCH_MAX_VERSION;
+    if (px->authw) { /* the exchange is eosproxy's own, whatever the brokers offer */
+        px->versions[KAPI_SaslHandshake] = (kver_range_t){0, 1};
+        px->versions[KAPI_SaslAuthenticate] = (kver_range_t){0, 2};
+    } else if (upstream_sec_holds_writes(px->upsec)) {
+        /* eosproxy already logged in upstream: a client's own login cannot pass through. */
+        px->versions[KAPI_SaslHandshake] = (kver_range_t){1, 0};
+        px->versions[KAPI_SaslAuthenticate] = (kver_range_t){1, 0};
+    }
+}
+
 struct proxy *proxy_new(config_t *cfg, struct event_base *base)
 {
     struct proxy *px = calloc(1, sizeof(*px));
@@ -291,6 +405,8 @@ int proxy_start(struct proxy *px)
     } else {
         px->bootstrap = strdup(cfg->upstream.bootstrap);
     }
+    if (start_security(px))
+        return -1;
     px->enforce = policy_enforces(cfg->policy);
     if (px->enforce) {
         px->upgrade = upgrade_new(px);
@@ -316,8 +432,10 @@ int proxy_start(struct proxy *px)
     }
     px->sig_term = evsignal_new(px->base, SIGTERM, signal_cb, px);
     px->sig_int = evsignal_new(px->base, SIGINT, signal_cb, px);
+    px->sig_hup = evsignal_new(px->base, SIGHUP, reload_cb, px);
     evsignal_add(px->sig_term, NULL);
     evsignal_add(px->sig_int, NULL);
+    evsignal_add(px->sig_hup, NULL);
     log_info("eosproxy %s starting: upstream %s", EOSPROXY_VERSION, px->bootstrap);
     control_start(px->ctl);
     return 0;
@@ -342,11 +460,17 @@ void proxy_free(struct proxy *px)
         event_free(px->sig_term);
     if (px->sig_int)
         event_free(px->sig_int);
+    if (px->sig_hup)
+        event_free(px->sig_hup);
     if (px->drain_timer)
         event_free(px->drain_timer);
     if (px->dns)
         evdns_base_free(px->dns, 0);
     mock_free(px->mock);
+    authworker_free(px->authw);
+    upstream_sec_free(px->upsec);
+    if (px->tls_ctx)
+        SSL_CTX_free(px->tls_ctx);
     free(px->bootstrap);
     free(px);
 }

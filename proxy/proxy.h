@@ -24,6 +24,9 @@ struct admin;
 struct mock;
 struct upgrade;
 struct dedup;
+struct upstream_sec;
+struct authworker;
+typedef struct ssl_ctx_st SSL_CTX;
 
 /* One upstream broker and the local listener that stands for it. */
 struct broker {
@@ -51,6 +54,9 @@ struct proxy {
     struct upgrade *upgrade; /* the idempotent upgrade; NULL if no rule needs it */
     struct dedup *dedup;     /* consumer dedup; NULL if no rule has dedup */
     int enforce;             /* some topic rule is not at-least-once */
+    struct upstream_sec *upsec;  /* TLS and SASL towards brokers (upstream.c) */
+    SSL_CTX *tls_ctx;            /* listen.tls; NULL: plaintext. Replaced on SIGHUP */
+    struct authworker *authw;    /* auth.users_file loaded; PLAIN checks off the loop. NULL: no auth */
     char *bootstrap; /* upstream bootstrap list in use (config or mock) */
 
     kver_range_t versions[KAPI_MAX]; /* what clients may send: ours ∩ upstream */
@@ -63,7 +69,7 @@ struct proxy {
 
     int draining;
     int exit_code;
-    struct event *sig_term, *sig_int, *drain_timer;
+    struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
 };
 
 /* Creates the proxy for cfg (borrowed; must outlive the proxy) on base. */
@@ -94,6 +100,14 @@ void proxy_set_ready(struct proxy *px);
 
 /* A client connection has gone away (drain bookkeeping). */
 void proxy_client_gone(struct proxy *px);
+
+/*
+ * Adjusts the versions clients may use (px->versions, after intersecting
+ * with the upstream's): Fetch capped at v12 when dedup or ACLs read topic
+ * names, SaslHandshake/SaslAuthenticate offered when eosproxy
+ * authenticates clients itself.
+ */
+void proxy_adjust_versions(struct proxy *px);
 
 /* Begins a graceful shutdown: stop accepting, finish in-flight, exit. */
 void proxy_drain(struct proxy *px);

@@ -5,6 +5,7 @@
  * conf/example.yaml (run from the repository root).
  */
 #include "config.h"
+#include "acl.h"
 #include "unit.h"
 
 #include <stdlib.h>
@@ -480,18 +481,92 @@ static void test_cross_key_errors(void)
     config_free(EXPECT_OK("upstream:\n  mock_brokers: 3\nlisten:\n  broker_port_base: 65532\n"));
 }
 
-static void test_reserved_keys(void)
+/* listen.tls, upstream.tls/sasl and auth: parsed, checked, and refused where they cannot work. */
+static void test_security_keys(void)
 {
+#define BOOT "upstream:\n  bootstrap: k:9092\n"
+    /* Files must exist; README.md stands for any readable file. */
+    config_t *c = EXPECT_OK(BOOT "  tls: {}\n  sasl:\n    mechanism: SCRAM-SHA-512\n"
+                                 "    username: sidecar\n    password: s3cret\n"
+                                 "listen:\n  tls: {cert_file: README.md, key_file: README.md}\n");
+    if (c) {
+        CHECK_EQ(c->upstream.tls.enabled, 1);
+        CHECK_EQ(c->upstream.tls.verify, 1);
+        CHECK(c->upstream.tls.ca_file == NULL);
+        CHECK_EQ(c->upstream.sasl.mechanism, SASL_SCRAM_SHA_512);
+        CHECK_STR(c->upstream.sasl.username, "sidecar");
+        CHECK_STR(c->listen.tls.cert_file, "README.md");
+        CHECK(c->listen.tls.client_ca_file == NULL);
+        CHECK(c->auth.users_file == NULL);
+    }
+    config_free(c);
+    c = EXPECT_OK(MOCK "auth:\n  users_file: README.md\n");
+    if (c) {
+        CHECK_EQ(c->upstream.tls.enabled, 0);
+        CHECK_EQ(c->upstream.sasl.mechanism, SASL_NONE);
+        CHECK_EQ(c->auth.mechanisms, SASL_MECH_BIT(SASL_PLAIN) | SASL_MECH_BIT(SASL_SCRAM_SHA_256) |
+                                         SASL_MECH_BIT(SASL_SCRAM_SHA_512));
+        CHECK_EQ(c->auth.allow_plaintext, 0);
+        CHECK(c->auth.acl == NULL);
+    }
+    config_free(c);
+    c = EXPECT_OK(MOCK "auth:\n  users_file: README.md\n  mechanisms: [SCRAM-SHA-256]\n"
+                       "  allow_plaintext: true\n  acls:\n"
+                       "    - {user: alice, produce: [\"orders.*\"], consume: [orders.a, p?]}\n"
+                       "    - {user: \"*\", admin: true}\n");
+    if (c) {
+        CHECK_EQ(c->auth.mechanisms, SASL_MECH_BIT(SASL_SCRAM_SHA_256));
+        CHECK_EQ(c->auth.allow_plaintext, 1);
+        CHECK(c->auth.acl != NULL);
+        CHECK_EQ(acl_allows(c->auth.acl, "alice", 5, ACL_PRODUCE, "orders.x", 8), 1);
+        CHECK_EQ(acl_allows(c->auth.acl, "alice", 5, ACL_PRODUCE, "pay", 3), 0);
+        CHECK_EQ(acl_allows(c->auth.acl, "alice", 5, ACL_CONSUME, "p1", 2), 1);
+        CHECK_EQ(acl_is_admin(c->auth.acl, "bob", 3), 1);
+        CHECK_EQ(acl_is_admin(c->auth.acl, "alice", 5), 0);
+    }
+    config_free(c);
+
     EXPECT_ERR(MOCK "listen:\n  tls:\n    cert: x.pem\n",
-               "t.yaml:4: listen.tls: not supported by this version of eosproxy");
+               "t.yaml:5: listen.tls.cert: unknown key (known here: cert_file, key_file");
+    EXPECT_ERR(MOCK "listen:\n  tls:\n    cert_file: README.md\n",
+               "t.yaml:4: listen.tls.key_file: is required");
+    EXPECT_ERR(MOCK "listen:\n  tls: {cert_file: nope.pem, key_file: README.md}\n",
+               "listen.tls.cert_file: cannot read \"nope.pem\": No such file");
     EXPECT_ERR(MOCK "upstream:\n  tls: {}\n", "t.yaml:3: upstream: duplicate key");
+    EXPECT_ERR("upstream:\n  mock_brokers: 1\n  tls: {}\n",
+               "t.yaml:3: upstream.tls: the embedded mock cluster speaks neither TLS nor SASL");
     EXPECT_ERR("upstream:\n  mock_brokers: 1\n  tls: true\n",
-               "t.yaml:3: upstream.tls: not supported by this version of eosproxy");
-    EXPECT_ERR("upstream:\n  mock_brokers: 1\n  sasl:\n    mechanism: PLAIN\n",
-               "t.yaml:3: upstream.sasl: not supported by this version of eosproxy");
-    EXPECT_ERR(MOCK "auth:\n  users_file: users.txt\n  allow_plaintext: false\n",
-               "t.yaml:3: auth: not supported by this version of eosproxy");
-    EXPECT_ERR(MOCK "auth:\n", "t.yaml:3: auth: not supported by this version of eosproxy");
+               "t.yaml:3: upstream.tls: expected a map");
+    EXPECT_ERR(BOOT "  tls: {verify: yes}\n", "upstream.tls.verify: must be true or false");
+    EXPECT_ERR(BOOT "  tls: {cert_file: README.md}\n",
+               "upstream.tls: set both cert_file and key_file, or neither");
+    EXPECT_ERR(BOOT "  sasl:\n    mechanism: PLAIN\n", "upstream.sasl.username: is required");
+    EXPECT_ERR(
+        BOOT "  sasl: {mechanism: GSSAPI, username: a, password: b}\n",
+        "upstream.sasl.mechanism: must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (got \"GSSAPI\")");
+    EXPECT_ERR(
+        BOOT "  sasl:\n    mechanism: PLAIN\n    username: a\n    password: ${EOSPROXY_UNSET_PW}\n",
+        "${EOSPROXY_UNSET_PW} is not set");
+    EXPECT_ERR(MOCK "auth:\n  allow_plaintext: false\n", "t.yaml:3: auth.users_file: is required");
+    EXPECT_ERR(MOCK "auth:\n", "t.yaml:3: auth: expected a map, got an empty value");
+    EXPECT_ERR(MOCK "auth:\n  users_file: README.md\n  mechanisms: []\n",
+               "auth.mechanisms: must name at least one mechanism");
+    EXPECT_ERR(MOCK "auth:\n  users_file: README.md\n  mechanisms: [PLAIN, KERBEROS]\n",
+               "auth.mechanisms: each must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512");
+    EXPECT_ERR(MOCK "auth:\n  users_file: README.md\n  mechanisms: PLAIN\n",
+               "auth.mechanisms: expected a list of mechanisms");
+    EXPECT_ERR(MOCK "auth:\n  users_file: README.md\n  acls:\n    - {produce: [a]}\n",
+               "auth.acls[0].user: is required");
+    EXPECT_ERR(MOCK
+               "auth:\n  users_file: README.md\n  acls:\n    - {user: a, produce: [\"a b\"]}\n",
+               "auth.acls[0].produce:");
+    EXPECT_ERR(MOCK "auth:\n  users_file: README.md\n  acls:\n    - {user: a}\n    - {user: a}\n",
+               "t.yaml:7: auth.acls[1]: acl: duplicate rule for user a");
+    EXPECT_ERR(MOCK "auth:\n  users_file: README.md\n  acls:\n    - {user: a, admin: 1}\n",
+               "auth.acls[0].admin: must be true or false");
+    EXPECT_ERR(MOCK "auth:\n  users_file: README.md\n  acls: {user: a}\n",
+               "auth.acls: expected a list of rules");
+#undef BOOT
 }
 
 static void test_topic_errors(void)
@@ -662,9 +737,8 @@ static void test_files(void)
     CHECK(strstr(e, "tests/unit/conf/unknown_key.yaml:7: listen.max_conections: unknown key") !=
           NULL);
 
-    CHECK(config_load("tests/unit/conf/reserved_tls.yaml", e, sizeof(e)) == NULL);
-    CHECK(strstr(e, "tests/unit/conf/reserved_tls.yaml:5: listen.tls: not supported by this "
-                    "version of eosproxy") != NULL);
+    CHECK(config_load("tests/unit/conf/tls_no_key.yaml", e, sizeof(e)) == NULL);
+    CHECK(strstr(e, "tests/unit/conf/tls_no_key.yaml:5: listen.tls.key_file: is required") != NULL);
 
     CHECK(config_load("tests/unit/conf/does-not-exist.yaml", e, sizeof(e)) == NULL);
     CHECK(strstr(e, "tests/unit/conf/does-not-exist.yaml: cannot open") != NULL);
@@ -726,7 +800,7 @@ int main(void)
     test_duration_size_errors();
     test_address_errors();
     test_cross_key_errors();
-    test_reserved_keys();
+    test_security_keys();
     test_topic_errors();
     test_env();
     test_files();
