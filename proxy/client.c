@@ -138,6 +138,7 @@ struct client {
     int loopback;         /* peer is 127.0.0.0/8 or ::1 */
     char peer_ip[INET6_ADDRSTRLEN];
     struct event *auth_delay_ev; /* holds a failure answer (sasl_failure_delay) */
+    struct event *login_ev;      /* auth.login_timeout */
     struct evbuffer *auth_resp;  /* the held answer */
     uint64_t auth_token;         /* its slot */
 
@@ -186,6 +187,8 @@ void client_free(struct client *c)
     sasl_session_free(c->sasl);
     if (c->auth_delay_ev)
         event_free(c->auth_delay_ev);
+    if (c->login_ev)
+        event_free(c->login_ev);
     if (c->auth_resp)
         evbuffer_free(c->auth_resp);
     free(c->repl);
@@ -792,6 +795,7 @@ static int auth_accept(struct client *c, uint64_t token, const uint8_t *reply, s
     kw_init(&w, rlen + 64);
     write_auth_answer(slot_at(c, token), 0, NULL, reply, rlen, &w);
     c->authed = 1;
+    event_del(c->login_ev);
     static const char *const mech[] = {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
     log_info("client %llu (%s): authenticated as %s (%s%s%s)", (unsigned long long)c->id, c->peer,
              sasl_session_user(c->sasl), mech[sasl_session_mech(c->sasl)], c->tls ? ", TLS" : "",
@@ -1608,6 +1612,20 @@ static void describe_peer(struct client *c, const struct sockaddr *sa)
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
 }
 
+/* A connection that has not logged in within auth.login_timeout holds a
+ * connection slot for nothing: closed. */
+static void login_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->authed || c->auth_failed)
+        return;
+    log_info("client %llu (%s): no login within auth.login_timeout, closing",
+             (unsigned long long)c->id, c->peer);
+    close_client(c, CLOSE_AUTH);
+}
+
 /*
  * Sets up authentication for a new connection when auth.users_file is set:
  * the mechanisms it may use (PLAIN only over TLS or loopback unless
@@ -1624,7 +1642,12 @@ static int setup_auth(struct client *c)
     if (!c->tls && !c->loopback && !px->cfg->auth.allow_plaintext)
         mechs &= ~SASL_MECH_BIT(SASL_PLAIN);
     c->sasl = sasl_session_new(px->authw, mechs, c->peer_ip, c->id);
-    return c->sasl ? 0 : -1;
+    c->login_ev = evtimer_new(px->base, login_timeout_cb, c);
+    if (!c->sasl || !c->login_ev)
+        return -1;
+    uint64_t ms = px->cfg->auth.login_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return evtimer_add(c->login_ev, &tv);
 }
 
 /* The client side's bufferevent: TLS (accepting) when listen.tls is set. */

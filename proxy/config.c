@@ -170,6 +170,7 @@ static const field_t auth_fields[] = {
     {"users_file", T_PATH, C(auth.users_file), NULL, 0, 0, F_REQUIRED, NULL},
     {"mechanisms", T_MECH_LIST, C(auth.mechanisms), NULL, 0, 0, 0, NULL},
     {"allow_plaintext", T_BOOL, C(auth.allow_plaintext), "false", 0, 0, 0, NULL},
+    {"login_timeout", T_DURATION, C(auth.login_timeout_ms), "30s", 1, DURATION_MAX, 0, NULL},
     {"acls", T_ACLS, 0, NULL, 0, 0, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };

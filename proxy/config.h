@@ -45,15 +45,15 @@ typedef struct config {
     } log;
 
     struct {
-        char *host;             /* default 127.0.0.1 */
-        int port;               /* bootstrap port, default 9092 */
-        char *advertised_host;  /* default: host */
-        int broker_port_base;   /* broker N listens on base+N; default 19092 */
-        int max_connections;    /* client connections, default 1024 */
-        uint64_t idle_timeout_ms;   /* default 10m, 0 = none */
-        uint64_t max_frame_bytes;   /* default 100 MiB */
-        int max_inflight;           /* requests per client connection, default 256 */
-        uint64_t buffer_bytes;      /* per-direction high watermark, default 16 MiB */
+        char *host;               /* default 127.0.0.1 */
+        int port;                 /* bootstrap port, default 9092 */
+        char *advertised_host;    /* default: host */
+        int broker_port_base;     /* broker N listens on base+N; default 19092 */
+        int max_connections;      /* client connections, default 1024 */
+        uint64_t idle_timeout_ms; /* default 10m, 0 = none */
+        uint64_t max_frame_bytes; /* default 100 MiB */
+        int max_inflight;         /* requests per client connection, default 256 */
+        uint64_t buffer_bytes;    /* per-direction high watermark, default 16 MiB */
         struct {
             char *cert_file;      /* PEM chain; NULL: clients speak plaintext */
             char *key_file;       /* PEM private key */
@@ -62,14 +62,14 @@ typedef struct config {
     } listen;
 
     struct {
-        char *bootstrap;           /* "host:port,host:port"; NULL if mock */
-        int mock_brokers;          /* >0: embedded librdkafka mock cluster */
-        int mock_partitions;       /* auto-created topic partitions, default 4 */
-        uint64_t connect_timeout_ms;    /* default 10s */
-        uint64_t request_timeout_ms;    /* eosproxy's own requests, default 30s */
-        uint64_t reconnect_backoff_ms;  /* default 100ms */
+        char *bootstrap;                   /* "host:port,host:port"; NULL if mock */
+        int mock_brokers;                  /* >0: embedded librdkafka mock cluster */
+        int mock_partitions;               /* auto-created topic partitions, default 4 */
+        uint64_t connect_timeout_ms;       /* default 10s */
+        uint64_t request_timeout_ms;       /* eosproxy's own requests, default 30s */
+        uint64_t reconnect_backoff_ms;     /* default 100ms */
         uint64_t reconnect_backoff_max_ms; /* default 10s */
-        uint64_t metadata_refresh_ms;   /* default 5m */
+        uint64_t metadata_refresh_ms;      /* default 5m */
         struct {
             int enabled;     /* upstream.tls present */
             char *ca_file;   /* PEM CA bundle; NULL: the system's default store */
@@ -100,10 +100,11 @@ typedef struct config {
     } redis;
 
     struct {
-        char *users_file;     /* NULL: clients are not authenticated */
-        unsigned mechanisms;  /* SASL_MECH_BIT()s offered; default all three */
-        int allow_plaintext;  /* PLAIN without TLS from non-loopback peers; default 0 */
-        struct acl *acl;      /* auth.acls; NULL when the key is absent (no ACLs) */
+        char *users_file;          /* NULL: clients are not authenticated */
+        unsigned mechanisms;       /* SASL_MECH_BIT()s offered; default all three */
+        int allow_plaintext;       /* PLAIN without TLS from non-loopback peers; default 0 */
+        uint64_t login_timeout_ms; /* a connection must log in within this; default 30s */
+        struct acl *acl;           /* auth.acls; NULL when the key is absent (no ACLs) */
     } auth;
 
     policy_t *policy; /* the `topics:` rules (never NULL after load) */

@@ -507,16 +507,18 @@ static void test_security_keys(void)
         CHECK_EQ(c->auth.mechanisms, SASL_MECH_BIT(SASL_PLAIN) | SASL_MECH_BIT(SASL_SCRAM_SHA_256) |
                                          SASL_MECH_BIT(SASL_SCRAM_SHA_512));
         CHECK_EQ(c->auth.allow_plaintext, 0);
+        CHECK_EQ(c->auth.login_timeout_ms, 30000);
         CHECK(c->auth.acl == NULL);
     }
     config_free(c);
     c = EXPECT_OK(MOCK "auth:\n  users_file: README.md\n  mechanisms: [SCRAM-SHA-256]\n"
-                       "  allow_plaintext: true\n  acls:\n"
+                       "  allow_plaintext: true\n  login_timeout: 5s\n  acls:\n"
                        "    - {user: alice, produce: [\"orders.*\"], consume: [orders.a, p?]}\n"
                        "    - {user: \"*\", admin: true}\n");
     if (c) {
         CHECK_EQ(c->auth.mechanisms, SASL_MECH_BIT(SASL_SCRAM_SHA_256));
         CHECK_EQ(c->auth.allow_plaintext, 1);
+        CHECK_EQ(c->auth.login_timeout_ms, 5000);
         CHECK(c->auth.acl != NULL);
         CHECK_EQ(acl_allows(c->auth.acl, "alice", 5, ACL_PRODUCE, "orders.x", 8), 1);
         CHECK_EQ(acl_allows(c->auth.acl, "alice", 5, ACL_PRODUCE, "pay", 3), 0);
