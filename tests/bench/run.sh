@@ -9,8 +9,19 @@
 # a Markdown table. Every run writes to a fresh topic (the mock keeps only
 # about 5 MB per partition).
 #
+# What security costs: a second eosproxy in front of the same mock has
+# listen.tls (tests/tools/mkcerts.sh certificates), auth.users_file (made
+# with `eosproxy passwd`, default iterations) and auth.acls allowing the
+# bench-* topics to user "bench". The 1 KB throughput case runs through both
+# eosproxy processes in alternating order, the same client with SASL_SSL and
+# SCRAM-SHA-256 on the second. A produce to a topic outside the ACL must be
+# refused, and the second eosproxy's metrics must show the SCRAM logins,
+# the TLS handshakes and that refusal, or the run fails. At the end,
+# tests/bench/logins.py measures logins per second (PLAIN, SCRAM-SHA-256).
+#
 # Knobs (environment): ROUNDS (5), COUNT_1K (1000000), COUNT_100 (3000000),
-# COUNT_LAT (5000), PARTITIONS (6), EOSPROXY_BIN, MOCKCLUSTER_BIN, BENCH_BIN.
+# COUNT_LAT (5000), PARTITIONS (6), EOSPROXY_BIN, MOCKCLUSTER_BIN, BENCH_BIN;
+# logins.py reads SEQ_SECONDS, CONC_SECONDS, CONCURRENCY (see its header).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -32,13 +43,17 @@ done
 WORK=$(mktemp -d /tmp/eosproxy-bench.XXXXXX)
 MOCKPID=""
 PROXY_PID=""
+SEC_PID=""
+stop_pid() { # pid: SIGTERM, up to 10 s, then SIGKILL
+    [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+    kill -TERM "$1"
+    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null
+}
 cleanup() {
     set +e
-    if [ -n "$PROXY_PID" ] && kill -0 "$PROXY_PID" 2>/dev/null; then
-        kill -TERM "$PROXY_PID"
-        for _ in $(seq 100); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$PROXY_PID" 2>/dev/null
-    fi
+    stop_pid "$PROXY_PID"
+    stop_pid "$SEC_PID"
     if [ -n "$MOCKPID" ] && kill -0 "$MOCKPID" 2>/dev/null; then
         kill -TERM "$MOCKPID"
         for _ in $(seq 50); do kill -0 "$MOCKPID" 2>/dev/null || break; sleep 0.1; done
@@ -68,24 +83,40 @@ mock_cmd() {
     [ "$answer" = OK ] || { echo "bench: mockcluster: '$*': $answer" >&2; exit 1; }
 }
 
-# ---- free ports: a bootstrap port, an admin port and base+1..base+3 for the brokers
-read -r LISTEN_PORT ADMIN_PORT BROKER_BASE < <($PY - <<'EOF'
+# ---- free ports, for each eosproxy (plaintext, secure): a bootstrap port,
+# an admin port and base+1..base+3 for the brokers
+read -r LISTEN_PORT ADMIN_PORT BROKER_BASE SEC_PORT SEC_ADMIN SEC_BASE < <($PY - <<'EOF'
 import socket, random
 held = []
 def free(port=0):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", port)); held.append(s); return s.getsockname()[1]
-a, b = free(), free()
-for _ in range(200):
-    base = random.randint(10000, 32000)
-    try:
-        for n in range(0, 4): free(base + n)
-        break
-    except OSError:
-        continue
-print(a, b, base)
+def base():
+    for _ in range(200):
+        b = random.randint(10000, 32000)
+        try:
+            for n in range(0, 4): free(b + n)
+            return b
+        except OSError:
+            continue
+    raise SystemExit("bench: no free port range")
+out = []
+for _ in range(2):
+    out += [free(), free(), base()]
+print(*out)
 EOF
 )
+
+# Waits until the eosproxy with pid $1 answers /readyz on admin port $2: 0,
+# or 1 if it exited or 20 s passed.
+wait_ready() {
+    for _ in $(seq 200); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$2/readyz" 2>/dev/null && return 0
+        kill -0 "$1" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
 
 # ---- eosproxy
 PROXY=""
@@ -114,15 +145,9 @@ topics:
 EOF
     "$EOSPROXY_BIN" -c "$WORK/bench.yaml" >"$WORK/proxy.log" 2>&1 &
     PROXY_PID=$!
-    for _ in $(seq 200); do
-        if curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null; then
-            PROXY="127.0.0.1:$LISTEN_PORT"
-            break
-        fi
-        kill -0 "$PROXY_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$PROXY" ]; then
+    if wait_ready "$PROXY_PID" "$ADMIN_PORT"; then
+        PROXY="127.0.0.1:$LISTEN_PORT"
+    else
         PROXY_NOTE="eosproxy FAILED to become ready (its log tail is on stderr); only the direct half ran"
         PROXY_FAILED=1
         tail -n 30 "$WORK/proxy.log" >&2 || true
@@ -130,40 +155,106 @@ EOF
 fi
 [ -n "$PROXY_NOTE" ] && echo "bench: $PROXY_NOTE" >&2
 
+# ---- the secure eosproxy: TLS listener, SASL users, ACLs (only with the first one)
+SECURE=""
+SEC_FAILED=0
+SEC_USER=bench
+SEC_ITERATIONS=""
+SEC_X=()
+if [ -n "$PROXY" ]; then
+    SEC_PASSWORD=$($PY -c 'import secrets; print(secrets.token_urlsafe(18))')
+    if ! bash tests/tools/mkcerts.sh "$WORK/certs" >"$WORK/mkcerts.log" 2>&1; then
+        echo "bench: mkcerts.sh FAILED:" >&2
+        cat "$WORK/mkcerts.log" >&2
+        SEC_FAILED=1
+    elif ! printf '%s\n' "$SEC_PASSWORD" | "$EOSPROXY_BIN" passwd "$SEC_USER" >"$WORK/users" 2>"$WORK/passwd.err"; then
+        echo "bench: eosproxy passwd FAILED: $(cat "$WORK/passwd.err")" >&2
+        SEC_FAILED=1
+    else
+        chmod 600 "$WORK/users"
+        SEC_ITERATIONS=$(cut -d: -f2 "$WORK/users" | cut -d'$' -f2)
+        cat >"$WORK/secure.yaml" <<EOF
+service: bench-secure
+listen:
+  host: 127.0.0.1
+  port: $SEC_PORT
+  advertised_host: 127.0.0.1
+  broker_port_base: $SEC_BASE
+  tls:
+    cert_file: $WORK/certs/server.pem
+    key_file: $WORK/certs/server.key
+upstream:
+  bootstrap: "$BOOTSTRAP"
+admin:
+  listen: "127.0.0.1:$SEC_ADMIN"
+log:
+  level: warn
+  format: text
+auth:
+  users_file: $WORK/users
+  acls:
+    - user: $SEC_USER
+      produce: ["bench-*"]
+EOF
+        "$EOSPROXY_BIN" -c "$WORK/secure.yaml" >"$WORK/secure.log" 2>&1 &
+        SEC_PID=$!
+        if wait_ready "$SEC_PID" "$SEC_ADMIN"; then
+            SECURE="127.0.0.1:$SEC_PORT"
+            SEC_X=(-X security.protocol=SASL_SSL -X sasl.mechanisms=SCRAM-SHA-256
+                -X "sasl.username=$SEC_USER" -X "sasl.password=$SEC_PASSWORD"
+                -X "ssl.ca.location=$WORK/certs/ca.pem")
+        else
+            echo "bench: the secure eosproxy FAILED to become ready; its log tail:" >&2
+            tail -n 30 "$WORK/secure.log" >&2 || true
+            SEC_FAILED=1
+        fi
+    fi
+fi
+
 # ---- runs
 SEQ=0
+# The pid and the log of target's eosproxy (nothing for direct).
+target_pid() { case $1 in eosproxy) echo "$PROXY_PID" ;; secure) echo "$SEC_PID" ;; esac; }
+target_log() { case $1 in eosproxy) echo "$WORK/proxy.log" ;; secure) echo "$WORK/secure.log" ;; esac; }
+# After a wait on target's eosproxy: its pid is no longer ours to signal.
+forget_pid() { case $1 in eosproxy) PROXY_PID="" ;; secure) SEC_PID="" ;; esac; }
 run_case() { # round case target bootstrap -> appends the JSON line to $WORK/results
-    local round=$1 case=$2 target=$3 bs=$4 topic args
+    local round=$1 case=$2 target=$3 bs=$4 topic args pid log
+    pid=$(target_pid "$target")
+    log=$(target_log "$target")
     SEQ=$((SEQ + 1))
     topic="bench-$case-$target-$SEQ"
     mock_cmd topic "$topic" "$PARTITIONS"
     case $case in
-        tp1k) args=(--mode throughput --size 1024 --count "$COUNT_1K" --acks all --linger-ms 5) ;;
+        # tpsec: the same 1 KB case, through the plaintext or the secure eosproxy.
+        tp1k | tpsec) args=(--mode throughput --size 1024 --count "$COUNT_1K" --acks all --linger-ms 5) ;;
         tp100) args=(--mode throughput --size 100 --count "$COUNT_100" --acks all --linger-ms 5) ;;
         # A non-idempotent producer; through eosproxy its topic is `delivery: idempotent`.
         tpidem) args=(--mode throughput --size 1024 --count "$COUNT_1K" --acks all --linger-ms 5 --idempotence false) ;;
         lat) args=(--mode latency --size 100 --count "$COUNT_LAT" --acks all) ;;
     esac
+    [ "$target" = secure ] && args+=("${SEC_X[@]}")
     local out
-    if [ "$target" = eosproxy ] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
-        wait "$PROXY_PID" && rc=0 || rc=$?
-        echo "bench: eosproxy DIED (exit status $rc) before $case; its log:" >&2
-        tail -n 40 "$WORK/proxy.log" >&2
-        PROXY_PID=""; KEEP_WORK=1
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" && rc=0 || rc=$?
+        echo "bench: $target eosproxy DIED (exit status $rc) before $case; its log:" >&2
+        tail -n 40 "$log" >&2
+        forget_pid "$target"
+        KEEP_WORK=1
         exit 1
     fi
     if ! out=$("$BENCH_BIN" --bootstrap "$bs" --topic "$topic" "${args[@]}" 2>"$WORK/bench.err"); then
         echo "bench: FAILED: $case via $target (bench stderr, last lines):" >&2
         tail -n 5 "$WORK/bench.err" >&2
-        if [ "$target" = eosproxy ]; then
-            if kill -0 "$PROXY_PID" 2>/dev/null; then
-                echo "bench: eosproxy is still running; its log:" >&2
+        if [ -n "$pid" ]; then
+            if kill -0 "$pid" 2>/dev/null; then
+                echo "bench: $target eosproxy is still running; its log:" >&2
             else
-                wait "$PROXY_PID" && rc=0 || rc=$?
-                echo "bench: eosproxy DIED (exit status $rc); its log:" >&2
-                PROXY_PID=""
+                wait "$pid" && rc=0 || rc=$?
+                echo "bench: $target eosproxy DIED (exit status $rc); its log:" >&2
+                forget_pid "$target"
             fi
-            tail -n 40 "$WORK/proxy.log" >&2
+            tail -n 40 "$log" >&2
         fi
         KEEP_WORK=1
         exit 1
@@ -186,8 +277,50 @@ for r in $(seq "$ROUNDS"); do
             run_case "$r" "$c" direct "$BOOTSTRAP"
         fi
     done
+    # What security costs: the 1 KB case through the plaintext and the secure eosproxy.
+    if [ -n "$SECURE" ]; then
+        if [ $((r % 2)) = 1 ]; then
+            run_case "$r" tpsec eosproxy "$PROXY"
+            run_case "$r" tpsec secure "$SECURE"
+        else
+            run_case "$r" tpsec secure "$SECURE"
+            run_case "$r" tpsec eosproxy "$PROXY"
+        fi
+    fi
 done
 ELAPSED=$(($(date +%s) - START))
+
+# ---- the secure eosproxy did what its row says: an ACL probe, then its metrics
+SEC_CHECK=""
+if [ -n "$SECURE" ]; then
+    SEQ=$((SEQ + 1))
+    probe="denied-$SEQ" # outside the ACL's bench-*
+    mock_cmd topic "$probe" "$PARTITIONS"
+    if "$BENCH_BIN" --bootstrap "$SECURE" --topic "$probe" --mode throughput --size 100 \
+        --count 1 --warmup 1 --timeout-s 20 "${SEC_X[@]}" >/dev/null 2>"$WORK/probe.err"; then
+        echo "bench: FAILED: a produce to $probe (outside auth.acls) through the secure eosproxy succeeded" >&2
+        SEC_FAILED=1
+    elif ! grep -qi 'authoriz' "$WORK/probe.err"; then
+        echo "bench: FAILED: the ACL probe failed, but not with an authorization error:" >&2
+        tail -n 5 "$WORK/probe.err" >&2
+        SEC_FAILED=1
+    fi
+    metrics=$(curl -fsS "http://127.0.0.1:$SEC_ADMIN/metrics" || true)
+    metric() { # exact series name -> its value in $metrics, or 0
+        printf '%s\n' "$metrics" | awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
+    }
+    SEC_LOGINS=$(metric 'eosproxy_auth_logins_total{mechanism="SCRAM-SHA-256",result="ok"}')
+    SEC_TLS=$(metric eosproxy_tls_handshakes_total)
+    SEC_DENIED=$(metric 'eosproxy_acl_denied_total{api="Produce"}')
+    SEC_CHECK="secure eosproxy's metrics after the row: SCRAM-SHA-256 logins $SEC_LOGINS,"
+    SEC_CHECK+=" TLS handshakes $SEC_TLS, Produce topics refused by auth.acls $SEC_DENIED"
+    SEC_CHECK+=" (a probe to a topic outside bench-*, which must fail)"
+    echo "bench: $SEC_CHECK" >&2
+    if [ "$SEC_LOGINS" -lt "$ROUNDS" ] || [ "$SEC_TLS" -lt "$ROUNDS" ] || [ "$SEC_DENIED" -lt 1 ]; then
+        echo "bench: FAILED: these counts do not show TLS, SCRAM and the ACL at work" >&2
+        SEC_FAILED=1
+    fi
+fi
 
 PROXY_EXIT=""
 if [ -n "$PROXY_PID" ] && kill -0 "$PROXY_PID" 2>/dev/null; then
@@ -198,12 +331,22 @@ if [ -n "$PROXY_PID" ] && kill -0 "$PROXY_PID" 2>/dev/null; then
     set -e
     PROXY_PID=""
 fi
+SEC_EXIT=""
+if [ -n "$SECURE" ] && [ -n "$SEC_PID" ] && kill -0 "$SEC_PID" 2>/dev/null; then
+    kill -TERM "$SEC_PID"
+    set +e
+    wait "$SEC_PID"
+    SEC_EXIT=$?
+    set -e
+    SEC_PID=""
+fi
 
 # ---- table
 VERSION=""
 [ -x "$EOSPROXY_BIN" ] && VERSION=$("$EOSPROXY_BIN" --version 2>&1 | head -n1 || true)
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 export ROUNDS COUNT_1K COUNT_100 COUNT_LAT PARTITIONS ELAPSED PROXY_NOTE VERSION CPU PROXY_EXIT
+export SECURE SEC_FAILED SEC_EXIT SEC_CHECK SEC_ITERATIONS
 $PY - "$WORK/results" <<'EOF'
 import json, os, statistics, sys, subprocess, datetime, platform
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -258,6 +401,43 @@ print(f"Run time: {env['ELAPSED']} s.", end="")
 if env.get("PROXY_EXIT"):
     print(f" eosproxy exit code after SIGTERM: {env['PROXY_EXIT']}.", end="")
 print()
+if env.get("SECURE") or env.get("SEC_FAILED") == "1":
+    print()
+    print(f"**What security costs** (same client, same mock, same run; {env['ROUNDS']} rounds, the pair "
+          "back to back in alternating order; columns are medians, the ratio is the median of the "
+          "per-round pairs):")
+    print()
+    if env.get("SEC_FAILED") == "1":
+        print("- **the secure eosproxy FAILED (see stderr); its row is missing or not to be trusted**")
+    if env.get("SECURE"):
+        iters = env["SEC_ITERATIONS"]
+        iters = f"{int(iters):,}" if iters.isdigit() else repr(iters)
+        print(f"- secure eosproxy: listen.tls (tests/tools/mkcerts.sh, EC P-256), auth.users_file "
+              f"(`eosproxy passwd`, {iters} iterations), auth.acls (user bench: produce bench-*); "
+              "client: bench.c with security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-256; "
+              "the mock behind it is plaintext")
+        print(f"- {env['SEC_CHECK']}")
+        if env.get("SEC_EXIT"):
+            print(f"- secure eosproxy exit code after SIGTERM: {env['SEC_EXIT']}")
+    print()
+    print("| case | 1 KB produce, plaintext through eosproxy "
+          "| 1 KB produce, SASL_SSL + SCRAM-SHA-256 + ACL through eosproxy | ratio |")
+    print("|---|---|---|---|")
+    def paired2(case, key, a, b):
+        """Median over rounds of (a / b), each pair measured back to back."""
+        by = {}
+        for r in rows:
+            if r["case"] == case:
+                by.setdefault(r["round"], {})[r["target"]] = r["result"][key]
+        v = [p[a] / p[b] for p in by.values() if a in p and b in p]
+        return statistics.median(v) if v else None
+    cells = []
+    for target in ("eosproxy", "secure"):
+        mb, rec = med("tpsec", target, "mb_per_s"), med("tpsec", target, "records_per_s")
+        cells.append("n/a" if mb is None else f"{mb:,.0f} MB/s ({rec/1e3:,.0f} k rec/s)")
+    ratio = paired2("tpsec", "mb_per_s", "secure", "eosproxy")
+    ratio = "n/a" if ratio is None else f"{ratio:.2f}"
+    print(f"| throughput, 1 KB records, acks=all, linger.ms=5 | {cells[0]} | {cells[1]} | {ratio} |")
 EOF
 # ---- consumer dedup (needs redis-server; its own mock, eosproxy and Redis)
 if [ "$PROXY_FAILED" = 0 ] && [ -x "$EOSPROXY_BIN" ] && command -v redis-server >/dev/null; then
@@ -268,14 +448,43 @@ if [ "$PROXY_FAILED" = 0 ] && [ -x "$EOSPROXY_BIN" ] && command -v redis-server 
     EOSPROXY_BIN="$EOSPROXY_BIN" MOCKCLUSTER_BIN="$MOCKCLUSTER_BIN" $PY tests/bench/dedup.py
 fi
 
-if [ -f "$WORK/proxy.log" ] && grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/proxy.log"; then
-    echo "bench: eosproxy's log has a sanitizer report:" >&2
-    grep -m1 -A30 -E 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/proxy.log" >&2
-    exit 1
+# ---- login cost (its own two eosproxy processes with auth, in front of this mock)
+LOGINS_FAILED=0
+if [ "$PROXY_FAILED" = 0 ] && [ -x "$EOSPROXY_BIN" ]; then
+    echo "bench: logins" >&2
+    certs=()
+    [ -f "$WORK/certs/ca.pem" ] && certs=(--certs "$WORK/certs")
+    if ! EOSPROXY_BIN="$EOSPROXY_BIN" $PY tests/bench/logins.py --bootstrap "$BOOTSTRAP" \
+        --work "$WORK/logins" "${certs[@]}"; then
+        LOGINS_FAILED=1
+        KEEP_WORK=1
+    fi
 fi
+
+for log in proxy secure; do
+    if [ -f "$WORK/$log.log" ] && grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/$log.log"; then
+        echo "bench: $log eosproxy's log has a sanitizer report:" >&2
+        grep -m1 -A30 -E 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/$log.log" >&2
+        exit 1
+    fi
+done
 if [ -n "$PROXY_EXIT" ] && [ "$PROXY_EXIT" != 0 ]; then
     echo "bench: eosproxy exited $PROXY_EXIT after SIGTERM (expected 0); its log:" >&2
     tail -n 30 "$WORK/proxy.log" >&2
+    exit 1
+fi
+if [ -n "$SEC_EXIT" ] && [ "$SEC_EXIT" != 0 ]; then
+    echo "bench: the secure eosproxy exited $SEC_EXIT after SIGTERM (expected 0); its log:" >&2
+    tail -n 30 "$WORK/secure.log" >&2
+    exit 1
+fi
+if [ "$SEC_FAILED" = 1 ]; then
+    echo "bench: the secure eosproxy's row FAILED (see above)" >&2
+    KEEP_WORK=1
+    exit 1
+fi
+if [ "$LOGINS_FAILED" = 1 ]; then
+    echo "bench: tests/bench/logins.py FAILED (see above)" >&2
     exit 1
 fi
 if [ "$PROXY_FAILED" = 1 ]; then
