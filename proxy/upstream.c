@@ -28,6 +28,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -562,6 +563,15 @@ static void login_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (lg->phase != PH_CONNECTING) {
+        /* TLS 1.3 servers refuse a client certificate after the handshake:
+         * the alert arrives while the login runs. */
+        unsigned long tls_err = lg->tls ? bufferevent_get_openssl_error(bev) : 0;
+        if (tls_err) {
+            char why[256];
+            ERR_error_string_n(tls_err, why, sizeof(why));
+            fail(lg, UPERR_TLS, "TLS failed during the SASL login: %s", why);
+            return;
+        }
         fail(lg, UPERR_AUTH, "closed the connection during the SASL login%s",
              lg->phase == PH_HANDSHAKE ? " (is it a SASL listener?)" : "");
         return;

@@ -371,3 +371,15 @@ def proxy(proxy_factory):
 def needs_proxy():
     if DIRECT:
         pytest.skip("needs eosproxy itself (EOSPROXY_TEST_DIRECT=1)")
+
+
+# ---------------------------------------------------------------- TLS
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """Test certificates written once per session by tests/tools/mkcerts.sh:
+    a CA, server (CN eosproxy) and server2 (CN eosproxy-rotated) for
+    localhost, 127.0.0.1, ::1 and `hostname -I`, a client (CN app) and a
+    rogue CA with its own client. See security.Certs for the attributes."""
+    from security import make_certs
+    return make_certs(tmp_path_factory.mktemp("certs"))
