@@ -419,6 +419,23 @@ def test_produce_before_login_closes_and_writes_nothing(mock, proxy_factory, acc
     assert mock_record_count(mock, topic) == 0
 
 
+def test_connection_without_login_is_closed_after_login_timeout(mock, proxy_factory, accounts):
+    proxy = start_auth_proxy(proxy_factory, accounts, **{"auth.login_timeout": "1s"})
+    with Conn(proxy.bootstrap, timeout=15.0) as c:
+        c.send(api_versions_request(corr=3))
+        assert c.recv()[0] == 3  # served while the clock runs
+        assert c.closed_by_peer(), "a connection that never logged in was kept"
+    closed = proxy.metrics().get_value("eosproxy_client_connections_closed_total", reason="auth")
+    assert closed >= 1, closed
+    # A login well inside the limit is not cut short.
+    with Conn(proxy.bootstrap) as c:
+        assert sasl_plain_login(c, APP, accounts.passwords[APP])[0] == "ok"
+        time.sleep(1.5)
+        c.send(api_versions_request(corr=4))
+        assert c.recv()[0] == 4
+    assert proxy.alive()
+
+
 def test_sasl_handshake_offers_configured_mechanisms(mock, proxy_factory, accounts):
     default = start_auth_proxy(proxy_factory, accounts)
     with Conn(default.bootstrap) as c:
