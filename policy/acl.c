@@ -8,6 +8,7 @@
  * apart from the named ones.
  */
 #include "acl.h"
+#include "../proxy/log.h"
 
 #include "policy.h"
 
@@ -39,19 +40,6 @@ struct acl {
     size_t cap;
     struct acl_rule *any; /* the "*" rule, or NULL */
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Copies at most 64 bytes of s into out (room for 68) for a message:
  * non-printable bytes become '?', a longer string ends in "...". */

@@ -78,3 +78,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
     }
     funlockfile(stderr);
 }
+
+void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

@@ -8,6 +8,8 @@
 #ifndef EOSPROXY_LOG_H
 #define EOSPROXY_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
 /* Sets the threshold and format (json != 0 for JSON lines). */
@@ -26,5 +28,12 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+
+/*
+ * Formats a one-line error into the caller's buffer err[0..errlen), for
+ * functions that report "what is wrong" to their caller instead of
+ * logging it. Nothing happens when err is NULL or errlen is 0.
+ */
+void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -9,6 +9,7 @@
  * so an encrypted key fails instead of prompting on the terminal.
  */
 #include "tls.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,19 +24,6 @@
 #include <string.h>
 
 #define SESSION_ID_CONTEXT "eosproxy"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The reason of the newest OpenSSL error (a static string), and clears the queue. */
 static const char *ossl_reason(void)

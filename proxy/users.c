@@ -9,6 +9,7 @@
  * lookup is a binary search.
  */
 #include "users.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,19 +76,6 @@ struct users {
     unsigned fake_iterations[2];
     char warning[256];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- names and hashes ---- */
 
