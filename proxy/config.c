@@ -1067,6 +1067,23 @@ static int parse_rule(struct ctx *c, yaml_node_t *item, size_t i)
     return rc;
 }
 
+/*
+ * Parses each of the n map items of a list (topics:, auth.acls:) with one().
+ * Lines inside items are not remembered: they repeat keys across items.
+ */
+static int parse_each(struct ctx *c, yaml_node_t *list, yaml_node_item_t *start, size_t n,
+                      const char *key, int (*one)(struct ctx *, yaml_node_t *, size_t))
+{
+    int rc = 0;
+    c->in_rule = 1;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, start[i]);
+        rc = item ? one(c, item, i) : fail(c, node_line(list), key, "malformed document");
+    }
+    c->in_rule = 0;
+    return rc;
+}
+
 static int parse_topics(struct ctx *c, yaml_node_t *list, const char *key)
 {
     if (list->type != YAML_SEQUENCE_NODE)
@@ -1075,14 +1092,7 @@ static int parse_topics(struct ctx *c, yaml_node_t *list, const char *key)
     size_t n = (size_t)(list->data.sequence.items.top - start);
     if (n > CONFIG_RULES_MAX)
         return fail(c, node_line(list), key, "at most %d rules are allowed", CONFIG_RULES_MAX);
-    int rc = 0;
-    c->in_rule = 1;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        yaml_node_t *item = yaml_document_get_node(c->doc, start[i]);
-        rc = item ? parse_rule(c, item, i) : fail(c, node_line(list), key, "malformed document");
-    }
-    c->in_rule = 0;
-    return rc;
+    return parse_each(c, list, start, n, key, parse_rule);
 }
 
 /* ---- lists: auth.mechanisms, auth.acls ----------------------------------- */
@@ -1191,14 +1201,7 @@ static int parse_acls(struct ctx *c, yaml_node_t *val, const char *key)
         return -1;
     if (!(c->cfg->auth.acl = acl_new()))
         return fail(c, node_line(val), key, "out of memory");
-    int rc = 0;
-    c->in_rule = 1;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        yaml_node_t *item = yaml_document_get_node(c->doc, start[i]);
-        rc = item ? parse_acl(c, item, i) : fail(c, node_line(val), key, "malformed document");
-    }
-    c->in_rule = 0;
-    return rc;
+    return parse_each(c, val, start, n, key, parse_acl);
 }
 
 static int set_node(struct ctx *c, const field_t *f, void *base, yaml_node_t *val, int keyline,
