@@ -113,15 +113,22 @@ static void render_connections(struct evbuffer *out)
              CLOSE_KINDS);
 }
 
+/* A counter labelled by Kafka API; APIs never counted are left out. */
+static void per_api(struct evbuffer *out, const char *name, const char *help,
+                    const uint64_t v[KAPI_MAX])
+{
+    header(out, name, "counter", help);
+    for (int k = 0; k < KAPI_MAX; k++) {
+        if (v[k])
+            evbuffer_add_printf(out, "%s{api=\"%s\"} %llu\n", name, kproto_api_name((int16_t)k),
+                                (unsigned long long)v[k]);
+    }
+}
+
 static void render_requests(struct evbuffer *out)
 {
     const struct metrics *m = &g_metrics;
-    header(out, "eosproxy_requests_total", "counter", "Client requests received, by Kafka API.");
-    for (int k = 0; k < KAPI_MAX; k++) {
-        if (m->requests[k])
-            evbuffer_add_printf(out, "eosproxy_requests_total{api=\"%s\"} %llu\n",
-                                kproto_api_name((int16_t)k), (unsigned long long)m->requests[k]);
-    }
+    per_api(out, "eosproxy_requests_total", "Client requests received, by Kafka API.", m->requests);
     scalar(out, "eosproxy_request_bytes_total", "counter", "Request bytes read from clients.",
            (long long)m->request_bytes);
     scalar(out, "eosproxy_response_bytes_total", "counter", "Response bytes written to clients.",
@@ -286,13 +293,10 @@ static void render_security(struct evbuffer *out)
     scalar(out, "eosproxy_auth_queue_full_total", "counter",
            "Logins refused because too many PLAIN password checks were waiting.",
            (long long)m->auth_queue_full);
-    header(out, "eosproxy_acl_denied_total", "counter",
-           "Topics (Produce, Fetch) or requests (admin APIs) refused by auth.acls, by API.");
-    for (int k = 0; k < KAPI_MAX; k++) {
-        if (m->acl_denied[k])
-            evbuffer_add_printf(out, "eosproxy_acl_denied_total{api=\"%s\"} %llu\n",
-                                kproto_api_name((int16_t)k), (unsigned long long)m->acl_denied[k]);
-    }
+    per_api(out, "eosproxy_acl_denied_total",
+            "Topics (Produce, Fetch, ListOffsets, OffsetCommit) or requests (admin APIs) refused "
+            "by auth.acls, by API.",
+            m->acl_denied);
     scalar(out, "eosproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.",
            (long long)m->tls_handshakes);
     scalar(out, "eosproxy_tls_reloads_total", "counter",
