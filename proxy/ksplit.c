@@ -11,6 +11,10 @@
  * flexible. One walker reads a layout (checking every length against the
  * frame), so the same tables serve validation, finding the byte span of
  * each topic, and writing an error answer from each field's default.
+ *
+ * Metadata does not fit that shape (request topics carry no partitions,
+ * response topics start with their ErrorCode): it has its own small
+ * readers below, built on the same walker for the fixed parts.
  */
 #include "ksplit.h"
 
@@ -366,6 +370,7 @@ struct ksplit {
     int16_t api_version;
     int32_t ntopics;
     struct ksplit_topic *topics;
+    int drop_all; /* Metadata v0, every named topic denied: drop the broker's topics */
 };
 
 /* Where one topic entry lies in the request frame. */
@@ -516,6 +521,314 @@ static int write_partial(kwriter_t *w, const uint8_t *frame, size_t len, int fle
     return finish_frame(w, start);
 }
 
+/* ---- Metadata ---- */
+
+/*
+ * MetadataRequest v0-v12: Topics [TopicId(10+) Name] (null from v1: all
+ * topics; v0: empty means all; Name nullable from v10) then
+ * AllowAutoTopicCreation(4+) IncludeClusterAuthorizedOperations(8-10)
+ * IncludeTopicAuthorizedOperations(8+).
+ *
+ * MetadataResponse v0-v12: ThrottleTimeMs(3+) Brokers [NodeId Host Port
+ * Rack(1+)] ClusterId(2+, nullable) ControllerId(1+) Topics [ErrorCode Name
+ * (nullable 12+) TopicId(10+) IsInternal(1+) Partitions [partition]
+ * TopicAuthorizedOperations(8+)] ClusterAuthorizedOperations(8-10).
+ * Flexible (both headers too) from v9.
+ */
+#define METADATA_MAX_VER 12
+
+static const kfield_t metadata_req_tail[] = {FIELD(F_I8, 4, V_MAX, 0), FIELD(F_I8, 8, 10, 0),
+                                             FIELD(F_I8, 8, V_MAX, 0), END};
+static const kfield_t metadata_broker[] = {FIELD(F_I32, 0, V_MAX, 0), FIELD(F_STR, 0, V_MAX, 0),
+                                           FIELD(F_I32, 0, V_MAX, 0), FIELD(F_NSTR, 1, V_MAX, 0),
+                                           END};
+static const kfield_t metadata_resp_head[] = {
+    FIELD(F_I32, 3, V_MAX, 0), STRUCTS(F_STRUCTS, 0, V_MAX, 0, metadata_broker),
+    FIELD(F_NSTR, 2, V_MAX, 0), FIELD(F_I32, 1, V_MAX, 0), END};
+/* ErrorCode PartitionIndex LeaderId LeaderEpoch(7+) ReplicaNodes IsrNodes
+ * OfflineReplicas(5+). */
+static const kfield_t metadata_partition[] = {
+    FIELD(F_I16, 0, V_MAX, 0),  FIELD(F_I32, 0, V_MAX, 0),
+    FIELD(F_I32, 0, V_MAX, 0),  FIELD(F_I32, 7, V_MAX, 0),
+    FIELD(F_I32S, 0, V_MAX, 0), FIELD(F_I32S, 0, V_MAX, 0),
+    FIELD(F_I32S, 5, V_MAX, 0), END};
+/* A response topic after its ErrorCode and Name. */
+static const kfield_t metadata_topic_rest[] = {
+    FIELD(F_UUID, 10, V_MAX, 0), FIELD(F_I8, 1, V_MAX, 0),
+    STRUCTS(F_STRUCTS, 0, V_MAX, 0, metadata_partition), FIELD(F_I32, 8, V_MAX, 0), END};
+static const kfield_t metadata_resp_tail[] = {FIELD(F_I32, 8, 10, 0), END};
+
+/* Smallest request topic: TopicId(10+), then 2 bytes: a STRING's length,
+ * or a COMPACT_STRING's and the tags. */
+static size_t md_req_topic_min(int16_t ver)
+{
+    return (ver >= 10 ? 16 : 0) + 2;
+}
+
+/*
+ * Reads the topic array of a Metadata request body at r into *ta and
+ * *spans (allocated here, at least one element, once the count is read;
+ * the caller frees it, also on error). A null array (v1+) gives ta->n -1. Returns 0 or -1.
+ */
+static int md_req_topics(kreader_t *r, int16_t ver, int flex, struct tarray *ta,
+                         struct tspan **spans)
+{
+    ta->count_off = r->off;
+    ta->n = kr_array(r, flex, md_req_topic_min(ver));
+    if (kr_ok(r) && ta->n < 0 && ver < 1)
+        kr_fail(r, KR_ENULL);
+    ta->count_end = r->off;
+    if (!kr_ok(r))
+        return -1;
+    *spans = calloc(ta->n > 0 ? (size_t)ta->n : 1, sizeof(**spans));
+    if (!*spans)
+        return -1;
+    for (int32_t i = 0; i < ta->n && kr_ok(r); i++) {
+        struct tspan *sp = &(*spans)[i];
+        sp->start = r->off;
+        if (ver >= 10)
+            (void)kr_skip(r, 16); /* TopicId */
+        sp->name = ver >= 10 ? kr_str(r, flex) : kr_str_nn(r, flex);
+        kr_tags_if(r, flex);
+        sp->end = r->off;
+    }
+    ta->end = r->off;
+    return kr_ok(r) ? 0 : -1;
+}
+
+/* The denied topics of a Metadata request (names only), or NULL. */
+static ksplit_t *md_collect(int16_t ver, const struct tspan *spans, int32_t n, int32_t ndenied)
+{
+    ksplit_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->api_key = KAPI_Metadata;
+    s->api_version = ver;
+    s->topics = calloc((size_t)ndenied, sizeof(*s->topics));
+    if (!s->topics) {
+        free(s);
+        return NULL;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        if (!spans[i].denied)
+            continue;
+        struct ksplit_topic *t = &s->topics[s->ntopics++];
+        t->name_len = spans[i].name.len;
+        t->name = malloc((size_t)t->name_len + 1);
+        if (!t->name) {
+            ksplit_free(s);
+            return NULL;
+        }
+        memcpy(t->name, spans[i].name.ptr, (size_t)t->name_len);
+        t->name[t->name_len] = '\0';
+    }
+    return s;
+}
+
+/* ksplit_request for Metadata (see ksplit.h): never KSPLIT_DENIED. */
+static int md_request(const kreq_hdr_t *h, const uint8_t *frame, size_t len, ksplit_allow_fn allow,
+                      void *ctx, kwriter_t *w, ksplit_t **out)
+{
+    int16_t ver = h->api_version;
+    if (ver < 0 || ver > METADATA_MAX_VER)
+        return KSPLIT_ERROR;
+    int flex = kproto_is_flexible(KAPI_Metadata, ver);
+    kreader_t r;
+    kr_init(&r, frame, len);
+    r.off = h->body_off;
+    struct tarray ta;
+    struct tspan *spans = NULL;
+    if (md_req_topics(&r, ver, flex, &ta, &spans) == 0) {
+        walk(&r, metadata_req_tail, ver, flex, NULL);
+        kr_tags_if(&r, flex);
+        kr_expect_end(&r);
+    }
+    if (!kr_ok(&r) || !spans) {
+        free(spans);
+        return KSPLIT_ERROR;
+    }
+    int32_t ndenied = 0;
+    for (int32_t i = 0; i < ta.n; i++) {
+        if (spans[i].name.len < 0)
+            continue; /* named by id only: cannot be checked, allowed */
+        spans[i].denied = !allow(ctx, spans[i].name.ptr, (size_t)spans[i].name.len);
+        ndenied += spans[i].denied;
+    }
+    if (ndenied == 0) {
+        free(spans);
+        return KSPLIT_ALLOWED;
+    }
+    ksplit_t *s = md_collect(ver, spans, ta.n, ndenied);
+    int rc = s ? KSPLIT_PARTIAL : KSPLIT_ERROR;
+    /* v0: an empty array asks for every topic; the merge drops them all */
+    if (s && ndenied == ta.n && ver == 0)
+        s->drop_all = 1;
+    if (s && write_partial(w, frame, len, flex, &ta, spans, ta.n - ndenied) < 0)
+        rc = KSPLIT_ERROR;
+    free(spans);
+    if (rc == KSPLIT_ERROR)
+        ksplit_free(s);
+    else
+        *out = s;
+    return rc;
+}
+
+/* Smallest response topic: ErrorCode, Name, the rest (tags included). */
+static size_t md_resp_topic_min(int16_t ver, int flex)
+{
+    return 2 + (flex ? 1 : 2) + struct_min(metadata_topic_rest, ver, flex);
+}
+
+/*
+ * Reads a whole Metadata response frame (from the correlation id) into
+ * *ta and, when spans is not NULL, *spans (one per topic, allocated here;
+ * the caller frees it, also on error). Returns 0, or -1 if malformed or
+ * out of memory.
+ */
+static int md_resp_read(int16_t ver, const uint8_t *frame, size_t len, struct tarray *ta,
+                        struct tspan **spans)
+{
+    int flex = kproto_is_flexible(KAPI_Metadata, ver);
+    kreader_t r;
+    kr_init(&r, frame, len);
+    (void)kr_i32(&r); /* CorrelationId */
+    kr_tags_if(&r, flex);
+    walk(&r, metadata_resp_head, ver, flex, NULL);
+    ta->count_off = r.off;
+    ta->n = kr_array(&r, flex, md_resp_topic_min(ver, flex));
+    if (kr_ok(&r) && ta->n < 0)
+        kr_fail(&r, KR_ENULL);
+    ta->count_end = r.off;
+    if (!kr_ok(&r))
+        return -1;
+    if (spans) {
+        *spans = calloc((size_t)ta->n + 1, sizeof(**spans));
+        if (!*spans)
+            return -1;
+    }
+    for (int32_t i = 0; i < ta->n && kr_ok(&r); i++) {
+        struct tspan sp = {.start = r.off};
+        (void)kr_i16(&r); /* ErrorCode */
+        sp.name = ver >= 12 ? kr_str(&r, flex) : kr_str_nn(&r, flex);
+        walk(&r, metadata_topic_rest, ver, flex, NULL);
+        kr_tags_if(&r, flex);
+        sp.end = r.off;
+        if (spans)
+            (*spans)[i] = sp;
+    }
+    ta->end = r.off;
+    walk(&r, metadata_resp_tail, ver, flex, NULL);
+    kr_tags_if(&r, flex);
+    kr_expect_end(&r);
+    return kr_ok(&r) ? 0 : -1;
+}
+
+/* The removed topics of s as Metadata response topics (no count). */
+static void md_write_removed(kwriter_t *w, const ksplit_t *s, int flex, int16_t code)
+{
+    static const uint8_t zero_uuid[16];
+    int16_t ver = s->api_version;
+    for (int32_t i = 0; i < s->ntopics; i++) {
+        kw_i16(w, code);
+        kw_str(w, flex, s->topics[i].name, s->topics[i].name_len);
+        if (ver >= 10)
+            kw_raw(w, zero_uuid, sizeof(zero_uuid)); /* TopicId */
+        if (ver >= 1)
+            kw_i8(w, 0); /* IsInternal */
+        kw_array(w, flex, 0);
+        if (ver >= 8)
+            kw_i32(w, INT32_MIN); /* TopicAuthorizedOperations: unknown */
+        if (flex)
+            kw_tags_empty(w);
+    }
+}
+
+/* ksplit_answer for Metadata: no brokers, the removed topics only. */
+static int md_answer(const ksplit_t *s, int32_t corr, int16_t code, kwriter_t *w)
+{
+    int16_t ver = s->api_version;
+    int flex = kproto_is_flexible(KAPI_Metadata, ver);
+    size_t start = w->len;
+    kw_i32(w, 0);
+    kw_i32(w, corr);
+    if (flex)
+        kw_tags_empty(w);
+    if (ver >= 3)
+        kw_i32(w, 0); /* ThrottleTimeMs */
+    kw_array(w, flex, 0);
+    if (ver >= 2)
+        kw_str(w, flex, NULL, -1); /* ClusterId */
+    if (ver >= 1)
+        kw_i32(w, -1); /* ControllerId */
+    kw_array(w, flex, s->ntopics);
+    md_write_removed(w, s, flex, code);
+    if (ver >= 8 && ver <= 10)
+        kw_i32(w, INT32_MIN); /* ClusterAuthorizedOperations */
+    if (flex)
+        kw_tags_empty(w);
+    return finish_frame(w, start);
+}
+
+/* ksplit_merge for Metadata: the broker's topics (none when drop_all),
+ * then the removed ones. */
+static int md_merge(const ksplit_t *s, const uint8_t *frame, size_t len, int16_t code, kwriter_t *w)
+{
+    int16_t ver = s->api_version;
+    int flex = kproto_is_flexible(KAPI_Metadata, ver);
+    struct tarray ta;
+    if (md_resp_read(ver, frame, len, &ta, NULL) < 0)
+        return -1;
+    int32_t kept = s->drop_all ? 0 : ta.n;
+    if (kept > INT32_MAX - s->ntopics)
+        return -1;
+    size_t start = w->len;
+    kw_i32(w, 0);
+    kw_raw(w, frame, ta.count_off);
+    kw_array(w, flex, kept + s->ntopics);
+    if (!s->drop_all)
+        kw_raw(w, frame + ta.count_end, ta.end - ta.count_end);
+    md_write_removed(w, s, flex, code);
+    kw_raw(w, frame + ta.end, len - ta.end);
+    return finish_frame(w, start);
+}
+
+int ksplit_filter_metadata(int16_t ver, const uint8_t *frame, size_t len, ksplit_allow_fn allow,
+                           void *ctx, kwriter_t *w, size_t *removed)
+{
+    if (removed)
+        *removed = 0;
+    if (ver < 0 || ver > METADATA_MAX_VER || !frame || !allow || !w)
+        return -1;
+    struct tarray ta;
+    struct tspan *spans = NULL;
+    if (md_resp_read(ver, frame, len, &ta, &spans) < 0) {
+        free(spans);
+        return -1;
+    }
+    int32_t nremoved = 0;
+    for (int32_t i = 0; i < ta.n; i++) {
+        if (spans[i].name.len < 0)
+            continue; /* no name (v12+): nothing to decide on, kept */
+        spans[i].denied = !allow(ctx, spans[i].name.ptr, (size_t)spans[i].name.len);
+        nremoved += spans[i].denied;
+    }
+    int flex = kproto_is_flexible(KAPI_Metadata, ver);
+    size_t start = w->len;
+    kw_i32(w, 0);
+    kw_raw(w, frame, ta.count_off);
+    kw_array(w, flex, ta.n - nremoved);
+    for (int32_t i = 0; i < ta.n; i++)
+        if (!spans[i].denied)
+            kw_raw(w, frame + spans[i].start, spans[i].end - spans[i].start);
+    kw_raw(w, frame + ta.end, len - ta.end);
+    free(spans);
+    if (finish_frame(w, start) < 0)
+        return -1;
+    if (removed)
+        *removed = (size_t)nremoved;
+    return 0;
+}
+
 int ksplit_request(const kreq_hdr_t *h, const uint8_t *frame, size_t len, ksplit_allow_fn allow,
                    void *ctx, kwriter_t *w, ksplit_t **out)
 {
@@ -523,6 +836,8 @@ int ksplit_request(const kreq_hdr_t *h, const uint8_t *frame, size_t len, ksplit
         *out = NULL;
     if (!h || !frame || !allow || !w || !out || h->body_off > len)
         return KSPLIT_ERROR;
+    if (h->api_key == KAPI_Metadata)
+        return md_request(h, frame, len, allow, ctx, w, out);
     int16_t ver = h->api_version;
     const split_api_t *api = split_api(h->api_key, ver);
     if (!api)
@@ -587,6 +902,8 @@ static void write_removed(kwriter_t *w, const split_api_t *api, const ksplit_t *
 
 int ksplit_answer(const ksplit_t *s, int32_t corr, int16_t error_code, kwriter_t *w)
 {
+    if (s && w && s->api_key == KAPI_Metadata)
+        return md_answer(s, corr, error_code, w);
     const split_api_t *api = s ? split_api(s->api_key, s->api_version) : NULL;
     if (!api || !w)
         return -1;
@@ -609,6 +926,8 @@ int ksplit_answer(const ksplit_t *s, int32_t corr, int16_t error_code, kwriter_t
 int ksplit_merge(const ksplit_t *s, const uint8_t *frame, size_t len, int16_t error_code,
                  kwriter_t *w)
 {
+    if (s && frame && w && s->api_key == KAPI_Metadata)
+        return md_merge(s, frame, len, error_code, w);
     const split_api_t *api = s ? split_api(s->api_key, s->api_version) : NULL;
     if (!api || !frame || !w)
         return -1;

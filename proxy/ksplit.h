@@ -18,7 +18,30 @@
  *   Fetch v4..v12          (v13+ name topics by id: keep them from clients)
  *   ListOffsets v0..v8     (consume)
  *   OffsetCommit v0..v8    (consume)
+ *   Metadata v0..v12       (describe; see below)
  * Which permission applies is the caller's choice (allow() decides).
+ *
+ * Metadata is the exception to "all denied: answer locally": eosproxy
+ * cannot answer it without the broker list, so ksplit_request never
+ * returns KSPLIT_DENIED for it.
+ *   - A request for all topics (null array, v1+; empty array, v0) is
+ *     KSPLIT_ALLOWED: the caller filters the broker's answer with
+ *     ksplit_filter_metadata instead.
+ *   - A v10+ topic named by id only (name null) cannot be checked: it is
+ *     allowed and allow() is not called for it.
+ *   - Some named topics denied: KSPLIT_PARTIAL, the request without them
+ *     (so the broker never sees, nor auto-creates, a denied topic). If no
+ *     topic is left the forwarded array is EMPTY: for v1+ that asks for
+ *     no topics (brokers and cluster data only); for v0 it asks for all
+ *     topics, so the split is marked and ksplit_merge drops every topic
+ *     of the broker's answer before adding the denied ones.
+ *   - The merge adds each denied topic as Kafka answers an unauthorized
+ *     one: ErrorCode (29), its name, TopicId all zero (v10+), IsInternal
+ *     false (v1+), no partitions, TopicAuthorizedOperations INT32_MIN
+ *     (v8+), empty tags (v9+).
+ *   - ksplit_answer for Metadata writes those topics with no brokers,
+ *     ClusterId null, ControllerId -1 and ClusterAuthorizedOperations
+ *     INT32_MIN (v8-10): well-formed, but not a useful answer on its own.
  *
  * Produce with acks=0: the broker sends no response and the client waits
  * for none (kproto_produce_acks), so the caller forwards a PARTIAL request
@@ -67,7 +90,8 @@ enum { KSPLIT_ERROR = -1, KSPLIT_ALLOWED = 0, KSPLIT_PARTIAL = 1, KSPLIT_DENIED 
  *                   with the denied topics left out (every other byte as
  *                   it came; for Fetch, forgotten_topics_data kept as is);
  *                   *out the removed topics.
- *   KSPLIT_DENIED   every topic removed: *out set, nothing written to w.
+ *   KSPLIT_DENIED   every topic removed: *out set, nothing written to w
+ *                   (never for Metadata: see above).
  *   KSPLIT_ERROR    malformed body, an API or version not listed above, or
  *                   out of memory: *out NULL, w as it was (unless w->err).
  *
@@ -109,6 +133,23 @@ int ksplit_answer(const ksplit_t *s, int32_t corr, int16_t error_code, kwriter_t
  */
 int ksplit_merge(const ksplit_t *s, const uint8_t *frame, size_t len, int16_t error_code,
                  kwriter_t *w);
+
+/*
+ * Filters a Metadata response (ver 0..12; frame: the bytes after its size
+ * prefix, from the correlation id; krewrite may have rewritten it): every
+ * topic whose name allow() refuses is left out. allow() is called once per
+ * named topic, in order, after the whole frame was read and found
+ * well-formed; a topic with a null name (v12+) is kept without a call.
+ * Appends to w the complete new frame (size prefix included) even when
+ * nothing was removed: every byte but the topic count and the removed
+ * topics is the broker's (header, throttle, brokers, ClusterId,
+ * ControllerId, ClusterAuthorizedOperations, tags). *removed (may be
+ * NULL) gets how many topics were removed.
+ * Returns 0, or -1 (nothing written, *removed 0) if the frame is
+ * malformed, ver is out of range, or the writer failed (w->err set).
+ */
+int ksplit_filter_metadata(int16_t ver, const uint8_t *frame, size_t len, ksplit_allow_fn allow,
+                           void *ctx, kwriter_t *w, size_t *removed);
 
 /* API key and version of the request s came from (-1 for NULL). */
 int16_t ksplit_api_key(const ksplit_t *s);
