@@ -91,7 +91,8 @@ struct slot {
     uint8_t state;
     struct evbuffer *resp; /* SLOT_READY and not yet released */
     uint64_t t0_us;
-    ksplit_t *split; /* topics auth.acls took out; answered in the response */
+    ksplit_t *split;     /* topics auth.acls took out; answered in the response */
+    uint8_t hide_topics; /* Metadata: leave out topics the user may not use */
 };
 
 struct client {
@@ -146,6 +147,7 @@ struct client {
     uint8_t *repl;
     size_t repl_len;
     ksplit_t *pending_split; /* attached to the next slot pushed */
+    int pending_hide;        /* likewise hide_topics */
 };
 
 static uint64_t now_us(void)
@@ -320,6 +322,8 @@ static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
     s->t0_us = now_us();
     s->split = c->pending_split;
     c->pending_split = NULL;
+    s->hide_topics = (uint8_t)c->pending_hide;
+    c->pending_hide = 0;
     g_metrics.inflight++;
     return s;
 }
@@ -372,9 +376,37 @@ static struct evbuffer *merge_split(struct client *c, struct slot *s, struct evb
     return merged;
 }
 
+static int acl_allow_describe(void *ctx, const char *topic, size_t len);
+
+/* A Metadata response without the topics the user may neither produce to
+ * nor consume from (resp freed), or resp unchanged if it cannot be read. */
+static struct evbuffer *hide_topics(struct client *c, const struct slot *s, struct evbuffer *resp)
+{
+    size_t len = evbuffer_get_length(resp), removed = 0;
+    const uint8_t *p = len >= 8 ? evbuffer_pullup(resp, (ev_ssize_t)len) : NULL;
+    kwriter_t w;
+    kw_init(&w, len);
+    if (!p || ksplit_filter_metadata(s->api_version, p + 4, len - 4, acl_allow_describe, c, &w,
+                                     &removed)) {
+        kw_free(&w);
+        log_warn("client %llu (%s): cannot hide denied topics in a Metadata response",
+                 (unsigned long long)c->id, c->peer);
+        return resp;
+    }
+    g_metrics.acl_denied[KAPI_Metadata] += removed;
+    evbuffer_free(resp);
+    size_t n;
+    uint8_t *buf = kw_detach(&w, &n);
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_reference(out, buf, n, free_detached, NULL);
+    return out;
+}
+
 /* Marks s answered with resp (ownership taken) and releases what it can. */
 static void slot_complete(struct client *c, struct slot *s, struct evbuffer *resp)
 {
+    if (s->hide_topics && resp)
+        resp = hide_topics(c, s, resp);
     if (s->split && resp)
         resp = merge_split(c, s, resp);
     metrics_observe_latency(s->api_key, now_us() - s->t0_us);
@@ -975,6 +1007,12 @@ static int acl_allow_consume(void *ctx, const char *topic, size_t len)
     return acl_allows(c->px->cfg->auth.acl, u, strlen(u), ACL_CONSUME, topic, len);
 }
 
+/* Metadata: a topic is visible to a user who may produce to it or consume from it. */
+static int acl_allow_describe(void *ctx, const char *topic, size_t len)
+{
+    return acl_allow_produce(ctx, topic, len) || acl_allow_consume(ctx, topic, len);
+}
+
 /*
  * ProduceRequest v0-v2 (message format < 2, no split codec): forwarded when
  * every topic is allowed, else refused whole, every partition answered with
@@ -1028,16 +1066,18 @@ static int apply_acl(struct client *c, const kreq_hdr_t *h, const uint8_t *frame
         return refuse_admin(c, h, frame, size);
     }
     if (h->api_key != KAPI_Produce && h->api_key != KAPI_Fetch && h->api_key != KAPI_ListOffsets &&
-        h->api_key != KAPI_OffsetCommit)
+        h->api_key != KAPI_OffsetCommit && h->api_key != KAPI_Metadata)
         return REQ_FORWARD;
+    c->pending_hide = h->api_key == KAPI_Metadata;
     if (h->api_key == KAPI_Produce && h->api_version < KPRODUCE_MIN_VERSION)
         return acl_produce_v0(c, h, frame, size, acks);
     kwriter_t w;
     kw_init(&w, 0);
     ksplit_t *split = NULL;
-    int rc = ksplit_request(h, frame, size,
-                            h->api_key == KAPI_Produce ? acl_allow_produce : acl_allow_consume, c,
-                            &w, &split);
+    ksplit_allow_fn allow = h->api_key == KAPI_Produce    ? acl_allow_produce
+                            : h->api_key == KAPI_Metadata ? acl_allow_describe
+                                                          : acl_allow_consume;
+    int rc = ksplit_request(h, frame, size, allow, c, &w, &split);
     if (rc == KSPLIT_ERROR) {
         kw_free(&w);
         protocol_error(c, h, h->body_off, "cannot decode the request's topics");
@@ -1141,6 +1181,7 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
         expect_response(c, &h, acks);
     ksplit_free(c->pending_split); /* not taken by a slot: nothing to answer */
     c->pending_split = NULL;
+    c->pending_hide = 0;
     return rc;
 }
 

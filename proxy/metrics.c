@@ -294,7 +294,8 @@ static void render_security(struct evbuffer *out)
            "Logins refused because too many PLAIN password checks were waiting.",
            (long long)m->auth_queue_full);
     per_api(out, "eosproxy_acl_denied_total",
-            "Topics (Produce, Fetch, ListOffsets, OffsetCommit) or requests (admin APIs) refused "
+            "Topics (Produce, Fetch, ListOffsets, OffsetCommit, Metadata) or requests (admin APIs) "
+            "refused "
             "by auth.acls, by API.",
             m->acl_denied);
     scalar(out, "eosproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.",

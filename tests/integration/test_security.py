@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 import warnings
@@ -30,7 +31,7 @@ from kafka import TopicPartition as KpTopicPartition
 from kafka import errors as kerrors
 
 import conftest
-from helpers import (Conn, api_versions_request, kcat, kcat_consume, kcat_produce,
+from helpers import (Conn, api_versions_request, kcat, kcat_consume, kcat_produce, kstr, request,
                      metadata_request, parse_api_versions, parse_metadata, produce_request,
                      record_batch, unique, wait_until)
 from security import (API_SASL_AUTHENTICATE, API_SASL_HANDSHAKE, MECHANISMS,
@@ -398,6 +399,42 @@ def assert_login_refused(client, mock, bootstrap, login):
     assert mock_record_count(mock, topic) == 0, f"{client}: a record landed without a login"
 
 
+def fetch_v4_request(topic_partitions, corr=1):
+    """FetchRequest v4 from offset 0 for [(topic, partition)]."""
+    by_topic = {}
+    for t, p in topic_partitions:
+        by_topic.setdefault(t, []).append(p)
+    body = struct.pack(">iiiib", -1, 100, 1, 1 << 20, 0) + struct.pack(">i", len(by_topic))
+    for t, parts in by_topic.items():
+        body += kstr(t) + struct.pack(">i", len(parts))
+        for p in parts:
+            body += struct.pack(">iqi", p, 0, 1 << 20)
+    return request(1, 4, corr, body)
+
+
+def parse_fetch_v4_errors(body):
+    """FetchResponse v4 (after the correlation id): {topic: [error codes]}."""
+    off = 4  # throttle_time_ms
+    (nt,) = struct.unpack_from(">i", body, off)
+    off += 4
+    out = {}
+    for _ in range(nt):
+        (ln,) = struct.unpack_from(">h", body, off)
+        name = body[off + 2:off + 2 + ln].decode()
+        off += 2 + ln
+        (np_,) = struct.unpack_from(">i", body, off)
+        off += 4
+        for _ in range(np_):
+            _, err, _, _ = struct.unpack_from(">ihqq", body, off)
+            off += 22
+            (na,) = struct.unpack_from(">i", body, off)
+            off += 4 + max(na, 0) * 16
+            (rl,) = struct.unpack_from(">i", body, off)
+            off += 4 + max(rl, 0)
+            out.setdefault(name, []).append(err)
+    return out
+
+
 # ---------------------------------------------------------------- raw protocol
 
 def test_before_login_api_versions_is_answered_metadata_closes(mock, proxy_factory, accounts):
@@ -587,6 +624,26 @@ ACLS = {"auth.acls": [
 ]}
 
 
+def test_acl_metadata_hides_denied_topics_and_creates_none(mock, proxy_factory, accounts):
+    orders, payments = mock.topic(unique("orders.m"), 1), mock.topic(unique("payments"), 1)
+    proxy = start_auth_proxy(proxy_factory, accounts, **ACLS)
+    alice = accounts.login("alice", "PLAIN")
+    p = Producer({"bootstrap.servers": proxy.bootstrap, **alice.rdkafka()})
+    listed = p.list_topics(timeout=15).topics
+    assert orders in listed and listed[orders].error is None
+    assert payments not in listed, "an all-topics listing showed a topic alice may not use"
+    named = p.list_topics(payments, timeout=15).topics
+    assert named[payments].error is not None
+    assert named[payments].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Naming a denied topic that does not exist must not make the cluster create it.
+    secret = unique("secret.new")
+    assert p.list_topics(secret, timeout=15).topics[secret].error.code() == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    direct = Producer({"bootstrap.servers": mock.bootstrap})
+    assert secret not in direct.list_topics(timeout=15).topics, "a denied topic was created"
+    assert payments in direct.list_topics(timeout=15).topics
+
+
 @pytest.mark.parametrize("client", ["confluent", "kafka-python", "kafkajs"])
 def test_acl_produce_denied_topic_fails_allowed_lands(mock, proxy_factory, accounts, client):
     orders, payments = mock.topic(unique("orders.a"), 2), mock.topic(unique("payments"), 2)
@@ -645,18 +702,27 @@ def test_acl_consume_denied_topic_reports_authorization_failed(mock, proxy_facto
     assert not got, f"alice read {len(got)} records of a topic she may not consume"
     assert any(e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors), errors
 
+    # kafka-python is not even told the topic exists (Metadata hides it, as
+    # Kafka hides topics a user may not describe).
     c = KafkaConsumer(bootstrap_servers=proxy.bootstrap, group_id=None,
-                      auto_offset_reset="earliest", enable_auto_commit=False,
                       request_timeout_ms=30000, **login.kafka_python())
     try:
-        c.assign([KpTopicPartition(payments, p) for p in (0, 1)])
-        c.seek_to_beginning()
-        with pytest.raises(kerrors.TopicAuthorizationFailedError):
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                assert not c.poll(timeout_ms=300), "kafka-python read a denied topic"
+        assert payments not in c.topics()
     finally:
         c.close()
+
+    # A Fetch naming it anyway: that topic's slot says 29, the allowed one
+    # in the same request is served by the broker.
+    orders = mock.topic(unique("orders.f"), 1)
+    with Conn(proxy.broker_addr(1)) as conn:
+        assert sasl_scram_login(conn, "SCRAM-SHA-512", "alice",
+                                accounts.passwords["alice"])[0] == "ok"
+        conn.send(fetch_v4_request([(orders, 0), (payments, 0)], corr=9))
+        corr, body = conn.recv()
+    assert corr == 9
+    errors_by_topic = parse_fetch_v4_errors(body)
+    assert errors_by_topic[payments] == [29], errors_by_topic
+    assert 29 not in errors_by_topic[orders], errors_by_topic
 
 
 def test_acl_consumer_of_two_topics_gets_the_allowed_one(mock, proxy_factory, accounts):
