@@ -311,6 +311,16 @@ static void free_detached(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
+/* A response built in w, handed over without a copy (w is reset). */
+static struct evbuffer *evbuffer_from_writer(kwriter_t *w)
+{
+    size_t n;
+    uint8_t *buf = kw_detach(w, &n);
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_reference(out, buf, n, free_detached, NULL);
+    return out;
+}
+
 static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
 {
     struct slot *s = slot_at(c, c->tail++);
@@ -369,11 +379,7 @@ static struct evbuffer *merge_split(struct client *c, struct slot *s, struct evb
         return resp;
     }
     evbuffer_free(resp);
-    size_t n;
-    uint8_t *buf = kw_detach(&w, &n);
-    struct evbuffer *merged = evbuffer_new();
-    evbuffer_add_reference(merged, buf, n, free_detached, NULL);
-    return merged;
+    return evbuffer_from_writer(&w);
 }
 
 static int acl_allow_describe(void *ctx, const char *topic, size_t len);
@@ -395,11 +401,7 @@ static struct evbuffer *hide_topics(struct client *c, const struct slot *s, stru
     }
     g_metrics.acl_denied[KAPI_Metadata] += removed;
     evbuffer_free(resp);
-    size_t n;
-    uint8_t *buf = kw_detach(&w, &n);
-    struct evbuffer *out = evbuffer_new();
-    evbuffer_add_reference(out, buf, n, free_detached, NULL);
-    return out;
+    return evbuffer_from_writer(&w);
 }
 
 /* Marks s answered with resp (ownership taken) and releases what it can. */
@@ -1371,12 +1373,8 @@ static struct evbuffer *rewrite_response(struct client *c, struct slot *s, struc
         return NULL;
     }
     evbuffer_drain(in, size + 4);
-    size_t n;
-    uint8_t *buf = kw_detach(&w, &n);
-    struct evbuffer *resp = evbuffer_new();
-    evbuffer_add_reference(resp, buf, n, free_detached, NULL);
     g_metrics.rewritten_responses++;
-    return resp;
+    return evbuffer_from_writer(&w);
 }
 
 /*
