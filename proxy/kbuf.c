@@ -455,3 +455,14 @@ void kw_patch_i32(kwriter_t *w, size_t off, int32_t v)
     w->buf[off + 2] = (uint8_t)(u >> 8);
     w->buf[off + 3] = (uint8_t)u;
 }
+
+int kw_finish_frame(kwriter_t *w, size_t start)
+{
+    if (w->err || w->len - start - 4 > (size_t)INT32_MAX) {
+        if (!w->err)
+            w->len = start;
+        return -1;
+    }
+    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
+    return w->err ? -1 : 0;
+}

@@ -144,6 +144,12 @@ void kw_array(kwriter_t *w, int flex, int32_t n);
 void kw_tags_empty(kwriter_t *w);
 /* Overwrites 4 bytes at off (already written) with v, big-endian. */
 void kw_patch_i32(kwriter_t *w, size_t off, int32_t v);
+/*
+ * Ends a frame whose INT32 size prefix was written at start: patches the
+ * prefix with the bytes after it. Returns 0, or -1 when the writer failed
+ * or the frame passes INT32_MAX (w is then rolled back to start).
+ */
+int kw_finish_frame(kwriter_t *w, size_t start);
 
 /* Big-endian loads for code that peeks at raw frames. */
 static inline int32_t kbe32(const uint8_t *p)

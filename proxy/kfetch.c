@@ -243,13 +243,7 @@ int kfetch_resp_write(kwriter_t *w, int16_t ver, const kfetch_resp_t *resp)
         write_tags(w, flex, t->tags);
     }
     write_tags(w, flex, resp->tags);
-    if (w->err || w->len - start - 4 > (size_t)INT32_MAX) {
-        if (!w->err)
-            w->len = start;
-        return -1;
-    }
-    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
-    return 0;
+    return kw_finish_frame(w, start);
 }
 
 /* ---- FetchRequest: parse ---- */

@@ -16,15 +16,6 @@ static int is_flex(int16_t ver)
     return ver >= KINITPID_FLEX_VERSION;
 }
 
-/* Patches the size prefix at start; 0, or -1 if the writer failed. */
-static int finish_frame(kwriter_t *w, size_t start)
-{
-    if (w->err)
-        return -1;
-    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
-    return w->err ? -1 : 0;
-}
-
 int kinitpid_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
                        const kinitpid_req_t *req)
 {
@@ -44,7 +35,7 @@ int kinitpid_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t
     }
     if (flex)
         kw_tags_empty(w);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 int kinitpid_req_parse(int16_t ver, const uint8_t *body, size_t len, kinitpid_req_t *req)
@@ -109,5 +100,5 @@ int kinitpid_resp_write(kwriter_t *w, int16_t ver, const kinitpid_resp_t *resp)
     kw_i16(w, resp->producer_epoch);
     if (flex)
         kw_tags_empty(w);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }

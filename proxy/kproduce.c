@@ -131,18 +131,6 @@ static void wtags(kwriter_t *w, int flex)
         kw_tags_empty(w);
 }
 
-/* Patches the size prefix at start; -1 (and w rolled back) on failure. */
-static int finish_frame(kwriter_t *w, size_t start)
-{
-    if (w->err || w->len - start - 4 > (size_t)INT32_MAX) {
-        if (!w->err)
-            w->len = start;
-        return -1;
-    }
-    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
-    return 0;
-}
-
 int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
                        const kproduce_req_t *req)
 {
@@ -169,7 +157,7 @@ int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t
         wtags(w, flex);
     }
     wtags(w, flex);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 /* ---- records check ---- */
@@ -378,7 +366,7 @@ int kproduce_resp_write(kwriter_t *w, int16_t ver, const kproduce_resp_t *resp)
     }
     kw_i32(w, resp->throttle_time_ms);
     wtags(w, flex);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 int kproduce_resp_write_uniform(kwriter_t *w, int16_t ver, int32_t correlation_id,
@@ -413,5 +401,5 @@ int kproduce_resp_write_uniform(kwriter_t *w, int16_t ver, int32_t correlation_i
     }
     kw_i32(w, 0); /* ThrottleTimeMs */
     wtags(w, flex);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }

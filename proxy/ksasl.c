@@ -28,15 +28,6 @@ static int32_t str_len16(const char *s)
     return n > INT16_MAX ? -1 : (int32_t)n;
 }
 
-/* Patches the size prefix at start; 0, or -1 if the writer failed. */
-static int finish_frame(kwriter_t *w, size_t start)
-{
-    if (w->err)
-        return -1;
-    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
-    return w->err ? -1 : 0;
-}
-
 /* ---- server side: parse requests, write responses ---- */
 
 int ksasl_handshake_req_parse(const uint8_t *body, size_t len, kstr_t *mechanism)
@@ -67,7 +58,7 @@ int ksasl_handshake_resp_write(kwriter_t *w, int32_t corr, int16_t error_code,
     kw_array(w, 0, (int32_t)n);
     for (size_t i = 0; i < n; i++)
         kw_str(w, 0, mechs[i], str_len16(mechs[i]));
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 int ksasl_authenticate_req_parse(int16_t ver, const uint8_t *body, size_t len, kbytes_t *auth_bytes)
@@ -111,7 +102,7 @@ int ksasl_authenticate_resp_write(kwriter_t *w, int16_t ver, int32_t corr, int16
         kw_i64(w, session_lifetime_ms);
     if (flex)
         kw_tags_empty(w);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 /* ---- client side: write requests, parse responses ---- */
@@ -134,7 +125,7 @@ int ksasl_handshake_req_write(kwriter_t *w, int16_t ver, int32_t corr, const cha
     kw_i32(w, 0);
     kproto_write_request_header(w, KAPI_SaslHandshake, ver, corr, client_id_kstr(client_id));
     kw_str(w, 0, mechanism, mlen);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 int ksasl_authenticate_req_write(kwriter_t *w, int16_t ver, int32_t corr, const char *client_id,
@@ -149,7 +140,7 @@ int ksasl_authenticate_req_write(kwriter_t *w, int16_t ver, int32_t corr, const 
     kw_bytes(w, flex, auth, (int32_t)alen);
     if (flex)
         kw_tags_empty(w);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 int ksasl_handshake_resp_parse(const uint8_t *frame, size_t len, int32_t *corr, int16_t *error_code,

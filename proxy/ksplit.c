@@ -342,19 +342,6 @@ static void write_defaults(kwriter_t *w, const kfield_t *f, int16_t ver, int fle
     }
 }
 
-/* Patches the size prefix at start; -1 (w rolled back) when too big or
- * the writer failed. */
-static int finish_frame(kwriter_t *w, size_t start)
-{
-    if (w->err || w->len - start - 4 > (size_t)INT32_MAX) {
-        if (!w->err)
-            w->len = start;
-        return -1;
-    }
-    kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
-    return 0;
-}
-
 /* ---- the split ---- */
 
 /* One removed topic entry: its name and partition indexes, copied. */
@@ -518,7 +505,7 @@ static int write_partial(kwriter_t *w, const uint8_t *frame, size_t len, int fle
         if (!spans[i].denied)
             kw_raw(w, frame + spans[i].start, spans[i].end - spans[i].start);
     kw_raw(w, frame + ta->end, len - ta->end);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 /* ---- Metadata ---- */
@@ -766,7 +753,7 @@ static int md_answer(const ksplit_t *s, int32_t corr, int16_t code, kwriter_t *w
         kw_i32(w, INT32_MIN); /* ClusterAuthorizedOperations */
     if (flex)
         kw_tags_empty(w);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 /* ksplit_merge for Metadata: the broker's topics (none when drop_all),
@@ -789,7 +776,7 @@ static int md_merge(const ksplit_t *s, const uint8_t *frame, size_t len, int16_t
         kw_raw(w, frame + ta.count_end, ta.end - ta.count_end);
     md_write_removed(w, s, flex, code);
     kw_raw(w, frame + ta.end, len - ta.end);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 int ksplit_filter_metadata(int16_t ver, const uint8_t *frame, size_t len, ksplit_allow_fn allow,
@@ -822,7 +809,7 @@ int ksplit_filter_metadata(int16_t ver, const uint8_t *frame, size_t len, ksplit
             kw_raw(w, frame + spans[i].start, spans[i].end - spans[i].start);
     kw_raw(w, frame + ta.end, len - ta.end);
     free(spans);
-    if (finish_frame(w, start) < 0)
+    if (kw_finish_frame(w, start) < 0)
         return -1;
     if (removed)
         *removed = (size_t)nremoved;
@@ -920,7 +907,7 @@ int ksplit_answer(const ksplit_t *s, int32_t corr, int16_t error_code, kwriter_t
     write_defaults(w, api->resp_tail, ver, flex, 0, 0);
     if (flex)
         kw_tags_empty(w);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 int ksplit_merge(const ksplit_t *s, const uint8_t *frame, size_t len, int16_t error_code,
@@ -953,7 +940,7 @@ int ksplit_merge(const ksplit_t *s, const uint8_t *frame, size_t len, int16_t er
     kw_raw(w, frame + ta.count_end, ta.end - ta.count_end);
     write_removed(w, api, s, flex, error_code);
     kw_raw(w, frame + ta.end, len - ta.end);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
 
 /* ---- admin requests: refuse everything ---- */
@@ -1159,5 +1146,5 @@ int ksplit_refuse_all(const kreq_hdr_t *h, const uint8_t *frame, size_t len, kwr
     if (flex)
         kw_tags_empty(w);
     free(e);
-    return finish_frame(w, start);
+    return kw_finish_frame(w, start);
 }
