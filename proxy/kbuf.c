@@ -466,3 +466,12 @@ int kw_finish_frame(kwriter_t *w, size_t start)
     kw_patch_i32(w, start, (int32_t)(w->len - start - 4));
     return w->err ? -1 : 0;
 }
+
+int kr_result(const kreader_t *r, size_t *err_off)
+{
+    if (kr_ok(r))
+        return 0;
+    if (err_off)
+        *err_off = r->err_off;
+    return r->err;
+}

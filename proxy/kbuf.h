@@ -107,6 +107,12 @@ void kr_tags(kreader_t *r);
 void kr_tags_if(kreader_t *r, int flex);
 /* Trailing bytes after a complete body are an error (KR_EINVALID). */
 void kr_expect_end(kreader_t *r);
+/*
+ * The end of a parse: 0 when the reader is fine, else its error (enum
+ * kr_err), with the offset where it was raised in *err_off (if not NULL).
+ * The caller then frees what it had parsed.
+ */
+int kr_result(const kreader_t *r, size_t *err_off);
 
 /* Growable output buffer. err is set (and sticky) on allocation failure or
  * when the buffer would grow past max. */

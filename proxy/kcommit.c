@@ -97,12 +97,10 @@ static void topics(kreader_t *r, const struct shape *s, int is_req, kcommit_t *o
 /* Common ending: on error frees out and reports where. */
 static int finish(kreader_t *r, kcommit_t *out, size_t *err_off)
 {
-    if (kr_ok(r))
-        return 0;
-    if (err_off)
-        *err_off = r->err_off;
-    kcommit_free(out);
-    return r->err;
+    int rc = kr_result(r, err_off);
+    if (rc)
+        kcommit_free(out);
+    return rc;
 }
 
 int kcommit_req_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t len, kcommit_t *out,

@@ -130,12 +130,10 @@ int kfetch_resp_parse(int16_t ver, const uint8_t *frame, size_t len, kfetch_resp
         parse_topic(&r, ver, &resp->topics[i]);
     resp->tags = read_tags(&r, flex);
     kr_expect_end(&r);
-    if (kr_ok(&r))
-        return 0;
-    if (err_off)
-        *err_off = r.err_off;
-    kfetch_resp_free(resp);
-    return r.err;
+    int rc = kr_result(&r, err_off);
+    if (rc)
+        kfetch_resp_free(resp);
+    return rc;
 }
 
 void kfetch_resp_free(kfetch_resp_t *resp)
@@ -366,12 +364,10 @@ int kfetch_req_parse(int16_t ver, const uint8_t *body, size_t len, kfetch_req_t 
         req->rack_id = kr_str_nn(&r, flex);
     req->tags = read_tags(&r, flex);
     kr_expect_end(&r);
-    if (kr_ok(&r))
-        return 0;
-    if (err_off)
-        *err_off = r.err_off;
-    kfetch_req_free(req);
-    return r.err;
+    int rc = kr_result(&r, err_off);
+    if (rc)
+        kfetch_req_free(req);
+    return rc;
 }
 
 void kfetch_req_free(kfetch_req_t *req)

@@ -79,12 +79,10 @@ int kproduce_req_parse(int16_t ver, const uint8_t *body, size_t len, kproduce_re
         parse_topic(&r, flex, &req->topics[i]);
     kr_tags_if(&r, flex);
     kr_expect_end(&r);
-    if (kr_ok(&r))
-        return 0;
-    if (err_off)
-        *err_off = r.err_off;
-    kproduce_req_free(req);
-    return r.err;
+    int rc = kr_result(&r, err_off);
+    if (rc)
+        kproduce_req_free(req);
+    return rc;
 }
 
 void kproduce_req_free(kproduce_req_t *req)
@@ -275,12 +273,10 @@ int kproduce_resp_parse(int16_t ver, const uint8_t *frame, size_t len, kproduce_
     resp->throttle_time_ms = kr_i32(&r);
     kr_tags_if(&r, flex);
     kr_expect_end(&r);
-    if (kr_ok(&r))
-        return 0;
-    if (err_off)
-        *err_off = r.err_off;
-    kproduce_resp_free(resp);
-    return r.err;
+    int rc = kr_result(&r, err_off);
+    if (rc)
+        kproduce_resp_free(resp);
+    return rc;
 }
 
 void kproduce_resp_free(kproduce_resp_t *resp)
