@@ -995,18 +995,21 @@ static int refuse_admin(struct client *c, const kreq_hdr_t *h, const uint8_t *fr
     return REQ_LOCAL;
 }
 
+/* 1 if the logged-in user of c may do op (ACL_PRODUCE, ACL_CONSUME) on topic. */
+static int acl_allow(struct client *c, int op, const char *topic, size_t len)
+{
+    const char *u = sasl_session_user(c->sasl);
+    return acl_allows(c->px->cfg->auth.acl, u, strlen(u), op, topic, len);
+}
+
 static int acl_allow_produce(void *ctx, const char *topic, size_t len)
 {
-    struct client *c = ctx;
-    const char *u = sasl_session_user(c->sasl);
-    return acl_allows(c->px->cfg->auth.acl, u, strlen(u), ACL_PRODUCE, topic, len);
+    return acl_allow(ctx, ACL_PRODUCE, topic, len);
 }
 
 static int acl_allow_consume(void *ctx, const char *topic, size_t len)
 {
-    struct client *c = ctx;
-    const char *u = sasl_session_user(c->sasl);
-    return acl_allows(c->px->cfg->auth.acl, u, strlen(u), ACL_CONSUME, topic, len);
+    return acl_allow(ctx, ACL_CONSUME, topic, len);
 }
 
 /* Metadata: a topic is visible to a user who may produce to it or consume from it. */
@@ -1051,11 +1054,13 @@ static int is_admin_api(int16_t api)
 }
 
 /*
- * Applies auth.acls to a validated request. Produce and Fetch lose their
- * denied topics (c->repl then holds the rewritten frame and
- * c->pending_split what to answer for them); a request with every topic
- * denied is answered here. Returns REQ_FORWARD to go on, REQ_LOCAL or
- * REQ_CLOSED.
+ * Applies auth.acls to a validated request. Produce, Fetch, ListOffsets,
+ * OffsetCommit and Metadata lose their denied topics (c->repl then holds
+ * the rewritten frame and c->pending_split what to answer for them); a
+ * Metadata response is also marked to hide the user's other topics
+ * (c->pending_hide). A request with every topic denied is answered here,
+ * and admin APIs need `admin: true`. Returns REQ_FORWARD to go on,
+ * REQ_LOCAL or REQ_CLOSED.
  */
 static int apply_acl(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
                      int acks)
