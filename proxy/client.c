@@ -830,10 +830,9 @@ static int auth_accept(struct client *c, uint64_t token, const uint8_t *reply, s
     write_auth_answer(slot_at(c, token), 0, NULL, reply, rlen, &w);
     c->authed = 1;
     event_del(c->login_ev);
-    static const char *const mech[] = {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
     log_info("client %llu (%s): authenticated as %s (%s%s%s)", (unsigned long long)c->id, c->peer,
-             sasl_session_user(c->sasl), mech[sasl_session_mech(c->sasl)], c->tls ? ", TLS" : "",
-             c->raw_tokens ? ", SaslHandshake v0" : "");
+             sasl_session_user(c->sasl), config_sasl_mech_name(sasl_session_mech(c->sasl)),
+             c->tls ? ", TLS" : "", c->raw_tokens ? ", SaslHandshake v0" : "");
     c->raw_tokens = 0;
     complete_token(c, token, &w);
     if (connect_upstream(c)) {

@@ -1124,14 +1124,20 @@ static int seq_scalar(struct ctx *c, yaml_node_t *val, yaml_node_item_t id, size
     return expand_env(c, raw, node_line(it), ikey);
 }
 
+static const char *const sasl_mech_names[] = {"NONE", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
+
 int config_parse_sasl_mech(const char *s)
 {
-    static const char *const names[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
-    for (int i = 0; i < 3; i++) {
-        if (strcmp(s, names[i]) == 0)
-            return SASL_PLAIN + i;
+    for (int m = SASL_PLAIN; m <= SASL_SCRAM_SHA_512; m++) {
+        if (strcmp(s, sasl_mech_names[m]) == 0)
+            return m;
     }
     return -1;
+}
+
+const char *config_sasl_mech_name(sasl_mech_t m)
+{
+    return m >= SASL_PLAIN && m <= SASL_SCRAM_SHA_512 ? sasl_mech_names[m] : sasl_mech_names[0];
 }
 
 static int parse_mech_list(struct ctx *c, unsigned *bits, yaml_node_t *val, const char *key)

@@ -129,6 +129,8 @@ int config_parse_duration(const char *s, uint64_t *ms);
 int config_parse_size(const char *s, uint64_t *bytes);
 /* "PLAIN" -> SASL_PLAIN, "SCRAM-SHA-256", "SCRAM-SHA-512"; -1 otherwise. */
 int config_parse_sasl_mech(const char *s);
+/* The Kafka name of m ("PLAIN", ...), "NONE" for SASL_NONE. */
+const char *config_sasl_mech_name(sasl_mech_t m);
 /* Splits "host:port" (also "[v6]:port"); host is malloc'd. */
 int config_parse_hostport(const char *s, char **host, int *port);
 

@@ -3,6 +3,8 @@
  */
 #include "metrics.h"
 
+#include "config.h"
+
 #include "../policy/policy.h"
 
 #include <event2/buffer.h>
@@ -275,17 +277,16 @@ static void render_redis(struct evbuffer *out)
 
 static void render_security(struct evbuffer *out)
 {
-    static const char *const mech[] = {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
     const struct metrics *m = &g_metrics;
     header(out, "eosproxy_auth_logins_total", "counter",
            "Client SASL logins, by mechanism and result.");
     for (int i = 1; i < 4; i++) {
-        evbuffer_add_printf(out,
-                            "eosproxy_auth_logins_total{mechanism=\"%s\",result=\"ok\"} %llu\n",
-                            mech[i], (unsigned long long)m->auth_successes[i]);
-        evbuffer_add_printf(out,
-                            "eosproxy_auth_logins_total{mechanism=\"%s\",result=\"failed\"} %llu\n",
-                            mech[i], (unsigned long long)m->auth_failures[i]);
+        evbuffer_add_printf(
+            out, "eosproxy_auth_logins_total{mechanism=\"%s\",result=\"ok\"} %llu\n",
+            config_sasl_mech_name((sasl_mech_t)i), (unsigned long long)m->auth_successes[i]);
+        evbuffer_add_printf(
+            out, "eosproxy_auth_logins_total{mechanism=\"%s\",result=\"failed\"} %llu\n",
+            config_sasl_mech_name((sasl_mech_t)i), (unsigned long long)m->auth_failures[i]);
     }
     scalar(out, "eosproxy_auth_throttled_total", "counter",
            "Failed-login answers delayed because the address failed before.",

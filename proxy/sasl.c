@@ -48,8 +48,6 @@ struct sasl_session {
     char peer[64];
 };
 
-static const char *const mech_names[] = {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"};
-
 sasl_session_t *sasl_session_new(struct authworker *w, unsigned mechs, const char *peer_ip,
                                  uint64_t job_id)
 {
@@ -77,7 +75,7 @@ size_t sasl_session_mechanisms(const sasl_session_t *s, const char **out, size_t
     size_t n = 0;
     for (int m = SASL_PLAIN; m <= SASL_SCRAM_SHA_512 && n < cap; m++) {
         if (s->mechs & SASL_MECH_BIT(m))
-            out[n++] = mech_names[m];
+            out[n++] = config_sasl_mech_name((sasl_mech_t)m);
     }
     return n;
 }
@@ -87,8 +85,8 @@ int16_t sasl_session_handshake(sasl_session_t *s, const char *mech, size_t len)
     if (s->stage != ST_HANDSHAKE)
         return KERR_ILLEGAL_SASL_STATE;
     for (int m = SASL_PLAIN; m <= SASL_SCRAM_SHA_512; m++) {
-        if ((s->mechs & SASL_MECH_BIT(m)) && strlen(mech_names[m]) == len &&
-            memcmp(mech_names[m], mech, len) == 0) {
+        if ((s->mechs & SASL_MECH_BIT(m)) && strlen(config_sasl_mech_name((sasl_mech_t)m)) == len &&
+            memcmp(config_sasl_mech_name((sasl_mech_t)m), mech, len) == 0) {
             s->mech = (sasl_mech_t)m;
             s->stage = ST_FIRST;
             return 0;

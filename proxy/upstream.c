@@ -77,20 +77,6 @@ struct login {
 static void login_read_cb(struct bufferevent *bev, void *arg);
 static void login_event_cb(struct bufferevent *bev, short what, void *arg);
 
-static const char *mech_name(sasl_mech_t m)
-{
-    switch (m) {
-    case SASL_PLAIN:
-        return "PLAIN";
-    case SASL_SCRAM_SHA_256:
-        return "SCRAM-SHA-256";
-    case SASL_SCRAM_SHA_512:
-        return "SCRAM-SHA-512";
-    default:
-        return "NONE";
-    }
-}
-
 /* Frees a string after overwriting it. */
 static void wipe_free(char *s)
 {
@@ -352,7 +338,7 @@ static void start_sasl(struct login *lg)
     kwriter_t w;
     kw_init(&w, 64);
     int rc = ksasl_handshake_req_write(&w, UP_SASL_HANDSHAKE_VERSION, ++lg->corr, UP_CLIENT_ID,
-                                       mech_name(lg->sec->mech));
+                                       config_sasl_mech_name(lg->sec->mech));
     send_frame(lg, &w, rc, "SaslHandshake");
 }
 
@@ -387,7 +373,7 @@ static void on_handshake(struct login *lg, const uint8_t *frame, size_t len)
         char offered[512];
         join_mechs(mechs, n, offered, sizeof(offered));
         fail(lg, UPERR_AUTH, "SASL mechanism %s is not enabled on the broker (it offers: %s)",
-             mech_name(lg->sec->mech), offered);
+             config_sasl_mech_name(lg->sec->mech), offered);
         return;
     }
     if (ec != KERR_NONE) {
@@ -447,7 +433,8 @@ static void on_authenticate(struct login *lg, const uint8_t *frame, size_t len)
         char text[256];
         printable(msg.ptr, msg.len, text, sizeof(text));
         fail(lg, UPERR_AUTH, "SASL %s login as '%s' refused: %s (ErrorCode %d)",
-             mech_name(lg->sec->mech), lg->sec->username, text[0] ? text : "no message", (int)ec);
+             config_sasl_mech_name(lg->sec->mech), lg->sec->username, text[0] ? text : "no message",
+             (int)ec);
         return;
     }
     const uint8_t *ab = auth.len > 0 ? auth.ptr : NULL;
@@ -474,7 +461,8 @@ static void on_authenticate(struct login *lg, const uint8_t *frame, size_t len)
         return;
     }
     log_debug("upstream %s:%d: logged in as '%s' (SASL %s, session lifetime %lld ms)", lg->host,
-              lg->port, lg->sec->username, mech_name(lg->sec->mech), (long long)lifetime);
+              lg->port, lg->sec->username, config_sasl_mech_name(lg->sec->mech),
+              (long long)lifetime);
     hand_over(lg);
 }
 
