@@ -8,6 +8,8 @@
 #   make format     clang-format every C file
 
 CC       ?= cc
+# B: the build directory (several checkouts or agents may build side by side).
+B        ?= build
 PKGS     := libevent libevent_openssl libevent_pthreads hiredis rdkafka yaml-0.1 openssl
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
@@ -20,77 +22,100 @@ SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-saniti
 # The pure codec (proxy/k*.c): no libevent. Fuzzed and unit-tested alone.
 CODEC_SRCS := $(wildcard proxy/k*.c)
 SRCS       := $(filter-out proxy/main.c,$(wildcard proxy/*.c policy/*.c))
-OBJS       := $(SRCS:%.c=build/obj/%.o)
-ASAN_OBJS  := $(SRCS:%.c=build/asan/obj/%.o)
+OBJS       := $(SRCS:%.c=$(B)/obj/%.o)
+ASAN_OBJS  := $(SRCS:%.c=$(B)/asan/obj/%.o)
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
-UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=build/asan/%)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(B)/asan/%)
 FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 FUZZ_SECONDS ?= 60
 PYTHON   := /usr/bin/python3
-DEPS_STAMP := build/.deps-ok
+DEPS_STAMP := $(B)/.deps-ok
 
-.PHONY: all deps run test unit integration bench fuzz format clean check-format
-all: build/eosproxy
+.PHONY: all deps run test unit integration bench fuzz fuzz-smoke format clean check-format
+all: $(B)/eosproxy
 
 # Installs whatever is missing (apt packages, npm packages) when run as root.
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): tests/tools/deps.sh
 	@bash tests/tools/deps.sh
-	@mkdir -p build && touch $@
+	@mkdir -p $(B) && touch $@
 
-build/obj/%.o: %.c | $(DEPS_STAMP)
+$(B)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(BASEFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-build/asan/obj/%.o: %.c | $(DEPS_STAMP)
+$(B)/asan/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	@$(CC) $(BASEFLAGS) $(SANFLAGS) -MMD -MP -c $< -o $@
 
-build/eosproxy: $(OBJS) build/obj/proxy/main.o
+$(B)/eosproxy: $(OBJS) $(B)/obj/proxy/main.o
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ $(LIBS)
 
-build/asan/eosproxy: $(ASAN_OBJS) build/asan/obj/proxy/main.o
+$(B)/asan/eosproxy: $(ASAN_OBJS) $(B)/asan/obj/proxy/main.o
 	$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $^ $(LIBS)
 
-build/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $(ASAN_OBJS)
+$(B)/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $(ASAN_OBJS)
 	@echo "  LD asan $@"
 	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< $(ASAN_OBJS) $(LIBS)
 
-build/mockcluster: tests/mockcluster/mockcluster.c | $(DEPS_STAMP)
+$(B)/mockcluster: tests/mockcluster/mockcluster.c | $(DEPS_STAMP)
 	$(CC) $(BASEFLAGS) -O2 -o $@ $< $(LIBS)
 
-build/bench: tests/bench/bench.c | $(DEPS_STAMP)
+$(B)/bench: tests/bench/bench.c | $(DEPS_STAMP)
 	$(CC) $(BASEFLAGS) -O2 -o $@ $< $(LIBS)
 
-run: build/eosproxy
-	./build/eosproxy -c conf/demo.yaml
+run: $(B)/eosproxy
+	./$(B)/eosproxy -c conf/demo.yaml
 
-unit: $(UNIT_BINS) build/eosproxy
+unit: $(UNIT_BINS) $(B)/eosproxy
 	@bash tests/tools/run-unit.sh $(UNIT_BINS)
 
-integration: build/asan/eosproxy build/eosproxy build/mockcluster
-	cd tests/integration && EOSPROXY_BIN=$(CURDIR)/build/asan/eosproxy \
-	  MOCKCLUSTER_BIN=$(CURDIR)/build/mockcluster \
+integration: $(B)/asan/eosproxy $(B)/eosproxy $(B)/mockcluster
+	cd tests/integration && EOSPROXY_BIN=$(CURDIR)/$(B)/asan/eosproxy \
+	  MOCKCLUSTER_BIN=$(CURDIR)/$(B)/mockcluster \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 
 test: deps
 	$(MAKE) unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 
-bench: build/eosproxy build/mockcluster build/bench
-	bash tests/bench/run.sh
+bench: $(B)/eosproxy $(B)/mockcluster $(B)/bench
+	EOSPROXY_BIN=$(CURDIR)/$(B)/eosproxy MOCKCLUSTER_BIN=$(CURDIR)/$(B)/mockcluster \
+	  BENCH_BIN=$(CURDIR)/$(B)/bench bash tests/bench/run.sh
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRCS) | $(DEPS_STAMP)
-	@mkdir -p build/fuzz
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRCS) | $(DEPS_STAMP)
+	@mkdir -p $(B)/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iproxy -o $@ $< $(CODEC_SRCS) -lz -lsnappy -llz4 -lzstd
 
+# Engine targets drive a whole engine through its public entry points. They
+# link every module but main.c, with the engine's I/O boundary replaced by an
+# in-process stand-in from tests/fuzz/ (fake_redisc.c for dedup, fake_lane.c
+# for the upgrade), so generated input plays Redis or the brokers.
+ENGINE_FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -pthread -fsanitize=fuzzer,address,undefined \
+  -fno-sanitize-recover=undefined -Iproxy -Ipolicy $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+$(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c $(filter-out proxy/redisc.c,$(SRCS)) | $(DEPS_STAMP)
+	@mkdir -p $(B)/fuzz
+	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+$(B)/fuzz/fuzz_upgrade: tests/fuzz/fuzz_upgrade.c tests/fuzz/fake_lane.c $(filter-out proxy/lane.c,$(SRCS)) | $(DEPS_STAMP)
+	@mkdir -p $(B)/fuzz
+	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+
+# A short seeded run of every fuzz target (part of make test): FUZZ_SMOKE_SECONDS each.
+FUZZ_SMOKE_SECONDS ?= 5
+fuzz-smoke: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); rm -rf $(B)/fuzz/smoke-$$n; mkdir -p $(B)/fuzz/smoke-$$n; \
+	  $$f -seed=1 -max_total_time=$(FUZZ_SMOKE_SECONDS) -max_len=65536 $(B)/fuzz/smoke-$$n tests/fuzz/seeds >$(B)/fuzz/$$n.smoke.log 2>&1 \
+	    || { tail -n 60 $(B)/fuzz/$$n.smoke.log; echo "fuzz-smoke: $$n FAILED"; exit 1; }; \
+	  echo "fuzz-smoke: $$n $$(grep -oE 'Done [0-9]+ runs' $(B)/fuzz/$$n.smoke.log)"; done
+
 fuzz: $(FUZZ_BINS)
-	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-$$n tests/fuzz/seeds || exit 1; done
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(B)/fuzz/corpus-$$n tests/fuzz/seeds || exit 1; done
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
@@ -99,6 +124,6 @@ check-format:
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build
+	rm -rf $(B)
 
--include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) build/obj/proxy/main.d build/asan/obj/proxy/main.d
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(B)/obj/proxy/main.d $(B)/asan/obj/proxy/main.d

@@ -901,19 +901,26 @@ static int batch_aborted(const kfetch_partition_t *p, const krecord_batch_t *h)
     return 0;
 }
 
-/* Looks the key up among the job's items; returns its index or -1. A
- * linear probe table would be faster; responses hold at most a few
- * thousand records per partition, so a hash on the side is used. */
+/*
+ * The distinct eventIds of one response: an open-addressing table of
+ * indexes into the job's items. It starts small and doubles whenever it
+ * would pass half full, so a probe always meets an empty slot: the number
+ * of records in a response is not known from its size (compressed
+ * batches of tiny records hold far more than size/64), and a table sized
+ * from a guess once filled up and made the probe spin for ever.
+ */
 struct keyset {
     int32_t *slots;
-    size_t n; /* power of two */
+    size_t n;    /* power of two */
+    size_t used; /* slots taken; kept <= n / 2 */
 };
 
-static int keyset_init(struct keyset *s, size_t expect)
+#define KEYSET_MIN 64u
+
+static int keyset_init(struct keyset *s)
 {
-    s->n = 16;
-    while (s->n < expect * 2)
-        s->n <<= 1;
+    s->n = KEYSET_MIN;
+    s->used = 0;
     s->slots = malloc(s->n * sizeof(*s->slots));
     if (!s->slots)
         return -1;
@@ -921,21 +928,55 @@ static int keyset_init(struct keyset *s, size_t expect)
     return 0;
 }
 
-/* The index of key among items (inserting idx if absent): returns the
- * existing index, or -1 when idx was inserted. */
+/* The first empty slot for hash h, or the slot holding key. */
+static size_t keyset_slot(const struct keyset *s, const struct ditem *items, uint64_t h,
+                          const char *key, size_t klen)
+{
+    size_t m = s->n - 1, i = h & m;
+    for (size_t probes = 0; probes < s->n; probes++, i = (i + 1) & m) {
+        int32_t v = s->slots[i];
+        if (v < 0 || (items[v].klen == klen && memcmp(items[v].key, key, klen) == 0))
+            return i;
+    }
+    return SIZE_MAX; /* unreachable while used <= n / 2 */
+}
+
+/* Doubles the table, placing every index again. -1 on OOM (s unchanged). */
+static int keyset_grow(struct keyset *s, const struct ditem *items)
+{
+    if (s->n > SIZE_MAX / 2 / sizeof(*s->slots))
+        return -1;
+    struct keyset g = {malloc(s->n * 2 * sizeof(*s->slots)), s->n * 2, s->used};
+    if (!g.slots)
+        return -1;
+    memset(g.slots, 0xff, g.n * sizeof(*g.slots));
+    for (size_t i = 0; i < s->n; i++) {
+        int32_t v = s->slots[i];
+        if (v < 0)
+            continue;
+        const struct ditem *it = &items[v];
+        g.slots[keyset_slot(&g, items, hash_bytes(it->key, it->klen), it->key, it->klen)] = v;
+    }
+    free(s->slots);
+    *s = g;
+    return 0;
+}
+
+/* The index of key among items, or -1 when it was absent and idx was
+ * inserted for it; -2 on OOM (nothing inserted). */
 static int32_t keyset_find_or_add(struct keyset *s, const struct ditem *items, const char *key,
                                   size_t klen, int32_t idx)
 {
-    size_t m = s->n - 1;
-    for (size_t i = hash_bytes(key, klen) & m;; i = (i + 1) & m) {
-        int32_t v = s->slots[i];
-        if (v < 0) {
-            s->slots[i] = idx;
-            return -1;
-        }
-        if (items[v].klen == klen && memcmp(items[v].key, key, klen) == 0)
-            return v;
-    }
+    if ((s->used + 1) * 2 > s->n && keyset_grow(s, items))
+        return -2;
+    size_t i = keyset_slot(s, items, hash_bytes(key, klen), key, klen);
+    if (i == SIZE_MAX)
+        return -2;
+    if (s->slots[i] >= 0)
+        return s->slots[i];
+    s->slots[i] = idx;
+    s->used++;
+    return -1;
 }
 
 static struct ditem *item_new(struct djob *j)
@@ -983,6 +1024,11 @@ static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct 
         it->key = key;
         it->klen = klen;
         int32_t prev = keyset_find_or_add(ks, j->items, key, klen, (int32_t)j->nitems);
+        if (prev == -2) {
+            free(key);
+            it->key = NULL;
+            return -1;
+        }
         if (prev >= 0) {
             free(key);
             it->key = NULL;
@@ -1068,8 +1114,8 @@ static size_t count_dedup_parts(const struct dedup *d, const kfetch_resp_t *resp
 static int job_scan(struct dedup *d, struct djob *j, size_t nparts)
 {
     j->parts = calloc(nparts, sizeof(*j->parts));
-    struct keyset ks = {NULL, 0};
-    if (!j->parts || keyset_init(&ks, j->len / 64 + 16))
+    struct keyset ks = {NULL, 0, 0};
+    if (!j->parts || keyset_init(&ks))
         goto fail;
     for (int32_t t = 0; t < j->resp.ntopics; t++) {
         kfetch_topic_t *tp = &j->resp.topics[t];
