@@ -177,6 +177,7 @@ static const field_t auth_fields[] = {
 
 static const field_t admin_fields[] = {
     {"listen", T_HOSTPORT, C(admin.listen), NULL, 0, 0, 0, NULL},
+    {"stall_abort", T_DURATION, C(admin.stall_abort_ms), "30s", 0, DURATION_MAX, 0, NULL},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

@@ -85,7 +85,8 @@ typedef struct config {
     } upstream;
 
     struct {
-        char *listen; /* "host:port"; NULL = admin endpoint disabled */
+        char *listen;            /* "host:port"; NULL = admin endpoint disabled */
+        uint64_t stall_abort_ms; /* loopwatch: abort after a stall this long; 0 = never */
     } admin;
 
     uint64_t drain_timeout_ms; /* default 10s */

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "loopwatch.h"
 #include "proxy.h"
 #include "users.h"
 
@@ -221,8 +222,10 @@ static int run(config_t *cfg)
     }
     struct proxy *px = proxy_new(cfg, base);
     int rc = 1;
-    if (px && proxy_start(px) == 0) {
+    struct loopwatch *lw = NULL;
+    if (px && proxy_start(px) == 0 && (lw = loopwatch_new(base, cfg->admin.stall_abort_ms))) {
         event_base_dispatch(base);
+        loopwatch_free(lw);
         /* Teardown is short; a late SIGTERM must not turn exit 0 into a kill. */
         signal(SIGTERM, SIG_IGN);
         signal(SIGINT, SIG_IGN);

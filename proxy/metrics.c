@@ -54,6 +54,11 @@ void metrics_observe_redis_latency(uint64_t usec)
             usec);
 }
 
+void metrics_observe_loop_lag(uint64_t usec)
+{
+    observe(g_metrics.loop_lag_bucket, &g_metrics.loop_lag_count, &g_metrics.loop_lag_sum_us, usec);
+}
+
 static void header(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
     evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -198,6 +203,10 @@ static void render_latency(struct evbuffer *out)
         histogram(out, "eosproxy_request_duration_seconds", labels, m->lat_bucket[k],
                   m->lat_count[k], m->lat_sum_us[k]);
     }
+    header(out, "eosproxy_event_loop_lag_seconds", "histogram",
+           "How late the event loop's 100 ms timer fired: time the loop spent on other work.");
+    histogram(out, "eosproxy_event_loop_lag_seconds", "", m->loop_lag_bucket, m->loop_lag_count,
+              m->loop_lag_sum_us);
 }
 
 static void render_upstream(struct evbuffer *out)

@@ -103,14 +103,18 @@ struct metrics {
     uint64_t redis_lat_count;
     uint64_t redis_lat_sum_us;
     /* Client authentication and ACLs (client.c, authworker.c). */
-    uint64_t auth_successes[4];      /* logins by sasl_mech_t */
-    uint64_t auth_failures[4];       /* refused logins by sasl_mech_t */
-    uint64_t auth_throttled;         /* failure answers delayed for a source */
-    uint64_t auth_queue_full;        /* logins refused: too many PLAIN checks queued */
-    uint64_t acl_denied[KAPI_MAX];   /* topics (or requests) refused by auth.acls, by API */
-    uint64_t tls_handshakes;         /* client TLS handshakes completed */
-    uint64_t tls_reloads;            /* certificate reloads on SIGHUP that took */
-    uint64_t tls_reload_failures;    /* reloads refused (old certificate kept) */
+    uint64_t auth_successes[4];    /* logins by sasl_mech_t */
+    uint64_t auth_failures[4];     /* refused logins by sasl_mech_t */
+    uint64_t auth_throttled;       /* failure answers delayed for a source */
+    uint64_t auth_queue_full;      /* logins refused: too many PLAIN checks queued */
+    uint64_t acl_denied[KAPI_MAX]; /* topics (or requests) refused by auth.acls, by API */
+    uint64_t tls_handshakes;       /* client TLS handshakes completed */
+    uint64_t tls_reloads;          /* certificate reloads on SIGHUP that took */
+    uint64_t tls_reload_failures;  /* reloads refused (old certificate kept) */
+    /* The event loop (loopwatch.c): how late its 100 ms timer fires. */
+    uint64_t loop_lag_bucket[METRICS_LAT_BUCKETS];
+    uint64_t loop_lag_count;
+    uint64_t loop_lag_sum_us;
     uint64_t lat_bucket[KAPI_MAX][METRICS_LAT_BUCKETS];
     uint64_t lat_count[KAPI_MAX];
     uint64_t lat_sum_us[KAPI_MAX];
@@ -123,6 +127,9 @@ void metrics_observe_latency(int16_t api_key, uint64_t usec);
 
 /* Records one Redis round trip's latency (pipeline sent -> last reply). */
 void metrics_observe_redis_latency(uint64_t usec);
+
+/* Records how late one turn of the event loop's lag timer was. */
+void metrics_observe_loop_lag(uint64_t usec);
 
 /* Appends the Prometheus text exposition of every metric to out. */
 void metrics_render(struct evbuffer *out);
