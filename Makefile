@@ -4,6 +4,7 @@
 #   make run        eosproxy on localhost:9092 in front of an embedded 3-broker mock
 #   make test       unit + integration tests, with ASan+UBSan
 #   make bench      direct-vs-proxy benchmark table
+#   make soak       dedup soak: 1,000,000 JSON events through eosproxy (minutes)
 #   make fuzz       libFuzzer targets for the codec (FUZZ_SECONDS each)
 #   make format     clang-format every C file
 
@@ -32,7 +33,7 @@ FUZZ_SECONDS ?= 60
 PYTHON   := /usr/bin/python3
 DEPS_STAMP := $(B)/.deps-ok
 
-.PHONY: all deps run test unit integration bench fuzz fuzz-smoke format clean check-format
+.PHONY: all deps run test unit integration bench soak fuzz fuzz-smoke format clean check-format
 all: $(B)/eosproxy
 
 # Installs whatever is missing (apt packages, npm packages) when run as root.
@@ -82,6 +83,12 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) integration
+
+# The dedup soak at full size against the optimised build (minutes; not in CI).
+SOAK_EVENTS ?= 1000000
+soak: deps $(B)/eosproxy $(B)/mockcluster
+	cd tests/integration && EOSPROXY_BIN=$(CURDIR)/$(B)/eosproxy MOCKCLUSTER_BIN=$(CURDIR)/$(B)/mockcluster \
+	  SOAK_EVENTS=$(SOAK_EVENTS) SOAK_RSS_MIB=512 $(PYTHON) -m pytest -q -s -p no:cacheprovider test_soak.py
 
 bench: $(B)/eosproxy $(B)/mockcluster $(B)/bench
 	EOSPROXY_BIN=$(CURDIR)/$(B)/eosproxy MOCKCLUSTER_BIN=$(CURDIR)/$(B)/mockcluster \

@@ -1,6 +1,6 @@
 """The admin endpoint: /healthz, /readyz, /metrics."""
 
-from helpers import kcat_consume, kcat_produce, unique
+from helpers import kcat_consume, kcat_produce, unique, wait_until
 
 
 def test_health_and_ready(proxy, needs_proxy):
@@ -32,3 +32,14 @@ def test_metrics_count_requests_by_api(mock, proxy, needs_proxy):
     assert after.get_value("eosproxy_response_bytes_total") > before.get_value("eosproxy_response_bytes_total")
     # The latency histogram counted the produce requests.
     assert after.get_value("eosproxy_request_duration_seconds_count", api="Produce") >= 1
+
+
+def test_event_loop_lag_is_measured(proxy, needs_proxy):
+    """The loop's lag timer turns while eosproxy runs: the histogram's count
+    grows and its buckets are cumulative up to +Inf = count."""
+    wait_until(lambda: proxy.metrics().get_value("eosproxy_event_loop_lag_seconds_count") >= 5,
+               timeout=20, what="event-loop lag samples")
+    m = proxy.metrics()
+    count = m.get_value("eosproxy_event_loop_lag_seconds_count")
+    assert m.get_value("eosproxy_event_loop_lag_seconds_bucket", le="+Inf") == count
+    assert "loopwatch: the process aborts if its event loop stalls for 30000 ms" in proxy.log
