@@ -33,7 +33,7 @@ FUZZ_SECONDS ?= 60
 PYTHON   := /usr/bin/python3
 DEPS_STAMP := $(B)/.deps-ok
 
-.PHONY: all deps run test unit integration bench soak fuzz fuzz-smoke format clean check-format
+.PHONY: all deps run test unit integration reference bench soak fuzz fuzz-smoke format clean check-format
 all: $(B)/eosproxy
 
 # Installs whatever is missing (apt packages, npm packages) when run as root.
@@ -73,6 +73,11 @@ run: $(B)/eosproxy
 
 unit: $(UNIT_BINS) $(B)/eosproxy
 	@bash tests/tools/run-unit.sh $(UNIT_BINS)
+	@$(PYTHON) tests/tools/reference.py $(B)/eosproxy
+
+# Rewrites README.md's generated reference tables from the code.
+reference: $(B)/eosproxy
+	$(PYTHON) tests/tools/reference.py $(B)/eosproxy --fix
 
 integration: $(B)/asan/eosproxy $(B)/eosproxy $(B)/mockcluster
 	cd tests/integration && EOSPROXY_BIN=$(CURDIR)/$(B)/asan/eosproxy \

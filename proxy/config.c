@@ -81,6 +81,7 @@ typedef struct field {
     uint64_t min, max;       /* T_INT, T_DURATION, T_SIZE */
     unsigned flags;          /* F_* */
     const struct field *sub; /* T_SECTION */
+    const char *help;        /* one line for the reference (README, `config reference`) */
 } field_t;
 
 /* State of one load: where messages go and what has been seen. */
@@ -106,124 +107,206 @@ struct ctx {
 #define R(m) offsetof(policy_rule_t, m)
 
 static const field_t log_fields[] = {
-    {"level", T_LOG_LEVEL, C(log.level), "info", 0, 0, 0, NULL},
-    {"format", T_LOG_FORMAT, C(log.format), "text", 0, 0, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"level", T_LOG_LEVEL, C(log.level), "info", 0, 0, 0, NULL,
+     "Least severe level written to stderr."},
+    {"format", T_LOG_FORMAT, C(log.format), "text", 0, 0, 0, NULL,
+     "`json` writes one JSON object per line."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t listen_tls_fields[] = {
-    {"cert_file", T_PATH, C(listen.tls.cert_file), NULL, 0, 0, F_REQUIRED, NULL},
-    {"key_file", T_PATH, C(listen.tls.key_file), NULL, 0, 0, F_REQUIRED, NULL},
-    {"client_ca_file", T_PATH, C(listen.tls.client_ca_file), NULL, 0, 0, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"cert_file", T_PATH, C(listen.tls.cert_file), NULL, 0, 0, F_REQUIRED, NULL,
+     "PEM certificate chain. Setting `listen.tls` makes every listener TLS-only (TLS 1.2+)."},
+    {"key_file", T_PATH, C(listen.tls.key_file), NULL, 0, 0, F_REQUIRED, NULL,
+     "PEM private key of that certificate."},
+    {"client_ca_file", T_PATH, C(listen.tls.client_ca_file), NULL, 0, 0, 0, NULL,
+     "When set, clients must present a certificate signed by this CA (mutual TLS)."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t listen_fields[] = {
-    {"host", T_HOST, C(listen.host), "127.0.0.1", 0, 0, 0, NULL},
-    {"port", T_INT, C(listen.port), "9092", 1, 65535, 0, NULL},
-    {"advertised_host", T_HOST, C(listen.advertised_host), NULL, 0, 0, 0, NULL},
-    {"broker_port_base", T_INT, C(listen.broker_port_base), "19092", 1, 65535, 0, NULL},
-    {"max_connections", T_INT, C(listen.max_connections), "1024", 1, 1000000, 0, NULL},
-    {"idle_timeout", T_DURATION, C(listen.idle_timeout_ms), "10m", 0, DURATION_MAX, 0, NULL},
-    {"max_frame_bytes", T_SIZE, C(listen.max_frame_bytes), "100MiB", KIB, 2 * GIB - 1, 0, NULL},
-    {"max_inflight", T_INT, C(listen.max_inflight), "256", 1, 100000, 0, NULL},
-    {"buffer_bytes", T_SIZE, C(listen.buffer_bytes), "16MiB", KIB, 64 * GIB, 0, NULL},
-    {"tls", T_SECTION, 0, NULL, 0, 0, 0, listen_tls_fields},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"host", T_HOST, C(listen.host), "127.0.0.1", 0, 0, 0, NULL,
+     "Address to listen on (name, IPv4, or IPv6 without brackets, e.g. `::`)."},
+    {"port", T_INT, C(listen.port), "9092", 1, 65535, 0, NULL,
+     "Bootstrap port: what clients put in `bootstrap.servers`."},
+    {"advertised_host", T_HOST, C(listen.advertised_host), NULL, 0, 0, 0, NULL,
+     "Host eosproxy puts in the Metadata it returns to clients. Set it when clients reach the "
+     "proxy by another name. Default: `listen.host`."},
+    {"broker_port_base", T_INT, C(listen.broker_port_base), "19092", 1, 65535, 0, NULL,
+     "Broker node N of the cluster is served on port `broker_port_base + N`. The mapping is a pure "
+     "function of the node id, so it is stable across restarts and reconnects. Node ids must keep "
+     "`base + N <= 65535`. With `mock_brokers`, nodes are 1..mock_brokers; a `listen.port` in that "
+     "range is an error."},
+    {"max_connections", T_INT, C(listen.max_connections), "1024", 1, 1000000, 0, NULL,
+     "Client connections at once; further connections are refused."},
+    {"idle_timeout", T_DURATION, C(listen.idle_timeout_ms), "10m", 0, DURATION_MAX, 0, NULL,
+     "Close a client connection idle this long. `0` never closes."},
+    {"max_frame_bytes", T_SIZE, C(listen.max_frame_bytes), "100MiB", KIB, 2 * GIB - 1, 0, NULL,
+     "Largest Kafka request or response accepted; a larger frame closes the connection."},
+    {"max_inflight", T_INT, C(listen.max_inflight), "256", 1, 100000, 0, NULL,
+     "Pipelined requests per client connection."},
+    {"buffer_bytes", T_SIZE, C(listen.buffer_bytes), "16MiB", KIB, 64 * GIB, 0, NULL,
+     "Per-direction buffer high watermark: above it, eosproxy stops reading from the faster side."},
+    {"tls", T_SECTION, 0, NULL, 0, 0, 0, listen_tls_fields,
+     "TLS for every client listener; see its keys below."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t upstream_tls_fields[] = {
-    {"ca_file", T_PATH, C(upstream.tls.ca_file), NULL, 0, 0, 0, NULL},
-    {"verify", T_BOOL, C(upstream.tls.verify), "true", 0, 0, 0, NULL},
-    {"cert_file", T_PATH, C(upstream.tls.cert_file), NULL, 0, 0, 0, NULL},
-    {"key_file", T_PATH, C(upstream.tls.key_file), NULL, 0, 0, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"ca_file", T_PATH, C(upstream.tls.ca_file), NULL, 0, 0, 0, NULL,
+     "CA bundle that signed the brokers' certificates. Default: the system's CA store."},
+    {"verify", T_BOOL, C(upstream.tls.verify), "true", 0, 0, 0, NULL,
+     "Verify the chain and the broker's host name or IP. `false` only for tests."},
+    {"cert_file", T_PATH, C(upstream.tls.cert_file), NULL, 0, 0, 0, NULL,
+     "Client certificate for brokers that want mutual TLS. Both or neither."},
+    {"key_file", T_PATH, C(upstream.tls.key_file), NULL, 0, 0, 0, NULL,
+     "Private key of `upstream.tls.cert_file`. Both or neither."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t upstream_sasl_fields[] = {
-    {"mechanism", T_SASL_MECH, C(upstream.sasl.mechanism), NULL, 0, 0, F_REQUIRED, NULL},
-    {"username", T_STRING, C(upstream.sasl.username), NULL, 0, 0, F_REQUIRED, NULL},
-    {"password", T_STRING, C(upstream.sasl.password), NULL, 0, 0, F_REQUIRED, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"mechanism", T_SASL_MECH, C(upstream.sasl.mechanism), NULL, 0, 0, F_REQUIRED, NULL,
+     "eosproxy logs into every broker connection with this. Not with "
+     "`mock_brokers`."},
+    {"username", T_STRING, C(upstream.sasl.username), NULL, 0, 0, F_REQUIRED, NULL,
+     "User name for eosproxy's login."},
+    {"password", T_STRING, C(upstream.sasl.password), NULL, 0, 0, F_REQUIRED, NULL,
+     "Write it as `${ENV_VAR}`; it is never logged."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t upstream_fields[] = {
-    {"bootstrap", T_BOOTSTRAP, C(upstream.bootstrap), NULL, 0, 0, 0, NULL},
-    {"mock_brokers", T_INT, C(upstream.mock_brokers), "0", 0, 16, 0, NULL},
-    {"mock_partitions", T_INT, C(upstream.mock_partitions), "4", 1, 10000, 0, NULL},
-    {"connect_timeout", T_DURATION, C(upstream.connect_timeout_ms), "10s", 1, DURATION_MAX, 0,
-     NULL},
-    {"request_timeout", T_DURATION, C(upstream.request_timeout_ms), "30s", 1, DURATION_MAX, 0,
-     NULL},
+    {"bootstrap", T_BOOTSTRAP, C(upstream.bootstrap), NULL, 0, 0, 0, NULL,
+     "The real cluster's bootstrap servers. Blanks after a comma are allowed."},
+    {"mock_brokers", T_INT, C(upstream.mock_brokers), "0", 0, 16, 0, NULL,
+     "When > 0, start an embedded librdkafka mock cluster of that many brokers (for demos and "
+     "tests) instead of using `bootstrap`."},
+    {"mock_partitions", T_INT, C(upstream.mock_partitions), "4", 1, 10000, 0, NULL,
+     "Partitions of the topics that `topics` rules name exactly (no `*` or `?`); the embedded mock "
+     "creates them at start. Other topics are auto-created by the mock on first use with its own "
+     "default of 4 partitions (librdkafka 2.0.2 has no setting for that)."},
+    {"connect_timeout", T_DURATION, C(upstream.connect_timeout_ms), "10s", 1, DURATION_MAX, 0, NULL,
+     "Connecting to a broker."},
+    {"request_timeout", T_DURATION, C(upstream.request_timeout_ms), "30s", 1, DURATION_MAX, 0, NULL,
+     "eosproxy's own requests to the cluster."},
     {"reconnect_backoff", T_DURATION, C(upstream.reconnect_backoff_ms), "100ms", 1, DURATION_MAX, 0,
-     NULL},
+     NULL,
+     "First delay before reconnecting to a broker; doubles up to the max. Must not exceed "
+     "`reconnect_backoff_max`."},
     {"reconnect_backoff_max", T_DURATION, C(upstream.reconnect_backoff_max_ms), "10s", 1,
-     DURATION_MAX, 0, NULL},
+     DURATION_MAX, 0, NULL, "Longest reconnect delay."},
     {"metadata_refresh", T_DURATION, C(upstream.metadata_refresh_ms), "5m", SEC, DURATION_MAX, 0,
-     NULL},
-    {"tls", T_SECTION, 0, NULL, 0, 0, 0, upstream_tls_fields},
-    {"sasl", T_SECTION, 0, NULL, 0, 0, 0, upstream_sasl_fields},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+     NULL, "How often cluster metadata is re-read."},
+    {"tls", T_SECTION, 0, NULL, 0, 0, 0, upstream_tls_fields,
+     "Present (even `{}`): TLS 1.2+ to every broker. Not with `mock_brokers`."},
+    {"sasl", T_SECTION, 0, NULL, 0, 0, 0, upstream_sasl_fields,
+     "eosproxy's own SASL login to every broker connection; see its keys below."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t auth_fields[] = {
-    {"users_file", T_PATH, C(auth.users_file), NULL, 0, 0, F_REQUIRED, NULL},
-    {"mechanisms", T_MECH_LIST, C(auth.mechanisms), NULL, 0, 0, 0, NULL},
-    {"allow_plaintext", T_BOOL, C(auth.allow_plaintext), "false", 0, 0, 0, NULL},
-    {"login_timeout", T_DURATION, C(auth.login_timeout_ms), "30s", 1, DURATION_MAX, 0, NULL},
-    {"acls", T_ACLS, 0, NULL, 0, 0, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"users_file", T_PATH, C(auth.users_file), NULL, 0, 0, F_REQUIRED, NULL,
+     "Users and password hashes (`eosproxy passwd`). Every client must then "
+     "log in with SASL. Reloaded on `kill -HUP`."},
+    {"mechanisms", T_MECH_LIST, C(auth.mechanisms), NULL, 0, 0, 0, NULL,
+     "Mechanisms offered to clients. Default: all three."},
+    {"allow_plaintext", T_BOOL, C(auth.allow_plaintext), "false", 0, 0, 0, NULL,
+     "Allow SASL/PLAIN without TLS from addresses that are not loopback."},
+    {"login_timeout", T_DURATION, C(auth.login_timeout_ms), "30s", 1, DURATION_MAX, 0, NULL,
+     "A connection that has not logged in by then is closed (`reason=\"auth\"`), so strangers "
+     "cannot hold `listen.max_connections` slots."},
+    {"acls", T_ACLS, 0, NULL, 0, 0, 0, NULL,
+     "Absent: every authenticated user may do anything. Present: each user may do only what its "
+     "rule allows, and a user without a rule (and without a `\"*\"` rule) may do nothing with "
+     "topics."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t admin_fields[] = {
-    {"listen", T_HOSTPORT, C(admin.listen), NULL, 0, 0, 0, NULL},
-    {"stall_abort", T_DURATION, C(admin.stall_abort_ms), "30s", 0, DURATION_MAX, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"listen", T_HOSTPORT, C(admin.listen), NULL, 0, 0, 0, NULL,
+     "HTTP admin endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`. Must not use the Kafka "
+     "listener's port on the same host. Absent: no admin endpoint."},
+    {"stall_abort", T_DURATION, C(admin.stall_abort_ms), "30s", 0, DURATION_MAX, 0, NULL,
+     "The watchdog aborts the process (SIGABRT, core dump of the event loop's thread, one log "
+     "line) when the event loop has not turned for this long. `0` disables it. See [Lifecycle and "
+     "logs](#lifecycle-and-logs)."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t redis_fields[] = {
-    {"url", T_REDIS_URL, C(redis.url), NULL, 0, 0, 0, NULL},
-    {"on_unavailable", T_OUTAGE, C(redis.on_unavailable), "block", 0, 0, 0, NULL},
-    {"timeout", T_DURATION, C(redis.timeout_ms), "1s", 1, DURATION_MAX, 0, NULL},
-    {"block_timeout", T_DURATION, C(redis.block_timeout_ms), "10s", 1, DURATION_MAX, 0, NULL},
-    {"pending_ttl", T_DURATION, C(redis.pending_ttl_ms), "5m", 1, DURATION_MAX, 0, NULL},
-    {"cache_entries", T_INT, C(redis.cache_entries), "100000", 0, 100000000, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"url", T_REDIS_URL, C(redis.url), NULL, 0, 0, 0, NULL,
+     "Redis server that keeps dedup eventIds. `db` is a database number. Credentials in the URL "
+     "(`user:pw@`) and `rediss://` are not supported by this version."},
+    {"on_unavailable", T_OUTAGE, C(redis.on_unavailable), "block", 0, 0, 0, NULL,
+     "While Redis is down: `block` holds a Fetch response of a dedup topic (then answers its "
+     "partitions with NOT_LEADER_OR_FOLLOWER after `block_timeout`); `pass` delivers it unfiltered "
+     "and counts it."},
+    {"timeout", T_DURATION, C(redis.timeout_ms), "1s", 1, DURATION_MAX, 0, NULL,
+     "One Redis round trip (and the connect)."},
+    {"block_timeout", T_DURATION, C(redis.block_timeout_ms), "10s", 1, DURATION_MAX, 0, NULL,
+     "How long `block` holds a response. Keep it below the clients' request timeout."},
+    {"pending_ttl", T_DURATION, C(redis.pending_ttl_ms), "5m", 1, DURATION_MAX, 0, NULL,
+     "Lifetime of a pending mark, so a dead consumer never blocks delivery for good."},
+    {"cache_entries", T_INT, C(redis.cache_entries), "100000", 0, 100000000, 0, NULL,
+     "In-process cache of done eventIds (0: off)."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t top_fields[] = {
-    {"service", T_STRING, C(service), "eosproxy", 0, 0, 0, NULL},
-    {"log", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, log_fields},
-    {"listen", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, listen_fields},
-    {"upstream", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, upstream_fields},
-    {"admin", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, admin_fields},
-    {"drain_timeout", T_DURATION, C(drain_timeout_ms), "10s", 0, DURATION_MAX, 0, NULL},
-    {"redis", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, redis_fields},
-    {"topics", T_TOPICS, 0, NULL, 0, 0, 0, NULL},
-    {"auth", T_SECTION, 0, NULL, 0, 0, 0, auth_fields},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"service", T_STRING, C(service), "eosproxy", 0, 0, 0, NULL,
+     "Name of the application this sidecar serves. The default `dedup.scope`."},
+    {"log", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, log_fields, "Logging; see below."},
+    {"listen", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, listen_fields,
+     "The side Kafka clients connect to; see below."},
+    {"upstream", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, upstream_fields,
+     "The Kafka cluster; see below. **Required** (bootstrap or mock_brokers)."},
+    {"admin", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, admin_fields,
+     "The HTTP admin endpoint and the stall watchdog; see below."},
+    {"drain_timeout", T_DURATION, C(drain_timeout_ms), "10s", 0, DURATION_MAX, 0, NULL,
+     "On SIGTERM, how long to wait for in-flight requests before closing. `0` closes at once."},
+    {"redis", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, redis_fields,
+     "Where dedup keeps its eventIds; see below."},
+    {"topics", T_TOPICS, 0, NULL, 0, 0, 0, NULL,
+     "Per-topic delivery rules; see below. Absent: every topic is passed through as "
+     "`at-least-once`."},
+    {"auth", T_SECTION, 0, NULL, 0, 0, 0, auth_fields,
+     "Client authentication and ACLs; see below. Absent: clients are not authenticated."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 /* A rule's dedup/dlq defaults apply only when the section is present. */
 static const field_t dedup_fields[] = {
-    {"event_id", T_EVENT_ID, R(dedup), NULL, 0, 0, F_REQUIRED, NULL},
-    {"ttl", T_DURATION, R(dedup.ttl_ms), "7d", 1, DURATION_MAX, 0, NULL},
-    {"scope", T_STRING, R(dedup.scope), NULL, 0, 0, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"event_id", T_EVENT_ID, R(dedup), NULL, 0, 0, F_REQUIRED, NULL,
+     "Where a record's eventId comes from: record header `NAME`, the record key, or top-level "
+     "field `FIELD` of a JSON value."},
+    {"ttl", T_DURATION, R(dedup.ttl_ms), "7d", 1, DURATION_MAX, 0, NULL,
+     "How long an eventId stays known."},
+    {"scope", T_STRING, R(dedup.scope), NULL, 0, 0, 0, NULL,
+     "EventIds are unique within a scope; rules (or services) sharing a scope share their "
+     "eventIds. Default: the top-level `service`."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t dlq_fields[] = {
-    {"topic", T_TOPIC, R(dlq.topic), NULL, 0, 0, F_REQUIRED, NULL},
-    {"max_deliveries", T_INT, R(dlq.max_deliveries), "5", 1, 1000000, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"topic", T_TOPIC, R(dlq.topic), NULL, 0, 0, F_REQUIRED, NULL,
+     "Dead-letter topic: where a record goes after `max_deliveries` failed attempts."},
+    {"max_deliveries", T_INT, R(dlq.max_deliveries), "5", 1, 1000000, 0, NULL,
+     "Attempts before a record goes to the DLQ."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t rule_fields[] = {
-    {"match", T_MATCH, R(match), NULL, 0, 0, F_REQUIRED, NULL},
-    {"delivery", T_DELIVERY, R(delivery), NULL, 0, 0, F_REQUIRED, NULL},
-    {"dedup", T_SECTION, 0, NULL, 0, 0, 0, dedup_fields},
-    {"dlq", T_SECTION, 0, NULL, 0, 0, 0, dlq_fields},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"match", T_MATCH, R(match), NULL, 0, 0, F_REQUIRED, NULL,
+     "An exact topic name (compared fastest), or a glob: `*` matches any run of characters (also "
+     "none), `?` exactly one. Topic characters `[a-zA-Z0-9._-]` plus `*` and `?`; at most 249 "
+     "characters."},
+    {"delivery", T_DELIVERY, R(delivery), NULL, 0, 0, F_REQUIRED, NULL,
+     "The guarantee eosproxy enforces for the topic."},
+    {"dedup", T_SECTION, 0, NULL, 0, 0, 0, dedup_fields,
+     "Consumer dedup by eventId for the matched topics (see \"Consumer dedup\"). Needs "
+     "`redis.url`."},
+    {"dlq", T_SECTION, 0, NULL, 0, 0, 0, dlq_fields, "Dead-letter topic for the matched topics."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 /* A list of strings, as parsed (T_GLOB_LIST). */
@@ -241,11 +324,13 @@ typedef struct acl_entry {
 
 #define A(m) offsetof(acl_entry_t, m)
 static const field_t acl_fields[] = {
-    {"user", T_STRING, A(user), NULL, 0, 0, F_REQUIRED, NULL},
-    {"produce", T_GLOB_LIST, A(produce), NULL, 0, 0, 0, NULL},
-    {"consume", T_GLOB_LIST, A(consume), NULL, 0, 0, 0, NULL},
-    {"admin", T_BOOL, A(admin), "false", 0, 0, 0, NULL},
-    {NULL, 0, 0, NULL, 0, 0, 0, NULL},
+    {"user", T_STRING, A(user), NULL, 0, 0, F_REQUIRED, NULL,
+     "User name, or `\"*\"` for users without a rule of their own."},
+    {"produce", T_GLOB_LIST, A(produce), NULL, 0, 0, 0, NULL, "Topics the user may produce to."},
+    {"consume", T_GLOB_LIST, A(consume), NULL, 0, 0, 0, NULL, "Topics the user may fetch from."},
+    {"admin", T_BOOL, A(admin), "false", 0, 0, 0, NULL,
+     "May use CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords and DeleteGroups."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 #undef A
 
@@ -1483,4 +1568,156 @@ void config_free(config_t *c)
     policy_free(c->policy);
     acl_free(c->auth.acl);
     free(c);
+}
+
+/* ---- the reference (README "Configuration reference") ------------------- */
+
+/* Writes v as a duration with the largest unit that divides it. */
+static void ref_duration(FILE *out, uint64_t v)
+{
+    static const struct {
+        uint64_t ms;
+        const char *unit;
+    } units[] = {{DAY, "d"}, {3600 * SEC, "h"}, {60 * SEC, "m"}, {SEC, "s"}, {1, "ms"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (v >= units[i].ms && v % units[i].ms == 0) {
+            fprintf(out, "%llu%s", (unsigned long long)(v / units[i].ms), units[i].unit);
+            return;
+        }
+    }
+    fprintf(out, "%llu", (unsigned long long)v);
+}
+
+/* Writes v as a size in KiB/MiB/GiB (or one byte less than one). */
+static void ref_size(FILE *out, uint64_t v)
+{
+    static const struct {
+        uint64_t b;
+        const char *unit;
+    } units[] = {{GIB, "GiB"}, {MIB, "MiB"}, {KIB, "KiB"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        for (uint64_t off = 0; off < 2; off++) {
+            if (v + off >= units[i].b && (v + off) % units[i].b == 0) {
+                fprintf(out, "%llu%s%s", (unsigned long long)((v + off) / units[i].b),
+                        units[i].unit, off ? "-1" : "");
+                return;
+            }
+        }
+    }
+    fprintf(out, "%llu", (unsigned long long)v);
+}
+
+/* The Type column of key f. */
+static void ref_type(FILE *out, const field_t *f)
+{
+    static const char *const names[] = {
+        [T_STRING] = "string",
+        [T_HOST] = "host",
+        [T_HOSTPORT] = "host:port",
+        [T_BOOTSTRAP] = "`host:port,host:port`",
+        [T_REDIS_URL] = "`redis://host:port` or `redis://host:port/db`",
+        [T_LOG_LEVEL] = "`debug` \\| `info` \\| `warn` \\| `error`",
+        [T_LOG_FORMAT] = "`text` \\| `json`",
+        [T_OUTAGE] = "`block` \\| `pass`",
+        [T_MATCH] = "topic name or glob",
+        [T_TOPIC] = "topic name",
+        [T_DELIVERY] = "`at-most-once` \\| `at-least-once` \\| `idempotent` \\| `transactional`",
+        [T_EVENT_ID] = "`header:NAME` \\| `key` \\| `json:FIELD`",
+        [T_SECTION] = "map",
+        [T_TOPICS] = "list of rules",
+        [T_PATH] = "file",
+        [T_BOOL] = "`true` \\| `false`",
+        [T_SASL_MECH] = "`PLAIN` \\| `SCRAM-SHA-256` \\| `SCRAM-SHA-512`",
+        [T_MECH_LIST] = "list of `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`",
+        [T_ACLS] = "list of rules",
+        [T_GLOB_LIST] = "list of topic names or globs",
+    };
+    switch (f->type) {
+    case T_INT:
+        fprintf(out, "integer %llu..%llu", (unsigned long long)f->min, (unsigned long long)f->max);
+        return;
+    case T_DURATION:
+        fputs("duration", out);
+        if (f->min == 0 && f->max == DURATION_MAX)
+            return;
+        fputc(' ', out);
+        ref_duration(out, f->min);
+        fputs("..", out);
+        if (f->max != DURATION_MAX)
+            ref_duration(out, f->max);
+        return;
+    case T_SIZE:
+        fputs("size ", out);
+        ref_size(out, f->min);
+        fputs("..", out);
+        ref_size(out, f->max);
+        return;
+    default:
+        fputs((size_t)f->type < sizeof(names) / sizeof(names[0]) && names[f->type] ? names[f->type]
+                                                                                   : "?",
+              out);
+    }
+}
+
+/* One row, then (below the top level) the rows of a section it opens. */
+static void ref_rows(FILE *out, const field_t *tbl, const char *prefix, int nest)
+{
+    for (const field_t *f = tbl; f->name; f++) {
+        if (f->type == T_RESERVED)
+            continue;
+        fprintf(out, "| `%s%s` | ", prefix, f->name);
+        ref_type(out, f);
+        if (f->flags & F_REQUIRED)
+            fputs(" | **required** | ", out);
+        else if (f->def)
+            fprintf(out, " | `%s` | ", f->def);
+        else
+            fputs(f->type == T_SECTION ? " | | " : " | none | ", out);
+        fprintf(out, "%s |\n", f->help ? f->help : "");
+        if (nest && f->type == T_SECTION && f->sub) {
+            char sub[CONFIG_KEY_MAX];
+            snprintf(sub, sizeof(sub), "%s%s.", prefix, f->name);
+            ref_rows(out, f->sub, sub, 1);
+        }
+    }
+}
+
+/* The sections of the reference, in README order. */
+static const struct {
+    const char *id;
+    const field_t *tbl;
+    const char *prefix;
+    int nest;
+} ref_sections[] = {
+    {"top", top_fields, "", 0},
+    {"log", log_fields, "log.", 1},
+    {"listen", listen_fields, "listen.", 1},
+    {"upstream", upstream_fields, "upstream.", 1},
+    {"admin", admin_fields, "admin.", 1},
+    {"redis", redis_fields, "redis.", 1},
+    {"auth", auth_fields, "auth.", 1},
+    {"auth.acls", acl_fields, "auth.acls[N].", 1},
+    {"topics", rule_fields, "", 1},
+};
+
+void config_reference(FILE *out)
+{
+    for (size_t i = 0; i < sizeof(ref_sections) / sizeof(ref_sections[0]); i++) {
+        fprintf(out, "%s### %s\n\n| Key | Type | Default | Meaning |\n|---|---|---|---|\n",
+                i ? "\n" : "", ref_sections[i].id);
+        ref_rows(out, ref_sections[i].tbl, ref_sections[i].prefix, ref_sections[i].nest);
+    }
+}
+
+int config_reference_complete(char *missing, size_t len)
+{
+    for (size_t i = 0; i < sizeof(ref_sections) / sizeof(ref_sections[0]); i++) {
+        for (const field_t *f = ref_sections[i].tbl; f->name; f++) {
+            if (f->type != T_RESERVED && (!f->help || !*f->help)) {
+                snprintf(missing, len, "%s%s", ref_sections[i].prefix, f->name);
+                return 0;
+            }
+        }
+    }
+    return 1;
 }

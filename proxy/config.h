@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 } log_format_t;
 
@@ -132,6 +133,17 @@ int config_parse_size(const char *s, uint64_t *bytes);
 int config_parse_sasl_mech(const char *s);
 /* The Kafka name of m ("PLAIN", ...), "NONE" for SASL_NONE. */
 const char *config_sasl_mech_name(sasl_mech_t m);
+/*
+ * Writes the reference of every key as Markdown, one table per section
+ * ("### listen" then | Key | Type | Default | Meaning |), from the key
+ * tables themselves: `eosproxy config reference` prints it, and README's
+ * "Configuration reference" is generated from it (tests/tools/reference.py).
+ */
+void config_reference(FILE *out);
+/* 1 when every key has its one-line meaning; else 0 with the first
+ * key without one written into missing. */
+int config_reference_complete(char *missing, size_t len);
+
 /* Splits "host:port" (also "[v6]:port"); host is malloc'd. */
 int config_parse_hostport(const char *s, char **host, int *port);
 

@@ -26,7 +26,19 @@ static void usage(FILE *f)
                "       eosproxy passwd [--iterations N] USER\n"
                "                                 read a password on stdin, print a users file\n"
                "                                 line USER:HASH256:HASH512 (PBKDF2, N\n"
-               "                                 iterations, 10000..10000000, default 210000)\n");
+               "                                 iterations, 10000..10000000, default 210000)\n"
+               "       eosproxy config reference every config key as Markdown tables\n");
+}
+
+/* eosproxy config reference: the key tables as Markdown (see config.h). */
+static int cmd_config(int argc, char **argv)
+{
+    if (argc != 3 || strcmp(argv[2], "reference") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    config_reference(stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 /* ---- eosproxy passwd USER ---- */
@@ -248,6 +260,8 @@ int main(int argc, char **argv)
     int check = 0, opt;
     if (argc > 1 && strcmp(argv[1], "passwd") == 0)
         return cmd_passwd(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "config") == 0)
+        return cmd_config(argc, argv);
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':

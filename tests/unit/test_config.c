@@ -788,8 +788,33 @@ static void test_api_edges(void)
     CHECK(strstr(err, "t.yaml:1: upstream:") != NULL);
 }
 
+/* Every key has its meaning for the reference, and the reference prints
+ * every section with the keys README's tables are generated from. */
+static void test_reference(void)
+{
+    char missing[128] = "";
+    CHECK(config_reference_complete(missing, sizeof(missing)));
+    if (missing[0])
+        fprintf(stderr, "key without help: %s\n", missing);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    config_reference(f);
+    fclose(f);
+    CHECK(strstr(text, "### listen\n") != NULL);
+    CHECK(strstr(text, "| `admin.stall_abort` | duration | `30s` |") != NULL);
+    CHECK(strstr(text, "| `listen.port` | integer 1..65535 | `9092` |") != NULL);
+    CHECK(strstr(text, "| `listen.max_frame_bytes` | size 1KiB..2GiB-1 | `100MiB` |") != NULL);
+    CHECK(strstr(text, "| `upstream.metadata_refresh` | duration 1s.. | `5m` |") != NULL);
+    CHECK(strstr(text, "| `dedup.event_id` | `header:NAME` \\| `key` \\| `json:FIELD` | "
+                       "**required** |") != NULL);
+    CHECK(strstr(text, "| `auth.acls[N].user` |") != NULL);
+    free(text);
+}
+
 int main(void)
 {
+    test_reference();
     test_parse_duration();
     test_parse_size();
     test_parse_hostport();
