@@ -7,7 +7,8 @@ cd "$(dirname "$0")/../.."
 APT_PKGS="build-essential pkg-config clang libclang-rt-14-dev libevent-dev libhiredis-dev
  librdkafka-dev libssl-dev libyaml-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
  kcat python3-kafka python3-confluent-kafka python3-pytest python3-yaml python3-snappy
- python3-lz4 python3-zstandard redis-server redis-tools nodejs npm openssl hostname"
+ python3-lz4 python3-zstandard redis-server redis-tools nodejs npm openssl hostname
+ prometheus docker-compose python3-venv"
 
 missing=""
 for p in $APT_PKGS; do
