@@ -139,3 +139,4 @@ clean:
 	rm -rf $(B)
 
 -include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(B)/obj/proxy/main.d $(B)/asan/obj/proxy/main.d
+include tests/kafka/kafka.mk

@@ -114,6 +114,7 @@ struct client {
     int up_paused;  /* upstream reading paused: client output full */
     int draining;   /* stop reading; close once everything is out */
     int up_connected;
+    int up_dead; /* the broker connection failed; held for upgrade answers (hold_for_upgrade) */
 
     /* Correlation ids of recent acks=0 Produce requests. Brokers send no
      * response to them, but some servers (librdkafka's mock cluster) do:
@@ -236,6 +237,54 @@ static void upstream_failed(struct client *c, int kind, const char *what)
 }
 
 static void start_linger(struct client *c, int reason);
+static void update_client_read(struct client *c);
+
+/*
+ * The broker connection of c failed, but the upgrade engine, which writes
+ * on connections of its own, still owes c answers that come before any
+ * request the dead connection would have answered. Closing now would make
+ * the client resend records eosproxy may already have written; librdkafka
+ * even puts them into new batches with newer records, which no retry check
+ * can match, so they would land twice. So c stops reading and stays open
+ * until those answers are out (maybe_finish_hold), then closes. Returns 1
+ * when c is held.
+ */
+static int hold_for_upgrade(struct client *c)
+{
+    size_t owed = 0;
+    for (uint64_t p = c->head; p < c->tail; p++) {
+        uint8_t st = slot_at(c, p)->state;
+        if (st == SLOT_UPSTREAM)
+            break;
+        owed += st == SLOT_LOCAL;
+    }
+    if (owed == 0)
+        return 0;
+    g_metrics.upstream_errors[UPERR_CLOSED]++;
+    log_info("client %llu (%s): upstream closed the connection; closing once the %zu upgraded "
+             "Produce answers eosproxy owes it are out",
+             (unsigned long long)c->id, c->peer, owed);
+    upstream_free(c->up);
+    c->up = NULL;
+    c->up_dead = 1;
+    c->draining = 1;
+    update_client_read(c);
+    return 1;
+}
+
+/* Closes a held client (hold_for_upgrade) once nothing more can reach it:
+ * the head of its FIFO is a request the dead connection owed, or nothing. */
+static int maybe_finish_hold(struct client *c)
+{
+    if (!c->up_dead || c->lingering)
+        return 0;
+    if (c->head < c->tail && slot_at(c, c->head)->state == SLOT_LOCAL)
+        return 0;
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+        return 0; /* client_write_cb comes back when it is out */
+    close_client(c, CLOSE_UPSTREAM);
+    return 1;
+}
 
 /* Closes the client if it is draining and has nothing left to send. */
 static int maybe_finish_drain(struct client *c)
@@ -1128,6 +1177,7 @@ void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, stru
     }
     g_metrics.local_responses++;
     slot_complete(c, slot_at(c, token), resp);
+    maybe_finish_hold(c);
 }
 
 /*
@@ -1512,7 +1562,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct client *c = arg;
     (void)bev;
-    if (maybe_finish_drain(c))
+    if (maybe_finish_hold(c) || maybe_finish_drain(c))
         return;
     resume_upstream(c);
 }
@@ -1626,7 +1676,7 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
             close_client(c, CLOSE_UPSTREAM);
         else if (!c->up_connected)
             upstream_failed(c, UPERR_CONNECT, "connect failed");
-        else
+        else if (!hold_for_upgrade(c))
             upstream_failed(c, UPERR_CLOSED, "closed the connection");
     }
 }

@@ -166,7 +166,11 @@ static void ctl_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_copyout(in, szb, 4);
         int32_t size = kbe32(szb);
         if (size < 4 || (uint32_t)size > CTL_MAX_RESPONSE) {
-            ctl_fail(ctl, UPERR_PROTOCOL, "bad response frame size");
+            /* A TLS record (alert or handshake, version 3.x) where a Kafka frame belongs. */
+            int tls = (szb[0] == 0x15 || szb[0] == 0x16) && szb[1] == 0x03;
+            ctl_fail(ctl, UPERR_PROTOCOL,
+                     tls ? "the broker answered with TLS: this listener wants upstream.tls"
+                         : "bad response frame size");
             return;
         }
         if (evbuffer_get_length(in) < (size_t)size + 4)
@@ -204,6 +208,15 @@ static void ctl_event_cb(struct bufferevent *bev, short what, void *arg)
         ctl_fail(ctl, -1, NULL);
     else if (ctl->state == CTL_CONNECTING)
         ctl_fail(ctl, UPERR_CONNECT, "connect failed");
+    else if (ctl->state == CTL_APIVERSIONS || ctl->state == CTL_METADATA)
+        /* What a broker does to a client that skips the TLS or SASL its listener
+         * wants (a SASL listener answers ApiVersions, then closes at Metadata). */
+        ctl_fail(ctl, UPERR_CLOSED,
+                 ctl->state == CTL_APIVERSIONS
+                     ? "connection closed before the broker answered ApiVersions (does this "
+                       "listener want TLS or SASL? see upstream.tls and upstream.sasl)"
+                     : "connection closed before the broker answered Metadata (does this "
+                       "listener want TLS or SASL? see upstream.tls and upstream.sasl)");
     else
         ctl_fail(ctl, UPERR_CLOSED, "connection closed");
 }

@@ -32,6 +32,9 @@ import urllib.request
 import pytest
 import yaml
 
+# Real Apache Kafka fixtures (kafka, kproxy_factory, kproxy): kafka_real.py.
+pytest_plugins = ["kafka_real"]
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 EOSPROXY_BIN = os.environ.get("EOSPROXY_BIN", os.path.join(ROOT, "build", "asan", "eosproxy"))

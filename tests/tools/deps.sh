@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what eosproxy needs to build, run and test, when it is missing.
-# Debian packages via apt-get (as root), kafkajs via npm into tests/node.
+# Debian packages via apt-get (as root), kafkajs via npm into tests/node,
+# Apache Kafka (broker and Java client) from Maven Central into
+# tests/kafka/.cache (tests/kafka/fetch.sh), for the real-broker tests.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -9,6 +11,8 @@ APT_PKGS="build-essential pkg-config clang libclang-rt-14-dev libevent-dev libhi
  kcat python3-kafka python3-confluent-kafka python3-pytest python3-yaml python3-snappy
  python3-lz4 python3-zstandard redis-server redis-tools nodejs npm openssl hostname
  prometheus docker-compose python3-venv"
+# The real-Kafka tests: the broker and the Java harness run on Java 17.
+APT_PKGS="$APT_PKGS openjdk-17-jdk-headless maven python3-venv"
 
 missing=""
 for p in $APT_PKGS; do
@@ -42,4 +46,7 @@ if [ ! -d tests/node/node_modules/kafkajs ]; then
     echo "deps: npm install (tests/node)"
     (cd tests/node && npm install --no-audit --no-fund --silent)
 fi
+# Java 17 and mvn come from Debian above; the jars only once (fetch.sh
+# does nothing when its cache is complete; Maven keeps them in ~/.m2 too).
+bash tests/kafka/fetch.sh >/dev/null
 echo "deps: ok"
