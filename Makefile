@@ -107,7 +107,7 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRCS) | $(DEPS_STAMP)
 # link every module but main.c, with the engine's I/O boundary replaced by an
 # in-process stand-in from tests/fuzz/ (fake_redisc.c for dedup, fake_lane.c
 # for the upgrade), so generated input plays Redis or the brokers.
-ENGINE_FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -pthread -fsanitize=fuzzer,address,undefined \
+ENGINE_FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DEOSPROXY_VERSION='"$(VERSION)"' -g -O1 -pthread -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -Iproxy -Ipolicy $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 $(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c $(filter-out proxy/redisc.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz

@@ -45,8 +45,24 @@
  * Batches passed as they are (counted): message format < 2, control
  * batches, batches of aborted transactions (read_committed consumers drop
  * them; marking them would block the committed copy), batches that fail
- * to decode, and the partial batch a broker may put at the end of a
- * partition's records. Fetch v0..v3 responses are not touched.
+ * to decode, the partial batch a broker may put at the end of a
+ * partition's records, and a batch of more records than a response may
+ * hold (below). Fetch v0..v3 responses are not touched.
+ *
+ * ---- Bounds ----
+ *
+ * A held response is scanned batch by batch within a budget (dedup.h:
+ * DEDUP_JOB_MAX_RECORDS records, DEDUP_JOB_MAX_INFLATED decompressed
+ * bytes); the first batch is always taken, so a partition always moves
+ * on. Past the budget the partition is cut after its last batch taken
+ * and later dedup partitions are answered without records (error 0): the
+ * client fetches the rest again, as after any short answer (counted,
+ * eosproxy_dedup_responses_cut_total). Frames, decompressed bytes and an
+ * estimate per decoded record count into one engine-wide bound
+ * (DEDUP_MAX_HELD_BYTES); a response that does not fit follows
+ * redis.on_unavailable: block answers its dedup partitions with error 6
+ * at once, pass delivers it unchecked (counted). Every other container
+ * grows, evicts under a bound or refuses (counted): see the DD_* bounds.
  *
  * ---- Redis unavailable ----
  *
@@ -62,7 +78,9 @@
  *     2.0.2 raises KAFKA_STORAGE_ERROR 56 to the application, librdkafka
  *     reports unknown codes as consumer errors).
  *   pass: the response is delivered unfiltered at once (counted), and no
- *     mark is written.
+ *     mark is written; a round trip still unanswered after
+ *     redis.block_timeout also lets the response go unfiltered (pass never
+ *     answers an error).
  *
  * Completion is by id through client_slot_done, from the event loop
  * (never inside dedup_fetch_response); Redis callbacks find their job by
@@ -97,16 +115,18 @@
 static const uint8_t dd_empty[1];
 
 #define DD_KEY_PREFIX "eosproxy:"
-#define DD_ID_RAW_MAX 128             /* longer eventIds are hashed */
-#define DD_SCRATCH 4096               /* JSON eventId unescaping */
-#define DD_TICK_MS 100                /* block timeouts and retries */
-#define DD_MAX_JOB_BYTES (512u << 20) /* held Fetch responses, all jobs */
-#define DD_TRACK_PER_PART 100000u     /* delivered eventIds kept per partition */
-#define DD_TRACK_MAX 2000000u         /* ... and in all */
-#define DD_TRACK_PARTS 65536u         /* (scope, topic, partition) tracked */
-#define DD_COMMITS_MAX 4096u          /* commit requests awaiting their response */
-#define DD_MARKS_MAX 1000000u         /* done marks waiting for Redis */
-#define DD_MARKS_PER_TRIP 10000u      /* done marks per pipeline */
+#define DD_ID_RAW_MAX 128 /* longer eventIds are hashed */
+#define DD_SCRATCH 4096   /* JSON eventId unescaping */
+#define DD_TICK_MS 100    /* block timeouts and retries */
+/* Bounds of the other containers; what happens when full is counted in
+ * eosproxy_dedup_tracking_dropped_total (the eventIds then stay pending
+ * until pending_ttl, which is safe). */
+#define DD_TRACK_PER_PART 100000u /* delivered eventIds kept per partition: oldest dropped */
+#define DD_TRACK_MAX 2000000u     /* ... and in all: the partition's oldest dropped */
+#define DD_TRACK_PARTS 65536u     /* (scope, topic, partition) tracked: new ones refused */
+#define DD_COMMITS_MAX 4096u      /* commit requests awaiting their response: oldest dropped */
+#define DD_MARKS_MAX 1000000u     /* done marks waiting for Redis: oldest dropped */
+#define DD_MARKS_PER_TRIP 10000u  /* done marks per pipeline */
 
 /* Decision about one eventId. */
 enum ditem_state {
@@ -142,7 +162,8 @@ struct dpart {
     const char *scope;
     struct dbatch *batches;
     size_t nbatches;
-    size_t whole; /* bytes of records covered by whole batches */
+    size_t whole; /* bytes of records covered by the batches taken */
+    int cut;      /* the job's budget ended it: nothing after its batches */
 };
 
 /* One distinct eventId of a held response. */
@@ -172,6 +193,14 @@ struct djob {
     uint64_t start_ms;
     int state;
     int failed; /* block_timeout: answer dedup partitions with an error */
+    /* The budget (DEDUP_JOB_MAX_*): what the batches taken cost. */
+    size_t nbatches;         /* taken, decoded or not */
+    size_t records;          /* their records, a batch counting one at least */
+    size_t inflated;         /* decompressed bytes held */
+    size_t held;             /* what this job adds to d->job_bytes */
+    policy_t *policy;        /* a reference to the rules its partitions point into */
+    int cut;                 /* budget reached: later dedup partitions get no records */
+    struct evbuffer *answer; /* built when taken (held-bytes bound, block) */
     TAILQ_ENTRY(djob) link;
 };
 TAILQ_HEAD(djob_q, djob);
@@ -196,7 +225,7 @@ struct tent {
     char *key;
 };
 struct track {
-    const char *scope; /* config-owned */
+    char *scope; /* a copy: tracks outlive the rules of a live reload */
     char *topic;
     int32_t partition;
     uint64_t hash;
@@ -237,7 +266,8 @@ struct dedup {
     struct event *kick, *tick;
     struct djob_q jobs;
     uint64_t next_id;
-    size_t job_bytes;
+    size_t job_bytes; /* held by all jobs: frames, inflated bytes, records */
+    size_t max_records, max_inflated, max_held; /* DEDUP_JOB_MAX_*, DEDUP_MAX_HELD_BYTES */
     struct dcache cache;
     struct track **tracks;
     size_t ntrack_buckets, ntracks, tracked;
@@ -249,10 +279,15 @@ struct dedup {
     struct dmark *marks_sent; /* its marks, re-queued if it fails */
     size_t nmarks_sent;
     int warned_old_fetch;
+    int warned_held;          /* the held-bytes bound was reached (reset below half) */
+    dedup_test_hooks_t hooks; /* dedup_set_test_hooks; zeroed: none */
 };
 
-static uint64_t now_ms(void)
+/* The engine's clock: monotonic milliseconds (or the test hook's). */
+static uint64_t now_ms(const struct dedup *d)
 {
+    if (d->hooks.now_ms)
+        return d->hooks.now_ms(d->hooks.arg);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -303,13 +338,13 @@ static struct dcache_ent *cache_find(struct dcache *c, const char *key, size_t k
     return NULL;
 }
 
-/* 1 if key is known done (and not expired). */
-static int cache_has(struct dcache *c, const char *key, size_t klen)
+/* 1 if key is known done (and not expired at now). */
+static int cache_has(struct dcache *c, const char *key, size_t klen, uint64_t now)
 {
     if (c->n == 0)
         return 0;
     struct dcache_ent *e = cache_find(c, key, klen, hash_bytes(key, klen));
-    return e && e->expires_ms > now_ms();
+    return e && e->expires_ms > now;
 }
 
 /* Unlinks ring slot i from its hash chain. */
@@ -325,14 +360,14 @@ static void cache_unlink(struct dcache *c, size_t i)
 }
 
 /* Remembers key as done until now + ttl; the oldest entry makes room. */
-static void cache_put(struct dcache *c, const char *key, size_t klen, uint64_t ttl_ms)
+static void cache_put(struct dcache *c, const char *key, size_t klen, uint64_t ttl_ms, uint64_t now)
 {
     if (!c->cap)
         return;
     uint64_t h = hash_bytes(key, klen);
     struct dcache_ent *e = cache_find(c, key, klen, h);
     if (e) {
-        e->expires_ms = now_ms() + ttl_ms;
+        e->expires_ms = now + ttl_ms;
         return;
     }
     char *k = strndup(key, klen);
@@ -349,7 +384,7 @@ static void cache_put(struct dcache *c, const char *key, size_t klen, uint64_t t
     e = &c->ring[i];
     e->key = k;
     e->hash = h;
-    e->expires_ms = now_ms() + ttl_ms;
+    e->expires_ms = now + ttl_ms;
     int32_t *b = &c->buckets[h & (c->nbuckets - 1)];
     e->next = *b;
     *b = (int32_t)i;
@@ -453,6 +488,29 @@ static uint64_t track_hash(const char *scope, kstr_t topic, int32_t partition)
     return h ^ ((uint64_t)(uint32_t)partition * 0x9e3779b97f4a7c15ull);
 }
 
+/* Doubles the bucket array once tracks outnumber buckets (chains moved,
+ * nothing copied); out of memory the chains just get longer. */
+static void tracks_grow(struct dedup *d)
+{
+    size_t n = d->ntrack_buckets * 2;
+    struct track **b = calloc(n, sizeof(*b));
+    if (!b)
+        return;
+    for (size_t i = 0; i < d->ntrack_buckets; i++) {
+        struct track *t = d->tracks[i], *next;
+        for (; t; t = next) {
+            next = t->hnext;
+            t->hnext = b[t->hash & (n - 1)];
+            b[t->hash & (n - 1)] = t;
+        }
+    }
+    free(d->tracks);
+    d->tracks = b;
+    d->ntrack_buckets = n;
+}
+
+/* The track of (scope, topic, partition); created when asked and the
+ * DD_TRACK_PARTS bound allows (NULL otherwise, and on OOM). */
 static struct track *track_get(struct dedup *d, const char *scope, kstr_t topic, int32_t partition,
                                int create)
 {
@@ -465,13 +523,19 @@ static struct track *track_get(struct dedup *d, const char *scope, kstr_t topic,
     }
     if (!create || d->ntracks >= DD_TRACK_PARTS)
         return NULL;
+    if (d->ntracks >= d->ntrack_buckets) {
+        tracks_grow(d);
+        b = &d->tracks[h & (d->ntrack_buckets - 1)];
+    }
     struct track *t = calloc(1, sizeof(*t));
     char *name = t ? strndup(topic.ptr, (size_t)topic.len) : NULL;
-    if (!name) {
+    char *sc = name ? strdup(scope) : NULL;
+    if (!sc) {
+        free(name);
         free(t);
         return NULL;
     }
-    t->scope = scope;
+    t->scope = sc;
     t->topic = name;
     t->partition = partition;
     t->hash = h;
@@ -526,6 +590,24 @@ static void track_add(struct dedup *d, const struct dpart *dp, int64_t offset, c
     d->tracked++;
 }
 
+/* Unlinks and frees t (emptied by a commit: the next delivery there
+ * makes a new one), so tracks of partitions no longer read go away. */
+static void track_remove(struct dedup *d, struct track *t)
+{
+    struct track **pp = &d->tracks[t->hash & (d->ntrack_buckets - 1)];
+    while (*pp != t)
+        pp = &(*pp)->hnext;
+    *pp = t->hnext;
+    for (size_t j = 0; j < t->len; j++)
+        free(t->ents[t->start + j].key);
+    d->tracked -= t->len;
+    free(t->ents);
+    free(t->topic);
+    free(t->scope);
+    free(t);
+    d->ntracks--;
+}
+
 static void tracks_free(struct dedup *d)
 {
     for (size_t i = 0; d->tracks && i < d->ntrack_buckets; i++) {
@@ -536,6 +618,7 @@ static void tracks_free(struct dedup *d)
                 free(t->ents[t->start + j].key);
             free(t->ents);
             free(t->topic);
+            free(t->scope);
             free(t);
             t = next;
         }
@@ -646,11 +729,12 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
     struct track *t = track_get(d, rule_scope(d, rule), topic, partition, 0);
     if (!t)
         return;
+    uint64_t now = now_ms(d);
     size_t w = t->start;
     for (size_t i = t->start; i < t->start + t->len; i++) {
         struct tent *e = &t->ents[i];
         if (e->offset < offset) {
-            cache_put(&d->cache, e->key, strlen(e->key), rule->dedup.ttl_ms);
+            cache_put(&d->cache, e->key, strlen(e->key), rule->dedup.ttl_ms, now);
             mark_push(d, e->key, rule->dedup.ttl_ms);
             d->tracked--;
         } else {
@@ -658,6 +742,8 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
         }
     }
     t->len = w - t->start;
+    if (t->len == 0)
+        track_remove(d, t);
 }
 
 /* ================================================================ jobs */
@@ -686,8 +772,13 @@ static void job_free(struct dedup *d, struct djob *j)
     free(j->items);
     free(j->parts);
     kfetch_resp_free(&j->resp);
+    policy_free(j->policy);
     free(j->frame);
-    d->job_bytes -= j->len;
+    if (j->answer)
+        evbuffer_free(j->answer);
+    d->job_bytes -= j->held;
+    if (d->job_bytes < d->max_held / 2)
+        d->warned_held = 0;
     TAILQ_REMOVE(&d->jobs, j, link);
     free(j);
 }
@@ -835,7 +926,7 @@ static void job_replies(void *arg, int err, const redisc_reply_t *replies, size_
             it->deliveries = 1;
         }
         if (it->state == DI_DONE)
-            cache_put(&d->cache, it->key, it->klen, it->part->rule->dedup.ttl_ms);
+            cache_put(&d->cache, it->key, it->klen, it->part->rule->dedup.ttl_ms, now_ms(d));
     }
     if (err) {
         job_unavailable(d, j);
@@ -1000,6 +1091,7 @@ static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct 
 {
     const policy_rule_t *rule = dp->rule;
     static uint8_t scratch[DD_SCRATCH];
+    uint64_t now = now_ms(d);
     db->item = calloc(db->b.nrecords ? (size_t)db->b.nrecords : 1, sizeof(*db->item));
     if (!db->item)
         return -1;
@@ -1038,7 +1130,7 @@ static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct 
         }
         it->part = dp;
         it->offset = db->b.hdr.base_offset + rec->offset_delta;
-        if (cache_has(&d->cache, key, klen)) {
+        if (cache_has(&d->cache, key, klen, now)) {
             it->state = DI_DONE;
             g_metrics.dedup_cache_hits++;
         } else {
@@ -1050,7 +1142,84 @@ static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct 
     return 0;
 }
 
-/* Cuts a partition's records into batches and scans those it can. */
+/* What take_batch decided about the next batch of a partition. */
+enum take {
+    TAKE_OK = 0, /* taken: decoded (db->decoded) or passed as it is */
+    TAKE_CUT,    /* the job's budget ends the response before it */
+    TAKE_OVER,   /* the engine-wide held-bytes bound, on the job's first batch */
+};
+
+/* What one decoded record is estimated to hold in a job (krec_t, its
+ * item, its key), counted in the held bytes with the inflated ones. */
+#define DD_RECORD_COST (sizeof(krec_t) + sizeof(struct ditem) + sizeof(int32_t) + 64)
+
+/* Passes a batch as it is (counted), logging why at debug. */
+static void pass_batch(const struct dpart *dp, const char *why)
+{
+    if (why)
+        log_debug("dedup: %.*s-%d: batch passed unchecked: %s", (int)dp->topic.len, dp->topic.ptr,
+                  (int)dp->p->index, why);
+    g_metrics.dedup_passed_undecodable++;
+}
+
+/*
+ * Decides about the complete batch db->raw[0..db->size) of dp against the
+ * job's budget (DEDUP_JOB_MAX_*; dedup.h) and decodes it when its records
+ * are to be checked. A batch costs its recordCount (one at least); it is
+ * cut (TAKE_CUT) when it would take the job past max_records, or its
+ * decompressed bytes past max_inflated or the engine past max_held, unless
+ * it is the job's first batch, which is always taken so that the partition
+ * moves on. A batch of more than max_records records is passed unchecked
+ * (no job could hold it); a first batch that does not fit the engine-wide
+ * bound gives TAKE_OVER (redis.on_unavailable decides). Control batches,
+ * aborted transactions, message format < 2 and batches that fail to
+ * decode are passed as they are. TAKE_OK sets db->decoded if the records
+ * are to be checked.
+ */
+static int take_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct dbatch *db)
+{
+    krecord_batch_t h = {0};
+    const char *why = NULL;
+    int check = db->size >= KRECORD_HEADER_SIZE && db->raw[KREC_OFF_MAGIC] == 2;
+    if (check) {
+        krecord_read_header(db->raw, &h);
+        check = !(h.attributes & KRECORD_ATTR_CONTROL) && !batch_aborted(dp->p, &h);
+    } else {
+        why = db->raw[KREC_OFF_MAGIC] != 2 ? "message format < 2" : "shorter than its header";
+    }
+    size_t cost = check && h.record_count > 0 ? (size_t)h.record_count : 1;
+    if (cost > d->max_records) {
+        check = 0;
+        cost = 1;
+        why = "more records than a response may hold";
+    }
+    if (j->nbatches && j->records + cost > d->max_records)
+        return TAKE_CUT;
+    if (check && krecords_decode(db->raw, db->size, &db->b, &why) == 0) {
+        size_t held = db->b.inflated_len + (size_t)db->b.nrecords * DD_RECORD_COST;
+        int over_job = j->inflated + db->b.inflated_len > d->max_inflated;
+        int over_all = d->job_bytes + held > d->max_held;
+        if (over_all || (over_job && j->nbatches)) {
+            krecords_batch_free(&db->b);
+            return j->nbatches ? TAKE_CUT : TAKE_OVER;
+        }
+        db->decoded = 1;
+        j->inflated += db->b.inflated_len;
+        j->held += held;
+        d->job_bytes += held;
+    } else {
+        pass_batch(dp, why); /* control or aborted batches: no reason logged */
+    }
+    j->nbatches++;
+    j->records += cost;
+    return TAKE_OK;
+}
+
+/*
+ * Cuts a partition's records into batches and scans those it can, until
+ * the job's budget stops it (then dp->cut, and nothing after its batches
+ * reaches the client). Returns 0, TAKE_CUT, TAKE_OVER, or -1 on OOM.
+ */
 static int scan_partition(struct dedup *d, struct djob *j, struct dpart *dp, struct keyset *ks)
 {
     const uint8_t *p = dp->p->records.ptr;
@@ -1059,7 +1228,6 @@ static int scan_partition(struct dedup *d, struct djob *j, struct dpart *dp, str
         int32_t bl = kbe32(p + off + KREC_OFF_BATCH_LENGTH);
         if (bl < 0 || (size_t)bl > len - off - 12)
             break; /* the partial batch at the end: passed as it is */
-        size_t size = 12 + (size_t)bl;
         if (dp->nbatches == cap) {
             cap = cap ? cap * 2 : 8;
             struct dbatch *nb = realloc(dp->batches, cap * sizeof(*nb));
@@ -1067,28 +1235,19 @@ static int scan_partition(struct dedup *d, struct djob *j, struct dpart *dp, str
                 return -1;
             dp->batches = nb;
         }
-        struct dbatch *db = &dp->batches[dp->nbatches++];
+        struct dbatch *db = &dp->batches[dp->nbatches];
         memset(db, 0, sizeof(*db));
         db->raw = p + off;
-        db->size = size;
-        off += size;
-        const char *why = NULL;
-        if (size < KRECORD_HEADER_SIZE || db->raw[KREC_OFF_MAGIC] != 2 ||
-            krecords_decode(db->raw, size, &db->b, &why)) {
-            if (why)
-                log_debug("dedup: %.*s-%d: batch passed unchecked: %s", (int)dp->topic.len,
-                          dp->topic.ptr, (int)dp->p->index, why);
-            g_metrics.dedup_passed_undecodable++;
-            continue;
+        db->size = 12 + (size_t)bl;
+        int rc = take_batch(d, j, dp, db);
+        if (rc != TAKE_OK) {
+            dp->cut = 1;
+            dp->whole = off;
+            return rc;
         }
-        db->decoded = 1;
-        if ((db->b.hdr.attributes & KRECORD_ATTR_CONTROL) || batch_aborted(dp->p, &db->b.hdr)) {
-            krecords_batch_free(&db->b);
-            db->decoded = 0;
-            g_metrics.dedup_passed_undecodable++;
-            continue;
-        }
-        if (scan_batch(d, j, dp, db, ks))
+        dp->nbatches++;
+        off += db->size;
+        if (db->decoded && scan_batch(d, j, dp, db, ks))
             return -1;
     }
     if (off < len)
@@ -1097,30 +1256,52 @@ static int scan_partition(struct dedup *d, struct djob *j, struct dpart *dp, str
     return 0;
 }
 
+/* The dedup rule of a topic, or NULL. */
+static const policy_rule_t *dedup_rule(const struct dedup *d, kstr_t topic)
+{
+    const policy_rule_t *r = policy_lookup(d->cfg->policy, topic.ptr, (size_t)topic.len);
+    return r && r->dedup.src != EVENTID_NONE ? r : NULL;
+}
+
 /* Counts the dedup partitions of resp (0: the response is not ours). */
 static size_t count_dedup_parts(const struct dedup *d, const kfetch_resp_t *resp)
 {
     size_t n = 0;
     for (int32_t t = 0; t < resp->ntopics; t++) {
-        const kfetch_topic_t *tp = &resp->topics[t];
-        const policy_rule_t *r = policy_lookup(d->cfg->policy, tp->name.ptr, (size_t)tp->name.len);
-        if (r && r->dedup.src != EVENTID_NONE)
-            n += (size_t)tp->npartitions;
+        if (dedup_rule(d, resp->topics[t].name))
+            n += (size_t)resp->topics[t].npartitions;
     }
     return n;
 }
 
-/* Builds the job's dedup partitions and items. -1 on OOM. */
+/* The job's budget cut it: counted, and said at debug. */
+static void job_cut(struct djob *j, const struct dpart *dp)
+{
+    j->cut = 1;
+    g_metrics.dedup_responses_cut++;
+    log_debug("dedup: Fetch response for client %llu cut at %.*s-%d (%zu batches, %zu records, "
+              "%zu bytes inflated): the client fetches the rest again",
+              (unsigned long long)j->client_id, (int)dp->topic.len, dp->topic.ptr,
+              (int)dp->p->index, j->nbatches, j->records, j->inflated);
+}
+
+/*
+ * Builds the job's dedup partitions and items. Once the budget cut a
+ * partition, later dedup partitions with records are answered without
+ * any (error 0: the client fetches them again, as after any short
+ * answer). Returns 0, TAKE_OVER (the engine-wide bound), or -1 on OOM.
+ */
 static int job_scan(struct dedup *d, struct djob *j, size_t nparts)
 {
     j->parts = calloc(nparts, sizeof(*j->parts));
     struct keyset ks = {NULL, 0, 0};
+    int rc = -1;
     if (!j->parts || keyset_init(&ks))
-        goto fail;
+        goto out;
     for (int32_t t = 0; t < j->resp.ntopics; t++) {
         kfetch_topic_t *tp = &j->resp.topics[t];
-        const policy_rule_t *r = policy_lookup(d->cfg->policy, tp->name.ptr, (size_t)tp->name.len);
-        if (!r || r->dedup.src == EVENTID_NONE)
+        const policy_rule_t *r = dedup_rule(d, tp->name);
+        if (!r)
             continue;
         for (int32_t i = 0; i < tp->npartitions; i++) {
             struct dpart *dp = &j->parts[j->nparts++];
@@ -1128,15 +1309,25 @@ static int job_scan(struct dedup *d, struct djob *j, size_t nparts)
             dp->topic = tp->name;
             dp->rule = r;
             dp->scope = rule_scope(d, r);
-            if (dp->p->error_code == 0 && dp->p->records.len > 0 && scan_partition(d, j, dp, &ks))
-                goto fail;
+            if (dp->p->error_code != 0 || dp->p->records.len <= 0)
+                continue;
+            if (j->cut) {
+                dp->cut = 1;
+                continue;
+            }
+            int s = scan_partition(d, j, dp, &ks);
+            if (s == TAKE_CUT) {
+                job_cut(j, dp);
+            } else if (s) {
+                rc = s;
+                goto out;
+            }
         }
     }
+    rc = 0;
+out:
     free(ks.slots);
-    return 0;
-fail:
-    free(ks.slots);
-    return -1;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- answer */
@@ -1211,7 +1402,8 @@ static int write_partition(struct djob *j, struct dpart *dp)
             return -1;
         }
     }
-    kw_raw(&w, dp->p->records.ptr + dp->whole, (size_t)dp->p->records.len - dp->whole);
+    if (!dp->cut) /* the partial batch a broker may end with */
+        kw_raw(&w, dp->p->records.ptr + dp->whole, (size_t)dp->p->records.len - dp->whole);
     if (w.err) {
         kw_free(&w);
         return -1;
@@ -1257,16 +1449,23 @@ static void account(struct dedup *d, struct djob *j)
     }
 }
 
-/* The block timeout passed: dedup partitions answer a retriable error. */
-static void fail_partitions(struct djob *j)
+/* Redis stayed unavailable (block), or the held responses reached their
+ * bound: every dedup partition of resp answers the retriable error 6
+ * with no records. */
+static void fail_dedup_partitions(const struct dedup *d, kfetch_resp_t *resp)
 {
-    for (size_t i = 0; i < j->nparts; i++) {
-        kfetch_partition_t *p = j->parts[i].p;
-        if (p->new_records.ptr != dd_empty)
-            free((void *)p->new_records.ptr);
-        p->error_code = KERR_NOT_LEADER_OR_FOLLOWER;
-        p->new_records = (kbytes_t){dd_empty, 0};
-        g_metrics.dedup_error_partitions++;
+    for (int32_t t = 0; t < resp->ntopics; t++) {
+        kfetch_topic_t *tp = &resp->topics[t];
+        if (!dedup_rule(d, tp->name))
+            continue;
+        for (int32_t i = 0; i < tp->npartitions; i++) {
+            kfetch_partition_t *p = &tp->partitions[i];
+            if (p->new_records.ptr != dd_empty)
+                free((void *)p->new_records.ptr);
+            p->error_code = KERR_NOT_LEADER_OR_FOLLOWER;
+            p->new_records = (kbytes_t){dd_empty, 0};
+            g_metrics.dedup_error_partitions++;
+        }
     }
 }
 
@@ -1277,23 +1476,13 @@ static void free_buf(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
-/* Builds the answer of a ready job; NULL on OOM (the client is closed). */
-static struct evbuffer *job_answer(struct dedup *d, struct djob *j)
+/* The complete Fetch response frame of resp; NULL on OOM. */
+static struct evbuffer *resp_answer(int16_t ver, const kfetch_resp_t *resp, size_t size_hint)
 {
-    if (j->failed) {
-        fail_partitions(j);
-    } else {
-        for (size_t i = 0; i < j->nparts; i++) {
-            struct dpart *dp = &j->parts[i];
-            if (dp->nbatches && write_partition(j, dp))
-                return NULL;
-        }
-        account(d, j);
-    }
     kwriter_t w;
-    kw_init(&w, j->len + 256);
+    kw_init(&w, size_hint + 256);
     struct evbuffer *out = NULL;
-    if (kfetch_resp_write(&w, j->ver, &j->resp) == 0 && !w.err && (out = evbuffer_new())) {
+    if (kfetch_resp_write(&w, ver, resp) == 0 && !w.err && (out = evbuffer_new())) {
         size_t n;
         uint8_t *buf = kw_detach(&w, &n); /* handed over without a copy */
         if (!buf || evbuffer_add_reference(out, buf, n, free_buf, NULL)) {
@@ -1304,6 +1493,27 @@ static struct evbuffer *job_answer(struct dedup *d, struct djob *j)
     }
     kw_free(&w);
     return out;
+}
+
+/* Builds the answer of a ready job; NULL on OOM (the client is closed). */
+static struct evbuffer *job_answer(struct dedup *d, struct djob *j)
+{
+    struct evbuffer *out = j->answer;
+    if (out) {
+        j->answer = NULL;
+        return out;
+    }
+    if (j->failed) {
+        fail_dedup_partitions(d, &j->resp);
+    } else {
+        for (size_t i = 0; i < j->nparts; i++) {
+            struct dpart *dp = &j->parts[i];
+            if ((dp->nbatches || dp->cut) && write_partition(j, dp))
+                return NULL;
+        }
+        account(d, j);
+    }
+    return resp_answer(j->ver, &j->resp, j->len);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -1322,7 +1532,10 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
                       (unsigned long long)j->client_id);
         uint64_t cid = j->client_id, tok = j->token;
         job_free(d, j);
-        client_slot_done(d->px, cid, tok, out); /* takes out */
+        if (d->hooks.answer)
+            d->hooks.answer(d->hooks.arg, cid, tok, out);
+        else
+            client_slot_done(d->px, cid, tok, out); /* takes out */
     }
 }
 
@@ -1332,7 +1545,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     struct dedup *d = arg;
     (void)fd;
     (void)what;
-    uint64_t now = now_ms();
+    uint64_t now = now_ms(d);
     struct djob *j;
     TAILQ_FOREACH(j, &d->jobs, link)
     {
@@ -1342,10 +1555,16 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
             if (j->redis_id)
                 redisc_cancel(d->rc, j->redis_id);
             j->redis_id = 0;
-            j->failed = 1;
-            log_warn("dedup: Redis unavailable for %llu ms: client %llu gets a retriable error",
-                     (unsigned long long)(now - j->start_ms), (unsigned long long)j->client_id);
-            job_ready(d, j);
+            int pass = d->cfg->redis.on_unavailable == REDIS_OUTAGE_PASS;
+            log_warn("dedup: Redis unavailable for %llu ms: client %llu gets %s",
+                     (unsigned long long)(now - j->start_ms), (unsigned long long)j->client_id,
+                     pass ? "its records unchecked" : "a retriable error");
+            if (pass) {
+                job_unavailable(d, j); /* a round trip still out: pass, never an error */
+            } else {
+                j->failed = 1;
+                job_ready(d, j);
+            }
         } else if (j->state == J_WAIT) {
             job_send(d, j);
         }
@@ -1368,6 +1587,70 @@ static void on_redis_state(void *arg, int up)
 }
 
 /* ================================================================ API */
+
+/* Frees a job that job_new made but that was never queued (nothing of it
+ * held yet but its policy reference). NULL is safe. */
+static void job_discard(struct djob *j)
+{
+    if (!j)
+        return;
+    policy_free(j->policy);
+    free(j);
+}
+
+/* A new job for the response of (client_id, token), ready (no question
+ * asked yet), not queued (job_discard, or job_free once queued). NULL on
+ * OOM. */
+static struct djob *job_new(struct dedup *d, int16_t ver, uint64_t client_id, uint64_t token)
+{
+    struct djob *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->d = d;
+    j->id = ++d->next_id;
+    j->client_id = client_id;
+    j->token = token;
+    j->policy = policy_ref(d->cfg->policy); /* a live reload may replace it meanwhile */
+    j->ver = ver;
+    j->start_ms = now_ms(d);
+    j->state = J_READY;
+    return j;
+}
+
+/*
+ * The held responses reached their bound (DEDUP_MAX_HELD_BYTES): as when
+ * Redis is unavailable, redis.on_unavailable decides. pass: the response
+ * goes as it is (0, counted). block: its dedup partitions are answered
+ * with the retriable error and no records, by a job holding only that
+ * answer (1); the client fetches again. Out of memory it passes (0).
+ */
+static int over_held(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
+                     uint64_t client_id, uint64_t token)
+{
+    int pass = d->cfg->redis.on_unavailable == REDIS_OUTAGE_PASS;
+    if (!d->warned_held) {
+        d->warned_held = 1;
+        log_warn("dedup: %zu bytes of Fetch responses held, the bound: further ones %s until "
+                 "the held ones are answered",
+                 d->job_bytes, pass ? "pass unchecked" : "get a retriable error");
+    }
+    kfetch_resp_t resp;
+    struct djob *j = pass ? NULL : job_new(d, ver, client_id, token);
+    if (j && kfetch_resp_parse(ver, frame, len, &resp, NULL) == 0) {
+        fail_dedup_partitions(d, &resp);
+        j->answer = resp_answer(ver, &resp, len);
+        kfetch_resp_free(&resp);
+    }
+    if (!j || !j->answer) {
+        job_discard(j);
+        g_metrics.dedup_resp_unchecked++;
+        return 0;
+    }
+    TAILQ_INSERT_TAIL(&d->jobs, j, link);
+    g_metrics.dedup_responses++;
+    kick(d);
+    return 1;
+}
 
 int dedup_fetch_response(struct dedup *d, int16_t ver, const uint8_t *frame, size_t len,
                          uint64_t client_id, uint64_t token)
@@ -1392,41 +1675,37 @@ int dedup_fetch_response(struct dedup *d, int16_t ver, const uint8_t *frame, siz
     kfetch_resp_free(&resp);
     if (nparts == 0)
         return 0;
+    if (d->job_bytes > d->max_held || len > d->max_held - d->job_bytes)
+        return over_held(d, ver, frame, len, client_id, token);
     /* Ours: parse again over a copy, which the job keeps (every view of
      * the parsed response, tags included, points into it). */
-    struct djob *j = calloc(1, sizeof(*j));
-    uint8_t *copy = j && d->job_bytes + len <= DD_MAX_JOB_BYTES ? malloc(len ? len : 1) : NULL;
+    struct djob *j = job_new(d, ver, client_id, token);
+    uint8_t *copy = j ? malloc(len ? len : 1) : NULL;
     if (!copy) {
-        free(j);
-        log_warn("dedup: cannot hold one more Fetch response (%zu bytes held); passing it "
-                 "unchecked",
-                 d->job_bytes);
+        job_discard(j);
+        log_error("dedup: out of memory holding a Fetch response; passing it unchecked");
         return 0;
     }
     memcpy(copy, frame, len);
-    if (kfetch_resp_parse(ver, copy, len, &resp, NULL)) {
+    if (kfetch_resp_parse(ver, copy, len, &j->resp, NULL)) {
         free(copy);
-        free(j);
+        job_discard(j);
         return -1;
     }
-    j->d = d;
-    j->id = ++d->next_id;
-    j->client_id = client_id;
-    j->token = token;
-    j->ver = ver;
     j->frame = copy;
     j->len = len;
-    j->resp = resp;
-    j->start_ms = now_ms();
-    j->state = J_READY;
+    j->held = len;
     d->job_bytes += len;
     TAILQ_INSERT_TAIL(&d->jobs, j, link);
-    g_metrics.dedup_responses++;
-    if (job_scan(d, j, nparts)) {
-        log_error("dedup: out of memory checking a Fetch response; passing it unchecked");
+    rc = job_scan(d, j, nparts);
+    if (rc) {
         job_free(d, j);
+        if (rc == TAKE_OVER)
+            return over_held(d, ver, frame, len, client_id, token);
+        log_error("dedup: out of memory checking a Fetch response; passing it unchecked");
         return 0;
     }
+    g_metrics.dedup_responses++;
     if (j->nask == 0 || job_send(d, j) == 0) {
         if (j->nask == 0)
             job_ready(d, j);
@@ -1434,13 +1713,6 @@ int dedup_fetch_response(struct dedup *d, int16_t ver, const uint8_t *frame, siz
     }
     job_unavailable(d, j);
     return 1;
-}
-
-/* The dedup rule of a topic, or NULL. */
-static const policy_rule_t *dedup_rule(const struct dedup *d, kstr_t topic)
-{
-    const policy_rule_t *r = policy_lookup(d->cfg->policy, topic.ptr, (size_t)topic.len);
-    return r && r->dedup.src != EVENTID_NONE ? r : NULL;
 }
 
 static void commit_free(struct dedup *d, struct dcommit *c)
@@ -1669,9 +1941,12 @@ struct dedup *dedup_new(struct proxy *px)
         return NULL;
     d->px = px;
     d->cfg = cfg;
+    d->max_records = DEDUP_JOB_MAX_RECORDS;
+    d->max_inflated = DEDUP_JOB_MAX_INFLATED;
+    d->max_held = DEDUP_MAX_HELD_BYTES;
     TAILQ_INIT(&d->jobs);
     TAILQ_INIT(&d->commits);
-    d->ntrack_buckets = 4096;
+    d->ntrack_buckets = 64;
     d->tracks = calloc(d->ntrack_buckets, sizeof(*d->tracks));
     d->kick = event_new(px->base, -1, 0, kick_cb, d);
     d->tick = event_new(px->base, -1, EV_PERSIST, tick_cb, d);
@@ -1717,4 +1992,22 @@ void dedup_free(struct dedup *d)
     if (d->tick)
         event_free(d->tick);
     free(d);
+}
+
+void dedup_set_test_hooks(struct dedup *d, const dedup_test_hooks_t *hooks)
+{
+    d->hooks = *hooks;
+    if (hooks->now_ms)
+        event_del(d->tick);
+    if (hooks->job_max_records)
+        d->max_records = hooks->job_max_records;
+    if (hooks->job_max_inflated)
+        d->max_inflated = hooks->job_max_inflated;
+    if (hooks->max_held_bytes)
+        d->max_held = hooks->max_held_bytes;
+}
+
+void dedup_test_tick(struct dedup *d)
+{
+    tick_cb(-1, EV_TIMEOUT, d);
 }

@@ -22,6 +22,24 @@
 struct proxy;
 struct dedup;
 
+/*
+ * Bounds of the held Fetch responses. A response's dedup partitions are
+ * scanned batch by batch; once the next batch would take the response past
+ * DEDUP_JOB_MAX_RECORDS records (a batch counts as one at least) or
+ * DEDUP_JOB_MAX_INFLATED decompressed bytes, that partition is cut before
+ * it and every later dedup partition is answered without records: the
+ * client fetches them again. The first batch is always taken, so a
+ * partition always moves on; a batch of more than DEDUP_JOB_MAX_RECORDS
+ * records alone is passed unchecked. The frames held, their decompressed
+ * bytes and an estimate of their decoded records stay within
+ * DEDUP_MAX_HELD_BYTES in all; a response that does not fit follows
+ * redis.on_unavailable (block: error 6 for its dedup partitions at once;
+ * pass: delivered unchecked).
+ */
+#define DEDUP_JOB_MAX_RECORDS 200000u
+#define DEDUP_JOB_MAX_INFLATED (128u << 20)
+#define DEDUP_MAX_HELD_BYTES (512u << 20)
+
 /* Creates the engine and starts connecting to redis.url. NULL on error. */
 struct dedup *dedup_new(struct proxy *px);
 /* dedup_free(NULL) is safe; pending callbacks are cancelled. */
@@ -61,5 +79,27 @@ void dedup_endtxn_response(struct dedup *d, int16_t ver, const uint8_t *frame, s
 
 /* A client connection closed: forget its commit bookkeeping. */
 void dedup_client_gone(struct dedup *d, uint64_t client_id);
+
+/*
+ * Test hooks, for tests only (tests/fuzz/fuzz_dedup.c, tests/unit/test_dedup.c).
+ * answer: where answers go instead of client_slot_done (same contract:
+ *   once per taken response, from the loop; resp is the callee's).
+ * now_ms: the engine's clock; when set, the 100 ms tick no longer runs by
+ *   itself and dedup_test_tick() runs it once.
+ * job_max_records, job_max_inflated, max_held_bytes: smaller bounds than
+ *   DEDUP_JOB_MAX_RECORDS, DEDUP_JOB_MAX_INFLATED, DEDUP_MAX_HELD_BYTES.
+ * Zero / NULL members keep the defaults.
+ */
+struct evbuffer;
+typedef struct dedup_test_hooks {
+    void (*answer)(void *arg, uint64_t client_id, uint64_t token, struct evbuffer *resp);
+    uint64_t (*now_ms)(void *arg);
+    void *arg;
+    size_t job_max_records;
+    size_t job_max_inflated;
+    size_t max_held_bytes;
+} dedup_test_hooks_t;
+void dedup_set_test_hooks(struct dedup *d, const dedup_test_hooks_t *hooks);
+void dedup_test_tick(struct dedup *d);
 
 #endif

@@ -23,6 +23,8 @@ static const char *const uperr_names[UPERR_KINDS] = {"connect", "closed", "proto
 static const char *const drop_names[DEDUP_DROP_KINDS] = {"done", "in_flight", "same_response"};
 static const char *const redis_err_names[REDIS_ERR_KINDS] = {"connect", "closed", "timeout",
                                                              "reply"};
+static const char *const reload_names[RELOAD_RESULTS] = {"ok", "refused"};
+static const char *const bound_names[UPG_BOUNDS] = {"requests", "bytes", "partitions", "batches"};
 static const char *const close_names[CLOSE_KINDS] = {"normal", "protocol", "idle", "upstream",
                                                      "drain",  "auth",     "tls"};
 
@@ -188,6 +190,9 @@ static void render_upgrade(struct evbuffer *out)
     scalar(out, "eosproxy_producer_id_renewals_total", "counter",
            "New producer ids or epochs obtained after the first.",
            (long long)m->producer_id_renewals);
+    labelled(out, "eosproxy_upgrade_refused_total",
+             "Idempotent upgrade: requests or partitions answered REQUEST_TIMED_OUT at a bound.",
+             "bound", bound_names, m->upgrade_refused, UPG_BOUNDS);
 }
 
 static void render_latency(struct evbuffer *out)
@@ -203,6 +208,9 @@ static void render_latency(struct evbuffer *out)
         histogram(out, "eosproxy_request_duration_seconds", labels, m->lat_bucket[k],
                   m->lat_count[k], m->lat_sum_us[k]);
     }
+    labelled(out, "eosproxy_config_reload_total",
+             "Live config reloads (SIGHUP, POST /reload), by result.", "result", reload_names,
+             m->config_reloads, RELOAD_RESULTS);
     header(out, "eosproxy_event_loop_lag_seconds", "histogram",
            "How late the event loop's 100 ms timer fired: time the loop spent on other work.");
     histogram(out, "eosproxy_event_loop_lag_seconds", "", m->loop_lag_bucket, m->loop_lag_count,
@@ -260,6 +268,14 @@ static void render_dedup(struct evbuffer *out)
     scalar(out, "eosproxy_dedup_commit_marks_total", "counter",
            "eventIds marked done after a successful offset commit.",
            (long long)m->dedup_commit_marks);
+    scalar(out, "eosproxy_dedup_responses_cut_total", "counter",
+           "Fetch responses cut at the per-response budget (records or decompressed bytes); "
+           "the client fetches the rest again.",
+           (long long)m->dedup_responses_cut);
+    scalar(out, "eosproxy_dedup_responses_unchecked_total", "counter",
+           "Fetch responses delivered unchecked because the held responses reached their bound "
+           "(on_unavailable: pass).",
+           (long long)m->dedup_resp_unchecked);
     scalar(out, "eosproxy_dedup_tracking_dropped_total", "counter",
            "Delivered eventIds forgotten before their commit (tracking bound); they stay pending.",
            (long long)m->dedup_tracking_dropped);

@@ -54,6 +54,18 @@ enum redis_err_kind {
     REDIS_ERR_KINDS
 };
 
+/* Idempotent upgrade: the bounds that answer REQUEST_TIMED_OUT (upgrade.c). */
+enum upgrade_bound {
+    UPG_BOUND_REQUESTS = 0, /* client requests held */
+    UPG_BOUND_BYTES,        /* bytes held */
+    UPG_BOUND_PARTITIONS,   /* partitions with sequences, none idle */
+    UPG_BOUND_BATCHES,      /* batches in flight (fingerprint cache) */
+    UPG_BOUNDS
+};
+
+/* Live config reloads, by result. */
+enum reload_result { RELOAD_OK = 0, RELOAD_REFUSED, RELOAD_RESULTS };
+
 struct metrics {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over listen.max_connections */
@@ -74,12 +86,13 @@ struct metrics {
     uint64_t acks0_responses_dropped;
     uint64_t twin_batches; /* upgrade: distinct batches with equal content */
     /* The idempotent upgrade (upgrade.c). */
-    uint64_t upgraded_batches;        /* batches written with eosproxy's producer id */
-    uint64_t upgraded_records;        /* records in those batches */
-    uint64_t client_retries_absorbed; /* client batches answered from the fingerprint cache */
-    uint64_t upstream_retries;        /* batches eosproxy resent with the same sequence */
-    uint64_t sequence_resets;         /* sequence restarts forced by an error or timeout */
-    uint64_t producer_id_renewals;    /* new producer ids or epochs after the first */
+    uint64_t upgraded_batches;            /* batches written with eosproxy's producer id */
+    uint64_t upgraded_records;            /* records in those batches */
+    uint64_t client_retries_absorbed;     /* client batches answered from the fingerprint cache */
+    uint64_t upstream_retries;            /* batches eosproxy resent with the same sequence */
+    uint64_t sequence_resets;             /* sequence restarts forced by an error or timeout */
+    uint64_t producer_id_renewals;        /* new producer ids or epochs after the first */
+    uint64_t upgrade_refused[UPG_BOUNDS]; /* partitions or requests refused by a bound */
     /* Consumer dedup (dedup.c) and its Redis client (redisc.c). */
     uint64_t dedup_responses;                 /* Fetch responses of dedup topics taken */
     uint64_t dedup_txn_aborted_commits;       /* TxnOffsetCommits of aborted transactions */
@@ -94,6 +107,8 @@ struct metrics {
     uint64_t dedup_error_partitions;   /* partitions answered with a retriable error (block) */
     uint64_t dedup_commit_marks;       /* eventIds marked done after a commit */
     uint64_t dedup_tracking_dropped;   /* delivered eventIds forgotten before a commit (bound) */
+    uint64_t dedup_responses_cut;      /* responses cut at the per-response budget */
+    uint64_t dedup_resp_unchecked;     /* passed unchecked: held bytes at their bound, pass */
     int64_t dedup_held;                /* Fetch responses held while Redis is down */
     int64_t redis_connected;           /* 1 while the Redis connection is up */
     uint64_t redis_round_trips;        /* pipelines answered */
@@ -103,14 +118,15 @@ struct metrics {
     uint64_t redis_lat_count;
     uint64_t redis_lat_sum_us;
     /* Client authentication and ACLs (client.c, authworker.c). */
-    uint64_t auth_successes[4];    /* logins by sasl_mech_t */
-    uint64_t auth_failures[4];     /* refused logins by sasl_mech_t */
-    uint64_t auth_throttled;       /* failure answers delayed for a source */
-    uint64_t auth_queue_full;      /* logins refused: too many PLAIN checks queued */
-    uint64_t acl_denied[KAPI_MAX]; /* topics (or requests) refused by auth.acls, by API */
-    uint64_t tls_handshakes;       /* client TLS handshakes completed */
-    uint64_t tls_reloads;          /* certificate reloads on SIGHUP that took */
-    uint64_t tls_reload_failures;  /* reloads refused (old certificate kept) */
+    uint64_t auth_successes[4];              /* logins by sasl_mech_t */
+    uint64_t auth_failures[4];               /* refused logins by sasl_mech_t */
+    uint64_t auth_throttled;                 /* failure answers delayed for a source */
+    uint64_t auth_queue_full;                /* logins refused: too many PLAIN checks queued */
+    uint64_t acl_denied[KAPI_MAX];           /* topics (or requests) refused by auth.acls, by API */
+    uint64_t tls_handshakes;                 /* client TLS handshakes completed */
+    uint64_t tls_reloads;                    /* certificate reloads on SIGHUP that took */
+    uint64_t tls_reload_failures;            /* reloads refused (old certificate kept) */
+    uint64_t config_reloads[RELOAD_RESULTS]; /* SIGHUP and POST /reload, by result */
     /* The event loop (loopwatch.c): how late its 100 ms timer fires. */
     uint64_t loop_lag_bucket[METRICS_LAT_BUCKETS];
     uint64_t loop_lag_count;
