@@ -27,7 +27,17 @@ static const char *const delivery_names[] = {
 
 policy_t *policy_new(void)
 {
-    return calloc(1, sizeof(policy_t));
+    policy_t *p = calloc(1, sizeof(policy_t));
+    if (p)
+        p->refs = 1;
+    return p;
+}
+
+policy_t *policy_ref(policy_t *p)
+{
+    if (p)
+        p->refs++;
+    return p;
 }
 
 /* Frees the strings a rule owns (not the rule itself) and clears them. */
@@ -45,7 +55,7 @@ static void rule_clear(policy_rule_t *r)
 
 void policy_free(policy_t *p)
 {
-    if (p == NULL)
+    if (p == NULL || --p->refs > 0)
         return;
     for (size_t i = 0; i < p->n; i++)
         rule_clear(&p->rules[i]);

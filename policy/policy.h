@@ -53,13 +53,22 @@ typedef struct policy {
     policy_rule_t *rules;
     size_t n;
     size_t cap;
+    unsigned refs; /* policy_ref / policy_free */
     /* Private to policy.c: per-rule precomputed match data (length, has
      * wildcards), parallel to rules[]; kept so exact names compare fast. */
     struct policy_match *match_info;
 } policy_t;
 
+/* A new, empty policy holding one reference (its creator's). */
 policy_t *policy_new(void);
-/* Frees the policy and all its rules; policy_free(NULL) is safe. */
+/*
+ * One more reference to p, for work that keeps pointers to its rules past
+ * a live reload (a dedup job holding a Fetch response); returns p. The
+ * loop's thread only: the count is not atomic.
+ */
+policy_t *policy_ref(policy_t *p);
+/* Drops one reference; the last frees the policy and all its rules.
+ * policy_free(NULL) is safe. */
 void policy_free(policy_t *p);
 
 /*
@@ -83,9 +92,9 @@ delivery_t policy_delivery(const policy_t *p, const char *topic, size_t len);
  * function of the policy and the request; client.c carries it out.
  */
 typedef enum produce_route {
-    ROUTE_PASS = 0,         /* forward unchanged (at-least-once, or the client's own EOS) */
-    ROUTE_AT_MOST_ONCE = 1, /* forward with acks=0 and answer the client at once */
-    ROUTE_UPGRADE = 2,      /* idempotent upgrade: eosproxy's producer id and sequences */
+    ROUTE_PASS = 0,          /* forward unchanged (at-least-once, or the client's own EOS) */
+    ROUTE_AT_MOST_ONCE = 1,  /* forward with acks=0 and answer the client at once */
+    ROUTE_UPGRADE = 2,       /* idempotent upgrade: eosproxy's producer id and sequences */
     ROUTE_REFUSE_FORMAT = 3, /* needs the upgrade but message format < 2: refuse */
     ROUTE_COUNT
 } produce_route_t;

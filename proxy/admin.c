@@ -1,5 +1,5 @@
 /*
- * admin.c - /metrics, /healthz, /readyz over evhttp. See admin.h.
+ * admin.c - /metrics, /healthz, /readyz and POST /reload over evhttp. See admin.h.
  */
 #include "admin.h"
 
@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,10 +58,36 @@ static void on_readyz(struct evhttp_request *req, void *arg)
         reply_text(req, 503, "Service Unavailable", a->px->draining ? "draining" : "not ready");
 }
 
+/*
+ * POST /reload: the config file's reloadable keys, as SIGHUP does. 200
+ * "reloaded" (plus the keys that need a restart, if any changed), or 400
+ * with the file:line reason; the running config stays then.
+ */
+static void on_reload(struct evhttp_request *req, void *arg)
+{
+    struct admin *a = arg;
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+        reply_text(req, 405, "Method Not Allowed", "use POST /reload");
+        return;
+    }
+    char err[512], restart[512], msg[1100];
+    if (proxy_reload(a->px, err, sizeof(err), restart, sizeof(restart))) {
+        snprintf(msg, sizeof(msg), "refused: %s", err);
+        reply_text(req, 400, "Bad Request", msg);
+        return;
+    }
+    if (restart[0])
+        snprintf(msg, sizeof(msg), "reloaded; these keys changed but need a restart: %s", restart);
+    else
+        snprintf(msg, sizeof(msg), "reloaded");
+    reply_text(req, 200, "OK", msg);
+}
+
 static void on_other(struct evhttp_request *req, void *arg)
 {
     (void)arg;
-    reply_text(req, 404, "Not Found", "not found: try /metrics, /healthz or /readyz");
+    reply_text(req, 404, "Not Found", "not found: try /metrics, /healthz, /readyz or POST /reload");
 }
 
 struct admin *admin_new(struct proxy *px, const char *listen)
@@ -81,13 +108,14 @@ struct admin *admin_new(struct proxy *px, const char *listen)
         return NULL;
     }
     free(host);
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
     evhttp_set_max_headers_size(a->http, 8192);
     evhttp_set_max_body_size(a->http, 1024);
     evhttp_set_timeout(a->http, 10);
     evhttp_set_cb(a->http, "/metrics", on_metrics, a);
     evhttp_set_cb(a->http, "/healthz", on_healthz, a);
     evhttp_set_cb(a->http, "/readyz", on_readyz, a);
+    evhttp_set_cb(a->http, "/reload", on_reload, a);
     evhttp_set_gencb(a->http, on_other, a);
     log_info("admin: listening on %s", listen);
     return a;

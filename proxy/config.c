@@ -71,6 +71,7 @@ typedef enum ftype {
 
 #define F_REQUIRED 1u /* the enclosing map must set this key */
 #define F_ALWAYS 2u   /* section: apply its defaults even when absent */
+#define F_RELOAD 4u   /* takes effect on a live reload (SIGHUP, POST /reload) */
 
 /* One known key. */
 typedef struct field {
@@ -107,9 +108,9 @@ struct ctx {
 #define R(m) offsetof(policy_rule_t, m)
 
 static const field_t log_fields[] = {
-    {"level", T_LOG_LEVEL, C(log.level), "info", 0, 0, 0, NULL,
+    {"level", T_LOG_LEVEL, C(log.level), "info", 0, 0, F_RELOAD, NULL,
      "Least severe level written to stderr."},
-    {"format", T_LOG_FORMAT, C(log.format), "text", 0, 0, 0, NULL,
+    {"format", T_LOG_FORMAT, C(log.format), "text", 0, 0, F_RELOAD, NULL,
      "`json` writes one JSON object per line."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
@@ -137,9 +138,9 @@ static const field_t listen_fields[] = {
      "function of the node id, so it is stable across restarts and reconnects. Node ids must keep "
      "`base + N <= 65535`. With `mock_brokers`, nodes are 1..mock_brokers; a `listen.port` in that "
      "range is an error."},
-    {"max_connections", T_INT, C(listen.max_connections), "1024", 1, 1000000, 0, NULL,
+    {"max_connections", T_INT, C(listen.max_connections), "1024", 1, 1000000, F_RELOAD, NULL,
      "Client connections at once; further connections are refused."},
-    {"idle_timeout", T_DURATION, C(listen.idle_timeout_ms), "10m", 0, DURATION_MAX, 0, NULL,
+    {"idle_timeout", T_DURATION, C(listen.idle_timeout_ms), "10m", 0, DURATION_MAX, F_RELOAD, NULL,
      "Close a client connection idle this long. `0` never closes."},
     {"max_frame_bytes", T_SIZE, C(listen.max_frame_bytes), "100MiB", KIB, 2 * GIB - 1, 0, NULL,
      "Largest Kafka request or response accepted; a larger frame closes the connection."},
@@ -185,18 +186,18 @@ static const field_t upstream_fields[] = {
      "Partitions of the topics that `topics` rules name exactly (no `*` or `?`); the embedded mock "
      "creates them at start. Other topics are auto-created by the mock on first use with its own "
      "default of 4 partitions (librdkafka 2.0.2 has no setting for that)."},
-    {"connect_timeout", T_DURATION, C(upstream.connect_timeout_ms), "10s", 1, DURATION_MAX, 0, NULL,
-     "Connecting to a broker."},
-    {"request_timeout", T_DURATION, C(upstream.request_timeout_ms), "30s", 1, DURATION_MAX, 0, NULL,
-     "eosproxy's own requests to the cluster."},
-    {"reconnect_backoff", T_DURATION, C(upstream.reconnect_backoff_ms), "100ms", 1, DURATION_MAX, 0,
-     NULL,
+    {"connect_timeout", T_DURATION, C(upstream.connect_timeout_ms), "10s", 1, DURATION_MAX,
+     F_RELOAD, NULL, "Connecting to a broker."},
+    {"request_timeout", T_DURATION, C(upstream.request_timeout_ms), "30s", 1, DURATION_MAX,
+     F_RELOAD, NULL, "eosproxy's own requests to the cluster."},
+    {"reconnect_backoff", T_DURATION, C(upstream.reconnect_backoff_ms), "100ms", 1, DURATION_MAX,
+     F_RELOAD, NULL,
      "First delay before reconnecting to a broker; doubles up to the max. Must not exceed "
      "`reconnect_backoff_max`."},
     {"reconnect_backoff_max", T_DURATION, C(upstream.reconnect_backoff_max_ms), "10s", 1,
-     DURATION_MAX, 0, NULL, "Longest reconnect delay."},
-    {"metadata_refresh", T_DURATION, C(upstream.metadata_refresh_ms), "5m", SEC, DURATION_MAX, 0,
-     NULL, "How often cluster metadata is re-read."},
+     DURATION_MAX, F_RELOAD, NULL, "Longest reconnect delay."},
+    {"metadata_refresh", T_DURATION, C(upstream.metadata_refresh_ms), "5m", SEC, DURATION_MAX,
+     F_RELOAD, NULL, "How often cluster metadata is re-read."},
     {"tls", T_SECTION, 0, NULL, 0, 0, 0, upstream_tls_fields,
      "Present (even `{}`): TLS 1.2+ to every broker. Not with `mock_brokers`."},
     {"sasl", T_SECTION, 0, NULL, 0, 0, 0, upstream_sasl_fields,
@@ -208,14 +209,14 @@ static const field_t auth_fields[] = {
     {"users_file", T_PATH, C(auth.users_file), NULL, 0, 0, F_REQUIRED, NULL,
      "Users and password hashes (`eosproxy passwd`). Every client must then "
      "log in with SASL. Reloaded on `kill -HUP`."},
-    {"mechanisms", T_MECH_LIST, C(auth.mechanisms), NULL, 0, 0, 0, NULL,
+    {"mechanisms", T_MECH_LIST, C(auth.mechanisms), NULL, 0, 0, F_RELOAD, NULL,
      "Mechanisms offered to clients. Default: all three."},
-    {"allow_plaintext", T_BOOL, C(auth.allow_plaintext), "false", 0, 0, 0, NULL,
+    {"allow_plaintext", T_BOOL, C(auth.allow_plaintext), "false", 0, 0, F_RELOAD, NULL,
      "Allow SASL/PLAIN without TLS from addresses that are not loopback."},
-    {"login_timeout", T_DURATION, C(auth.login_timeout_ms), "30s", 1, DURATION_MAX, 0, NULL,
+    {"login_timeout", T_DURATION, C(auth.login_timeout_ms), "30s", 1, DURATION_MAX, F_RELOAD, NULL,
      "A connection that has not logged in by then is closed (`reason=\"auth\"`), so strangers "
      "cannot hold `listen.max_connections` slots."},
-    {"acls", T_ACLS, 0, NULL, 0, 0, 0, NULL,
+    {"acls", T_ACLS, 0, NULL, 0, 0, F_RELOAD, NULL,
      "Absent: every authenticated user may do anything. Present: each user may do only what its "
      "rule allows, and a user without a rule (and without a `\"*\"` rule) may do nothing with "
      "topics."},
@@ -237,15 +238,15 @@ static const field_t redis_fields[] = {
     {"url", T_REDIS_URL, C(redis.url), NULL, 0, 0, 0, NULL,
      "Redis server that keeps dedup eventIds. `db` is a database number. Credentials in the URL "
      "(`user:pw@`) and `rediss://` are not supported by this version."},
-    {"on_unavailable", T_OUTAGE, C(redis.on_unavailable), "block", 0, 0, 0, NULL,
+    {"on_unavailable", T_OUTAGE, C(redis.on_unavailable), "block", 0, 0, F_RELOAD, NULL,
      "While Redis is down: `block` holds a Fetch response of a dedup topic (then answers its "
      "partitions with NOT_LEADER_OR_FOLLOWER after `block_timeout`); `pass` delivers it unfiltered "
      "and counts it."},
     {"timeout", T_DURATION, C(redis.timeout_ms), "1s", 1, DURATION_MAX, 0, NULL,
      "One Redis round trip (and the connect)."},
-    {"block_timeout", T_DURATION, C(redis.block_timeout_ms), "10s", 1, DURATION_MAX, 0, NULL,
+    {"block_timeout", T_DURATION, C(redis.block_timeout_ms), "10s", 1, DURATION_MAX, F_RELOAD, NULL,
      "How long `block` holds a response. Keep it below the clients' request timeout."},
-    {"pending_ttl", T_DURATION, C(redis.pending_ttl_ms), "5m", 1, DURATION_MAX, 0, NULL,
+    {"pending_ttl", T_DURATION, C(redis.pending_ttl_ms), "5m", 1, DURATION_MAX, F_RELOAD, NULL,
      "Lifetime of a pending mark, so a dead consumer never blocks delivery for good."},
     {"cache_entries", T_INT, C(redis.cache_entries), "100000", 0, 100000000, 0, NULL,
      "In-process cache of done eventIds (0: off)."},
@@ -262,11 +263,11 @@ static const field_t top_fields[] = {
      "The Kafka cluster; see below. **Required** (bootstrap or mock_brokers)."},
     {"admin", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, admin_fields,
      "The HTTP admin endpoint and the stall watchdog; see below."},
-    {"drain_timeout", T_DURATION, C(drain_timeout_ms), "10s", 0, DURATION_MAX, 0, NULL,
+    {"drain_timeout", T_DURATION, C(drain_timeout_ms), "10s", 0, DURATION_MAX, F_RELOAD, NULL,
      "On SIGTERM, how long to wait for in-flight requests before closing. `0` closes at once."},
     {"redis", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, redis_fields,
      "Where dedup keeps its eventIds; see below."},
-    {"topics", T_TOPICS, 0, NULL, 0, 0, 0, NULL,
+    {"topics", T_TOPICS, 0, NULL, 0, 0, F_RELOAD, NULL,
      "Per-topic delivery rules; see below. Absent: every topic is passed through as "
      "`at-least-once`."},
     {"auth", T_SECTION, 0, NULL, 0, 0, 0, auth_fields,
@@ -1570,6 +1571,101 @@ void config_free(config_t *c)
     free(c);
 }
 
+/* ---- live reload ---------------------------------------------------------- */
+
+/* 1 for the key types held as a malloc'd char *. */
+static int is_string(ftype_t t)
+{
+    return t == T_STRING || t == T_HOST || t == T_HOSTPORT || t == T_BOOTSTRAP ||
+           t == T_REDIS_URL || t == T_LOG_LEVEL || t == T_MATCH || t == T_PATH || t == T_TOPIC;
+}
+
+/* Bytes a value of type t takes at its offset (0: not compared here). */
+static size_t value_size(ftype_t t)
+{
+    switch (t) {
+    case T_INT:
+    case T_BOOL:
+        return sizeof(int);
+    case T_LOG_FORMAT:
+        return sizeof(log_format_t);
+    case T_OUTAGE:
+        return sizeof(redis_outage_t);
+    case T_SASL_MECH:
+        return sizeof(sasl_mech_t);
+    case T_MECH_LIST:
+        return sizeof(unsigned);
+    case T_DURATION:
+    case T_SIZE:
+        return sizeof(uint64_t);
+    default:
+        return is_string(t) ? sizeof(char *) : 0;
+    }
+}
+
+/* 1 when key f holds the same value in a and b. */
+static int same_value(const field_t *f, const config_t *a, const config_t *b)
+{
+    const void *va = (const char *)a + f->offset, *vb = (const char *)b + f->offset;
+    if (is_string(f->type)) {
+        const char *sa = *(char *const *)va, *sb = *(char *const *)vb;
+        return sa == sb || (sa && sb && strcmp(sa, sb) == 0);
+    }
+    return memcmp(va, vb, value_size(f->type)) == 0;
+}
+
+/* Appends ", key" to list (truncated when full). */
+static void list_key(char *list, size_t len, const char *prefix, const char *name)
+{
+    size_t n = strlen(list);
+    if (n + 1 < len)
+        snprintf(list + n, len - n, "%s%s%s", n ? ", " : "", prefix, name);
+}
+
+/*
+ * Walks one key table: reloadable keys are swapped from next into cur
+ * (next then holds, and frees, the old values); the others must be equal,
+ * or their names are listed in restart.
+ */
+static void reload_fields(const field_t *tbl, const char *prefix, config_t *cur, config_t *next,
+                          char *restart, size_t rlen)
+{
+    for (const field_t *f = tbl; f->name; f++) {
+        if (f->type == T_SECTION) {
+            char sub[CONFIG_KEY_MAX];
+            snprintf(sub, sizeof(sub), "%s%s.", prefix, f->name);
+            reload_fields(f->sub, sub, cur, next, restart, rlen);
+            continue;
+        }
+        size_t n = value_size(f->type);
+        if (f->flags & F_RELOAD) {
+            if (n) {
+                char tmp[sizeof(uint64_t) > sizeof(char *) ? sizeof(uint64_t) : sizeof(char *)];
+                memcpy(tmp, (char *)cur + f->offset, n);
+                memcpy((char *)cur + f->offset, (char *)next + f->offset, n);
+                memcpy((char *)next + f->offset, tmp, n);
+            }
+        } else if (n && !same_value(f, cur, next)) {
+            list_key(restart, rlen, prefix, f->name);
+        }
+    }
+}
+
+void config_reload(config_t *cur, config_t *next, char *restart, size_t rlen)
+{
+    if (rlen)
+        restart[0] = '\0';
+    reload_fields(top_fields, "", cur, next, restart, rlen);
+    if (cur->upstream.tls.enabled != next->upstream.tls.enabled)
+        list_key(restart, rlen, "", "upstream.tls");
+    policy_t *p = cur->policy;
+    cur->policy = next->policy;
+    next->policy = p;
+    struct acl *a = cur->auth.acl;
+    cur->auth.acl = next->auth.acl;
+    next->auth.acl = a;
+}
+
 /* ---- the reference (README "Configuration reference") ------------------- */
 
 /* Writes v as a duration with the largest unit that divides it. */
@@ -1659,8 +1755,12 @@ static void ref_type(FILE *out, const field_t *f)
     }
 }
 
-/* One row, then (below the top level) the rows of a section it opens. */
-static void ref_rows(FILE *out, const field_t *tbl, const char *prefix, int nest)
+/*
+ * One row, then (below the top level) the rows of a section it opens.
+ * reload: the table's keys are reloaded as a whole (a rule of `topics`,
+ * an entry of `auth.acls`), whatever their own flags say.
+ */
+static void ref_rows(FILE *out, const field_t *tbl, const char *prefix, int nest, int reload)
 {
     for (const field_t *f = tbl; f->name; f++) {
         if (f->type == T_RESERVED)
@@ -1673,11 +1773,15 @@ static void ref_rows(FILE *out, const field_t *tbl, const char *prefix, int nest
             fprintf(out, " | `%s` | ", f->def);
         else
             fputs(f->type == T_SECTION ? " | | " : " | none | ", out);
+        if (f->type == T_SECTION)
+            fputs(reload ? "live | " : "| ", out);
+        else
+            fputs(reload || (f->flags & F_RELOAD) ? "live | " : "restart | ", out);
         fprintf(out, "%s |\n", f->help ? f->help : "");
         if (nest && f->type == T_SECTION && f->sub) {
             char sub[CONFIG_KEY_MAX];
             snprintf(sub, sizeof(sub), "%s%s.", prefix, f->name);
-            ref_rows(out, f->sub, sub, 1);
+            ref_rows(out, f->sub, sub, 1, reload);
         }
     }
 }
@@ -1687,25 +1791,27 @@ static const struct {
     const char *id;
     const field_t *tbl;
     const char *prefix;
-    int nest;
+    int nest, reload;
 } ref_sections[] = {
-    {"top", top_fields, "", 0},
-    {"log", log_fields, "log.", 1},
-    {"listen", listen_fields, "listen.", 1},
-    {"upstream", upstream_fields, "upstream.", 1},
-    {"admin", admin_fields, "admin.", 1},
-    {"redis", redis_fields, "redis.", 1},
-    {"auth", auth_fields, "auth.", 1},
-    {"auth.acls", acl_fields, "auth.acls[N].", 1},
-    {"topics", rule_fields, "", 1},
+    {"top", top_fields, "", 0, 0},
+    {"log", log_fields, "log.", 1, 0},
+    {"listen", listen_fields, "listen.", 1, 0},
+    {"upstream", upstream_fields, "upstream.", 1, 0},
+    {"admin", admin_fields, "admin.", 1, 0},
+    {"redis", redis_fields, "redis.", 1, 0},
+    {"auth", auth_fields, "auth.", 1, 0},
+    {"auth.acls", acl_fields, "auth.acls[N].", 1, 1},
+    {"topics", rule_fields, "", 1, 1},
 };
 
 void config_reference(FILE *out)
 {
     for (size_t i = 0; i < sizeof(ref_sections) / sizeof(ref_sections[0]); i++) {
-        fprintf(out, "%s### %s\n\n| Key | Type | Default | Meaning |\n|---|---|---|---|\n",
+        fprintf(out,
+                "%s### %s\n\n| Key | Type | Default | Reload | Meaning |\n|---|---|---|---|---|\n",
                 i ? "\n" : "", ref_sections[i].id);
-        ref_rows(out, ref_sections[i].tbl, ref_sections[i].prefix, ref_sections[i].nest);
+        ref_rows(out, ref_sections[i].tbl, ref_sections[i].prefix, ref_sections[i].nest,
+                 ref_sections[i].reload);
     }
 }
 

@@ -123,6 +123,17 @@ config_t *config_load(const char *path, char *err, size_t errlen);
 config_t *config_load_string(const char *name, const char *yaml, size_t len, char *err,
                              size_t errlen);
 
+/*
+ * Live reload: moves every key that can change at run time (log level and
+ * format, client and upstream timeouts, redis outage policy and ttls, auth
+ * mechanisms, login timeout and ACLs, the `topics:` rules) from next into
+ * cur; next receives the old values, so config_free(next) frees them (the
+ * old policy only once nothing holds a reference: policy_ref). Keys that
+ * need a restart keep cur's value; those that differ are listed in
+ * restart ("listen.port, redis.url"), empty when none.
+ */
+void config_reload(config_t *cur, config_t *next, char *restart, size_t rlen);
+
 /* config_free(NULL) is safe. */
 void config_free(config_t *c);
 

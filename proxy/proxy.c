@@ -326,16 +326,68 @@ static int start_security(struct proxy *px)
     return 0;
 }
 
+/* Creates the engines the rules of next need and px does not have yet
+ * (a reload that adds the first idempotent or dedup rule). -1 (logged in
+ * err) when one is needed but cannot be made: the reload is refused. */
+static int engines_for(struct proxy *px, const config_t *next, char *err, size_t errlen)
+{
+    if (policy_enforces(next->policy) && !px->upgrade && !(px->upgrade = upgrade_new(px))) {
+        snprintf(err, errlen, "%s: cannot start the idempotent upgrade", next->path);
+        return -1;
+    }
+    if (!policy_has_dedup(next->policy) || px->dedup)
+        return 0;
+    if (!px->cfg->redis.url) {
+        snprintf(err, errlen,
+                 "%s: topics: a rule has dedup but redis.url is not set (redis.url takes a "
+                 "restart)",
+                 next->path);
+        return -1;
+    }
+    if (!(px->dedup = dedup_new(px))) {
+        snprintf(err, errlen, "%s: cannot start consumer dedup", next->path);
+        return -1;
+    }
+    return 0;
+}
+
+int proxy_reload(struct proxy *px, char *err, size_t errlen, char *restart, size_t rlen)
+{
+    if (rlen)
+        restart[0] = '\0';
+    config_t *next = config_load(px->cfg->path, err, errlen);
+    if (!next || engines_for(px, next, err, errlen)) {
+        config_free(next);
+        g_metrics.config_reloads[RELOAD_REFUSED]++;
+        log_error("reload refused, the running config stays: %s", err);
+        return -1;
+    }
+    config_reload(px->cfg, next, restart, rlen);
+    config_free(next); /* the old rules live on while a dedup job holds them */
+    enum log_level level = LOG_INFO;
+    log_level_parse(px->cfg->log.level, &level);
+    log_setup(level, px->cfg->log.format == LOG_FORMAT_JSON);
+    px->enforce = policy_enforces(px->cfg->policy);
+    proxy_adjust_versions(px);
+    g_metrics.config_reloads[RELOAD_OK]++;
+    log_info("reload: %s applied (%zu topic rule(s))", px->cfg->path, px->cfg->policy->n);
+    if (restart[0])
+        log_warn("reload: changed, but take effect only after a restart: %s", restart);
+    return 0;
+}
+
 /*
- * SIGHUP: reload listen.tls's certificate and key, and the users file.
- * Each is swapped in only when it loads; open connections keep what they
- * started with.
+ * SIGHUP: reload the config file's reloadable keys (proxy_reload), then
+ * listen.tls's certificate and key, and the users file. Each is swapped
+ * in only when it loads; open connections keep what they started with.
  */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct proxy *px = arg;
     (void)sig;
     (void)what;
+    char err[512], restart[512];
+    proxy_reload(px, err, sizeof(err), restart, sizeof(restart));
     const config_t *cfg = px->cfg;
     if (px->tls_ctx) {
         SSL_CTX *ctx = load_tls(cfg);

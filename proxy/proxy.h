@@ -31,7 +31,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 /* One upstream broker and the local listener that stands for it. */
 struct broker {
     int32_t node_id;
-    char *host;  /* the broker's real address, as upstream metadata says */
+    char *host; /* the broker's real address, as upstream metadata says */
     int port;
     int listen_port; /* broker_port_base + node_id */
     struct evconnlistener *listener;
@@ -51,13 +51,13 @@ struct proxy {
     struct control *ctl;
     struct admin *admin;
     struct mock *mock;
-    struct upgrade *upgrade; /* the idempotent upgrade; NULL if no rule needs it */
-    struct dedup *dedup;     /* consumer dedup; NULL if no rule has dedup */
-    int enforce;             /* some topic rule is not at-least-once */
-    struct upstream_sec *upsec;  /* TLS and SASL towards brokers (upstream.c) */
-    SSL_CTX *tls_ctx;            /* listen.tls; NULL: plaintext. Replaced on SIGHUP */
-    struct authworker *authw;    /* auth.users_file loaded; PLAIN checks off the loop. NULL: no auth */
-    char *bootstrap; /* upstream bootstrap list in use (config or mock) */
+    struct upgrade *upgrade;    /* the idempotent upgrade; NULL if no rule needs it */
+    struct dedup *dedup;        /* consumer dedup; NULL if no rule has dedup */
+    int enforce;                /* some topic rule is not at-least-once */
+    struct upstream_sec *upsec; /* TLS and SASL towards brokers (upstream.c) */
+    SSL_CTX *tls_ctx;           /* listen.tls; NULL: plaintext. Replaced on SIGHUP */
+    struct authworker *authw; /* auth.users_file loaded; PLAIN checks off the loop. NULL: no auth */
+    char *bootstrap;          /* upstream bootstrap list in use (config or mock) */
 
     kver_range_t versions[KAPI_MAX]; /* what clients may send: ours ∩ upstream */
     int have_versions;
@@ -108,6 +108,16 @@ void proxy_client_gone(struct proxy *px);
  * authenticates clients itself.
  */
 void proxy_adjust_versions(struct proxy *px);
+
+/*
+ * Reads the config file again and applies what can change while running
+ * (config_reload: topic rules, ACLs, timeouts, log level...), creating an
+ * engine the new rules need. Returns 0, with the keys that changed but need
+ * a restart listed in restart (empty if none); or -1 with "file:line: key:
+ * what is wrong" in err, the running config untouched. Counted in
+ * eosproxy_config_reload_total. Called on SIGHUP and POST /reload.
+ */
+int proxy_reload(struct proxy *px, char *err, size_t errlen, char *restart, size_t rlen);
 
 /* Begins a graceful shutdown: stop accepting, finish in-flight, exit. */
 void proxy_drain(struct proxy *px);

@@ -812,9 +812,58 @@ static void test_reference(void)
     free(text);
 }
 
+/* A live reload swaps the reloadable keys, keeps and names the others,
+ * and leaves the old rules to the caller's config_free(next). */
+static void test_reload(void)
+{
+    config_t *cur = load("upstream: {bootstrap: \"k:9092\"}\n"
+                         "listen: {port: 9092, idle_timeout: 1m}\n"
+                         "log: {level: info}\n"
+                         "topics:\n  - {match: a, delivery: at-least-once}\n");
+    config_t *next = load("upstream: {bootstrap: \"k:9093\", request_timeout: 5s}\n"
+                          "listen: {port: 9192, idle_timeout: 2m, max_inflight: 8}\n"
+                          "log: {level: debug}\n"
+                          "topics:\n  - {match: b, delivery: idempotent}\n"
+                          "  - {match: c, delivery: at-most-once}\n");
+    CHECK(cur && next);
+    if (!cur || !next)
+        return;
+    policy_t *old_rules = next->policy;
+    char restart[256];
+    config_reload(cur, next, restart, sizeof(restart));
+    /* live keys took the new values */
+    CHECK_EQ(cur->listen.idle_timeout_ms, 120000);
+    CHECK_EQ(cur->upstream.request_timeout_ms, 5000);
+    CHECK_STR(cur->log.level, "debug");
+    CHECK(cur->policy == old_rules);
+    CHECK_EQ(cur->policy->n, 2);
+    CHECK_EQ(policy_delivery(cur->policy, "b", 1), DELIVERY_IDEMPOTENT);
+    /* restart keys kept theirs and are named */
+    CHECK_EQ(cur->listen.port, 9092);
+    CHECK_EQ(cur->listen.max_inflight, 256);
+    CHECK_STR(cur->upstream.bootstrap, "k:9092");
+    CHECK(strstr(restart, "listen.port") != NULL);
+    CHECK(strstr(restart, "listen.max_inflight") != NULL);
+    CHECK(strstr(restart, "upstream.bootstrap") != NULL);
+    CHECK(strstr(restart, "idle_timeout") == NULL);
+    CHECK(strstr(restart, "log.level") == NULL);
+    /* next holds the old values: freeing it frees the old rules */
+    CHECK_EQ(next->policy->n, 1);
+    CHECK_STR(next->log.level, "info");
+    config_free(next);
+
+    /* nothing to restart: an empty list */
+    config_t *same = load("upstream: {bootstrap: \"k:9092\"}\nlisten: {port: 9092}\n");
+    config_reload(cur, same, restart, sizeof(restart));
+    CHECK_STR(restart, "");
+    config_free(same);
+    config_free(cur);
+}
+
 int main(void)
 {
     test_reference();
+    test_reload();
     test_parse_duration();
     test_parse_size();
     test_parse_hostport();
