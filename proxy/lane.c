@@ -75,15 +75,22 @@ static void arm_deadline(struct lane *l)
     arm(l, l->head->deadline_ms > now ? l->head->deadline_ms - now : 0);
 }
 
+/* When r is overdue, if it goes out on a connection (being) made now. */
+static uint64_t deadline(const struct lane *l, const struct lane_req *r, uint64_t now)
+{
+    const config_t *cfg = l->px->cfg;
+    return now + cfg->upstream.connect_timeout_ms +
+           (r->timeout_ms ? r->timeout_ms : cfg->upstream.request_timeout_ms) +
+           cfg->upstream.request_timeout_ms;
+}
+
+/* Stamps the requests held while there was no connection (at connect). */
 static void stamp_deadlines(struct lane *l)
 {
     uint64_t now = now_ms();
-    const config_t *cfg = l->px->cfg;
     for (struct lane_req *r = l->head; r; r = r->next)
         if (!r->deadline_ms)
-            r->deadline_ms = now + cfg->upstream.connect_timeout_ms +
-                             (r->timeout_ms ? r->timeout_ms : cfg->upstream.request_timeout_ms) +
-                             cfg->upstream.request_timeout_ms;
+            r->deadline_ms = deadline(l, r, now);
 }
 
 /* Fails every pending request; callbacks run after the list is detached. */
@@ -320,7 +327,9 @@ int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, l
     l->tail = r;
     l->pending_bytes += len;
     if (l->bev) {
-        stamp_deadlines(l);
+        /* Those before it were stamped at connect or when sent: only this
+         * one (a walk over all would cost O(pending) per send). */
+        r->deadline_ms = deadline(l, r, now_ms());
         if (!evtimer_pending(l->timer, NULL))
             arm_deadline(l);
     } else if (l->state == LANE_DOWN) {

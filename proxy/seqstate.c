@@ -16,13 +16,16 @@ int32_t seq_add(int32_t seq, int32_t n)
     return seq + n;
 }
 
-/* Smallest power of two >= n (n >= 1), capped at 2^24. */
-static size_t pow2_at_least(size_t n)
+/* Both tables start with this many buckets and double (rehashing) once
+ * they hold as many entries, up to SEQ_MAX_BUCKETS; past that the chains
+ * grow longer, never the loops unbounded. */
+#define SEQ_MIN_BUCKETS 16
+#define SEQ_MAX_BUCKETS ((size_t)1 << 24)
+
+/* The bucket count to move to for n entries, or 0 to stay at have. */
+static size_t buckets_for(size_t n, size_t have)
 {
-    size_t p = 16;
-    while (p < n && p < ((size_t)1 << 24))
-        p <<= 1;
-    return p;
+    return n >= have && have < SEQ_MAX_BUCKETS ? have * 2 : 0;
 }
 
 static uint64_t part_hash(const char *topic, size_t len, int32_t partition)
@@ -35,7 +38,7 @@ int seqtab_init(struct seqtab *t, size_t max, size_t elem_size)
     memset(t, 0, sizeof(*t));
     if (elem_size < sizeof(struct seqpart) || max == 0)
         return -1;
-    t->nbuckets = pow2_at_least(max / 2 + 1);
+    t->nbuckets = SEQ_MIN_BUCKETS;
     t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
     if (!t->buckets)
         return -1;
@@ -71,6 +74,27 @@ struct seqpart *seqtab_find(const struct seqtab *t, const char *topic, size_t le
     return NULL;
 }
 
+/* Doubles the buckets when the table holds as many entries (best effort:
+ * on OOM the chains just grow). */
+static void seqtab_grow(struct seqtab *t)
+{
+    size_t nb = buckets_for(t->n, t->nbuckets);
+    struct seqpart **b = nb ? calloc(nb, sizeof(*b)) : NULL;
+    if (!b)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (struct seqpart *p = t->buckets[i], *next; p; p = next) {
+            next = p->hnext;
+            size_t j = part_hash(p->topic, p->topic_len, p->partition) & (nb - 1);
+            p->hnext = b[j];
+            b[j] = p;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = nb;
+}
+
 struct seqpart *seqtab_get(struct seqtab *t, const char *topic, size_t len, int32_t partition)
 {
     struct seqpart *p = seqtab_find(t, topic, len, partition);
@@ -78,6 +102,7 @@ struct seqpart *seqtab_get(struct seqtab *t, const char *topic, size_t len, int3
         return p;
     if (t->n >= t->max)
         return NULL;
+    seqtab_grow(t);
     p = calloc(1, t->elem_size);
     if (!p)
         return NULL;
@@ -95,6 +120,27 @@ struct seqpart *seqtab_get(struct seqtab *t, const char *topic, size_t len, int3
     t->buckets[i] = p;
     t->n++;
     return p;
+}
+
+size_t seqtab_sweep(struct seqtab *t, int (*drop)(struct seqpart *p, void *arg), void *arg)
+{
+    size_t dropped = 0;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct seqpart **pp = &t->buckets[i];
+        while (*pp) {
+            struct seqpart *p = *pp;
+            if (!drop(p, arg)) {
+                pp = &p->hnext;
+                continue;
+            }
+            *pp = p->hnext;
+            free(p->topic);
+            free(p);
+            t->n--;
+            dropped++;
+        }
+    }
+    return dropped;
 }
 
 int32_t seq_assign(struct seqpart *p, uint64_t gen, int32_t count)
@@ -123,7 +169,7 @@ int fpc_init(struct fpcache *c, size_t max, uint64_t ttl_ms)
     memset(c, 0, sizeof(*c));
     if (max == 0)
         return -1;
-    c->nbuckets = pow2_at_least(max);
+    c->nbuckets = SEQ_MIN_BUCKETS;
     c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
     if (!c->buckets)
         return -1;
@@ -178,19 +224,60 @@ static void lru_append(struct fpcache *c, struct fpc_entry *e)
     c->lru_tail = e;
 }
 
+/* Puts e at the head of its bucket's chain. */
+static void chain_insert(struct fpc_entry **buckets, size_t nbuckets, struct fpc_entry *e)
+{
+    struct fpc_entry **head = &buckets[e->key & (nbuckets - 1)];
+    e->hnext = *head;
+    if (e->hnext)
+        e->hnext->hpprev = &e->hnext;
+    e->hpprev = head;
+    *head = e;
+}
+
+/*
+ * Unlinks e in O(1): entries of equal content share a key, so one chain
+ * may hold thousands of them (a client that sends the same batch again
+ * and again), and walking it on every expiry or eviction would freeze
+ * the loop.
+ */
 void fpc_remove(struct fpcache *c, struct fpc_entry *e)
 {
-    struct fpc_entry **pp = &c->buckets[e->key & (c->nbuckets - 1)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
+    *e->hpprev = e->hnext;
+    if (e->hnext)
+        e->hnext->hpprev = e->hpprev;
     if (e->state == FPC_DONE)
         lru_unlink(c, e);
     else
         c->ninflight--;
     c->n--;
     free(e);
+}
+
+/* Doubles the buckets when the cache holds as many entries (best effort). */
+static void fpc_grow(struct fpcache *c)
+{
+    size_t nb = buckets_for(c->n, c->nbuckets);
+    struct fpc_entry **b = nb ? calloc(nb, sizeof(*b)) : NULL;
+    if (!b)
+        return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        /* Oldest first, so each new chain keeps the newest entry of a key
+         * ahead of older ones (fpc_find's contract). */
+        struct fpc_entry *rev = NULL, *e, *next;
+        for (e = c->buckets[i]; e; e = next) {
+            next = e->hnext;
+            e->hnext = rev;
+            rev = e;
+        }
+        for (e = rev; e; e = next) {
+            next = e->hnext;
+            chain_insert(b, nb, e);
+        }
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = nb;
 }
 
 /* Drops done entries older than the TTL, oldest first. */
@@ -216,6 +303,7 @@ struct fpc_entry *fpc_add_inflight(struct fpcache *c, uint64_t key, void *batch,
         fpc_remove(c, c->lru_head);
     if (c->n >= c->max)
         return NULL;
+    fpc_grow(c);
     struct fpc_entry *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
@@ -223,9 +311,7 @@ struct fpc_entry *fpc_add_inflight(struct fpcache *c, uint64_t key, void *batch,
     e->state = FPC_INFLIGHT;
     e->batch = batch;
     e->first_ms = now_ms;
-    size_t i = key & (c->nbuckets - 1);
-    e->hnext = c->buckets[i];
-    c->buckets[i] = e;
+    chain_insert(c->buckets, c->nbuckets, e);
     c->n++;
     c->ninflight++;
     return e;

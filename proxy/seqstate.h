@@ -5,7 +5,12 @@
  * The sequence table maps (topic, partition) to the next baseSequence
  * eosproxy will give a batch under its current producer id and epoch. It
  * is intrusive: the caller's per-partition struct starts with a struct
- * seqpart and the table allocates it at the caller's size.
+ * seqpart and the table allocates it at the caller's size. It holds at
+ * most max entries; the caller frees room with seqtab_sweep.
+ *
+ * Both tables are chained hash tables that start small and double their
+ * buckets as they fill (up to 2^24 buckets), so their size follows what
+ * they hold, and no lookup walks more than one chain.
  *
  * The fingerprint cache maps a 64-bit fingerprint (topic, partition and
  * batch content) to the batch that is in flight for it, or to the result
@@ -48,6 +53,7 @@ struct seqtab {
 /*
  * Sets up an empty table for at most max partitions whose entries are
  * elem_size bytes (>= sizeof(struct seqpart)). Returns 0 or -1 on OOM.
+ * Memory grows with the entries, not with max.
  */
 int seqtab_init(struct seqtab *t, size_t max, size_t elem_size);
 /* Frees every entry (the caller has released what they point to). */
@@ -61,6 +67,13 @@ struct seqpart *seqtab_find(const struct seqtab *t, const char *topic, size_t le
  * out of memory. The entry lives until seqtab_free.
  */
 struct seqpart *seqtab_get(struct seqtab *t, const char *topic, size_t len, int32_t partition);
+
+/*
+ * Removes and frees every entry for which drop(p, arg) returns 1 (drop
+ * releases what the caller's part of the entry holds). O(entries +
+ * buckets). Returns how many were removed.
+ */
+size_t seqtab_sweep(struct seqtab *t, int (*drop)(struct seqpart *p, void *arg), void *arg);
 
 /*
  * Reserves count sequences for a batch of partition p under producer
@@ -96,7 +109,7 @@ struct fpc_entry {
     uint32_t timeout_ms;      /* the client's request timeout for this batch */
     struct fpc_result result; /* FPC_DONE */
     uint64_t done_ms;
-    struct fpc_entry *hnext;               /* hash chain */
+    struct fpc_entry *hnext, **hpprev;     /* hash chain (unlinked in O(1)) */
     struct fpc_entry *lru_prev, *lru_next; /* done entries, oldest first */
 };
 

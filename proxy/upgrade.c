@@ -5,11 +5,15 @@
  * fingerprinted (topic, partition, krecord_fingerprint). A batch already in
  * flight or completed recently answers from there (a client retry
  * absorbed); otherwise it is copied into a "ubatch" and queued on its
- * partition. One batch per partition is on the wire at a time (strict
- * order, trivially safe rollback); it gets eosproxy's producer id, epoch
- * and the partition's next sequence when first sent under a producer
- * generation, and keeps them for every retry. Batches for the same broker
- * travel together in one ProduceRequest on that broker's lane (lane.h).
+ * partition. Up to UPG_PART_INFLIGHT batches of a partition are on the
+ * wire at once, in queue order, all to one broker; a batch gets eosproxy's
+ * producer id, epoch and the partition's next sequence when first sent
+ * under a producer generation, and keeps them for every retry. Nothing of
+ * a partition is sent past a batch that waits for its backoff, or past an
+ * attempt still on the wire under an older generation (if the broker
+ * rejects it, it is resent under the new one and must keep its place).
+ * Batches for the same broker travel together in one ProduceRequest on
+ * that broker's lane (lane.h), one batch per partition each.
  * When every partition of a client request has an outcome, the
  * ProduceResponse is built in the client's version and handed to
  * client_slot_done (later, from the event loop, never inside submit).
@@ -64,10 +68,28 @@
  * REQUEST_TIMED_OUT, which clients retry; Produce v0..v2 (message format
  * < 2) get UNSUPPORTED_FOR_MESSAGE_FORMAT from upgrade_submit.
  *
- * Known limits: two batches with identical content (same records, same
- * timestamps) in the same partition within the cache window are taken
- * for one; a batch whose retries straddle a producer renewal is resent
- * under the new epoch (the broker cannot dedup across epochs).
+ * Bounds (struct upgrade_opts; defaults below), and what each does when
+ * reached. Every loop over them is bounded by what they hold:
+ *   client requests held (100,000) and bytes held (256 MiB): the request,
+ *     or the partition whose batch does not fit, gets REQUEST_TIMED_OUT,
+ *     with a log line per bound every 10 s (log_refused) and
+ *     eosproxy_upgrade_refused_total; backpressure (48/16 MiB) normally
+ *     keeps the engine far below;
+ *   partitions with sequence state (65,536): the table grows to it; when
+ *     full, every idle partition is forgotten (and the producer renewed if
+ *     one had sequences under it); if none is idle, REQUEST_TIMED_OUT;
+ *   fingerprint cache (100,000 batches, 10 min): grows to it; done entries
+ *     are evicted oldest first; when every entry is a batch in flight, the
+ *     new batch gets REQUEST_TIMED_OUT;
+ *   bytes per lane (64 MiB): a flight the lane refuses waits a backoff;
+ *   one upstream ProduceRequest: 1 MiB of batches (at least one).
+ * The per-flight and per-tick work is O(partitions in it) or O(active
+ * partitions), never O(partitions squared) or O(queued batches).
+ *
+ * Known limits: equal batches (same records, same timestamps) in a
+ * partition are told apart by timing only (is_client_retry); a batch
+ * whose retries straddle a producer renewal is resent under the new epoch
+ * (the broker cannot dedup across epochs).
  */
 #include "upgrade.h"
 
@@ -126,10 +148,28 @@ enum {
 #define UPG_PART_INFLIGHT 5
 #define UPG_FPC_MAX 100000u
 #define UPG_FPC_TTL_MS 600000u
+/* At most one log line per bound this often (refusals come in bursts). */
+#define UPG_LOG_EVERY_MS 10000u
 /* Floor of the "in flight this long" test in is_client_retry. */
 #define UPG_RETRY_MIN_GAP_MS 50u
 
 enum pid_state { PID_NONE, PID_REQUESTING, PID_READY };
+
+struct ready_key;
+
+/* flush's arrays, UPG_PART_INFLIGHT per active partition; they only grow,
+ * so a kick does not allocate (and zero) them again. */
+struct flush_scratch {
+    struct ubatch **ready, **group;
+    struct ready_key *keys;
+    size_t cap;
+};
+
+/* Refusals since the last log line, per bound; one line per UPG_LOG_EVERY_MS. */
+struct refusals {
+    uint64_t count[UPG_BOUNDS];
+    uint64_t last_log_ms[UPG_BOUNDS];
+};
 
 struct ureq;
 
@@ -164,6 +204,8 @@ struct upart {
     struct seqpart sp; /* first: the seqtab entry */
     struct ubatch_q q;
     int active;
+    uint64_t in_group; /* flush: the group it has a batch in (u->stamp) */
+    uint64_t held;     /* flush: the pass in which a batch of it could not go */
     TAILQ_ENTRY(upart) alink;
 };
 TAILQ_HEAD(upart_q, upart);
@@ -225,10 +267,17 @@ struct upgrade {
     size_t nreqs, bytes;
     struct event *kick, *tick;
     int closing;
-    int busy; /* over UPG_HIGH_BYTES: clients were paused */
+    int busy;       /* over o.high_bytes: clients were paused */
+    uint64_t stamp; /* flush passes and groups (upart.in_group, .held) */
+    size_t nqueued; /* partitions with batches queued (the rest are idle) */
+    size_t nactive; /* partitions on the active list */
+    struct flush_scratch scratch;
+    int forgot_current; /* part_idle dropped sequences of the current producer */
+    struct refusals refused;
+    struct upgrade_opts o; /* bounds and hooks, defaults filled in */
 };
 
-static uint64_t now_ms(void)
+static uint64_t mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -320,7 +369,7 @@ static void ureq_finish(struct upgrade *u, struct ureq *r)
 {
     struct evbuffer *resp = build_response(r);
     LIST_REMOVE(r, link);
-    client_slot_done(u->px, r->client_id, r->token, resp); /* takes resp */
+    u->o.slot_done(u->px, r->client_id, r->token, resp); /* takes resp */
     ureq_free(u, r);
 }
 
@@ -350,6 +399,7 @@ static void part_activate(struct upgrade *u, struct upart *p)
 {
     if (!p->active) {
         p->active = 1;
+        u->nactive++;
         TAILQ_INSERT_TAIL(&u->active, p, alink);
     }
 }
@@ -358,6 +408,7 @@ static void part_deactivate(struct upgrade *u, struct upart *p)
 {
     if (p->active) {
         p->active = 0;
+        u->nactive--;
         TAILQ_REMOVE(&u->active, p, alink);
     }
 }
@@ -365,6 +416,8 @@ static void part_deactivate(struct upgrade *u, struct upart *p)
 static void ubatch_free(struct upgrade *u, struct ubatch *b)
 {
     TAILQ_REMOVE(&b->part->q, b, link);
+    if (TAILQ_EMPTY(&b->part->q))
+        u->nqueued--;
     u->bytes -= b->size;
     free(b->data);
     free(b);
@@ -374,7 +427,7 @@ static void batch_succeeded(struct upgrade *u, struct ubatch *b, const struct fp
 {
     g_metrics.upgraded_batches++;
     g_metrics.upgraded_records += (uint64_t)b->record_count;
-    fpc_complete(&u->fpc, b->fpe, res, now_ms());
+    fpc_complete(&u->fpc, b->fpe, res, u->o.now_ms());
     answer_waiters(u, b, res);
     ubatch_free(u, b);
 }
@@ -383,16 +436,19 @@ static void renew_producer(struct upgrade *u, const char *why);
 
 /*
  * Fails b with ErrorCode e to its waiters. The fingerprint is dropped (the
- * client's retry is a new write). When the broker wrote nothing the
- * sequence is given back; when an attempt may have been written (delivery
- * timeout) the epoch is bumped instead, fencing that attempt.
+ * client's retry is a new write). When no attempt under the current
+ * producer may have been written, the sequence is given back. When one
+ * may have been (a lost answer or a retriable error, whatever this last
+ * attempt got), the sequence can never go to other content: a broker that
+ * holds the first would take the other for a duplicate and drop it. The
+ * epoch is bumped instead, fencing that attempt.
  */
 static void batch_failed(struct upgrade *u, struct ubatch *b, int16_t e)
 {
     if (b->gen && b->gen == u->gen) {
-        if (classify(e) == EC_RETRY && b->ambiguous) {
+        if (b->ambiguous) {
             g_metrics.sequence_resets++;
-            renew_producer(u, "a batch timed out after an ambiguous attempt");
+            renew_producer(u, "a batch failed after an attempt that may have been written");
         } else if (!seq_rollback(&b->part->sp, b->gen, b->seq, b->record_count)) {
             /* Later batches hold later sequences: restart them all. */
             g_metrics.sequence_resets++;
@@ -404,7 +460,7 @@ static void batch_failed(struct upgrade *u, struct ubatch *b, int16_t e)
      * client's retry of this one or a distinct twin, so it is written and
      * never absorbed (see submit_partition). */
     b->fpe->failed = 1;
-    fpc_complete(&u->fpc, b->fpe, &res, now_ms());
+    fpc_complete(&u->fpc, b->fpe, &res, u->o.now_ms());
     answer_waiters(u, b, &res);
     ubatch_free(u, b);
 }
@@ -413,7 +469,7 @@ static void batch_failed(struct upgrade *u, struct ubatch *b, int16_t e)
 static void batch_retry(struct upgrade *u, struct ubatch *b, uint64_t now)
 {
     b->ambiguous = 1;
-    if (now - b->created_ms >= UPG_DELIVERY_TIMEOUT_MS) {
+    if (now - b->created_ms >= u->o.delivery_timeout_ms) {
         log_warn("upgrade: %s-%d: delivery timeout; answering REQUEST_TIMED_OUT", b->part->sp.topic,
                  (int)b->part->sp.partition);
         batch_failed(u, b, KERR_REQUEST_TIMED_OUT);
@@ -475,7 +531,7 @@ static struct lane *lane_for(struct upgrade *u, int32_t node_id)
     if (!nl)
         return NULL;
     u->lanes = nl;
-    struct lane *l = lane_new(u->px, node_id, UPG_LANE_MAX_BYTES);
+    struct lane *l = lane_new(u->px, node_id, u->o.lane_max_bytes);
     if (!l)
         return NULL;
     u->lanes[u->nlanes++] = l;
@@ -490,18 +546,41 @@ static int16_t produce_version(const struct upgrade *u)
     return v < KPRODUCE_MIN_VERSION ? KPRODUCE_MIN_VERSION : v;
 }
 
-/* Finds the outcome of (topic, partition) in an upstream response. */
-static const kproduce_presp_t *find_presp(const kproduce_resp_t *resp, const struct seqpart *sp)
+/* Where a batch's outcome is in a ProduceResponse: topic t, partition p. */
+struct presp_pos {
+    int32_t t, p;
+};
+
+static int presp_is(const kproduce_resp_t *resp, struct presp_pos at, const struct seqpart *sp)
 {
-    for (int32_t i = 0; i < resp->ntopics; i++) {
-        const kproduce_tresp_t *t = &resp->topics[i];
-        if ((size_t)t->name.len != sp->topic_len || memcmp(t->name.ptr, sp->topic, sp->topic_len))
-            continue;
-        for (int32_t j = 0; j < t->npartitions; j++)
-            if (t->partitions[j].index == sp->partition)
-                return &t->partitions[j];
+    const kproduce_tresp_t *t = &resp->topics[at.t];
+    return t->partitions[at.p].index == sp->partition && (size_t)t->name.len == sp->topic_len &&
+           !memcmp(t->name.ptr, sp->topic, sp->topic_len);
+}
+
+/*
+ * The outcome of (topic, partition) in an upstream response, or NULL. A
+ * broker answers in the request's order, so it is normally at *next (then
+ * one step); otherwise the whole response is searched and *next moves
+ * past where it was found. Either way an ordinary flight costs
+ * O(partitions), not O(partitions^2).
+ */
+static const kproduce_presp_t *find_presp(const kproduce_resp_t *resp, struct presp_pos *next,
+                                          const struct seqpart *sp)
+{
+    while (next->t < resp->ntopics && next->p >= resp->topics[next->t].npartitions)
+        *next = (struct presp_pos){next->t + 1, 0};
+    struct presp_pos at = *next;
+    if (at.t >= resp->ntopics || !presp_is(resp, at, sp)) {
+        for (at.t = 0; at.t < resp->ntopics; at.t++)
+            for (at.p = 0; at.p < resp->topics[at.t].npartitions; at.p++)
+                if (presp_is(resp, at, sp))
+                    goto found;
+        return NULL;
     }
-    return NULL;
+found:
+    *next = (struct presp_pos){at.t, at.p + 1};
+    return &resp->topics[at.t].partitions[at.p];
 }
 
 static void flight_done(void *arg, const uint8_t *frame, size_t len)
@@ -517,11 +596,12 @@ static void flight_done(void *arg, const uint8_t *frame, size_t len)
     int parsed = frame && kproduce_resp_parse(f->ver, frame, len, &resp, NULL) == 0;
     if (frame && !parsed)
         log_warn("upgrade: malformed ProduceResponse; retrying its %d batches", (int)f->n);
-    uint64_t now = now_ms();
+    uint64_t now = u->o.now_ms();
+    struct presp_pos next = {0, 0};
     for (int32_t i = 0; i < f->n; i++) {
         struct ubatch *b = f->b[i];
         b->on_wire = 0;
-        batch_outcome(u, b, parsed ? find_presp(&resp, &b->part->sp) : NULL, now);
+        batch_outcome(u, b, parsed ? find_presp(&resp, &next, &b->part->sp) : NULL, now);
     }
     if (parsed)
         kproduce_resp_free(&resp);
@@ -548,68 +628,80 @@ static void batch_stamp(struct upgrade *u, struct ubatch *b)
     krecord_set_producer(b->data, b->size, u->pid, u->epoch, b->seq, 0);
 }
 
+/* The timeout a broker gets to wait for the replicas: the client's, but
+ * never past the delivery timeout (a client may send INT32_MAX, and a
+ * batch on the wire is not expired). */
+static int32_t upstream_timeout(const struct upgrade *u, int32_t client_ms)
+{
+    uint64_t cap = u->o.delivery_timeout_ms < INT32_MAX ? u->o.delivery_timeout_ms : INT32_MAX;
+    return client_ms > 0 && (uint64_t)client_ms > cap ? (int32_t)cap : client_ms;
+}
+
+/* Orders batches by topic name, so each topic's partitions are adjacent. */
+static int by_topic(const void *x, const void *y)
+{
+    const struct seqpart *a = &(*(struct ubatch *const *)x)->part->sp;
+    const struct seqpart *b = &(*(struct ubatch *const *)y)->part->sp;
+    if (a->topic_len != b->topic_len)
+        return a->topic_len < b->topic_len ? -1 : 1;
+    return memcmp(a->topic, b->topic, a->topic_len);
+}
+
 /*
  * Encodes b[0..n) (all for one broker, distinct partitions) as one
- * ProduceRequest (acks=-1) and sends it on lane l. On failure the batches
- * wait a backoff and go again.
+ * ProduceRequest (acks=-1) and sends it on lane l; b is reordered. Returns
+ * 0, or -1 when the lane refused it (full, out of memory): the batches
+ * then wait a backoff and go again, with the ids they were given.
  */
-static void send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int32_t n)
+static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int32_t n)
 {
     kproduce_topic_t *topics = calloc((size_t)n, sizeof(*topics));
     kproduce_partition_t *parts = calloc((size_t)n, sizeof(*parts));
     struct flight *f = calloc(1, sizeof(*f) + (size_t)n * sizeof(f->b[0]));
-    if (!topics || !parts || !f) {
-        free(topics);
-        free(parts);
-        free(f);
-        return; /* the batches stay ready: the next tick tries again */
-    }
     kproduce_req_t req = {{NULL, -1}, -1, 0, 0, topics};
-    /* Group the partitions by topic: each topic's partitions are contiguous. */
-    int32_t np = 0;
-    for (int32_t i = 0; i < n; i++) {
-        if (!b[i])
-            continue;
-        kproduce_topic_t *t = &topics[req.ntopics++];
-        t->name = (kstr_t){b[i]->part->sp.topic, (int32_t)b[i]->part->sp.topic_len};
-        t->partitions = &parts[np];
-        for (int32_t j = i; j < n; j++) {
-            if (!b[j] || b[j]->part->sp.topic_len != (size_t)t->name.len ||
-                memcmp(b[j]->part->sp.topic, t->name.ptr, (size_t)t->name.len))
-                continue;
-            batch_stamp(u, b[j]);
-            if (b[j]->timeout_ms > req.timeout_ms)
-                req.timeout_ms = b[j]->timeout_ms;
-            parts[np++] =
-                (kproduce_partition_t){b[j]->part->sp.partition, {b[j]->data, (int32_t)b[j]->size}};
-            t->npartitions++;
-            f->b[f->n++] = b[j];
-            b[j] = NULL;
+    int ok = topics && parts && f;
+    if (ok) {
+        qsort(b, (size_t)n, sizeof(*b), by_topic);
+        for (int32_t i = 0; i < n; i++) {
+            const struct seqpart *sp = &b[i]->part->sp;
+            if (!i || by_topic(&b[i - 1], &b[i])) {
+                kproduce_topic_t *t = &topics[req.ntopics++];
+                t->name = (kstr_t){sp->topic, (int32_t)sp->topic_len};
+                t->partitions = &parts[i];
+            }
+            batch_stamp(u, b[i]);
+            int32_t tmo = upstream_timeout(u, b[i]->timeout_ms);
+            if (tmo > req.timeout_ms)
+                req.timeout_ms = tmo;
+            parts[i] = (kproduce_partition_t){sp->partition, {b[i]->data, (int32_t)b[i]->size}};
+            topics[req.ntopics - 1].npartitions++;
+            f->b[f->n++] = b[i];
         }
+        f->u = u;
+        f->ver = produce_version(u);
     }
-    f->u = u;
-    f->ver = produce_version(u);
     kwriter_t w;
     kw_init(&w, 1024);
-    int ok =
-        kproduce_req_write(&w, f->ver, lane_next_correlation(l),
-                           (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req) == 0 &&
-        send_writer(l, &w, (uint64_t)req.timeout_ms, flight_done, f) == 0;
-    if (ok) {
-        LIST_INSERT_HEAD(&u->flights, f, link);
-        for (int32_t i = 0; i < f->n; i++)
-            f->b[i]->on_wire = 1;
-    } else {
-        log_warn("upgrade: cannot send to broker %d now (lane full or out of memory)",
-                 (int)lane_node_id(l));
-        uint64_t now = now_ms();
-        for (int32_t i = 0; i < f->n; i++)
-            f->b[i]->not_before_ms = now + UPG_RETRY_BACKOFF_MS;
-        free(f);
-    }
+    ok = ok &&
+         kproduce_req_write(&w, f->ver, lane_next_correlation(l),
+                            (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req) == 0 &&
+         send_writer(l, &w, (uint64_t)req.timeout_ms, flight_done, f) == 0;
     kw_free(&w);
     free(topics);
     free(parts);
+    if (!ok) {
+        log_warn("upgrade: cannot send to broker %d now (lane full or out of memory)",
+                 (int)lane_node_id(l));
+        uint64_t now = u->o.now_ms();
+        for (int32_t i = 0; i < n; i++)
+            b[i]->not_before_ms = now + UPG_RETRY_BACKOFF_MS;
+        free(f);
+        return -1;
+    }
+    LIST_INSERT_HEAD(&u->flights, f, link);
+    for (int32_t i = 0; i < f->n; i++)
+        f->b[i]->on_wire = 1;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- flush */
@@ -617,10 +709,14 @@ static void send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, in
 /*
  * The batches of p that may go now, in order, into out: up to
  * UPG_PART_INFLIGHT on the wire per partition, all to the broker of the
- * first one, and nothing past a batch that waits for its backoff (so
- * sequences reach the broker in order). Returns how many.
+ * first one, nothing past a batch that waits for its backoff (so
+ * sequences reach the broker in order), and nothing past an attempt still
+ * on the wire under an older producer generation: if the broker rejects
+ * it, it is resent under the new one, and must keep its place. Returns how
+ * many (at most UPG_PART_INFLIGHT).
  */
-static size_t ready_batches(struct upart *p, uint64_t now, struct ubatch **out)
+static size_t ready_batches(const struct upgrade *u, struct upart *p, uint64_t now,
+                            struct ubatch **out)
 {
     size_t n = 0, busy = 0;
     struct ubatch *b;
@@ -630,6 +726,8 @@ static size_t ready_batches(struct upart *p, uint64_t now, struct ubatch **out)
         if (busy + n >= UPG_PART_INFLIGHT || b->node_id != node)
             break;
         if (b->on_wire) {
+            if (b->gen != u->gen)
+                break;
             busy++;
             continue;
         }
@@ -640,67 +738,120 @@ static size_t ready_batches(struct upart *p, uint64_t now, struct ubatch **out)
     return n;
 }
 
-/* 1 if a batch of partition p is already in group[0..g). */
-static int in_group(struct ubatch **group, int32_t g, const struct upart *p)
+/* A ready batch's broker and place, to sort by broker keeping order. */
+struct ready_key {
+    int32_t node_id;
+    uint32_t i;
+};
+
+static int by_node(const void *x, const void *y)
 {
-    for (int32_t i = 0; i < g; i++) {
-        if (group[i]->part == p)
-            return 1;
+    const struct ready_key *a = x, *b = y;
+    if (a->node_id != b->node_id)
+        return a->node_id < b->node_id ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/*
+ * Sends ready[0..n) (one broker's, each partition's batches in order) as
+ * ProduceRequests of at most o.flight_bytes (but at least one batch), one
+ * batch per partition each. A partition whose batch could not go sends
+ * nothing after it in this pass (pass), so no sequence is skipped.
+ */
+static void send_node(struct upgrade *u, struct ubatch **ready, size_t n, struct ubatch **group,
+                      uint64_t pass)
+{
+    struct lane *l = lane_for(u, ready[0]->node_id);
+    size_t first = 0;
+    for (;;) {
+        while (first < n && !ready[first])
+            first++;
+        if (first == n)
+            return;
+        uint64_t gid = ++u->stamp;
+        int32_t g = 0;
+        size_t bytes = 0;
+        for (size_t j = first; j < n; j++) {
+            struct ubatch *b = ready[j];
+            if (!b || b->part->in_group == gid)
+                continue;
+            if (b->part->held == pass) {
+                ready[j] = NULL;
+                continue;
+            }
+            if (g && bytes + b->size > u->o.flight_bytes)
+                break;
+            bytes += b->size;
+            b->part->in_group = gid;
+            group[g++] = b;
+            ready[j] = NULL;
+        }
+        if (g && (!l || send_flight(u, l, group, g)))
+            for (int32_t i = 0; i < g; i++)
+                group[i]->part->held = pass;
     }
-    return 0;
+}
+
+/* Room in u->scratch for n ready batches; 0, or -1 on OOM. */
+static int scratch_reserve(struct upgrade *u, size_t n)
+{
+    struct flush_scratch *f = &u->scratch;
+    if (n <= f->cap)
+        return 0;
+    size_t cap = f->cap ? f->cap : 64;
+    while (cap < n)
+        cap *= 2;
+    free(f->ready);
+    free(f->group);
+    free(f->keys);
+    f->ready = malloc(cap * sizeof(*f->ready));
+    f->group = malloc(cap * sizeof(*f->group));
+    f->keys = malloc(cap * sizeof(*f->keys));
+    f->cap = f->ready && f->group && f->keys ? cap : 0;
+    return f->cap ? 0 : -1;
 }
 
 /* Sends every partition's batches that may go, grouped by broker. */
 static void flush(struct upgrade *u)
 {
-    if (u->pid_state != PID_READY)
+    if (u->pid_state != PID_READY || !u->nactive)
         return;
-    uint64_t now = now_ms();
-    size_t cap = 0;
-    struct upart *p, *tmp;
-    TAILQ_FOREACH(p, &u->active, alink)
-    cap++;
-    if (!cap)
-        return;
-    struct ubatch **ready = calloc(cap * UPG_PART_INFLIGHT, sizeof(*ready));
-    if (!ready)
+    if (scratch_reserve(u, u->nactive * UPG_PART_INFLIGHT))
         return; /* retried on the next tick */
+    struct ubatch **ready = u->scratch.ready, **group = u->scratch.group;
+    struct ready_key *keys = u->scratch.keys;
+    uint64_t now = u->o.now_ms();
     size_t n = 0;
+    struct upart *p, *tmp;
     for (p = TAILQ_FIRST(&u->active); p; p = tmp) {
         tmp = TAILQ_NEXT(p, alink);
         if (TAILQ_EMPTY(&p->q)) {
             part_deactivate(u, p);
             continue;
         }
-        n += ready_batches(p, now, ready + n);
+        n += ready_batches(u, p, now, ready + n);
     }
-    /* One ProduceRequest per broker, at most UPG_FLIGHT_MAX_BYTES each (but
-     * at least one batch); what the cap leaves forms the next group. */
-    struct ubatch **group = calloc(n ? n : 1, sizeof(*group));
-    for (size_t i = 0; group && i < n; i++) {
-        if (!ready[i])
-            continue;
-        int32_t node = ready[i]->node_id;
-        int32_t g = 0;
-        size_t bytes = 0;
-        for (size_t j = i; j < n; j++) {
-            if (!ready[j] || ready[j]->node_id != node || in_group(group, g, ready[j]->part))
-                continue;
-            if (g && bytes + ready[j]->size > UPG_FLIGHT_MAX_BYTES)
-                break;
-            bytes += ready[j]->size;
-            group[g++] = ready[j];
-            ready[j] = NULL;
-        }
-        struct lane *l = lane_for(u, node);
-        if (l)
-            send_flight(u, l, group, g);
+    /* By broker (few), each partition's batches still in order. */
+    for (size_t i = 0; i < n; i++)
+        keys[i] = (struct ready_key){ready[i]->node_id, (uint32_t)i};
+    qsort(keys, n, sizeof(*keys), by_node);
+    for (size_t i = 0; i < n; i++)
+        group[i] = ready[keys[i].i];
+    memcpy(ready, group, n * sizeof(*ready));
+    uint64_t pass = ++u->stamp;
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && ready[j]->node_id == ready[i]->node_id; j++)
+            ;
+        send_node(u, ready + i, j - i, group, pass);
     }
-    free(group);
-    free(ready);
 }
 
-/* Fails batches that waited beyond the delivery timeout without a send. */
+/*
+ * Fails batches that waited beyond the delivery timeout without a send.
+ * A partition's batches are queued in the order they came, so each queue
+ * is walked only past the expired ones (and those on the wire, at most
+ * UPG_PART_INFLIGHT): a tick costs O(active partitions), not O(batches).
+ */
 static void expire_batches(struct upgrade *u, uint64_t now)
 {
     struct upart *p, *ptmp;
@@ -709,7 +860,9 @@ static void expire_batches(struct upgrade *u, uint64_t now)
         struct ubatch *b, *btmp;
         for (b = TAILQ_FIRST(&p->q); b; b = btmp) {
             btmp = TAILQ_NEXT(b, link);
-            if (!b->on_wire && now - b->created_ms >= UPG_DELIVERY_TIMEOUT_MS)
+            if (now - b->created_ms < u->o.delivery_timeout_ms)
+                break;
+            if (!b->on_wire)
                 batch_failed(u, b, KERR_REQUEST_TIMED_OUT);
         }
         if (TAILQ_EMPTY(&p->q))
@@ -724,7 +877,7 @@ static void start_pid(struct upgrade *u);
 static void pid_backoff(struct upgrade *u)
 {
     u->pid_state = PID_NONE;
-    u->pid_not_before_ms = now_ms() + u->pid_backoff_ms;
+    u->pid_not_before_ms = u->o.now_ms() + u->pid_backoff_ms;
     u->pid_backoff_ms *= 2;
     if (u->pid_backoff_ms > UPG_PID_BACKOFF_MAX_MS)
         u->pid_backoff_ms = UPG_PID_BACKOFF_MAX_MS;
@@ -769,7 +922,7 @@ static void pid_done(void *arg, const uint8_t *frame, size_t len)
 static void start_pid(struct upgrade *u)
 {
     struct proxy *px = u->px;
-    if (u->pid_state != PID_NONE || now_ms() < u->pid_not_before_ms)
+    if (u->pid_state != PID_NONE || u->o.now_ms() < u->pid_not_before_ms)
         return;
     if (px->nbrokers == 0) {
         pid_backoff(u);
@@ -840,15 +993,15 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     if (u->pid_state == PID_NONE && !TAILQ_EMPTY(&u->active))
         start_pid(u);
     flush(u);
-    if (u->busy && u->bytes <= UPG_LOW_BYTES) {
+    if (u->busy && u->bytes <= u->o.low_bytes) {
         u->busy = 0;
-        client_resume_upgrade_paused(u->px);
+        u->o.resume(u->px);
     }
 }
 
 int upgrade_busy(const struct upgrade *u)
 {
-    if (u->bytes > UPG_HIGH_BYTES)
+    if (u->bytes > u->o.high_bytes)
         ((struct upgrade *)u)->busy = 1;
     return u->busy;
 }
@@ -860,11 +1013,87 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (TAILQ_EMPTY(&u->active))
         return;
-    expire_batches(u, now_ms());
+    expire_batches(u, u->o.now_ms());
     kick_cb(fd, what, arg);
 }
 
 /* ---------------------------------------------------------------- submit */
+
+/*
+ * Counts a refusal by bound b (the request, or one partition of it, gets
+ * REQUEST_TIMED_OUT, which clients retry) and logs it, at most once per
+ * UPG_LOG_EVERY_MS per bound, with how many were refused since.
+ */
+static void log_refused(struct upgrade *u, enum upgrade_bound b)
+{
+    static const char *const what[UPG_BOUNDS] = {
+        "client requests held",
+        "bytes held",
+        "partitions with sequences, none idle",
+        "batches in flight (fingerprint cache)",
+    };
+    const size_t limit[UPG_BOUNDS] = {u->o.max_requests, u->o.max_bytes, u->o.max_partitions,
+                                      u->o.fpc_entries};
+    uint64_t now = u->o.now_ms();
+    struct refusals *r = &u->refused;
+    g_metrics.upgrade_refused[b]++;
+    r->count[b]++;
+    if (r->last_log_ms[b] && now - r->last_log_ms[b] < UPG_LOG_EVERY_MS)
+        return;
+    log_warn("upgrade: at its bound of %zu %s: %llu request(s) or partition(s) answered "
+             "REQUEST_TIMED_OUT since the last such line",
+             limit[b], what[b], (unsigned long long)r->count[b]);
+    r->count[b] = 0;
+    r->last_log_ms[b] = now ? now : 1;
+}
+
+/* seqtab_sweep's test: drops a partition with nothing queued. */
+static int part_idle(struct seqpart *sp, void *arg)
+{
+    struct upgrade *u = arg;
+    struct upart *p = (struct upart *)sp;
+    if (p->q.tqh_last && !TAILQ_EMPTY(&p->q))
+        return 0;
+    part_deactivate(u, p);
+    if (u->gen && sp->gen == u->gen)
+        u->forgot_current = 1;
+    return 1;
+}
+
+/*
+ * The entry of (topic, partition), created if need be. When the table is
+ * at o.max_partitions, every idle partition (nothing queued) is forgotten
+ * first. Their sequences go with them, and under the same producer id and
+ * epoch a forgotten partition could not start over at 0 (the broker would
+ * take its batch for an old one). So if any had sequences under the
+ * current producer, it is renewed before anything else is sent. NULL when
+ * every partition has batches queued (bounded by o.max_bytes): the slot
+ * gets REQUEST_TIMED_OUT.
+ */
+static struct upart *part_get(struct upgrade *u, kstr_t topic, int32_t partition)
+{
+    struct seqtab *t = &u->parts;
+    struct upart *p = (struct upart *)seqtab_get(t, topic.ptr, (size_t)topic.len, partition);
+    if (!p && t->n >= t->max && u->nqueued < t->n) {
+        u->forgot_current = 0;
+        size_t n = seqtab_sweep(t, part_idle, u);
+        log_warn("upgrade: %zu partitions have sequence state (the most it keeps); forgot the %zu "
+                 "idle ones%s",
+                 t->max, n, u->forgot_current ? " and renews its producer" : "");
+        if (u->forgot_current) {
+            g_metrics.sequence_resets++;
+            renew_producer(u, "idle partitions were forgotten");
+        }
+        p = (struct upart *)seqtab_get(t, topic.ptr, (size_t)topic.len, partition);
+    }
+    if (!p) {
+        log_refused(u, UPG_BOUND_PARTITIONS);
+        return NULL;
+    }
+    if (!p->q.tqh_last)
+        TAILQ_INIT(&p->q);
+    return p;
+}
 
 /* Mirrors req's topics and partitions in r->resp (names are views). */
 static int shape_response(struct ureq *r)
@@ -909,12 +1138,16 @@ static struct ubatch *new_batch(struct upgrade *u, struct upart *p, const uint8_
                                 const krecord_batch_t *hdr, uint64_t key, int32_t node_id,
                                 int32_t timeout_ms)
 {
-    if (u->bytes + hdr->size > UPG_MAX_BYTES)
+    if (u->bytes + hdr->size > u->o.max_bytes) {
+        log_refused(u, UPG_BOUND_BYTES);
         return NULL;
+    }
     struct ubatch *b = calloc(1, sizeof(*b));
     uint8_t *data = malloc(hdr->size);
-    struct fpc_entry *e = b && data ? fpc_add_inflight(&u->fpc, key, b, now_ms()) : NULL;
+    struct fpc_entry *e = b && data ? fpc_add_inflight(&u->fpc, key, b, u->o.now_ms()) : NULL;
     if (!e) {
+        if (b && data)
+            log_refused(u, UPG_BOUND_BATCHES);
         free(b);
         free(data);
         return NULL;
@@ -927,9 +1160,11 @@ static struct ubatch *new_batch(struct upgrade *u, struct upart *p, const uint8_
     b->record_count = hdr->record_count;
     b->node_id = node_id;
     b->timeout_ms = timeout_ms;
-    b->created_ms = now_ms();
+    b->created_ms = u->o.now_ms();
     b->backoff_ms = UPG_RETRY_BACKOFF_MS;
     u->bytes += hdr->size;
+    if (TAILQ_EMPTY(&p->q))
+        u->nqueued++;
     TAILQ_INSERT_TAIL(&p->q, b, link);
     part_activate(u, p);
     return b;
@@ -984,7 +1219,7 @@ static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
     const uint8_t *batch = pp->records.ptr + hdr.offset;
     uint64_t key =
         fpc_key(topic.ptr, (size_t)topic.len, pp->index, krecord_fingerprint(batch, hdr.size));
-    uint64_t now = now_ms();
+    uint64_t now = u->o.now_ms();
     struct fpc_entry *e = fpc_find(&u->fpc, key, now);
     int twin = 0;
     if (e && !is_client_retry(e, now)) {
@@ -1011,10 +1246,7 @@ static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
         attach(r, w, slot, e->batch);
         return;
     }
-    struct upart *p =
-        (struct upart *)seqtab_get(&u->parts, topic.ptr, (size_t)topic.len, pp->index);
-    if (p && !p->q.tqh_last)
-        TAILQ_INIT(&p->q);
+    struct upart *p = part_get(u, topic, pp->index);
     struct ubatch *b = p ? new_batch(u, p, batch, &hdr, key, node_id, r->req.timeout_ms) : NULL;
     if (!b) {
         refused_tombstone(u, key, now);
@@ -1033,8 +1265,12 @@ int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, con
         return KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
     if (h->api_version > KPRODUCE_MAX_VERSION || h->body_off > len)
         return KERR_INVALID_REQUEST;
-    if (u->closing || u->nreqs >= UPG_MAX_REQUESTS || u->bytes + len > UPG_MAX_BYTES)
+    if (u->closing)
         return KERR_REQUEST_TIMED_OUT;
+    if (u->nreqs >= u->o.max_requests || u->bytes + len > u->o.max_bytes) {
+        log_refused(u, u->nreqs >= u->o.max_requests ? UPG_BOUND_REQUESTS : UPG_BOUND_BYTES);
+        return KERR_REQUEST_TIMED_OUT;
+    }
     struct ureq *r = calloc(1, sizeof(*r));
     uint8_t *copy = malloc(len ? len : 1);
     if (!r || !copy) {
@@ -1079,12 +1315,45 @@ int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, con
 
 /* ---------------------------------------------------------------- life */
 
+static uint64_t or_default(uint64_t v, uint64_t def)
+{
+    return v ? v : def;
+}
+
+/* opts with every member left 0 or NULL set to eosproxy's default. */
+static struct upgrade_opts fill_opts(const struct upgrade_opts *opts)
+{
+    struct upgrade_opts o = {0};
+    if (opts)
+        o = *opts;
+    o.max_requests = or_default(o.max_requests, UPG_MAX_REQUESTS);
+    o.max_bytes = or_default(o.max_bytes, UPG_MAX_BYTES);
+    o.high_bytes = or_default(o.high_bytes, UPG_HIGH_BYTES);
+    o.low_bytes = or_default(o.low_bytes, UPG_LOW_BYTES);
+    o.max_partitions = or_default(o.max_partitions, UPG_MAX_PARTITIONS);
+    o.fpc_entries = or_default(o.fpc_entries, UPG_FPC_MAX);
+    o.lane_max_bytes = or_default(o.lane_max_bytes, UPG_LANE_MAX_BYTES);
+    o.flight_bytes = or_default(o.flight_bytes, UPG_FLIGHT_MAX_BYTES);
+    o.fpc_ttl_ms = or_default(o.fpc_ttl_ms, UPG_FPC_TTL_MS);
+    o.delivery_timeout_ms = or_default(o.delivery_timeout_ms, UPG_DELIVERY_TIMEOUT_MS);
+    o.now_ms = o.now_ms ? o.now_ms : mono_ms;
+    o.slot_done = o.slot_done ? o.slot_done : client_slot_done;
+    o.resume = o.resume ? o.resume : client_resume_upgrade_paused;
+    return o;
+}
+
 struct upgrade *upgrade_new(struct proxy *px)
+{
+    return upgrade_new_opts(px, NULL);
+}
+
+struct upgrade *upgrade_new_opts(struct proxy *px, const struct upgrade_opts *opts)
 {
     struct upgrade *u = calloc(1, sizeof(*u));
     if (!u)
         return NULL;
     u->px = px;
+    u->o = fill_opts(opts);
     u->pid = -1;
     u->epoch = -1;
     u->pid_backoff_ms = UPG_RETRY_BACKOFF_MS;
@@ -1094,8 +1363,8 @@ struct upgrade *upgrade_new(struct proxy *px)
     LIST_INIT(&u->flights);
     u->kick = event_new(px->base, -1, 0, kick_cb, u);
     u->tick = event_new(px->base, -1, EV_PERSIST, tick_cb, u);
-    if (!u->kick || !u->tick || seqtab_init(&u->parts, UPG_MAX_PARTITIONS, sizeof(struct upart)) ||
-        fpc_init(&u->fpc, UPG_FPC_MAX, UPG_FPC_TTL_MS)) {
+    if (!u->kick || !u->tick || seqtab_init(&u->parts, u->o.max_partitions, sizeof(struct upart)) ||
+        fpc_init(&u->fpc, u->o.fpc_entries, u->o.fpc_ttl_ms)) {
         upgrade_free(u);
         return NULL;
     }
@@ -1135,6 +1404,9 @@ void upgrade_free(struct upgrade *u)
     free_batches(u);
     seqtab_free(&u->parts);
     fpc_free(&u->fpc);
+    free(u->scratch.ready);
+    free(u->scratch.group);
+    free(u->scratch.keys);
     if (u->kick)
         event_free(u->kick);
     if (u->tick)

@@ -22,6 +22,7 @@
 
 #include "kproto.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct proxy;
@@ -29,8 +30,33 @@ struct broker;
 struct evbuffer;
 struct upgrade;
 
+/*
+ * The engine's bounds and timers, and hooks for tests. A member left 0 or
+ * NULL takes eosproxy's default (the values README.md documents, and
+ * client_slot_done / client_resume_upgrade_paused / CLOCK_MONOTONIC).
+ * Only tests set these: tests/fuzz/fuzz_upgrade.c shrinks the bounds so a
+ * small input reaches each of them, and plays the clock.
+ */
+struct upgrade_opts {
+    size_t max_requests;          /* client requests held; beyond: REQUEST_TIMED_OUT */
+    size_t max_bytes;             /* bytes held (request copies + batches); likewise */
+    size_t high_bytes;            /* upgrade_busy() above this ... */
+    size_t low_bytes;             /* ... until drained to this */
+    size_t max_partitions;        /* partitions with sequence state (idle ones evicted) */
+    size_t fpc_entries;           /* fingerprint cache entries */
+    size_t lane_max_bytes;        /* pending bytes per lane */
+    size_t flight_bytes;          /* batches per upstream ProduceRequest (at least one) */
+    uint64_t fpc_ttl_ms;          /* how long a completed batch answers client retries */
+    uint64_t delivery_timeout_ms; /* from submit to REQUEST_TIMED_OUT */
+    uint64_t (*now_ms)(void);     /* monotonic clock, ms */
+    void (*slot_done)(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp);
+    void (*resume)(struct proxy *px);
+};
+
 /* Creates the engine; it starts its InitProducerId lazily. NULL on OOM. */
 struct upgrade *upgrade_new(struct proxy *px);
+/* The same with opts (NULL: upgrade_new); opts is copied. */
+struct upgrade *upgrade_new_opts(struct proxy *px, const struct upgrade_opts *opts);
 /* Closes lanes, drops pending work; upgrade_free(NULL) is safe. */
 void upgrade_free(struct upgrade *u);
 

@@ -1,11 +1,13 @@
 /*
  * test_seqstate.c - sequence arithmetic, the per-partition sequence table
- * and the fingerprint cache (in flight, done, LRU eviction, TTL).
+ * (growth, sweep) and the fingerprint cache (in flight, done, LRU
+ * eviction, TTL, growth, many entries with one key).
  */
 #include "seqstate.h"
 #include "unit.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 struct mypart {
     struct seqpart sp;
@@ -126,6 +128,94 @@ static void test_fpc_ttl_and_lru(void)
     fpc_free(&c);
 }
 
+/* The table grows with what it holds; a sweep frees room. */
+static int drop_even(struct seqpart *p, void *arg)
+{
+    (*(int *)arg)++;
+    return p->partition % 2 == 0;
+}
+
+static void test_seqtab_grow_and_sweep(void)
+{
+    struct seqtab t;
+    CHECK_EQ(seqtab_init(&t, 20000, sizeof(struct mypart)), 0);
+    CHECK_EQ(t.nbuckets, 16); /* sized by what it holds, not by max */
+    char topic[16];
+    int ok = 1;
+    for (int32_t i = 0; i < 10000; i++) {
+        snprintf(topic, sizeof(topic), "t%d", (int)(i % 7));
+        struct mypart *p = (struct mypart *)seqtab_get(&t, topic, strlen(topic), i);
+        ok = ok && p && p->payload == 0;
+        if (p)
+            p->payload = i + 1;
+    }
+    CHECK(ok);
+    CHECK_EQ(t.n, 10000);
+    CHECK(t.nbuckets >= 8192);
+    for (int32_t i = 0; i < 10000; i++) {
+        snprintf(topic, sizeof(topic), "t%d", (int)(i % 7));
+        struct mypart *p = (struct mypart *)seqtab_find(&t, topic, strlen(topic), i);
+        ok = ok && p && p->payload == i + 1;
+    }
+    CHECK(ok);
+    int seen = 0;
+    CHECK_EQ(seqtab_sweep(&t, drop_even, &seen), 5000);
+    CHECK_EQ(seen, 10000);
+    CHECK_EQ(t.n, 5000);
+    CHECK(seqtab_find(&t, "t0", 2, 0) == NULL);
+    CHECK(seqtab_find(&t, "t1", 2, 1) != NULL);
+    /* Room again: a full table takes new partitions after a sweep. */
+    struct seqtab f;
+    CHECK_EQ(seqtab_init(&f, 2, sizeof(struct mypart)), 0);
+    CHECK(seqtab_get(&f, "a", 1, 0) && seqtab_get(&f, "a", 1, 1));
+    CHECK(seqtab_get(&f, "a", 1, 2) == NULL);
+    seen = 0;
+    CHECK_EQ(seqtab_sweep(&f, drop_even, &seen), 1);
+    CHECK(seqtab_get(&f, "a", 1, 2) != NULL);
+    seqtab_free(&f);
+    seqtab_free(&t);
+}
+
+/*
+ * Many entries of one key (a client that sends the same batch again and
+ * again): the newest is found first, also after the buckets grew, and
+ * expiry and eviction take the oldest without walking the chain.
+ */
+static void test_fpc_one_key(void)
+{
+    struct fpcache c;
+    CHECK_EQ(fpc_init(&c, 3000, 10000), 0);
+    int b[3000];
+    struct fpc_entry *e[2000];
+    struct fpc_result r = {0, 0, -1, -1};
+    for (int i = 0; i < 2000; i++) {
+        e[i] = fpc_add_inflight(&c, i < 1500 ? 42 : (uint64_t)i, &b[i], (uint64_t)i);
+        CHECK(e[i] != NULL);
+        r.base_offset = i;
+        fpc_complete(&c, e[i], &r, (uint64_t)i);
+    }
+    CHECK(c.nbuckets >= 2048);
+    CHECK(fpc_find(&c, 42, 1999) == e[1499]);
+    /* At 10000 + 700 those done at 700 or before have expired, oldest
+     * first. */
+    CHECK(fpc_find(&c, 42, 10700) == e[1499]);
+    CHECK_EQ(c.n, 1299);
+    CHECK(c.lru_head == e[701]);
+    fpc_remove(&c, e[1499]);
+    CHECK(fpc_find(&c, 42, 10700) == e[1498]);
+    /* Full: adding evicts the oldest done entry, one of key 42. */
+    int ok = 1;
+    for (int i = 0; i < 1702; i++)
+        ok = ok && fpc_add_inflight(&c, 5000 + (uint64_t)i, &b[0], 10700) != NULL;
+    CHECK(ok);
+    CHECK_EQ(c.n, 3000);
+    CHECK(fpc_add_inflight(&c, 7, &b[0], 10700) != NULL);
+    CHECK_EQ(c.n, 3000);
+    CHECK(c.lru_head == e[702]);
+    CHECK(fpc_find(&c, 42, 10700) == e[1498]);
+    fpc_free(&c);
+}
+
 /* Keys separate topics and partitions that share a batch fingerprint. */
 static void test_fpc_key(void)
 {
@@ -140,8 +230,10 @@ int main(void)
 {
     test_seq_add();
     test_seqtab();
+    test_seqtab_grow_and_sweep();
     test_fpc_basic();
     test_fpc_ttl_and_lru();
+    test_fpc_one_key();
     test_fpc_key();
     return unit_done("test_seqstate");
 }
