@@ -730,11 +730,17 @@ static int route_at_most_once(struct client *c, const kreq_hdr_t *h, uint8_t *fr
     return REQ_FORWARD;
 }
 
+/* The token of an acks=0 upgraded Produce: no slot has it, so its
+ * completion (resp NULL) is dropped by client_slot_done. */
+#define TOKEN_NO_SLOT UINT64_MAX
+
 /* The idempotent upgrade: the engine answers later through the slot. */
 static int route_upgrade(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
                          const struct produce_view *v, int acks)
 {
-    uint64_t token = c->tail;
+    /* acks=0 books no slot: c->tail would name the next request's slot,
+     * and the engine's NULL completion would then close the client. */
+    uint64_t token = acks != 0 ? c->tail : TOKEN_NO_SLOT;
     if (acks != 0)
         slot_push(c, h, SLOT_LOCAL);
     int err = upgrade_submit(c->px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);

@@ -130,3 +130,29 @@ def test_sigterm_answers_in_flight_requests(mock, proxy, needs_proxy):
         assert c.closed_by_peer()
     assert proxy.wait_exit() == 0
     assert [v for _, _, _, v in kcat_consume(mock.bootstrap, topic)] == ["in-flight"]
+
+
+def test_acks0_then_acked_produce_to_an_upgraded_topic(mock, proxy_factory, needs_proxy):
+    """An acks=0 Produce to an idempotent topic, then an acked one on the
+    same connection: the acked one is answered and the connection stays
+    open (the acks=0 completion once named the next request's slot and
+    closed the client). Every record lands once."""
+    proxy = proxy_factory(topics=[{"match": "a0i-*", "delivery": "idempotent"}])
+    topic = mock.topic(unique("a0i"), 1)
+    _, addr = leader_addr(proxy, topic)
+    with Conn(addr) as c:
+        for round_ in range(3):
+            c.send(produce_request(3, topic, 0, record_batch([f"fire{round_}".encode()]), acks=0,
+                                   corr=10 * round_ + 1))
+            c.send(produce_request(3, topic, 0, record_batch([f"acked{round_}".encode()]), acks=1,
+                                   corr=10 * round_ + 2))
+            corr, body = c.recv()
+            assert corr == 10 * round_ + 2, "the acks=0 request was answered"
+            [(name, part, err, _)] = parse_produce(3, body)
+            assert (name, part, err) == (topic, 0, 0)
+        c.sock.settimeout(1.0)
+        assert not c.closed_by_peer(), "eosproxy closed the connection"
+    values = sorted(v for _, _, _, v in kcat_consume(proxy.bootstrap, topic))
+    assert values == sorted([f"fire{i}" for i in range(3)] + [f"acked{i}" for i in range(3)])
+    assert proxy.metrics().get_value("eosproxy_client_connections_closed_total",
+                                     reason="protocol") == 0
