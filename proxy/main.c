@@ -5,6 +5,7 @@
 #include "config.h"
 #include "log.h"
 #include "loopwatch.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "users.h"
 
@@ -27,17 +28,22 @@ static void usage(FILE *f)
                "                                 read a password on stdin, print a users file\n"
                "                                 line USER:HASH256:HASH512 (PBKDF2, N\n"
                "                                 iterations, 10000..10000000, default 210000)\n"
-               "       eosproxy config reference every config key as Markdown tables\n");
+               "       eosproxy config reference every config key as Markdown tables\n"
+               "       eosproxy metrics reference every metric as a Markdown table\n");
 }
 
-/* eosproxy config reference: the key tables as Markdown (see config.h). */
-static int cmd_config(int argc, char **argv)
+/* eosproxy config|metrics reference: the key tables or the metric
+ * families as Markdown (see config.h, metrics.h). */
+static int cmd_reference(int argc, char **argv)
 {
     if (argc != 3 || strcmp(argv[2], "reference") != 0) {
         usage(stderr);
         return 2;
     }
-    config_reference(stdout);
+    if (strcmp(argv[1], "config") == 0)
+        config_reference(stdout);
+    else
+        metrics_reference(stdout);
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -260,8 +266,8 @@ int main(int argc, char **argv)
     int check = 0, opt;
     if (argc > 1 && strcmp(argv[1], "passwd") == 0)
         return cmd_passwd(argc, argv);
-    if (argc > 1 && strcmp(argv[1], "config") == 0)
-        return cmd_config(argc, argv);
+    if (argc > 1 && (strcmp(argv[1], "config") == 0 || strcmp(argv[1], "metrics") == 0))
+        return cmd_reference(argc, argv);
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':

@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct metrics g_metrics;
@@ -344,4 +345,84 @@ void metrics_render(struct evbuffer *out)
     render_redis(out);
     render_latency(out);
     render_upstream(out);
+}
+
+/* ---- the reference (README "Metrics") ----------------------------------- */
+
+/* One family of the exposition: its name, type, help and label names. */
+struct ref_family {
+    char name[96], type[16], labels[96];
+    const char *help; /* into the rendered text */
+    int help_len;
+};
+
+/* Adds the label names of sample line s (not "le") to f->labels. */
+static void ref_labels(struct ref_family *f, const char *s, const char *end)
+{
+    const char *p = memchr(s, '{', (size_t)(end - s));
+    while (p && p < end && *p != '}') {
+        const char *name = p + 1, *eq = memchr(name, '=', (size_t)(end - name));
+        if (!eq)
+            return;
+        int n = (int)(eq - name);
+        char want[48];
+        snprintf(want, sizeof(want), "%.*s", n, name);
+        if (strcmp(want, "le") != 0 && !strstr(f->labels, want)) {
+            size_t l = strlen(f->labels);
+            snprintf(f->labels + l, sizeof(f->labels) - l, "%s%s", l ? "," : "", want);
+        }
+        p = strchr(eq + 2, '"'); /* the closing quote (values hold no quotes here) */
+        p = p ? p + 1 : NULL;
+    }
+}
+
+void metrics_reference(FILE *out)
+{
+    /* Every counter non-zero, so every labelled sample is rendered. */
+    struct metrics saved = g_metrics;
+    memset(&g_metrics, 1, sizeof(g_metrics));
+    struct evbuffer *b = evbuffer_new();
+    metrics_render(b);
+    g_metrics = saved;
+    size_t len = evbuffer_get_length(b);
+    char *text = malloc(len + 1);
+    struct ref_family *fam = calloc(256, sizeof(*fam));
+    if (!text || !fam) {
+        free(text);
+        free(fam);
+        evbuffer_free(b);
+        return;
+    }
+    evbuffer_remove(b, text, len);
+    text[len] = '\0';
+    evbuffer_free(b);
+    int n = 0;
+    for (char *line = text, *end; *line; line = *end ? end + 1 : end) {
+        end = strchr(line, '\n');
+        if (!end)
+            end = line + strlen(line);
+        if (strncmp(line, "# HELP ", 7) == 0 && n < 256) {
+            struct ref_family *f = &fam[n++];
+            const char *sp = memchr(line + 7, ' ', (size_t)(end - line - 7));
+            if (!sp)
+                continue;
+            snprintf(f->name, sizeof(f->name), "%.*s", (int)(sp - line - 7), line + 7);
+            f->help = sp + 1;
+            f->help_len = (int)(end - sp - 1);
+        } else if (strncmp(line, "# TYPE ", 7) == 0 && n) {
+            const char *sp = end;
+            while (sp > line && sp[-1] != ' ')
+                sp--;
+            snprintf(fam[n - 1].type, sizeof(fam[n - 1].type), "%.*s", (int)(end - sp), sp);
+        } else if (n && line[0] != '#') {
+            ref_labels(&fam[n - 1], line, end);
+        }
+    }
+    fputs("### all\n\n| Metric | Type | Meaning |\n|---|---|---|\n", out);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "| `%s%s%s%s` | %s | %.*s |\n", fam[i].name, fam[i].labels[0] ? "{" : "",
+                fam[i].labels, fam[i].labels[0] ? "}" : "", fam[i].type, fam[i].help_len,
+                fam[i].help);
+    free(fam);
+    free(text);
 }

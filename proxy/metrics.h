@@ -11,6 +11,7 @@
 #include "kproto.h"
 
 #include <stdint.h>
+#include <stdio.h>
 
 struct evbuffer;
 
@@ -149,5 +150,13 @@ void metrics_observe_loop_lag(uint64_t usec);
 
 /* Appends the Prometheus text exposition of every metric to out. */
 void metrics_render(struct evbuffer *out);
+
+/*
+ * Writes every metric family (name with its label names, type, help) as
+ * one Markdown table under "### all", from the exposition itself:
+ * `eosproxy metrics reference` prints it and README's "Metrics" table is
+ * generated from it (tests/tools/reference.py). Leaves g_metrics as it was.
+ */
+void metrics_reference(FILE *out);
 
 #endif

@@ -2,10 +2,11 @@
 """Keeps README.md's generated reference tables in step with the code.
 
 The Configuration reference tables in README.md are generated from the key
-tables in proxy/config.c (`eosproxy config reference`). Each generated
-table stands between
+tables in proxy/config.c (`eosproxy config reference`), and the Metrics
+table from the exposition in proxy/metrics.c (`eosproxy metrics
+reference`). Each generated table stands between
 
-    <!-- generated: eosproxy config reference SECTION -->
+    <!-- generated: eosproxy config|metrics reference SECTION -->
     ...
     <!-- end generated -->
 
