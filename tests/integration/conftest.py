@@ -334,6 +334,23 @@ class DirectProxy:
         pass
 
 
+def stop_checked(procs):
+    """Stops every eosproxy in procs with check_clean_exit (SIGTERM, exit
+    0, no sanitizer report) and kills any still running. Returns the
+    failures, for the caller to report once its own teardown is done."""
+    failures = []
+    for p in procs:
+        try:
+            p.check_clean_exit()
+        except AssertionError as e:
+            failures.append(str(e))
+        finally:
+            if p.proc.poll() is None:
+                p.proc.kill()
+                p.proc.wait(10)
+    return failures
+
+
 @pytest.fixture
 def proxy_factory(mock, tmp_path):
     started = []
@@ -352,15 +369,7 @@ def proxy_factory(mock, tmp_path):
     try:
         yield start
     finally:
-        for p in started:
-            try:
-                p.check_clean_exit()
-            except AssertionError as e:
-                failures.append(str(e))
-            finally:
-                if p.proc.poll() is None:
-                    p.proc.kill()
-                    p.proc.wait(10)
+        failures = stop_checked(started)
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
 

@@ -359,15 +359,7 @@ def test_alerts_upstream_unreachable(mock, proxy_factory, certs, tmp_path):
                               "EosproxyNotReady": [{}],
                               "EosproxyUpstreamLoginFailing": [{"kind": "tls"}]}))
     finally:
-        for p in started:
-            try:
-                p.check_clean_exit()
-            except AssertionError as e:
-                failures.append(str(e))
-            finally:
-                if p.proc.poll() is None:
-                    p.proc.kill()
-                    p.proc.wait(10)
+        failures += conftest.stop_checked(started)
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
 

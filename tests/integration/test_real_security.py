@@ -8,6 +8,7 @@ a wrong CA are refused with a clear log line and nothing is written; and
 the whole chain, a client logging into eosproxy over TLS and eosproxy into
 the broker, carries records end to end."""
 
+import conftest
 import pytest
 
 from helpers import kcat, unique, wait_until
@@ -30,15 +31,7 @@ def kunready(kafka, tmp_path):
     try:
         yield u
     finally:
-        for p in u.started:
-            try:
-                p.check_clean_exit()
-            except AssertionError as e:
-                failures.append(str(e))
-            finally:
-                if p.proc.poll() is None:
-                    p.proc.kill()
-                    p.proc.wait(10)
+        failures += conftest.stop_checked(u.started)
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
 

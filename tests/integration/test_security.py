@@ -130,15 +130,7 @@ def unready(mock, tmp_path):
     try:
         yield u
     finally:
-        for p in u.started:
-            try:
-                p.check_clean_exit()
-            except AssertionError as e:
-                failures.append(str(e))
-            finally:
-                if p.proc.poll() is None:
-                    p.proc.kill()
-                    p.proc.wait(10)
+        failures += conftest.stop_checked(u.started)
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
 
