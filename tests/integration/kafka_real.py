@@ -623,17 +623,8 @@ class ProxyFactory:
         return p
 
     def close(self):
-        failures = []
-        for p in self.started:
-            try:
-                p.check_clean_exit()
-            except AssertionError as e:
-                failures.append(str(e))
-            finally:
-                if p.proc.poll() is None:
-                    p.proc.kill()
-                    p.proc.wait(10)
-        return failures
+        from conftest import stop_checked
+        return stop_checked(self.started)
 
 
 @pytest.fixture
