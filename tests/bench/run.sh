@@ -19,9 +19,16 @@
 # the TLS handshakes and that refusal, or the run fails. At the end,
 # tests/bench/logins.py measures logins per second (PLAIN, SCRAM-SHA-256).
 #
+# Last, tests/bench/real.py runs Kafka's own ProducerPerformance and
+# ConsumerPerformance direct and through eosproxy against a real Apache
+# Kafka 4 broker (tests/kafka/.cache, fetched on first use) and prints its
+# own table; a failed case there fails this script.
+#
 # Knobs (environment): ROUNDS (5), COUNT_1K (1000000), COUNT_100 (3000000),
 # COUNT_LAT (5000), PARTITIONS (6), EOSPROXY_BIN, MOCKCLUSTER_BIN, BENCH_BIN;
-# logins.py reads SEQ_SECONDS, CONC_SECONDS, CONCURRENCY (see its header).
+# logins.py reads SEQ_SECONDS, CONC_SECONDS, CONCURRENCY (see its header);
+# BENCH_REAL (1; 0 skips the real-Kafka part), which reads REAL_ROUNDS,
+# REAL_COUNT, REAL_COUNT_CONSUME and more (see tests/bench/real.py's header).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -464,6 +471,17 @@ if [ "$PROXY_FAILED" = 0 ] && [ -x "$EOSPROXY_BIN" ]; then
     fi
 fi
 
+# ---- against a real Apache Kafka broker (its own broker and eosproxy)
+REAL_FAILED=0
+if [ "${BENCH_REAL:-1}" != 0 ]; then
+    if [ "$PROXY_FAILED" = 0 ] && [ -x "$EOSPROXY_BIN" ]; then
+        echo "bench: real Kafka broker (tests/bench/real.py; BENCH_REAL=0 skips it)" >&2
+        EOSPROXY_BIN="$EOSPROXY_BIN" $PY tests/bench/real.py || REAL_FAILED=1
+    else
+        echo "bench: the real-Kafka part did not run: no working eosproxy" >&2
+    fi
+fi
+
 for log in proxy secure; do
     if [ -f "$WORK/$log.log" ] && grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$WORK/$log.log"; then
         echo "bench: $log eosproxy's log has a sanitizer report:" >&2
@@ -488,6 +506,10 @@ if [ "$SEC_FAILED" = 1 ]; then
 fi
 if [ "$LOGINS_FAILED" = 1 ]; then
     echo "bench: tests/bench/logins.py FAILED (see above)" >&2
+    exit 1
+fi
+if [ "$REAL_FAILED" = 1 ]; then
+    echo "bench: tests/bench/real.py (real Kafka broker) FAILED (see above)" >&2
     exit 1
 fi
 if [ "$PROXY_FAILED" = 1 ]; then
