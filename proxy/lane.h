@@ -3,7 +3,8 @@
  *
  * The idempotent upgrade sends its own requests (Produce with its producer
  * id, InitProducerId) on "lanes", one per broker, never on a client's
- * connection. A lane numbers its requests with its own correlation ids and
+ * connection, and its Metadata requests (for leaders) on one more lane of
+ * their own. A lane numbers its requests with its own correlation ids and
  * matches the responses in order (Kafka answers a connection's requests in
  * the order they were sent). It connects lazily, holds what is sent while
  * it is down, and on any failure (connect error, close, a response that

@@ -6,7 +6,11 @@
  * flight or completed recently answers from there (a client retry
  * absorbed); otherwise it is copied into a "ubatch" and queued on its
  * partition. Up to UPG_PART_INFLIGHT batches of a partition are on the
- * wire at once, in queue order, all to one broker; a batch gets eosproxy's
+ * wire at once, in queue order, all to one broker (the partition's leader:
+ * the broker the client sent it to, until a broker answers that it does
+ * not lead the partition or the lane to it fails; then nothing of the
+ * partition is sent until the engine's own Metadata request, on a lane,
+ * names the leader); a batch gets eosproxy's
  * producer id, epoch and the partition's next sequence when first sent
  * under a producer generation, and keeps them for every retry. Nothing of
  * a partition is sent past a batch that waits for its backoff, or past an
@@ -29,18 +33,22 @@
  *   13 NETWORK_EXCEPTION,           eosproxy with the SAME producer id,
  *   19 NOT_ENOUGH_REPLICAS,         epoch and sequence, backoff 100 ms
  *   20 NOT_ENOUGH_REPLICAS_AFTER_   doubling to 1 s, until success or the
- *      APPEND, 56 KAFKA_STORAGE_    delivery timeout (120 s from submit);
- *      ERROR is NOT here (see       then the client gets REQUEST_TIMED_OUT
- *      below), lane disconnects,    and the producer epoch is bumped so the
- *      overdue or malformed         old attempt can never be written later
- *      responses
- *   6 NOT_LEADER_OR_FOLLOWER,       "nothing was written": returned to the
- *   3 UNKNOWN_TOPIC_OR_PARTITION,   client as is; the partition's sequence
- *   5 LEADER_NOT_AVAILABLE,         is rolled back, so the client's retry
- *   74 FENCED_LEADER_EPOCH,         (to the new leader) is sent with the
- *   75 UNKNOWN_LEADER_EPOCH,        same sequence
- *   56 KAFKA_STORAGE_ERROR,
- *   14/15/16 COORDINATOR_*
+ *      APPEND, lane disconnects,    delivery timeout (120 s from submit);
+ *      overdue or malformed         then the client gets REQUEST_TIMED_OUT
+ *      responses                    and the producer epoch is bumped so the
+ *                                   old attempt can never be written later.
+ *                                   13 and lost answers also put the
+ *                                   partition's leader in doubt (below)
+ *   6 NOT_LEADER_OR_FOLLOWER,       "this broker wrote nothing", but an
+ *   3 UNKNOWN_TOPIC_OR_PARTITION,   earlier attempt (to a leader since
+ *   5 LEADER_NOT_AVAILABLE,         gone) may have been written and
+ *   74 FENCED_LEADER_EPOCH,         replicated: the sequence is kept, the
+ *   75 UNKNOWN_LEADER_EPOCH,        partition waits for the leader a
+ *   56 KAFKA_STORAGE_ERROR          Metadata request of the engine's own
+ *                                   names, and the SAME batch goes there
+ *                                   with the same ids (a write that did
+ *                                   land answers 46 or 0 with its offset);
+ *                                   backoff and delivery timeout as above
  *   45 OUT_OF_ORDER_SEQUENCE_NUMBER, safe reset: eosproxy renews its
  *   47 INVALID_PRODUCER_EPOCH,      producer (KIP-360 epoch bump with
  *   59 UNKNOWN_PRODUCER_ID,         InitProducerId v3+; once a broker
@@ -52,9 +60,9 @@
  *                                   sees only the final outcome
  *   2 CORRUPT_MESSAGE, 10 MESSAGE_  non-retriable: returned to the client
  *   TOO_LARGE, 18 RECORD_LIST_TOO_  as is, sequence rolled back (the broker
- *   LARGE, 21 INVALID_REQUIRED_     validated before appending)
- *   ACKS, 29 TOPIC_AUTHORIZATION_
- *   FAILED, 87 INVALID_RECORD,
+ *   LARGE, 21 INVALID_REQUIRED_     validated before appending) unless an
+ *   ACKS, 29 TOPIC_AUTHORIZATION_   earlier attempt may have been written
+ *   FAILED, 87 INVALID_RECORD,      (then the epoch is bumped instead)
  *   76 UNSUPPORTED_COMPRESSION_
  *   TYPE, 43 UNSUPPORTED_FOR_
  *   MESSAGE_FORMAT, any other
@@ -82,7 +90,11 @@
  *     are evicted oldest first; when every entry is a batch in flight, the
  *     new batch gets REQUEST_TIMED_OUT;
  *   bytes per lane (64 MiB): a flight the lane refuses waits a backoff;
- *   one upstream ProduceRequest: 1 MiB of batches (at least one).
+ *   one upstream ProduceRequest: 1 MiB of batches (at least one);
+ *   leader look-ups: one Metadata request in flight, for at most 64
+ *     topics, at least 100 ms apart (doubling to 1 s while answers bring
+ *     no leader); a partition waits for its leader no longer than the
+ *     delivery timeout.
  * The per-flight and per-tick work is O(partitions in it) or O(active
  * partitions), never O(partitions squared) or O(queued batches).
  *
@@ -115,7 +127,11 @@
 enum {
     KERR_NONE = 0,
     KERR_CORRUPT_MESSAGE = 2,
+    KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
+    KERR_LEADER_NOT_AVAILABLE = 5,
+    KERR_NOT_LEADER_OR_FOLLOWER = 6,
     KERR_REQUEST_TIMED_OUT = 7,
+    KERR_REPLICA_NOT_AVAILABLE = 9,
     KERR_NETWORK_EXCEPTION = 13,
     KERR_NOT_ENOUGH_REPLICAS = 19,
     KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20,
@@ -124,7 +140,10 @@ enum {
     KERR_OUT_OF_ORDER_SEQUENCE_NUMBER = 45,
     KERR_DUPLICATE_SEQUENCE_NUMBER = 46,
     KERR_INVALID_PRODUCER_EPOCH = 47,
+    KERR_KAFKA_STORAGE_ERROR = 56,
     KERR_UNKNOWN_PRODUCER_ID = 59,
+    KERR_FENCED_LEADER_EPOCH = 74,
+    KERR_UNKNOWN_LEADER_EPOCH = 75,
     KERR_INVALID_RECORD = 87,
     KERR_PRODUCER_FENCED = 90,
 };
@@ -152,6 +171,22 @@ enum {
 #define UPG_LOG_EVERY_MS 10000u
 /* Floor of the "in flight this long" test in is_client_retry. */
 #define UPG_RETRY_MIN_GAP_MS 50u
+/* The engine's own Metadata requests (leaders of partitions that lost
+ * theirs): at most one in flight, at least this far apart, doubling while
+ * answers bring no leader. */
+#define UPG_MD_BACKOFF_MS 100u
+#define UPG_MD_BACKOFF_MAX_MS 1000u
+/* Topics in one such request (the rest wait for the next). */
+#define UPG_MD_MAX_TOPICS 64
+/* An unanswered one is given up this long after it was sent, and the next
+ * goes to another broker. */
+#define UPG_MD_TIMEOUT_MS 10000u
+/* Pending bytes on the Metadata lane (one small request at a time). */
+#define UPG_MD_LANE_MAX_BYTES (1u << 20)
+/* Metadata versions the engine writes and parses (v1..v12). */
+#define UPG_MD_MIN_VERSION 1
+#define UPG_MD_MAX_VERSION 12
+#define UPG_MD_FLEX_VERSION 9
 
 enum pid_state { PID_NONE, PID_REQUESTING, PID_READY };
 
@@ -187,7 +222,7 @@ struct ubatch {
     uint8_t *data;         /* the batch (owned); rewritten in place */
     size_t size;
     int32_t record_count;
-    int32_t node_id;    /* the broker the client sent it to */
+    int32_t node_id;    /* the broker of its latest attempt (upart.leader then) */
     int32_t timeout_ms; /* the client's ProduceRequest timeout */
     uint64_t gen;       /* producer generation of pid/epoch/seq; 0: none */
     int32_t seq;
@@ -204,9 +239,15 @@ struct upart {
     struct seqpart sp; /* first: the seqtab entry */
     struct ubatch_q q;
     int active;
+    /* Where its batches go: the broker the client sent the first queued
+     * one to, then what the engine's own Metadata request says once a
+     * broker answered "not the leader" or the lane to it failed. */
+    int32_t leader;
+    int stale;         /* waiting for a Metadata answer: nothing is sent */
     uint64_t in_group; /* flush: the group it has a batch in (u->stamp) */
     uint64_t held;     /* flush: the pass in which a batch of it could not go */
     TAILQ_ENTRY(upart) alink;
+    TAILQ_ENTRY(upart) slink; /* on u->stale */
 };
 TAILQ_HEAD(upart_q, upart);
 
@@ -246,6 +287,14 @@ struct pidreq {
     int bump;
 };
 
+/* One of the engine's Metadata requests in flight. */
+struct mdreq {
+    struct upgrade *u;
+    int16_t ver;
+    int32_t node_id;
+    uint64_t sent_ms;
+};
+
 struct upgrade {
     struct proxy *px;
     struct lane **lanes;
@@ -261,6 +310,16 @@ struct upgrade {
     struct seqtab parts;
     struct fpcache fpc;
     struct upart_q active;
+    struct upart_q stale; /* partitions waiting for a leader */
+    size_t nstale;
+    struct mdreq *mdreq; /* the Metadata request in flight, if any */
+    /* Its own lane (to one broker at a time): a broker answers a
+     * connection's requests in order, and on a produce lane a Metadata
+     * request would wait behind acks=all writes that wait for the replica
+     * that just died. */
+    struct lane *md_lane;
+    uint64_t md_not_before_ms, md_backoff_ms;
+    size_t md_rr; /* the broker asked next (index into px->brokers) */
     struct ureq_list reqs;
     struct ureq_q done;
     struct flight_list flights;
@@ -293,7 +352,7 @@ static void kick(struct upgrade *u)
 
 /* ---------------------------------------------------------------- classes */
 
-enum err_class { EC_SUCCESS, EC_RETRY, EC_RESET, EC_FAIL };
+enum err_class { EC_SUCCESS, EC_RETRY, EC_LEADER, EC_RESET, EC_FAIL };
 
 /* Which row of the error table an upstream partition ErrorCode is in. */
 static enum err_class classify(int16_t e)
@@ -307,6 +366,13 @@ static enum err_class classify(int16_t e)
     case KERR_NOT_ENOUGH_REPLICAS:
     case KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
         return EC_RETRY;
+    case KERR_UNKNOWN_TOPIC_OR_PARTITION:
+    case KERR_LEADER_NOT_AVAILABLE:
+    case KERR_NOT_LEADER_OR_FOLLOWER:
+    case KERR_KAFKA_STORAGE_ERROR:
+    case KERR_FENCED_LEADER_EPOCH:
+    case KERR_UNKNOWN_LEADER_EPOCH:
+        return EC_LEADER;
     case KERR_OUT_OF_ORDER_SEQUENCE_NUMBER:
     case KERR_INVALID_PRODUCER_EPOCH:
     case KERR_UNKNOWN_PRODUCER_ID:
@@ -413,11 +479,38 @@ static void part_deactivate(struct upgrade *u, struct upart *p)
     }
 }
 
+/*
+ * p's leader is in doubt (a broker answered that it does not lead p, or
+ * the lane to it failed): nothing of p is sent until the engine's own
+ * Metadata request names the leader (start_metadata, md_done).
+ */
+static void part_stale(struct upgrade *u, struct upart *p)
+{
+    if (!p->stale) {
+        p->stale = 1;
+        u->nstale++;
+        TAILQ_INSERT_TAIL(&u->stale, p, slink);
+    }
+}
+
+static void part_unstale(struct upgrade *u, struct upart *p)
+{
+    if (p->stale) {
+        p->stale = 0;
+        u->nstale--;
+        TAILQ_REMOVE(&u->stale, p, slink);
+    }
+}
+
 static void ubatch_free(struct upgrade *u, struct ubatch *b)
 {
     TAILQ_REMOVE(&b->part->q, b, link);
-    if (TAILQ_EMPTY(&b->part->q))
+    if (TAILQ_EMPTY(&b->part->q)) {
         u->nqueued--;
+        /* Nothing waits for a leader now; the next batch brings the
+         * client's idea of it (new_batch). */
+        part_unstale(u, b->part);
+    }
     u->bytes -= b->size;
     free(b->data);
     free(b);
@@ -465,10 +558,17 @@ static void batch_failed(struct upgrade *u, struct ubatch *b, int16_t e)
     ubatch_free(u, b);
 }
 
-/* A "may or may not be written" outcome: retry with the same ids. */
-static void batch_retry(struct upgrade *u, struct ubatch *b, uint64_t now)
+/*
+ * Retries b with the same ids after a backoff. maybe_written: the attempt
+ * may have been written ("may or may not be written"), so its sequence
+ * can never go to other content (batch_failed); else the broker answered
+ * that it wrote nothing (it does not lead the partition), which says
+ * nothing about earlier attempts, so b keeps what it was.
+ */
+static void batch_retry(struct upgrade *u, struct ubatch *b, int maybe_written, uint64_t now)
 {
-    b->ambiguous = 1;
+    if (maybe_written)
+        b->ambiguous = 1;
     if (now - b->created_ms >= u->o.delivery_timeout_ms) {
         log_warn("upgrade: %s-%d: delivery timeout; answering REQUEST_TIMED_OUT", b->part->sp.topic,
                  (int)b->part->sp.partition);
@@ -495,7 +595,23 @@ static void batch_outcome(struct upgrade *u, struct ubatch *b, const kproduce_pr
         break;
     }
     case EC_RETRY:
-        batch_retry(u, b, now);
+        /* A lost answer (p NULL: lane failure, malformed or missing) or a
+         * network error: the broker may be gone, so its leadership is in
+         * doubt too. */
+        if (!p || e == KERR_NETWORK_EXCEPTION)
+            part_stale(u, b->part);
+        batch_retry(u, b, 1, now);
+        break;
+    case EC_LEADER:
+        /*
+         * This broker wrote nothing, but an earlier attempt (to a leader
+         * that died, say) may have been written and replicated: the
+         * sequence is not given back. The same batch goes to the leader
+         * the cluster names now, with the same ids, where a write that
+         * did land answers as a duplicate (Kafka's producer does the same).
+         */
+        part_stale(u, b->part);
+        batch_retry(u, b, 0, now);
         break;
     case EC_RESET:
         if (e == KERR_OUT_OF_ORDER_SEQUENCE_NUMBER && TAILQ_FIRST(&b->part->q) != b) {
@@ -707,9 +823,11 @@ static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int
 /* ---------------------------------------------------------------- flush */
 
 /*
- * The batches of p that may go now, in order, into out: up to
- * UPG_PART_INFLIGHT on the wire per partition, all to the broker of the
- * first one, nothing past a batch that waits for its backoff (so
+ * The batches of p that may go now, in order, into out (each with node_id
+ * set to p's leader): none while p waits for a leader; up to
+ * UPG_PART_INFLIGHT on the wire per partition, all to one broker (so
+ * nothing goes to a new leader while an attempt is still on the wire to
+ * the old one); nothing past a batch that waits for its backoff (so
  * sequences reach the broker in order), and nothing past an attempt still
  * on the wire under an older producer generation: if the broker rejects
  * it, it is resent under the new one, and must keep its place. Returns how
@@ -720,19 +838,21 @@ static size_t ready_batches(const struct upgrade *u, struct upart *p, uint64_t n
 {
     size_t n = 0, busy = 0;
     struct ubatch *b;
-    int32_t node = TAILQ_FIRST(&p->q)->node_id;
+    if (p->stale)
+        return 0;
     TAILQ_FOREACH(b, &p->q, link)
     {
-        if (busy + n >= UPG_PART_INFLIGHT || b->node_id != node)
+        if (busy + n >= UPG_PART_INFLIGHT)
             break;
         if (b->on_wire) {
-            if (b->gen != u->gen)
+            if (b->gen != u->gen || b->node_id != p->leader)
                 break;
             busy++;
             continue;
         }
         if (b->not_before_ms > now)
             break;
+        b->node_id = p->leader;
         out[n++] = b;
     }
     return n;
@@ -978,6 +1098,283 @@ static void renew_producer(struct upgrade *u, const char *why)
     start_pid(u);
 }
 
+/* ---------------------------------------------------------------- leaders */
+
+/*
+ * The version of the engine's Metadata requests: the highest both sides
+ * speak, within what it writes and parses (v1..v12); -1 if none.
+ */
+static int16_t metadata_version(const struct upgrade *u)
+{
+    const kver_range_t *vr = &u->px->versions[KAPI_Metadata];
+    int16_t v = vr->max_ver > UPG_MD_MAX_VERSION ? UPG_MD_MAX_VERSION : vr->max_ver;
+    return vr->min_ver <= v && v >= UPG_MD_MIN_VERSION ? v : -1;
+}
+
+static void md_backoff(struct upgrade *u, uint64_t now, int grow)
+{
+    u->md_not_before_ms = now + u->md_backoff_ms;
+    if (!grow) {
+        u->md_backoff_ms = UPG_MD_BACKOFF_MS;
+        return;
+    }
+    u->md_backoff_ms *= 2;
+    if (u->md_backoff_ms > UPG_MD_BACKOFF_MAX_MS)
+        u->md_backoff_ms = UPG_MD_BACKOFF_MAX_MS;
+}
+
+/* Skips an INT32 array (replica lists). */
+static void md_skip_i32s(kreader_t *r, int flex)
+{
+    int32_t n = kr_array(r, flex, 4);
+    if (n > 0)
+        (void)kr_skip(r, (size_t)n * 4);
+}
+
+/*
+ * Reads a MetadataResponse of version ver (frame: after the size prefix)
+ * and gives each waiting partition it names the leader it names (one
+ * with a partition ErrorCode other than 0 or 9 REPLICA_NOT_AVAILABLE, or
+ * no leader, keeps waiting). The brokers it lists are learned as the
+ * control connection learns them (proxy_broker_learn), so a leader eosproxy
+ * has not seen yet can be reached. Returns how many partitions got a
+ * leader (*moved: how many of them a new one), or -1 when the response is
+ * malformed (what was read before the fault stands). One pass:
+ * O(brokers + partitions in it).
+ */
+static int md_apply(struct upgrade *u, int16_t ver, const uint8_t *frame, size_t len, int *moved)
+{
+    int flex = ver >= UPG_MD_FLEX_VERSION;
+    int32_t corr;
+    size_t off;
+    if (kproto_parse_response_header(KAPI_Metadata, ver, frame, len, &corr, &off))
+        return -1;
+    kreader_t r;
+    kr_init(&r, frame, len);
+    r.off = off;
+    if (ver >= 3)
+        (void)kr_i32(&r); /* ThrottleTimeMs */
+    int32_t nb = kr_array(&r, flex, 10);
+    for (int32_t i = 0; i < nb && kr_ok(&r); i++) {
+        int32_t node = kr_i32(&r);
+        kstr_t host = kr_str_nn(&r, flex);
+        int32_t port = kr_i32(&r);
+        (void)kr_str(&r, flex); /* Rack */
+        kr_tags_if(&r, flex);
+        if (kr_ok(&r) && host.len > 0 && port > 0 && port <= 65535)
+            proxy_broker_learn(u->px, node, host.ptr, (size_t)host.len, port);
+    }
+    if (ver >= 2)
+        (void)kr_str(&r, flex); /* ClusterId */
+    (void)kr_i32(&r);           /* ControllerId */
+    int resolved = 0;
+    int32_t nt = kr_array(&r, flex, 4);
+    for (int32_t i = 0; i < nt && kr_ok(&r); i++) {
+        int16_t terr = kr_i16(&r);
+        kstr_t name = kr_str(&r, flex);
+        if (ver >= 10)
+            (void)kr_skip(&r, 16); /* TopicId */
+        (void)kr_i8(&r);           /* IsInternal */
+        int32_t np = kr_array(&r, flex, 14);
+        for (int32_t j = 0; j < np && kr_ok(&r); j++) {
+            int16_t perr = kr_i16(&r);
+            int32_t index = kr_i32(&r);
+            int32_t leader = kr_i32(&r);
+            if (ver >= 7)
+                (void)kr_i32(&r);   /* LeaderEpoch */
+            md_skip_i32s(&r, flex); /* ReplicaNodes */
+            md_skip_i32s(&r, flex); /* IsrNodes */
+            if (ver >= 5)
+                md_skip_i32s(&r, flex); /* OfflineReplicas */
+            kr_tags_if(&r, flex);
+            if (!kr_ok(&r) || terr != KERR_NONE || name.len < 0 || leader < 0 ||
+                (perr != KERR_NONE && perr != KERR_REPLICA_NOT_AVAILABLE))
+                continue;
+            struct upart *p =
+                (struct upart *)seqtab_find(&u->parts, name.ptr, (size_t)name.len, index);
+            if (!p || !p->stale)
+                continue;
+            if (p->leader != leader) {
+                log_debug("upgrade: %s-%d: leader %d (was %d)", p->sp.topic, (int)index,
+                          (int)leader, (int)p->leader);
+                (*moved)++;
+            }
+            p->leader = leader;
+            part_unstale(u, p);
+            resolved++;
+        }
+        if (ver >= 8)
+            (void)kr_i32(&r); /* TopicAuthorizedOperations */
+        kr_tags_if(&r, flex);
+    }
+    if (ver >= 8 && ver <= 10)
+        (void)kr_i32(&r); /* ClusterAuthorizedOperations */
+    kr_tags_if(&r, flex);
+    return kr_ok(&r) ? resolved : -1;
+}
+
+static void md_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct mdreq *mr = arg;
+    struct upgrade *u = mr->u;
+    if (u->mdreq == mr)
+        u->mdreq = NULL;
+    if (u->closing) {
+        free(mr);
+        return;
+    }
+    int moved = 0;
+    int resolved = frame ? md_apply(u, mr->ver, frame, len, &moved) : -1;
+    if (resolved < 0) {
+        log_warn("upgrade: Metadata from broker %d %s; asking another", (int)mr->node_id,
+                 frame ? "malformed" : "failed");
+        u->md_rr++;
+    } else if (moved) {
+        log_info("upgrade: Metadata from broker %d: %d partition(s) have a new leader (resent "
+                 "there with the same sequences), %zu still wait for one",
+                 (int)mr->node_id, moved, u->nstale);
+    } else {
+        log_debug("upgrade: Metadata from broker %d: %d partition(s) have their leader back, %zu "
+                  "still wait for one",
+                  (int)mr->node_id, resolved, u->nstale);
+    }
+    md_backoff(u, u->o.now_ms(), resolved <= 0);
+    free(mr);
+    kick(u);
+}
+
+/*
+ * The broker to ask: round robin over the known brokers from md_rr, but
+ * not the one the first waiting partition lost (likely down) while there
+ * is another. NULL when none is known.
+ */
+static struct broker *md_broker(struct upgrade *u)
+{
+    struct proxy *px = u->px;
+    if (px->nbrokers == 0)
+        return NULL;
+    int32_t lost = TAILQ_FIRST(&u->stale)->leader;
+    struct broker *b = NULL;
+    for (size_t k = 0; k < px->nbrokers; k++) {
+        b = px->brokers[(u->md_rr + k) % px->nbrokers];
+        if (b->node_id != lost)
+            break;
+    }
+    return b;
+}
+
+/*
+ * Asks one broker, on the Metadata lane, for the leaders of the topics of the
+ * partitions that wait for one (at most UPG_MD_MAX_TOPICS topics; the
+ * rest go in the next request): one request in flight, no sooner than
+ * md_not_before_ms. Without a Metadata version both sides speak, the
+ * partitions go back to the leader they had.
+ */
+static void start_metadata(struct upgrade *u)
+{
+    uint64_t now = u->o.now_ms();
+    if (!u->nstale || u->mdreq || now < u->md_not_before_ms)
+        return;
+    int16_t ver = metadata_version(u);
+    if (ver < 0) {
+        log_warn("upgrade: no Metadata version to ask for leaders; %zu partition(s) keep theirs",
+                 u->nstale);
+        while (!TAILQ_EMPTY(&u->stale))
+            part_unstale(u, TAILQ_FIRST(&u->stale));
+        return;
+    }
+    struct broker *b = md_broker(u);
+    if (b && u->md_lane && lane_node_id(u->md_lane) != b->node_id) {
+        lane_free(u->md_lane); /* idle: nothing is in flight on it */
+        u->md_lane = NULL;
+    }
+    if (b && !u->md_lane)
+        u->md_lane = lane_new(u->px, b->node_id, UPG_MD_LANE_MAX_BYTES);
+    struct lane *l = u->md_lane;
+    struct mdreq *mr = b && l ? calloc(1, sizeof(*mr)) : NULL;
+    if (!mr) {
+        md_backoff(u, now, 1);
+        return;
+    }
+    /* Distinct topic names, views of the partitions' own; stop: the first
+     * partition whose topic did not fit (NULL: all did). */
+    kstr_t topics[UPG_MD_MAX_TOPICS];
+    int32_t n = 0;
+    struct upart *p;
+    TAILQ_FOREACH(p, &u->stale, slink)
+    {
+        int32_t i = n;
+        while (i > 0 && ((size_t)topics[i - 1].len != p->sp.topic_len ||
+                         memcmp(topics[i - 1].ptr, p->sp.topic, p->sp.topic_len)))
+            i--;
+        if (i > 0)
+            continue;
+        if (n == UPG_MD_MAX_TOPICS)
+            break;
+        topics[n++] = (kstr_t){p->sp.topic, (int32_t)p->sp.topic_len};
+    }
+    struct upart *stop = p;
+    int flex = ver >= UPG_MD_FLEX_VERSION;
+    static const uint8_t no_topic_id[16];
+    kwriter_t w;
+    kw_init(&w, 128);
+    size_t start = w.len;
+    kw_i32(&w, 0);
+    kproto_write_request_header(&w, KAPI_Metadata, ver, lane_next_correlation(l),
+                                (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)});
+    kw_array(&w, flex, n);
+    for (int32_t i = 0; i < n; i++) {
+        if (ver >= 10)
+            kw_raw(&w, no_topic_id, sizeof(no_topic_id));
+        kw_kstr(&w, flex, topics[i]);
+        if (flex)
+            kw_tags_empty(&w);
+    }
+    if (ver >= 4)
+        kw_i8(&w, 0); /* AllowAutoTopicCreation */
+    if (ver >= 8 && ver <= 10)
+        kw_i8(&w, 0); /* IncludeClusterAuthorizedOperations */
+    if (ver >= 8)
+        kw_i8(&w, 0); /* IncludeTopicAuthorizedOperations */
+    if (flex)
+        kw_tags_empty(&w);
+    int rc = kw_finish_frame(&w, start);
+    /* Those asked for now go to the back, so the next request (if this
+     * one leaves them waiting) asks for the others first. */
+    while (stop && TAILQ_FIRST(&u->stale) != stop) {
+        struct upart *q = TAILQ_FIRST(&u->stale);
+        TAILQ_REMOVE(&u->stale, q, slink);
+        TAILQ_INSERT_TAIL(&u->stale, q, slink);
+    }
+    mr->u = u;
+    mr->ver = ver;
+    mr->node_id = b->node_id;
+    mr->sent_ms = now;
+    if (rc == 0)
+        rc = send_writer(l, &w, 0, md_done, mr);
+    kw_free(&w);
+    if (rc) {
+        free(mr);
+        md_backoff(u, now, 1);
+        return;
+    }
+    log_debug("upgrade: %zu partition(s) wait for a leader; asking broker %d (Metadata v%d, %d "
+              "topic(s))",
+              u->nstale, (int)b->node_id, (int)ver, (int)n);
+    u->mdreq = mr;
+}
+
+/* Gives up a Metadata request unanswered for UPG_MD_TIMEOUT_MS: its lane is
+ * closed (md_done runs, and the next request goes to another broker). */
+static void expire_metadata(struct upgrade *u, uint64_t now)
+{
+    if (!u->mdreq || now - u->mdreq->sent_ms < UPG_MD_TIMEOUT_MS)
+        return;
+    struct lane *l = u->md_lane;
+    u->md_lane = NULL;
+    lane_free(l);
+}
+
 /* ---------------------------------------------------------------- loop */
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -992,6 +1389,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (u->pid_state == PID_NONE && !TAILQ_EMPTY(&u->active))
         start_pid(u);
+    start_metadata(u);
     flush(u);
     if (u->busy && u->bytes <= u->o.low_bytes) {
         u->busy = 0;
@@ -1013,7 +1411,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (TAILQ_EMPTY(&u->active))
         return;
-    expire_batches(u, u->o.now_ms());
+    uint64_t now = u->o.now_ms();
+    expire_metadata(u, now);
+    expire_batches(u, now);
     kick_cb(fd, what, arg);
 }
 
@@ -1055,6 +1455,7 @@ static int part_idle(struct seqpart *sp, void *arg)
     if (p->q.tqh_last && !TAILQ_EMPTY(&p->q))
         return 0;
     part_deactivate(u, p);
+    part_unstale(u, p);
     if (u->gen && sp->gen == u->gen)
         u->forgot_current = 1;
     return 1;
@@ -1163,8 +1564,14 @@ static struct ubatch *new_batch(struct upgrade *u, struct upart *p, const uint8_
     b->created_ms = u->o.now_ms();
     b->backoff_ms = UPG_RETRY_BACKOFF_MS;
     u->bytes += hdr->size;
-    if (TAILQ_EMPTY(&p->q))
+    if (TAILQ_EMPTY(&p->q)) {
+        /* Idle until now: the client's idea of the leader is the freshest
+         * (none when the request came in on the bootstrap listener). */
         u->nqueued++;
+        p->leader = node_id;
+        if (node_id < 0)
+            part_stale(u, p);
+    }
     TAILQ_INSERT_TAIL(&p->q, b, link);
     part_activate(u, p);
     return b;
@@ -1358,6 +1765,8 @@ struct upgrade *upgrade_new_opts(struct proxy *px, const struct upgrade_opts *op
     u->epoch = -1;
     u->pid_backoff_ms = UPG_RETRY_BACKOFF_MS;
     TAILQ_INIT(&u->active);
+    TAILQ_INIT(&u->stale);
+    u->md_backoff_ms = UPG_MD_BACKOFF_MS;
     TAILQ_INIT(&u->done);
     LIST_INIT(&u->reqs);
     LIST_INIT(&u->flights);
@@ -1391,11 +1800,12 @@ void upgrade_free(struct upgrade *u)
     if (!u)
         return;
     u->closing = 1;
-    /* Lanes fail their pending requests: flight_done/pid_done free their
+    /* Lanes fail their pending requests: flight_done/pid_done/md_done free their
      * contexts and touch nothing else while closing. */
     for (size_t i = 0; i < u->nlanes; i++)
         lane_free(u->lanes[i]);
     free(u->lanes);
+    lane_free(u->md_lane);
     struct ureq *r;
     while ((r = LIST_FIRST(&u->reqs))) {
         LIST_REMOVE(r, link);

@@ -8,9 +8,12 @@
  * header with its own producerId/epoch/baseSequence (new CRC-32C), sends
  * the batches on eosproxy-owned connections to the leader ("produce lanes",
  * one per broker) with acks=all, retries retriable failures itself with the
- * same sequence, and recognizes a client's own retry of a batch it already
- * has in flight or completed recently (fingerprint of topic, partition and
- * batch content), answering it with the original result. The client gets
+ * same sequence (to the partition's current leader, which it asks the
+ * cluster for with Metadata requests of its own on a lane when a broker
+ * answers that it does not lead a partition or a lane fails), and
+ * recognizes a client's own retry of a batch it already has in flight or
+ * completed recently (fingerprint of topic, partition and batch content),
+ * answering it with the original result. The client gets
  * one ProduceResponse per request, built here, in its own version.
  *
  * Completion is by id, not pointer: the engine calls

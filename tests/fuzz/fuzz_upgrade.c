@@ -18,7 +18,8 @@
  *   header: [0] upstream Produce version 3 + b % 7 (clients use no more)
  *           and InitProducerId version (b >> 3) % 5; [1] bounds profile
  *           (b % 4: defaults, tiny, small, defaults with short timers);
- *           [2] clock start.
+ *           [2] clock start, and Metadata version b % 13 (0: none the
+ *           engine can use).
  *   op % 16:
  *     0-3  submit a ProduceRequest: client, version 2..9 (2: refused
  *          with 43), acks -1/0/1, timeout, the listener's broker, 0..3
@@ -38,7 +39,10 @@
  *          first ones or not), or for the wrong correlation id (likewise).
  *          InitProducerId: a fresh id (epoch 0 or near INT16_MAX), a
  *          KIP-360 bump, an ErrorCode (e.g. 49 refusing the bump), ids
- *          < 0, malformed, lost;
+ *          < 0, malformed, lost. Metadata (the engine asks for leaders):
+ *          leaders among the three brokers, or a broker eosproxy does
+ *          not know, no leader, the topic unknown, malformed, lost (the
+ *          cluster has no leaders: any broker takes any batch);
  *     7    the lane fails everything pending (disconnect / overdue);
  *     8    the clock moves (10 ms .. 11 min) and the tick fires;
  *     9    a client resends an earlier request, in flight or answered;
@@ -67,13 +71,15 @@
  *    producer id) gets the ErrorCode a broker gives;
  *  - a partition answered with ErrorCode 0 was written: the cluster holds
  *    its content, at the base offset given when there is one;
- *  - what the engine sends parses, has acks=-1, one batch per partition,
- *    valid CRCs, an issued producer id and epoch, and only content a
- *    client submitted for that partition; under one producer id and epoch
- *    a partition's sequences start at 0 and have no gap, a batch is never
- *    sent again while its previous attempt is unanswered, and a sequence
- *    is never reused for other content unless every earlier attempt at
- *    it was answered "not written";
+ *  - what the engine sends parses; a Metadata request (against the
+ *    schema) names 1..64 topics, never all; a ProduceRequest has acks=-1,
+ *    one batch per partition, valid CRCs, an issued producer id and
+ *    epoch, and only content a client submitted for that partition;
+ *    under one producer id and epoch a partition's sequences start at 0
+ *    and have no gap, a batch is never sent again while its previous
+ *    attempt is unanswered, and a sequence is never reused for other
+ *    content unless every earlier attempt at it was answered "not
+ *    written";
  *  - per client and partition, batches answered 0 were first written in
  *    the order the client sent them (for content sent once);
  *  - no content is appended more often than clients submitted it plus
@@ -331,6 +337,7 @@ struct lbatch {
 struct issued {
     int64_t pid;
     int16_t epoch; /* current; older ones are fenced */
+    int lost;      /* an answer that issued it (or bumped it) never arrived */
 };
 
 struct run {
@@ -1131,6 +1138,40 @@ static void check_sent_batch(struct run *R, const struct ebatch *b)
              key4(6, b->part, (uint64_t)b->pid ^ ((uint64_t)(uint16_t)b->epoch << 48), end), 1);
 }
 
+/* The topics of the engine's Metadata request (frame with prefix), views
+ * into it; checks it against the schema first. Returns how many (at most
+ * max). */
+static int32_t metadata_topics(const uint8_t *frame, size_t len, kreq_hdr_t *h, kstr_t *topics,
+                               int32_t max)
+{
+    const char *err;
+    size_t off;
+    if (kproto_parse_request_header(frame + 4, len - 4, h, &err) || h->api_key != KAPI_Metadata ||
+        h->api_version < 1 || kproto_validate_request(h, frame + 4, len - 4, &off, &err))
+        die("the engine sent a malformed Metadata request");
+    int flex = h->api_version >= 9;
+    kreader_t r;
+    kr_init(&r, frame + 4, len - 4);
+    r.off = h->body_off;
+    int32_t n = kr_array(&r, flex, 1);
+    if (n < 1 || n > max)
+        die("the engine asked for no topic, all topics, or too many");
+    for (int32_t i = 0; i < n; i++) {
+        if (h->api_version >= 10)
+            (void)kr_skip(&r, 16);
+        topics[i] = kr_str(&r, flex);
+        kr_tags_if(&r, flex);
+        if (topics[i].len < 0)
+            die("a null topic name in a Metadata request");
+    }
+    if (!kr_ok(&r))
+        die("harness: a Metadata request that passed the schema does not parse");
+    return n;
+}
+
+/* Topics in one of the engine's Metadata requests (its documented bound). */
+#define MD_MAX_TOPICS 64
+
 static void on_send(struct lane *l, const uint8_t *frame, size_t len)
 {
     struct run *R = g_run;
@@ -1138,6 +1179,12 @@ static void on_send(struct lane *l, const uint8_t *frame, size_t len)
     int16_t api = kbe16(frame + 4);
     if (api == KAPI_InitProducerId)
         return; /* checked when answered */
+    if (api == KAPI_Metadata) {
+        kreq_hdr_t h;
+        kstr_t topics[MD_MAX_TOPICS];
+        metadata_topics(frame, len, &h, topics, MD_MAX_TOPICS);
+        return;
+    }
     kreq_hdr_t h;
     kproduce_req_t rq;
     struct ebatch *b;
@@ -1268,8 +1315,12 @@ static void pid_issue(struct run *R, const uint8_t *frame, size_t len, uint8_t f
     memset(r, 0, sizeof(*r));
     r->correlation_id = h.correlation_id;
     struct issued *is = rq.producer_id >= 0 ? pid_find(R, rq.producer_id) : NULL;
-    if (rq.producer_id >= 0 && (!is || rq.producer_epoch != is->epoch))
+    if (rq.producer_id >= 0 &&
+        (!is || rq.producer_epoch > is->epoch || (rq.producer_epoch < is->epoch && !is->lost)))
         die("an epoch bump for a producer id or epoch the engine does not hold");
+    if (is && rq.producer_epoch < is->epoch)
+        is = NULL; /* a bump whose answer was lost, asked again: a new id, as
+                    * Kafka gives for a null transactional id */
     if (is && !(fresh & 1) && is->epoch < INT16_MAX - 1) {
         is->epoch++;
         trace("  InitProducerId: bump %lld to epoch %d\n", (long long)is->pid, (int)is->epoch);
@@ -1290,10 +1341,13 @@ static void pid_issue(struct run *R, const uint8_t *frame, size_t len, uint8_t f
 static void lose_request(struct run *R, const uint8_t *frame, size_t len, int process)
 {
     int16_t api = kbe16(frame + 4);
+    if (api == KAPI_Metadata)
+        return;
     if (api == KAPI_InitProducerId) {
         if (process) {
             kinitpid_resp_t r;
             pid_issue(R, frame, len, 0, &r);
+            pid_find(R, r.producer_id)->lost = 1;
         }
         return;
     }
@@ -1363,6 +1417,7 @@ static void answer_pid(struct run *R, struct lane *l, const uint8_t *frame, size
     }
     case 5:
         pid_issue(R, frame, len, x, &r);
+        pid_find(R, r.producer_id)->lost = 1; /* the engine cannot use the answer */
         if (x & 1)
             r.producer_id = -1;
         else
@@ -1373,6 +1428,8 @@ static void answer_pid(struct run *R, struct lane *l, const uint8_t *frame, size
         return;
     default:
         pid_issue(R, frame, len, m % 8 == 3 ? x : 0, &r);
+        if (m % 8 == 6)
+            pid_find(R, r.producer_id)->lost = 1; /* malformed below */
         break;
     }
     kwriter_t w;
@@ -1380,6 +1437,97 @@ static void answer_pid(struct run *R, struct lane *l, const uint8_t *frame, size
     if (kinitpid_resp_write(&w, ver, &r))
         abort();
     deliver(l, &w, m % 8 == 6, x);
+}
+
+/* Partitions in each topic of a Metadata answer (the harness's go up to 63). */
+#define MD_PARTITIONS 64
+
+/*
+ * A broker's Metadata answer for the engine's request, in its version:
+ * the three brokers, and each topic asked for with MD_PARTITIONS
+ * partitions whose leader is one of them, or (by the input) a broker
+ * eosproxy does not know, none (LEADER_NOT_AVAILABLE), the topic unknown;
+ * or the answer malformed or lost.
+ */
+static void answer_metadata(struct run *R, struct lane *l, const uint8_t *frame, size_t len,
+                            struct in *in)
+{
+    uint8_t m = in_u8(in), x = in_u8(in);
+    int mode = m % 8;
+    if (mode == 7) {
+        fail_lane(R, l, 0);
+        return;
+    }
+    kreq_hdr_t h;
+    kstr_t topics[MD_MAX_TOPICS];
+    int32_t n = metadata_topics(frame, len, &h, topics, MD_MAX_TOPICS);
+    int16_t ver = h.api_version;
+    int flex = ver >= 9;
+    static const uint8_t zero_id[16];
+    kwriter_t w;
+    kw_init(&w, 1024);
+    size_t start = w.len;
+    kw_i32(&w, 0);
+    kw_i32(&w, h.correlation_id);
+    if (flex)
+        kw_tags_empty(&w);
+    if (ver >= 3)
+        kw_i32(&w, 0);
+    kw_array(&w, flex, (int32_t)g_px->nbrokers);
+    for (size_t i = 0; i < g_px->nbrokers; i++) {
+        const struct broker *b = g_px->brokers[i];
+        kw_i32(&w, b->node_id);
+        kw_str(&w, flex, b->host, (int32_t)strlen(b->host));
+        kw_i32(&w, b->port);
+        kw_str(&w, flex, NULL, -1);
+        if (flex)
+            kw_tags_empty(&w);
+    }
+    if (ver >= 2)
+        kw_str(&w, flex, NULL, -1);
+    kw_i32(&w, 1);
+    kw_array(&w, flex, n);
+    for (int32_t i = 0; i < n; i++) {
+        int unknown = mode == 5 && (x & 1);
+        kw_i16(&w, unknown ? 3 : 0);
+        kw_kstr(&w, flex, topics[i]);
+        if (ver >= 10)
+            kw_raw(&w, zero_id, sizeof(zero_id));
+        kw_i8(&w, 0);
+        kw_array(&w, flex, unknown ? 0 : MD_PARTITIONS);
+        for (int32_t j = 0; !unknown && j < MD_PARTITIONS; j++) {
+            int32_t leader = 1 + (int32_t)((x + (uint32_t)j) % NBROKERS);
+            if (mode == 3 && (j + x) % 4 == 0)
+                leader = NBROKERS + 1 + x % 4; /* not known to eosproxy */
+            if (mode == 4 && (j + x) % 2 == 0)
+                leader = -1;
+            kw_i16(&w, leader < 0 ? 5 : (mode == 5 && j % 3 == 0) ? 9 : 0);
+            kw_i32(&w, j);
+            kw_i32(&w, leader);
+            if (ver >= 7)
+                kw_i32(&w, 7);
+            for (int k = 0; k < 2; k++) {
+                kw_array(&w, flex, 1);
+                kw_i32(&w, leader);
+            }
+            if (ver >= 5)
+                kw_array(&w, flex, 0);
+            if (flex)
+                kw_tags_empty(&w);
+        }
+        if (ver >= 8)
+            kw_i32(&w, 0);
+        if (flex)
+            kw_tags_empty(&w);
+    }
+    if (ver >= 8 && ver <= 10)
+        kw_i32(&w, 0);
+    if (flex)
+        kw_tags_empty(&w);
+    if (kw_finish_frame(&w, start))
+        abort();
+    trace("  Metadata v%d: %d topic(s), mode %d\n", (int)ver, (int)n, mode);
+    deliver(l, &w, mode == 6, x);
 }
 
 /* Topics and each topic's partitions in the reverse order (a broker need
@@ -1473,6 +1621,8 @@ static void answer_oldest(struct run *R, struct lane *l, struct in *in)
     }
     if (kbe16(f + 4) == KAPI_InitProducerId)
         answer_pid(R, l, f, len, in);
+    else if (kbe16(f + 4) == KAPI_Metadata)
+        answer_metadata(R, l, f, len, in);
     else
         answer_produce(R, l, f, len, in);
 }
@@ -1723,6 +1873,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         R->client_ids[c] = (uint64_t)c + 1;
     g_px->versions[KAPI_Produce] = (kver_range_t){0, (int16_t)(3 + h0 % 7)};
     g_px->versions[KAPI_InitProducerId] = (kver_range_t){0, (int16_t)((h0 >> 3) % 5)};
+    g_px->versions[KAPI_Metadata] = (kver_range_t){0, (int16_t)(h2 % 13)};
     struct upgrade_opts o;
     set_bounds(&o, h1);
     R->u = upgrade_new_opts(g_px, &o);

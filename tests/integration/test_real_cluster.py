@@ -146,10 +146,11 @@ def kill_cycle(kafka3, tmp_path_factory):
     """One broker killed (kill -9) and restarted while three clients work
     through eosproxy, each on a topic of its own: an idempotent librdkafka
     producer (passed through), a non-idempotent one into an `idempotent`
-    topic (upgraded: eosproxy's producer id and sequences, rolled back and
-    retried across the leader change), and a consumer group member reading
-    what a producer writes straight to the cluster. The victim leads a
-    partition of every topic. The tests below judge the outcome."""
+    topic (upgraded: eosproxy's producer id and sequences; eosproxy asks the
+    cluster for the new leader and resends there with the same sequences),
+    and a consumer group member reading what a producer writes straight to
+    the cluster. The victim leads a partition of every topic. The tests
+    below judge the outcome."""
     factory = ProxyFactory(kafka3, tmp_path_factory.mktemp("kill-cycle"))
     try:
         proxy = factory(topics=IDEMPOTENT, **{"upstream.reconnect_backoff_max": "1s",
@@ -239,15 +240,6 @@ def test_broker_kill_idempotent_client_exactly_once(kafka3, kill_cycle):
     assert_exactly_once(kafka3, kill_cycle, "passed")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "eosproxy bug in proxy/upgrade.c (another change's file): a batch whose lane to the "
-    "killed leader dropped may or may not be written, yet the NOT_LEADER_OR_FOLLOWER that "
-    "the restarted broker answers later is taken for 'nothing was written': the sequence "
-    "is rolled back and the client told to retry. librdkafka re-batches those records "
-    "with newer ones, the new leader (which holds the first write) answers "
-    "OUT_OF_ORDER_SEQUENCE_NUMBER, eosproxy renews its producer id and the records land "
-    "twice. The batch also stays pinned to the dead broker until it returns. Seen in "
-    "some runs."))
 def test_broker_kill_upgraded_client_exactly_once(kafka3, kill_cycle):
     assert_exactly_once(kafka3, kill_cycle, "upgraded")
     assert eosproxy_producers(kill_cycle["proxy"].log), "eosproxy logged no producer id"
