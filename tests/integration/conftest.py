@@ -9,6 +9,23 @@ integration` does that; defaults: ../../build/asan/eosproxy and
   proxy_factory  starts eosproxy in front of `mock`: proxy_factory(**overrides)
   proxy          one eosproxy with the default test config
 
+  cluster        parametrized: the mock (a fresh one per test) or the real
+                 Kafka 4 broker (kafka_real.py's `kafka`, started once per
+                 session and shared). One interface for both: .kind ("mock" or
+                 "kafka"), .topic(name, partitions) -> name, .bootstrap,
+                 .brokers, .node_ids, .ports, .record_count(topic); anything
+                 else goes to the backend (.cmd only exists on the mock, so a
+                 test that injects faults cannot run on Kafka by mistake).
+                 The kafka param is marked `real_kafka`: -m "not real_kafka"
+                 leaves it out.
+  cluster_proxy_factory, cproxy
+                 proxy_factory and proxy in front of `cluster`.
+
+A test runs on both kinds unless it cannot: a mock-only test keeps the
+`mock` fixture and is marked mock_only("why"), a Kafka-only one keeps
+`kafka` (marked real_kafka) and is marked kafka_only("why"). Where the two
+kinds answer differently, the test branches on cluster.kind and says why.
+
 Every process started here is killed at teardown, even when the test failed.
 eosproxy itself must exit 0 on SIGTERM, and its log must hold no sanitizer
 report; teardown asserts both.
@@ -169,6 +186,70 @@ def mock(tmp_path):
     m = MockCluster(tmp_path)
     try:
         yield m
+    finally:
+        m.close()
+
+
+# ---------------------------------------------------------------- mock or real Kafka
+
+class Cluster:
+    """The mock or the real broker behind one interface (see `cluster`)."""
+
+    def __init__(self, kind, backend):
+        self.kind = kind  # "mock" or "kafka"
+        self.backend = backend
+
+    def __repr__(self):
+        return f"<Cluster {self.kind} {self.bootstrap}>"
+
+    def __getattr__(self, name):  # .cmd (mock), .listener/.certs/.users (kafka), ...
+        return getattr(self.backend, name)
+
+    @property
+    def bootstrap(self):
+        """The cluster's own address (plaintext): not through eosproxy."""
+        return self.backend.bootstrap
+
+    @property
+    def brokers(self):
+        return self.backend.brokers
+
+    @property
+    def node_ids(self):
+        return list(range(1, self.brokers + 1))
+
+    @property
+    def ports(self):
+        """Every port the cluster itself listens on."""
+        if self.kind == "mock":
+            return list(self.backend.ports)
+        return [p for n in self.backend.nodes for p in n.ports.values()]
+
+    def topic(self, name, partitions=4):
+        """Creates the topic (on Kafka: and waits until every partition is
+        served); returns its name."""
+        return self.backend.topic(name, partitions)
+
+    def record_count(self, topic):
+        """Records in topic, from the cluster's own watermarks (not through eosproxy)."""
+        if self.kind == "kafka":
+            return self.backend.record_count(topic)
+        from security import mock_record_count
+        return mock_record_count(self.backend, topic)
+
+
+CLUSTER_KINDS = ["mock", pytest.param("kafka", marks=pytest.mark.real_kafka)]
+
+
+@pytest.fixture(params=CLUSTER_KINDS)
+def cluster(request, tmp_path):
+    """A fresh mock, or the session's real Kafka broker (kafka_real.kafka)."""
+    if request.param == "kafka":
+        yield Cluster("kafka", request.getfixturevalue("kafka"))
+        return
+    m = MockCluster(tmp_path)
+    try:
+        yield Cluster("mock", m)
     finally:
         m.close()
 
@@ -351,16 +432,17 @@ def stop_checked(procs):
     return failures
 
 
-@pytest.fixture
-def proxy_factory(mock, tmp_path):
+def _proxy_factory(upstream, tmp_path):
+    """The body of proxy_factory and cluster_proxy_factory: yields
+    start(**overrides), stops and checks every eosproxy it started."""
     started = []
 
     def start(**overrides):
         if DIRECT:
-            return DirectProxy(mock)
+            return DirectProxy(upstream)
         if not os.access(EOSPROXY_BIN, os.X_OK):
             pytest.fail(f"EOSPROXY_BIN {EOSPROXY_BIN} is missing (make build/asan/eosproxy)")
-        p = Proxy(mock, tmp_path, f"eosproxy{len(started)}", overrides)
+        p = Proxy(upstream, tmp_path, f"eosproxy{len(started)}", overrides)
         started.append(p)  # from here on, teardown stops it whatever happens
         p._wait_ready()
         return p
@@ -375,14 +457,56 @@ def proxy_factory(mock, tmp_path):
 
 
 @pytest.fixture
+def proxy_factory(mock, tmp_path):
+    yield from _proxy_factory(mock, tmp_path)
+
+
+@pytest.fixture
 def proxy(proxy_factory):
     return proxy_factory()
+
+
+@pytest.fixture
+def cluster_proxy_factory(cluster, tmp_path):
+    """eosproxy in front of `cluster` (mock or Kafka's PLAINTEXT listener):
+    cluster_proxy_factory(**overrides), as proxy_factory."""
+    yield from _proxy_factory(cluster, tmp_path)
+
+
+@pytest.fixture
+def cproxy(cluster_proxy_factory):
+    return cluster_proxy_factory()
 
 
 @pytest.fixture
 def needs_proxy():
     if DIRECT:
         pytest.skip("needs eosproxy itself (EOSPROXY_TEST_DIRECT=1)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "mock_only(reason): runs on the mock only (the reason "
+                            "says why: fault injection, a mock quirk...)")
+    config.addinivalue_line("markers", "kafka_only(reason): runs on the real broker only "
+                            "(the reason says why); implies real_kafka")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    """A one-kind test says why, and cannot also take `cluster`; a
+    kafka_only one is deselected with -m "not real_kafka" like the rest."""
+    for item in items:
+        for kind in ("mock_only", "kafka_only"):
+            mark = item.get_closest_marker(kind)
+            if mark is None:
+                continue
+            if not (mark.args and mark.args[0]):
+                raise pytest.UsageError(f"{item.nodeid}: {kind} needs a reason")
+            if "cluster" in item.fixturenames:
+                raise pytest.UsageError(f"{item.nodeid}: {kind} but uses `cluster`, which "
+                                        "runs on both kinds")
+        if item.get_closest_marker("kafka_only") and not item.get_closest_marker("real_kafka"):
+            item.add_marker(pytest.mark.real_kafka)
 
 
 # ---------------------------------------------------------------- TLS

@@ -1,8 +1,13 @@
 """Consumer dedup by eventId in Redis (issue 4), end to end: records are
-produced straight to the mock cluster (confluent-kafka, with an `event-id`
+produced straight to the cluster (confluent-kafka, with an `event-id`
 header), consumed THROUGH eosproxy by kafka-python (CRC checks on),
 librdkafka (confluent-kafka) and kafkajs, with a real redis-server
 (redis_server.py) that the outage tests kill -9 and restart.
+
+Every test runs on the mock and on the real Kafka broker (`cluster`): the
+faults here are Redis's, not the cluster's. On Kafka, the batches are the
+broker's own (as stored, compressed by the producer) and transactions write
+real markers.
 
 What each test proves is in its docstring. Counts only, no timing
 assertions beyond generous deadlines.
@@ -35,15 +40,15 @@ def dedup_rule(match):
             "dedup": {"event_id": "header:event-id", "ttl": "1h"}}
 
 
-def start_proxy(proxy_factory, redis, match="dd-*", **overrides):
-    return proxy_factory(topics=[dedup_rule(match)], **{"redis.url": redis.url, **overrides})
+def start_proxy(factory, redis, match="dd-*", **overrides):
+    return factory(topics=[dedup_rule(match)], **{"redis.url": redis.url, **overrides})
 
 
-def produce(mock, topic, records, codec="none"):
+def produce(cluster, topic, records, codec="none"):
     """records: [(partition, event_id or None, value)], sent straight to the
-    mock in one flush (so each partition's records form one batch)."""
+    cluster in one flush (so each partition's records form one batch)."""
     errors = []
-    p = Producer({"bootstrap.servers": mock.bootstrap, "acks": "all", "linger.ms": 1000,
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 1000,
                   "batch.num.messages": 100000, "compression.codec": codec,
                   "message.timeout.ms": 30000})
     p.list_topics(topic, timeout=10)  # leaders known first: fewer split batches
@@ -51,7 +56,7 @@ def produce(mock, topic, records, codec="none"):
         headers = [("event-id", eid.encode())] if eid is not None else None
         p.produce(topic, value=val.encode(), partition=part, headers=headers,
                   on_delivery=lambda err, msg: err and errors.append(err))
-    assert p.flush(60) == 0, "records not delivered to the mock"
+    assert p.flush(60) == 0, "records not delivered to the cluster"
     assert not errors, errors
 
 
@@ -129,20 +134,21 @@ def dropped(proxy):
 
 # ---------------------------------------------------------------- tests
 
-def test_duplicates_within_batch_same_partition_and_across_partitions(mock, proxy_factory,
+def test_duplicates_within_batch_same_partition_and_across_partitions(cluster,
+                                                                      cluster_proxy_factory,
                                                                       redis_server):
     """Each eventId reaches the consumer once: duplicates inside one batch,
     in a later batch of the same partition and in another partition are
     dropped; a record without an eventId passes."""
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("dd-dup"), 2)
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("dd-dup"), 2)
     first = [(0, f"e{i}", f"v{i}") for i in range(10)]
     first[4:4] = [(0, "e3", "dup-in-batch-3")]
     first.append((0, "e5", "dup-in-batch-5"))
-    produce(mock, topic, first)
-    produce(mock, topic, [(0, "e1", "dup-same-partition-1"), (0, "e7", "dup-same-partition-7"),
+    produce(cluster, topic, first)
+    produce(cluster, topic, [(0, "e1", "dup-same-partition-1"), (0, "e7", "dup-same-partition-7"),
                           (0, "n1", "new-1"), (0, None, "no-event-id")])
-    produce(mock, topic, [(1, "e2", "dup-other-partition-2"), (1, "e8", "dup-other-partition-8"),
+    produce(cluster, topic, [(1, "e2", "dup-other-partition-2"), (1, "e8", "dup-other-partition-8"),
                           (1, "n2", "new-2")])
 
     got = kp_read(proxy.bootstrap, topic, unique("g"), 2, proxy=proxy)
@@ -163,14 +169,15 @@ def test_duplicates_within_batch_same_partition_and_across_partitions(mock, prox
     assert m.get_value("eosproxy_redis_connected") == 1
 
 
-def test_redelivered_before_commit_nothing_after_commit(mock, redis_server, proxy_factory):
+def test_redelivered_before_commit_nothing_after_commit(cluster, redis_server,
+                                                        cluster_proxy_factory):
     """A consumer that dies before committing gets the same records again
     (pending at the same position); once committed, a re-read from the
     beginning by a new group delivers nothing."""
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("dd-commit"), 2)
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("dd-commit"), 2)
     records = [(i % 2, f"c{i}", f"v{i}") for i in range(20)]
-    produce(mock, topic, records)
+    produce(cluster, topic, records)
     group = unique("g")
 
     first = kp_read(proxy.bootstrap, topic, group, 2, proxy=proxy)  # "dies": no commit
@@ -201,14 +208,15 @@ def test_redelivered_before_commit_nothing_after_commit(mock, redis_server, prox
 
 
 @pytest.mark.parametrize("codec", CODECS)
-def test_codecs_filtered_batches_pass_crc_checks(mock, redis_server, proxy_factory, codec):
+def test_codecs_filtered_batches_pass_crc_checks(cluster, redis_server, cluster_proxy_factory,
+                                                 codec):
     """Batches of every codec are decoded, filtered (10% duplicates),
     recompressed and re-signed: kafka-python with check_crcs=True reads
     each eventId once, with the kept records' offsets unchanged."""
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique(f"dd-{codec}"), 1)
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique(f"dd-{codec}"), 1)
     records = [(0, f"z{i % 45}", f"{codec}-{i}-" + "x" * (i % 7 * 30)) for i in range(50)]
-    produce(mock, topic, records, codec=codec)
+    produce(cluster, topic, records, codec=codec)
     got = kp_read(proxy.bootstrap, topic, unique("g"), 1, proxy=proxy)
     ids = ids_of(got)
     assert set(ids) == {f"z{i}" for i in range(45)} and all(n == 1 for n in ids.values()), ids
@@ -217,15 +225,71 @@ def test_codecs_filtered_batches_pass_crc_checks(mock, redis_server, proxy_facto
     assert dropped(proxy) >= 5
 
 
-def seed_duplicate_tail(mock, proxy, topic, n=10):
+def records_with_duplicates(parts, n):
+    """n distinct eventIds, each written once, a third of them twice more
+    (same partition and another one): [(partition, event_id, value)]."""
+    out = []
+    for i in range(n):
+        out.append((i % parts, f"e{i}", f"e{i}:first"))
+    for i in range(0, n, 3):
+        out.append((i % parts, f"e{i}", f"e{i}:dup-same"))
+        out.append(((i + 1) % parts, f"e{i}", f"e{i}:dup-other"))
+    return out
+
+
+def confluent_read(bootstrap, topic, parts, want, timeout=60):
+    """librdkafka assigned every partition from offset 0: the values read,
+    once want arrived and 2 more seconds passed (anything extra would follow)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("dd-ck"),
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    got = []
+    try:
+        c.assign([CTopicPartition(topic, p, 0) for p in range(parts)])
+        deadline = time.monotonic() + timeout
+        settle = None
+        while time.monotonic() < deadline:
+            m = c.poll(0.3)
+            if m is not None:
+                if m.error():
+                    if m.error().code() == -191:  # _PARTITION_EOF is off; anything else fails
+                        continue
+                    raise KafkaException(m.error())
+                got.append(m.value().decode())
+            if len(got) >= want:
+                settle = settle or time.monotonic() + 2  # anything extra would follow
+                if time.monotonic() >= settle:
+                    break
+    finally:
+        c.close()
+    return got
+
+
+def test_librdkafka_assigned_partitions_each_event_id_once(cluster, redis_server,
+                                                          cluster_proxy_factory):
+    """librdkafka assigned three partitions reads each eventId once from lz4
+    batches: a third of them written twice more, in the same partition and
+    in another one."""
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    parts, n = 3, 90
+    topic = cluster.topic(unique("dd-ck"), parts)
+    produce(cluster, topic, records_with_duplicates(parts, n), codec="lz4")
+    assert cluster.record_count(topic) == n + 2 * (n // 3), "the cluster holds every copy"
+    ids = ids_of([(0, 0, v.split(":")[0], v)
+                  for v in confluent_read(proxy.bootstrap, topic, parts, n)])
+    assert set(ids) == {f"e{i}" for i in range(n)}
+    assert all(c == 1 for c in ids.values()), \
+        f"delivered more than once: {[k for k, c in ids.items() if c > 1]}"
+
+
+def seed_duplicate_tail(cluster, proxy, topic, n=10):
     """Batch A (ids t0..t9) read and committed through eosproxy, then batch
     B with the same ids: for any new group, both batches are entirely
     duplicates, B being the partition's tail. Returns the high watermark."""
-    produce(mock, topic, [(0, f"t{i}", f"a{i}") for i in range(n)])
+    produce(cluster, topic, [(0, f"t{i}", f"a{i}") for i in range(n)])
     kp_read(proxy.bootstrap, topic, unique("seed"), 1, commit=True, proxy=proxy)
     wait_until(lambda: proxy.metrics().get_value("eosproxy_dedup_commit_marks_total") >= n,
                timeout=20, what="done marks")
-    produce(mock, topic, [(0, f"t{i}", f"b{i}") for i in range(n)])
+    produce(cluster, topic, [(0, f"t{i}", f"b{i}") for i in range(n)])
     return 2 * n
 
 
@@ -246,10 +310,10 @@ def assert_no_spin(proxy, keep_polling, seconds=3.0, bound=60):
     return n
 
 
-def test_kafka_python_steps_past_duplicate_only_tail(mock, redis_server, proxy_factory):
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("dd-tail-kp"), 1)
-    hw = seed_duplicate_tail(mock, proxy, topic)
+def test_kafka_python_steps_past_duplicate_only_tail(cluster, redis_server, cluster_proxy_factory):
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("dd-tail-kp"), 1)
+    hw = seed_duplicate_tail(cluster, proxy, topic)
     c = kp_consumer(proxy.bootstrap, unique("g"))
     tp = TopicPartition(topic, 0)
     try:
@@ -258,7 +322,7 @@ def test_kafka_python_steps_past_duplicate_only_tail(mock, redis_server, proxy_f
         got = []
         assert_no_spin(proxy, lambda: got.extend(c.poll(timeout_ms=100).get(tp, [])))
         assert got == []
-        produce(mock, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
+        produce(cluster, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
         deadline = time.monotonic() + 30
         while len(got) < 5 and time.monotonic() < deadline:
             got += c.poll(timeout_ms=200).get(tp, [])
@@ -268,10 +332,10 @@ def test_kafka_python_steps_past_duplicate_only_tail(mock, redis_server, proxy_f
         c.close()
 
 
-def test_librdkafka_steps_past_duplicate_only_tail(mock, redis_server, proxy_factory):
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("dd-tail-rd"), 1)
-    hw = seed_duplicate_tail(mock, proxy, topic)
+def test_librdkafka_steps_past_duplicate_only_tail(cluster, redis_server, cluster_proxy_factory):
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("dd-tail-rd"), 1)
+    hw = seed_duplicate_tail(cluster, proxy, topic)
     c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": unique("g"),
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "check.crcs": True, "fetch.wait.max.ms": 500})
@@ -291,7 +355,7 @@ def test_librdkafka_steps_past_duplicate_only_tail(mock, redis_server, proxy_fac
         assert got == []
         assert_no_spin(proxy, poll)
         assert got == []
-        produce(mock, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
+        produce(cluster, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
         wait_until(lambda: (poll(), len(got) >= 5)[1], timeout=30, interval=0, what="later records")
         assert [m.value().decode() for m in got] == [f"later{i}" for i in range(5)]
         assert [m.offset() for m in got] == list(range(hw, hw + 5))
@@ -299,13 +363,13 @@ def test_librdkafka_steps_past_duplicate_only_tail(mock, redis_server, proxy_fac
         c.close()
 
 
-def test_kafkajs_steps_past_duplicate_only_tail(mock, redis_server, proxy_factory):
+def test_kafkajs_steps_past_duplicate_only_tail(cluster, redis_server, cluster_proxy_factory):
     node = shutil.which("node") or shutil.which("nodejs")
     if not node or not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "kafkajs")):
         pytest.fail("node or kafkajs missing (make deps)")
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("dd-tail-js"), 1)
-    hw = seed_duplicate_tail(mock, proxy, topic)
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("dd-tail-js"), 1)
+    hw = seed_duplicate_tail(cluster, proxy, topic)
     p = subprocess.Popen([node, "dedup_consume.js", proxy.bootstrap, topic, unique("g"), "5",
                           "60000", "idle"], cwd=NODE_DIR, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -314,7 +378,7 @@ def test_kafkajs_steps_past_duplicate_only_tail(mock, redis_server, proxy_factor
         assert line == "idle\n", f"kafkajs never committed past the tail: {line!r} " \
                                  f"{p.stderr.read() if p.poll() is not None else ''}"
         assert_no_spin(proxy, lambda: time.sleep(0.1))
-        produce(mock, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
+        produce(cluster, topic, [(0, f"later{i}", f"later{i}") for i in range(5)])
         out, err = p.communicate(timeout=90)
     finally:
         if p.poll() is None:
@@ -327,7 +391,7 @@ def test_kafkajs_steps_past_duplicate_only_tail(mock, redis_server, proxy_factor
     assert int(res["committed"]["0"]) == hw + 5, res
 
 
-def outage_run(mock, proxy, redis, topic, policy):
+def outage_run(cluster, proxy, redis, topic, policy):
     """Produces 5 rounds of 20 new eventIds over 2 partitions while a
     librdkafka consumer group reads through eosproxy; Redis is killed -9
     after round 2 and restarted (empty) after round 3 has waited past
@@ -350,7 +414,7 @@ def outage_run(mock, proxy, redis, topic, policy):
             got[event_id(m.headers())] += 1
 
     def round_(r):
-        produce(mock, topic, [(i % 2, f"r{r}-{i}", f"r{r}-{i}") for i in range(20)])
+        produce(cluster, topic, [(i % 2, f"r{r}-{i}", f"r{r}-{i}") for i in range(20)])
 
     try:
         pump(2)
@@ -372,15 +436,15 @@ def outage_run(mock, proxy, redis, topic, policy):
         c.close()
 
 
-def test_redis_killed_and_restarted_block(mock, redis_server, proxy_factory):
+def test_redis_killed_and_restarted_block(cluster, redis_server, cluster_proxy_factory):
     """on_unavailable: block: records produced while Redis is down are held,
     answered with a retriable error after block_timeout, and delivered once
     Redis is back; nothing is lost and eosproxy keeps running."""
-    proxy = start_proxy(proxy_factory, redis_server, **{"redis.on_unavailable": "block",
+    proxy = start_proxy(cluster_proxy_factory, redis_server, **{"redis.on_unavailable": "block",
                                                         "redis.block_timeout": "2s",
                                                         "redis.timeout": "500ms"})
-    topic = mock.topic(unique("dd-block"), 2)
-    want, got = outage_run(mock, proxy, redis_server, topic, "block")
+    topic = cluster.topic(unique("dd-block"), 2)
+    want, got = outage_run(cluster, proxy, redis_server, topic, "block")
     assert want <= set(got), f"lost: {sorted(want - set(got))}"
     m = proxy.metrics()
     assert m.get_value("eosproxy_dedup_error_partitions_total") >= 1
@@ -390,33 +454,33 @@ def test_redis_killed_and_restarted_block(mock, redis_server, proxy_factory):
     assert "connection lost" in proxy.log
 
 
-def test_redis_killed_and_restarted_pass(mock, redis_server, proxy_factory):
+def test_redis_killed_and_restarted_pass(cluster, redis_server, cluster_proxy_factory):
     """on_unavailable: pass: records read while Redis is down are delivered
     unfiltered (counted); nothing is lost; dedup resumes after the restart."""
-    proxy = start_proxy(proxy_factory, redis_server, **{"redis.on_unavailable": "pass",
+    proxy = start_proxy(cluster_proxy_factory, redis_server, **{"redis.on_unavailable": "pass",
                                                         "redis.timeout": "500ms"})
-    topic = mock.topic(unique("dd-pass"), 2)
-    want, got = outage_run(mock, proxy, redis_server, topic, "pass")
+    topic = cluster.topic(unique("dd-pass"), 2)
+    want, got = outage_run(cluster, proxy, redis_server, topic, "pass")
     assert want <= set(got), f"lost: {sorted(want - set(got))}"
     m = proxy.metrics()
     assert m.get_value("eosproxy_dedup_records_passed_unfiltered_total") >= 20
     assert m.get_value("eosproxy_dedup_error_partitions_total") == 0
     assert m.get_value("eosproxy_redis_connected") == 1
     # Dedup works again after the restart.
-    produce(mock, topic, [(0, "r4-0", "dup-after-restart")])
+    produce(cluster, topic, [(0, "r4-0", "dup-after-restart")])
     reread = kp_read(proxy.bootstrap, topic, unique("g2"), 2, proxy=proxy)
     assert "dup-after-restart" not in {v for _, _, _, v in reread}
 
 
-def test_hung_redis_round_trip_timeout(mock, redis_server, proxy_factory):
+def test_hung_redis_round_trip_timeout(cluster, redis_server, cluster_proxy_factory):
     """A Redis that stops answering (SIGSTOP) fails the round trip after
     redis.timeout; eosproxy drops the connection, answers the retriable
     error after block_timeout, and delivers everything once Redis answers
     again (SIGCONT)."""
-    proxy = start_proxy(proxy_factory, redis_server, **{"redis.block_timeout": "1s",
+    proxy = start_proxy(cluster_proxy_factory, redis_server, **{"redis.block_timeout": "1s",
                                                         "redis.timeout": "300ms"})
-    topic = mock.topic(unique("dd-hung"), 1)
-    produce(mock, topic, [(0, f"h{i % 8}", f"v{i}") for i in range(10)])
+    topic = cluster.topic(unique("dd-hung"), 1)
+    produce(cluster, topic, [(0, f"h{i % 8}", f"v{i}") for i in range(10)])
     redis_server.pause()
     resume = threading.Timer(4.0, redis_server.resume)
     resume.start()
@@ -433,14 +497,14 @@ def test_hung_redis_round_trip_timeout(mock, redis_server, proxy_factory):
     assert "exceeded redis.timeout" in proxy.log
 
 
-def test_lone_duplicate_at_offset_zero(mock, redis_server, proxy_factory):
+def test_lone_duplicate_at_offset_zero(cluster, redis_server, cluster_proxy_factory):
     """The one place dedup yields: a partition whose first batch is a lone
     duplicate at offset 0. kafka-python (Fetch v4) cannot step past it when
     filtered, so eosproxy delivers it (counted) instead of letting it spin;
     librdkafka (Fetch v11) gets the empty control batch and steps past."""
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("dd-zero"), 1)
-    produce(mock, topic, [(0, "zero", "only")])
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("dd-zero"), 1)
+    produce(cluster, topic, [(0, "zero", "only")])
     kp_read(proxy.bootstrap, topic, unique("seed"), 1, commit=True)
     wait_until(lambda: proxy.metrics().get_value("eosproxy_dedup_commit_marks_total") >= 1,
                timeout=20, what="the done mark")
@@ -463,23 +527,23 @@ def test_lone_duplicate_at_offset_zero(mock, redis_server, proxy_factory):
     assert proxy.metrics().get_value(KEPT0) == 1
 
 
-def test_warns_unless_noeviction(mock, proxy_factory, tmp_path):
+def test_warns_unless_noeviction(cluster, cluster_proxy_factory, tmp_path):
     """eosproxy warns at start-up when Redis may evict dedup marks."""
     r = RedisServer(tmp_path, maxmemory_policy="allkeys-lru").start()
     try:
-        proxy = start_proxy(proxy_factory, r)
+        proxy = start_proxy(cluster_proxy_factory, r)
         wait_until(lambda: "maxmemory-policy is allkeys-lru" in proxy.log, timeout=10,
                    what="the noeviction warning")
     finally:
         r.stop()
 
 
-def test_non_dedup_topics_untouched(mock, redis_server, proxy_factory):
+def test_non_dedup_topics_untouched(cluster, redis_server, cluster_proxy_factory):
     """A topic without a dedup rule keeps its duplicates and is never
     checked (the zero-copy path)."""
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("plain"), 1)
-    produce(mock, topic, [(0, "same", f"v{i}") for i in range(6)])
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("plain"), 1)
+    produce(cluster, topic, [(0, "same", f"v{i}") for i in range(6)])
     got = kp_read(proxy.bootstrap, topic, unique("g"), 1, proxy=proxy)
     assert len(got) == 6
     m = proxy.metrics()
@@ -489,15 +553,15 @@ def test_non_dedup_topics_untouched(mock, redis_server, proxy_factory):
 
 @pytest.mark.parametrize("outcome", ["abort", "commit"])
 def test_transactional_offsets_count_only_when_the_transaction_commits(
-        mock, redis_server, proxy_factory, outcome):
+        cluster, redis_server, cluster_proxy_factory, outcome):
     """Offsets sent with send_offsets_to_transaction make records done only
     if EndTxn commits; after an abort they stay pending, so a re-read from
     the beginning delivers them again (same positions)."""
     from confluent_kafka import Consumer
 
-    proxy = start_proxy(proxy_factory, redis_server)
-    topic = mock.topic(unique("dd-txn"), 1)
-    produce(mock, topic, [(0, f"t{i}", f"v{i}") for i in range(10)])
+    proxy = start_proxy(cluster_proxy_factory, redis_server)
+    topic = cluster.topic(unique("dd-txn"), 1)
+    produce(cluster, topic, [(0, f"t{i}", f"v{i}") for i in range(10)])
     group = unique("g-txn")
     c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": group,
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",

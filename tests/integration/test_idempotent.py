@@ -1,11 +1,18 @@
 """The idempotent upgrade (`delivery: idempotent`) with real, non-idempotent
 clients, under the faults that make at-least-once clients write duplicates.
 
-The mock does not drop duplicates of non-transactional idempotent batches
-(see /work/shared/TESTBED.md), so "exactly once" here is eosproxy's own
-doing: it answers a client's retry of a batch it already has in flight or
-has written, and retries upstream failures itself with the same sequence.
-Every check reads the topic back DIRECTLY from the mock (not through
+The faults are the mock's own (delayed responses, errors pushed before the
+append, transport cuts, leader moves): those tests run on the mock only
+(marked mock_only). The mock does not drop duplicates of non-transactional
+idempotent batches (see /work/shared/TESTBED.md), so "exactly once" there is
+eosproxy's own doing: it answers a client's retry of a batch it already has
+in flight or has written, and retries upstream failures itself with the same
+sequence. The tests without faults run on the mock and on the real Kafka
+broker (`cluster`), which checks eosproxy's producer id, epoch and sequences
+itself; Kafka's own faults (a stalled broker, a killed one) are in
+test_real_upgrade.py and test_real_cluster.py.
+
+Every check reads the topic back DIRECTLY from the cluster (not through
 eosproxy) with CRC checking on.
 """
 
@@ -102,6 +109,8 @@ def metric(proxy, name):
 
 # ---------------------------------------------------------------- the duplicate made real
 
+@pytest.mark.mock_only("fault injection: the mock's delayed Produce responses (rtt); "
+                       "on Kafka: test_real_upgrade's broker stall")
 def test_delayed_acks_duplicate_direct_but_exactly_once_through_eosproxy(mock, proxy_factory,
                                                                           needs_proxy):
     values = [f"rec-{i:03d}" for i in range(30)]
@@ -141,6 +150,8 @@ def test_delayed_acks_duplicate_direct_but_exactly_once_through_eosproxy(mock, p
     assert m.get_value("eosproxy_client_retries_absorbed_total") >= 1
 
 
+@pytest.mark.mock_only("fault injection: the mock's delayed Produce responses (rtt) "
+                       "on every broker")
 def test_linger_batches_across_partitions_exactly_once(mock, proxy_factory, needs_proxy):
     proxy = proxy_factory(topics=IDEMPOTENT)
     parts = 4
@@ -179,6 +190,8 @@ def test_linger_batches_across_partitions_exactly_once(mock, proxy_factory, need
         assert have == values[p], f"partition {p} out of order"
 
 
+@pytest.mark.mock_only("fault injection: the mock's delayed Produce responses (rtt) "
+                       "on every broker")
 def test_librdkafka_non_idempotent_exactly_once(mock, proxy_factory, needs_proxy):
     from confluent_kafka import Producer
 
@@ -211,15 +224,17 @@ def test_librdkafka_non_idempotent_exactly_once(mock, proxy_factory, needs_proxy
     assert_exactly_once_in_order(got, values)
 
 
-def test_identical_payloads_under_load_are_not_taken_for_retries(mock, proxy_factory, needs_proxy):
+def test_identical_payloads_under_load_are_not_taken_for_retries(cluster, cluster_proxy_factory,
+                                                                 needs_proxy):
     """Batches with equal content and timestamps (librdkafka's clock is coarse,
     and payloads repeat) are distinct writes: none may be answered from
     another batch's result. Counted by high watermarks, so the mock's
-    retention does not matter."""
+    retention does not matter; on Kafka, the broker checks eosproxy's
+    sequences for all of them besides."""
     from confluent_kafka import Consumer, Producer, TopicPartition as CTP
 
-    proxy = proxy_factory(topics=IDEMPOTENT)
-    topic = mock.topic(unique("idem-twins"), 3)
+    proxy = cluster_proxy_factory(topics=IDEMPOTENT)
+    topic = cluster.topic(unique("idem-twins"), 3)
     n = 300000
     p = Producer({"bootstrap.servers": proxy.bootstrap, "enable.idempotence": False,
                   "acks": "all", "linger.ms": 5, "message.timeout.ms": 120000,
@@ -237,7 +252,7 @@ def test_identical_payloads_under_load_are_not_taken_for_retries(mock, proxy_fac
             p.poll(0)
     assert p.flush(120) == 0
     assert not failures, failures[:3]
-    c = Consumer({"bootstrap.servers": mock.bootstrap, "group.id": unique("wm")})
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": unique("wm")})
     try:
         total = sum(c.get_watermark_offsets(CTP(topic, q), timeout=10)[1] for q in range(3))
     finally:
@@ -247,6 +262,8 @@ def test_identical_payloads_under_load_are_not_taken_for_retries(mock, proxy_fac
 
 # ---------------------------------------------------------------- upstream faults
 
+@pytest.mark.mock_only("fault injection: the mock's transport errors pushed on Produce "
+                       "(err -195)")
 def test_transport_cut_while_in_flight_nothing_lost_nothing_duplicated(mock, proxy_factory,
                                                                        needs_proxy):
     proxy = proxy_factory(topics=IDEMPOTENT)
@@ -284,6 +301,8 @@ def test_transport_cut_while_in_flight_nothing_lost_nothing_duplicated(mock, pro
     assert metric(proxy, "eosproxy_upstream_retries_total") > retries_before
 
 
+@pytest.mark.mock_only("fault injection: the mock moves a partition's leader on command; "
+                       "on Kafka: test_real_cluster's broker kill")
 def test_leader_moved_mid_stream_nothing_lost_nothing_duplicated(mock, proxy_factory,
                                                                  needs_proxy):
     proxy = proxy_factory(topics=IDEMPOTENT)
@@ -323,11 +342,12 @@ def test_leader_moved_mid_stream_nothing_lost_nothing_duplicated(mock, proxy_fac
 
 # ---------------------------------------------------------------- pass-through
 
-def test_idempotent_client_passes_through_untouched(mock, proxy_factory, needs_proxy):
+def test_idempotent_client_passes_through_untouched(cluster, cluster_proxy_factory,
+                                                    needs_proxy):
     from confluent_kafka import Producer
 
-    proxy = proxy_factory(topics=IDEMPOTENT)
-    topic = mock.topic(unique("idem-native"), 2)
+    proxy = cluster_proxy_factory(topics=IDEMPOTENT)
+    topic = cluster.topic(unique("idem-native"), 2)
     p = Producer({"bootstrap.servers": proxy.bootstrap, "enable.idempotence": True,
                   "linger.ms": 5})
     failures = []
@@ -341,14 +361,15 @@ def test_idempotent_client_passes_through_untouched(mock, proxy_factory, needs_p
         p.produce(topic, v.encode(), partition=i % 2, on_delivery=on_delivery)
     assert p.flush(60) == 0
     assert not failures, failures
-    got = read_topic(mock.bootstrap, topic, 2, expect=len(values))
+    got = read_topic(cluster.bootstrap, topic, 2, expect=len(values))
     assert_exactly_once_in_order(got, {0: values[0::2], 1: values[1::2]})
     # Nothing was upgraded: the client's own producer id went upstream (the
     # wire-level proof is in test_wire_tshark.py).
     assert metric(proxy, "eosproxy_upgraded_batches_total") == 0
 
 
-def test_old_produce_version_refused_for_idempotent_topic(mock, proxy_factory, needs_proxy):
+def test_old_produce_version_refused_for_idempotent_topic(cluster, cluster_proxy_factory,
+                                                          needs_proxy):
     """Produce v2 (message format 1) cannot be upgraded: the client gets
     UNSUPPORTED_FOR_MESSAGE_FORMAT (43), and nothing reaches the topic."""
     import struct
@@ -356,8 +377,8 @@ def test_old_produce_version_refused_for_idempotent_topic(mock, proxy_factory, n
 
     from helpers import kstr, request, roundtrip
 
-    proxy = proxy_factory(topics=IDEMPOTENT)
-    topic = mock.topic(unique("idem-v2"), 1)
+    proxy = cluster_proxy_factory(topics=IDEMPOTENT)
+    topic = cluster.topic(unique("idem-v2"), 1)
     prod = kp_producer(proxy.bootstrap)
     try:
         leader = leader_of(prod, topic, 0)
@@ -378,11 +399,12 @@ def test_old_produce_version_refused_for_idempotent_topic(mock, proxy_factory, n
     off += 2 + tlen + 4 + 4
     err = struct.unpack_from(">h", resp, off)[0]
     assert err == 43, f"ErrorCode {err}"
-    assert read_topic(mock.bootstrap, topic, 1, timeout=5)[0] == []
+    assert read_topic(cluster.bootstrap, topic, 1, timeout=5)[0] == []
 
 
 # ---------------------------------------------------------------- the error table
 
+@pytest.mark.mock_only("fault injection: Produce errors pushed by the mock before the append")
 @pytest.mark.parametrize("errors,renews", [
     ([59, 47, 45], True),   # UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH, OUT_OF_ORDER: safe reset
     ([19, 20, 7], False),   # NOT_ENOUGH_REPLICAS(_AFTER_APPEND), REQUEST_TIMED_OUT: retried upstream

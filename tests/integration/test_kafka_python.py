@@ -1,4 +1,5 @@
-"""kafka-python (pure-Python protocol implementation) through eosproxy."""
+"""kafka-python (pure-Python protocol implementation) through eosproxy.
+Every test runs on the mock and on the real Kafka broker (`cluster`)."""
 
 import time
 
@@ -37,13 +38,13 @@ def new_consumer(bootstrap, topic, group):
                          heartbeat_interval_ms=1000, request_timeout_ms=30000)
 
 
-def test_produce_acks1_and_consume_with_crc_check(mock, proxy):
-    topic = mock.topic(unique("kp"), 3)
+def test_produce_acks1_and_consume_with_crc_check(cluster, cproxy):
+    topic = cluster.topic(unique("kp"), 3)
     values = [f"kafka-python-{i}-" + "y" * (i % 200) for i in range(200)]
-    metas = produce(proxy.bootstrap, topic, values)
+    metas = produce(cproxy.bootstrap, topic, values)
     assert all(m.offset >= 0 for m in metas)
 
-    c = new_consumer(proxy.bootstrap, topic, unique("kp-g"))
+    c = new_consumer(cproxy.bootstrap, topic, unique("kp-g"))
     try:
         got = consume_n(c, len(values))
         # Nothing beyond what was produced turns up later either.
@@ -58,13 +59,13 @@ def test_produce_acks1_and_consume_with_crc_check(mock, proxy):
         assert idx == sorted(idx), f"{tp}: out of order"
 
 
-def test_group_commit_and_resume(mock, proxy):
-    topic = mock.topic(unique("kp-commit"), 2)
+def test_group_commit_and_resume(cluster, cproxy):
+    topic = cluster.topic(unique("kp-commit"), 2)
     group = unique("kp-group")
     first = [f"first-{i}" for i in range(60)]
-    produce(proxy.bootstrap, topic, first)
+    produce(cproxy.bootstrap, topic, first)
 
-    c1 = new_consumer(proxy.bootstrap, topic, group)
+    c1 = new_consumer(cproxy.bootstrap, topic, group)
     try:
         got1 = consume_n(c1, len(first))
         assert sorted(r.value.decode() for r in got1) == sorted(first)
@@ -78,9 +79,9 @@ def test_group_commit_and_resume(mock, proxy):
     assert committed == {p: ends.get(p) for p in (0, 1)}, committed
 
     second = [f"second-{i}" for i in range(40)]
-    produce(proxy.bootstrap, topic, second)
+    produce(cproxy.bootstrap, topic, second)
 
-    c2 = new_consumer(proxy.bootstrap, topic, group)
+    c2 = new_consumer(cproxy.bootstrap, topic, group)
     try:
         got2 = consume_n(c2, len(second))
         got2 += consume_n(c2, 1, timeout=2)
@@ -91,9 +92,9 @@ def test_group_commit_and_resume(mock, proxy):
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
-def test_compressed_produce_consume_with_crc_check(mock, proxy, codec):
-    topic = mock.topic(unique(f"kp-{codec}"), 1)
-    prod = KafkaProducer(bootstrap_servers=proxy.bootstrap, acks=1, compression_type=codec,
+def test_compressed_produce_consume_with_crc_check(cluster, cproxy, codec):
+    topic = cluster.topic(unique(f"kp-{codec}"), 1)
+    prod = KafkaProducer(bootstrap_servers=cproxy.bootstrap, acks=1, compression_type=codec,
                          linger_ms=20, request_timeout_ms=30000, max_block_ms=30000)
     values = [f"{codec}-{i}-".encode() + b"z" * (i * 10) for i in range(100)]
     try:
@@ -103,7 +104,7 @@ def test_compressed_produce_consume_with_crc_check(mock, proxy, codec):
             f.get(timeout=30)
     finally:
         prod.close(10)
-    c = KafkaConsumer(topic, bootstrap_servers=proxy.bootstrap, auto_offset_reset="earliest",
+    c = KafkaConsumer(topic, bootstrap_servers=cproxy.bootstrap, auto_offset_reset="earliest",
                       enable_auto_commit=False, check_crcs=True, request_timeout_ms=30000)
     try:
         got = consume_n(c, len(values))

@@ -1,7 +1,8 @@
 """kafkajs 2.2.4 (pure JavaScript) through eosproxy: plain producer and a
-consumer group. kafkajs's idempotent/transactional producers need a real
-controller id, which the mock does not report (TESTBED.md), so they are not
-used here."""
+consumer group, on the mock and on the real Kafka broker (`cluster`).
+kafkajs's idempotent/transactional producers need a real controller id,
+which the mock does not report (TESTBED.md): they run on Kafka only, in
+test_real_clients.py."""
 
 import json
 import os
@@ -27,9 +28,9 @@ def run_node(script, *args, timeout=120):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def test_kafkajs_roundtrip(mock, proxy):
-    topic = mock.topic(unique("kjs"), 3)
-    res = run_node("roundtrip.js", proxy.bootstrap, topic, "300", unique("kjs-g"))
+def test_kafkajs_roundtrip(cluster, cproxy):
+    topic = cluster.topic(unique("kjs"), 3)
+    res = run_node("roundtrip.js", cproxy.bootstrap, topic, "300", unique("kjs-g"))
     produced, consumed = res["produced"], res["consumed"]
     assert len(produced) == 300
     assert sorted((m["key"], m["value"]) for m in consumed) == \

@@ -4,11 +4,16 @@ eosproxy terminates SASL for its clients (auth.users_file; PLAIN,
 SCRAM-SHA-256, SCRAM-SHA-512), speaks TLS to them (listen.tls, optionally
 mutual), logs into the brokers with TLS and SASL (upstream.tls,
 upstream.sasl) and enforces per-user topic ACLs (auth.acls). The tests check
-what a user sees: records in the topic (read from the mock itself, never
+what a user sees: records in the topic (read from the cluster itself, never
 through eosproxy), what a consumer got, the error a client reports. Clients:
 kcat and confluent-kafka (librdkafka 2.0.2), kafka-python 2.0.2 (SaslHandshake
 v0, then SASL tokens without Kafka framing) and kafkajs 2.2.4
 (tests/node/sasl_client.js). Raw frames (security.py) pin down the protocol.
+
+The client side runs on the mock and on the real Kafka broker (`cluster`).
+The upstream side runs on the mock only, through a chained eosproxy that
+stands in for a secured broker (see UPSTREAM_CHAIN); eosproxy logging into
+Kafka's own SASL and TLS listeners is test_real_security.py.
 
 Every password used here is checked absent from every log of the test
 (autouse fixture), and eosproxy runs at log level debug for that.
@@ -342,13 +347,15 @@ def roundtrip(client, bootstrap, topic, login, n=20):
     raise ValueError(client)
 
 
-def assert_roundtrip(client, mock, bootstrap, login, n=20, prefix=None):
-    topic = mock.topic(unique(prefix or f"sec-{client}"), 3)
+def assert_roundtrip(client, cluster, bootstrap, login, n=20, prefix=None):
+    """cluster: conftest's Cluster, or a MockCluster or KafkaCluster (its
+    .topic() and .bootstrap are used)."""
+    topic = cluster.topic(unique(prefix or f"sec-{client}"), 3)
     produced, consumed = roundtrip(client, bootstrap, topic, login, n)
     assert len(produced) == n
     assert sorted(consumed) == sorted(produced), f"{client} read back {len(consumed)} of {n}"
     # What landed in the cluster itself, read without eosproxy.
-    stored = [v for _, _, _, v in kcat_consume(mock.bootstrap, topic)]
+    stored = [v for _, _, _, v in kcat_consume(cluster.bootstrap, topic)]
     assert sorted(stored) == sorted(produced)
 
 
@@ -358,10 +365,10 @@ def failed_logins(proxy):
                for mech in MECHANISMS)
 
 
-def assert_login_refused(client, mock, bootstrap, login):
+def assert_login_refused(client, cluster, bootstrap, login):
     """client, with login, cannot write: it reports an authentication
     failure (kafka-python cannot, see below) and nothing reaches the topic."""
-    topic = mock.topic(unique(f"sec-refused-{client}"), 2)
+    topic = cluster.topic(unique(f"sec-refused-{client}"), 2)
     if client == "kcat":
         p = kcat("-P", "-b", bootstrap, "-t", topic, "-X", "message.timeout.ms=8000",
                  *login.kcat_args(), input="must-not-land\n", check=False, timeout=60)
@@ -388,7 +395,7 @@ def assert_login_refused(client, mock, bootstrap, login):
         assert "KafkaJSSASLAuthenticationError" in kafkajs_error_names(res["connect_error"]), res
     else:
         raise ValueError(client)
-    assert mock_record_count(mock, topic) == 0, f"{client}: a record landed without a login"
+    assert cluster.record_count(topic) == 0, f"{client}: a record landed without a login"
 
 
 def fetch_v4_request(topic_partitions, corr=1):
@@ -429,8 +436,9 @@ def parse_fetch_v4_errors(body):
 
 # ---------------------------------------------------------------- raw protocol
 
-def test_before_login_api_versions_is_answered_metadata_closes(mock, proxy_factory, accounts):
-    proxy = start_auth_proxy(proxy_factory, accounts)
+def test_before_login_api_versions_is_answered_metadata_closes(cluster, cluster_proxy_factory,
+                                                               accounts):
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
     for addr in (proxy.bootstrap, proxy.broker_addr(1)):
         with Conn(addr) as c:
             c.send(api_versions_request(corr=7))
@@ -445,18 +453,19 @@ def test_before_login_api_versions_is_answered_metadata_closes(mock, proxy_facto
     assert proxy.alive()
 
 
-def test_produce_before_login_closes_and_writes_nothing(mock, proxy_factory, accounts):
-    proxy = start_auth_proxy(proxy_factory, accounts)
-    topic = mock.topic(unique("sec-raw-produce"), 1)
+def test_produce_before_login_closes_and_writes_nothing(cluster, cluster_proxy_factory, accounts):
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
+    topic = cluster.topic(unique("sec-raw-produce"), 1)
     for addr in (proxy.bootstrap, proxy.broker_addr(1)):
         with Conn(addr) as c:
             c.send(produce_request(3, topic, 0, record_batch([b"no-login"]), acks=1))
             assert c.closed_by_peer(), f"{addr}: Produce before login was not refused"
-    assert mock_record_count(mock, topic) == 0
+    assert cluster.record_count(topic) == 0
 
 
-def test_connection_without_login_is_closed_after_login_timeout(mock, proxy_factory, accounts):
-    proxy = start_auth_proxy(proxy_factory, accounts, **{"auth.login_timeout": "1s"})
+def test_connection_without_login_is_closed_after_login_timeout(cluster, cluster_proxy_factory,
+                                                                accounts):
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **{"auth.login_timeout": "1s"})
     with Conn(proxy.bootstrap, timeout=15.0) as c:
         c.send(api_versions_request(corr=3))
         assert c.recv()[0] == 3  # served while the clock runs
@@ -472,15 +481,16 @@ def test_connection_without_login_is_closed_after_login_timeout(mock, proxy_fact
     assert proxy.alive()
 
 
-def test_sasl_handshake_offers_configured_mechanisms(mock, proxy_factory, accounts):
-    default = start_auth_proxy(proxy_factory, accounts)
+def test_sasl_handshake_offers_configured_mechanisms(cluster, cluster_proxy_factory, accounts):
+    default = start_auth_proxy(cluster_proxy_factory, accounts)
     with Conn(default.bootstrap) as c:
         c.send(sasl_handshake_request("GSSAPI", 1, corr=3))
         err, mechs = parse_sasl_handshake(c.recv()[1])
     assert err == UNSUPPORTED_SASL_MECHANISM
     assert sorted(mechs) == sorted(MECHANISMS)
 
-    only512 = start_auth_proxy(proxy_factory, accounts, **{"auth.mechanisms": ["SCRAM-SHA-512"]})
+    only512 = start_auth_proxy(cluster_proxy_factory, accounts,
+                               **{"auth.mechanisms": ["SCRAM-SHA-512"]})
     with Conn(only512.bootstrap) as c:
         outcome = sasl_plain_login(c, APP, accounts.passwords[APP])
     assert outcome[:2] == ("handshake", UNSUPPORTED_SASL_MECHANISM), outcome
@@ -490,16 +500,16 @@ def test_sasl_handshake_offers_configured_mechanisms(mock, proxy_factory, accoun
 
 
 @pytest.mark.parametrize("version", [0, 1, 2])
-def test_raw_plain_login(mock, proxy_factory, accounts, version):
+def test_raw_plain_login(cluster, cluster_proxy_factory, accounts, version):
     """SaslHandshake v1 + SaslAuthenticate v0..v2 (v2 is flexible, as Java
     clients send it): right password, then requests are served; wrong
     password or unknown user: SASL_AUTHENTICATION_FAILED, then closed."""
-    proxy = start_auth_proxy(proxy_factory, accounts)
-    with Conn(proxy.broker_addr(2)) as c:
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
+    with Conn(proxy.broker_addr(cluster.node_ids[-1])) as c:
         assert sasl_plain_login(c, APP, accounts.passwords[APP], version) == ("ok", 0, None)
         c.send(metadata_request(1, corr=31))
         corr, body = c.recv()
-        assert corr == 31 and sorted(b[0] for b in parse_metadata(1, body)[0]) == [1, 2, 3]
+        assert corr == 31 and sorted(b[0] for b in parse_metadata(1, body)[0]) == cluster.node_ids
     for user, pw in ((APP, accounts.passwords["alice"]), ("mallory", accounts.passwords[APP])):
         with Conn(proxy.bootstrap) as c:
             kind, err, msg = sasl_plain_login(c, user, pw, version)
@@ -509,10 +519,10 @@ def test_raw_plain_login(mock, proxy_factory, accounts, version):
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
-def test_raw_scram_login(mock, proxy_factory, accounts, mechanism):
+def test_raw_scram_login(cluster, cluster_proxy_factory, accounts, mechanism):
     """The SCRAM exchange computed here (RFC 5802), the server signature
     checked; a wrong password or an unknown user fails at the proof."""
-    proxy = start_auth_proxy(proxy_factory, accounts)
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
     with Conn(proxy.bootstrap) as c:
         assert sasl_scram_login(c, mechanism, "alice", accounts.passwords["alice"])[0] == "ok"
         c.send(metadata_request(1, corr=41))
@@ -528,9 +538,9 @@ def test_raw_scram_login(mock, proxy_factory, accounts, mechanism):
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 @pytest.mark.parametrize("client", CLIENTS)
-def test_sasl_plaintext_roundtrip(mock, proxy_factory, accounts, client, mechanism):
-    proxy = start_auth_proxy(proxy_factory, accounts)
-    assert_roundtrip(client, mock, proxy.bootstrap, accounts.login(APP, mechanism))
+def test_sasl_plaintext_roundtrip(cluster, cluster_proxy_factory, accounts, client, mechanism):
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
+    assert_roundtrip(client, cluster, proxy.bootstrap, accounts.login(APP, mechanism))
 
 
 # ---------------------------------------------------------------- clients, SASL_SSL
@@ -541,15 +551,15 @@ SSL_CASES = [("kcat", "PLAIN"), ("confluent", "SCRAM-SHA-512"), ("kafka-python",
 
 
 @pytest.mark.parametrize("client,mechanism", SSL_CASES)
-def test_sasl_ssl_roundtrip(mock, proxy_factory, accounts, certs, client, mechanism):
-    proxy = start_auth_proxy(proxy_factory, accounts, **tls_listen(certs))
-    assert_roundtrip(client, mock, proxy.bootstrap,
+def test_sasl_ssl_roundtrip(cluster, cluster_proxy_factory, accounts, certs, client, mechanism):
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **tls_listen(certs))
+    assert_roundtrip(client, cluster, proxy.bootstrap,
                      accounts.login(APP, mechanism, "SASL_SSL", certs))
 
 
-def test_tls_listener_refuses_plaintext_clients(mock, proxy_factory, certs):
-    proxy = proxy_factory(**tls_listen(certs))
-    topic = mock.topic(unique("sec-tls-plain"), 1)
+def test_tls_listener_refuses_plaintext_clients(cluster, cluster_proxy_factory, certs):
+    proxy = cluster_proxy_factory(**tls_listen(certs))
+    topic = cluster.topic(unique("sec-tls-plain"), 1)
     for addr in (proxy.bootstrap, proxy.broker_addr(1)):
         with Conn(addr) as c:
             c.send(api_versions_request(corr=5))
@@ -557,9 +567,9 @@ def test_tls_listener_refuses_plaintext_clients(mock, proxy_factory, certs):
     p = kcat("-P", "-b", proxy.bootstrap, "-t", topic, "-X", "message.timeout.ms=5000",
              input="plain\n", check=False)
     assert p.returncode != 0
-    assert mock_record_count(mock, topic) == 0
+    assert cluster.record_count(topic) == 0
     # TLS without SASL (no auth.users_file) works.
-    assert_roundtrip("kcat", mock, proxy.bootstrap, Login("SSL", ca=certs.ca))
+    assert_roundtrip("kcat", cluster, proxy.bootstrap, Login("SSL", ca=certs.ca))
 
 
 # ---------------------------------------------------------------- refused logins
@@ -569,14 +579,14 @@ REFUSED = [(c, "wrong-password") for c in CLIENTS] + [("kcat", "unknown-user"),
 
 
 @pytest.mark.parametrize("client,case", REFUSED)
-def test_refused_login_writes_nothing(mock, proxy_factory, accounts, client, case):
-    proxy = start_auth_proxy(proxy_factory, accounts)
+def test_refused_login_writes_nothing(cluster, cluster_proxy_factory, accounts, client, case):
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
     mech = "SCRAM-SHA-256" if client == "kafka-python" else "PLAIN"
     if case == "wrong-password":
         login = accounts.login(APP, mech, password=accounts.passwords["bob"])
     else:
         login = accounts.login("nobody", mech, password=accounts.passwords[APP])
-    assert_login_refused(client, mock, proxy.bootstrap, login)
+    assert_login_refused(client, cluster, proxy.bootstrap, login)
     if client == "kafka-python":  # the client cannot tell; eosproxy can
         assert failed_logins(proxy) > 0
     # Refused for the credentials, not because this eosproxy is broken.
@@ -584,17 +594,17 @@ def test_refused_login_writes_nothing(mock, proxy_factory, accounts, client, cas
         assert sasl_plain_login(c, APP, accounts.passwords[APP])[0] == "ok"
 
 
-def test_kafka_python_plain_wrong_password_writes_nothing(mock, proxy_factory, accounts):
+def test_kafka_python_plain_wrong_password_writes_nothing(cluster, cluster_proxy_factory, accounts):
     """PLAIN with SaslHandshake v0 framing (no SaslAuthenticate)."""
-    proxy = start_auth_proxy(proxy_factory, accounts)
-    assert_login_refused("kafka-python", mock, proxy.bootstrap,
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
+    assert_login_refused("kafka-python", cluster, proxy.bootstrap,
                          accounts.login(APP, "PLAIN", password=accounts.passwords["carol"]))
     assert failed_logins(proxy) > 0
 
 
-def test_clients_without_sasl_write_nothing(mock, proxy_factory, accounts):
-    proxy = start_auth_proxy(proxy_factory, accounts)
-    topic = mock.topic(unique("sec-nosasl"), 2)
+def test_clients_without_sasl_write_nothing(cluster, cluster_proxy_factory, accounts):
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts)
+    topic = cluster.topic(unique("sec-nosasl"), 2)
     p = kcat("-P", "-b", proxy.bootstrap, "-t", topic, "-X", "message.timeout.ms=8000",
              input="no-sasl\n", check=False, timeout=60)
     assert p.returncode != 0, f"kcat without SASL reported success:\n{p.stderr}"
@@ -602,7 +612,7 @@ def test_clients_without_sasl_write_nothing(mock, proxy_factory, accounts):
     assert err is not None, "kafka-python without SASL delivered a record"
     delivered, _, _ = confluent_produce(proxy.bootstrap, Login(), [(topic, "no-sasl")], timeout=6)
     assert not delivered
-    assert mock_record_count(mock, topic) == 0
+    assert cluster.record_count(topic) == 0
 
 
 # ---------------------------------------------------------------- ACLs
@@ -616,9 +626,10 @@ ACLS = {"auth.acls": [
 ]}
 
 
-def test_acl_metadata_hides_denied_topics_and_creates_none(mock, proxy_factory, accounts):
-    orders, payments = mock.topic(unique("orders.m"), 1), mock.topic(unique("payments"), 1)
-    proxy = start_auth_proxy(proxy_factory, accounts, **ACLS)
+def test_acl_metadata_hides_denied_topics_and_creates_none(cluster, cluster_proxy_factory,
+                                                           accounts):
+    orders, payments = cluster.topic(unique("orders.m"), 1), cluster.topic(unique("payments"), 1)
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **ACLS)
     alice = accounts.login("alice", "PLAIN")
     p = Producer({"bootstrap.servers": proxy.bootstrap, **alice.rdkafka()})
     listed = p.list_topics(timeout=15).topics
@@ -631,15 +642,16 @@ def test_acl_metadata_hides_denied_topics_and_creates_none(mock, proxy_factory, 
     secret = unique("secret.new")
     assert p.list_topics(secret, timeout=15).topics[secret].error.code() == \
         KafkaError.TOPIC_AUTHORIZATION_FAILED
-    direct = Producer({"bootstrap.servers": mock.bootstrap})
+    direct = Producer({"bootstrap.servers": cluster.bootstrap})
     assert secret not in direct.list_topics(timeout=15).topics, "a denied topic was created"
     assert payments in direct.list_topics(timeout=15).topics
 
 
 @pytest.mark.parametrize("client", ["confluent", "kafka-python", "kafkajs"])
-def test_acl_produce_denied_topic_fails_allowed_lands(mock, proxy_factory, accounts, client):
-    orders, payments = mock.topic(unique("orders.a"), 2), mock.topic(unique("payments"), 2)
-    proxy = start_auth_proxy(proxy_factory, accounts, **ACLS)
+def test_acl_produce_denied_topic_fails_allowed_lands(cluster, cluster_proxy_factory, accounts,
+                                                      client):
+    orders, payments = cluster.topic(unique("orders.a"), 2), cluster.topic(unique("payments"), 2)
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **ACLS)
     login = accounts.login("alice", "SCRAM-SHA-256")
     records = [(orders, f"order-{i}") for i in range(10)]
     records += [(payments, f"pay-{i}") for i in range(5)]
@@ -661,13 +673,13 @@ def test_acl_produce_denied_topic_fails_allowed_lands(mock, proxy_factory, accou
         assert len(res["produced"].get(orders, [])) == 10, res
         err = res["produce_errors"].get(payments)
         assert err is not None and "TOPIC_AUTHORIZATION_FAILED" in json.dumps(err), res
-    assert mock_record_count(mock, orders) == 10
-    assert mock_record_count(mock, payments) == 0
+    assert cluster.record_count(orders) == 10
+    assert cluster.record_count(payments) == 0
 
 
-def test_acl_star_rule_is_for_users_without_their_own(mock, proxy_factory, accounts):
-    orders, public = mock.topic(unique("orders.b"), 1), mock.topic(unique("public.x"), 1)
-    proxy = start_auth_proxy(proxy_factory, accounts, **ACLS)
+def test_acl_star_rule_is_for_users_without_their_own(cluster, cluster_proxy_factory, accounts):
+    orders, public = cluster.topic(unique("orders.b"), 1), cluster.topic(unique("public.x"), 1)
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **ACLS)
     bob = accounts.login("bob", "PLAIN")
     delivered, failed, _ = confluent_produce(proxy.bootstrap, bob,
                                              [(public, "bob-public"), (orders, "bob-orders")],
@@ -679,14 +691,15 @@ def test_acl_star_rule_is_for_users_without_their_own(mock, proxy_factory, accou
                                              [(public, "alice-public")], timeout=20)
     assert not delivered
     assert {e.code() for e in failed.get(public, [])} == {KafkaError.TOPIC_AUTHORIZATION_FAILED}
-    assert mock_record_count(mock, public) == 1
-    assert mock_record_count(mock, orders) == 0
+    assert cluster.record_count(public) == 1
+    assert cluster.record_count(orders) == 0
 
 
-def test_acl_consume_denied_topic_reports_authorization_failed(mock, proxy_factory, accounts):
-    payments = mock.topic(unique("payments"), 2)
-    kcat_produce(mock.bootstrap, payments, [(f"k{i}", f"pay-{i}") for i in range(6)])
-    proxy = start_auth_proxy(proxy_factory, accounts, **ACLS)
+def test_acl_consume_denied_topic_reports_authorization_failed(cluster, cluster_proxy_factory,
+                                                               accounts):
+    payments = cluster.topic(unique("payments"), 2)
+    kcat_produce(cluster.bootstrap, payments, [(f"k{i}", f"pay-{i}") for i in range(6)])
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **ACLS)
     login = accounts.login("alice", "SCRAM-SHA-512")
 
     got, errors = confluent_consume(proxy.bootstrap, login, [payments], 0, timeout=20,
@@ -705,7 +718,7 @@ def test_acl_consume_denied_topic_reports_authorization_failed(mock, proxy_facto
 
     # A Fetch naming it anyway: that topic's slot says 29, the allowed one
     # in the same request is served by the broker.
-    orders = mock.topic(unique("orders.f"), 1)
+    orders = cluster.topic(unique("orders.f"), 1)
     with Conn(proxy.broker_addr(1)) as conn:
         assert sasl_scram_login(conn, "SCRAM-SHA-512", "alice",
                                 accounts.passwords["alice"])[0] == "ok"
@@ -717,13 +730,13 @@ def test_acl_consume_denied_topic_reports_authorization_failed(mock, proxy_facto
     assert 29 not in errors_by_topic[orders], errors_by_topic
 
 
-def test_acl_consumer_of_two_topics_gets_the_allowed_one(mock, proxy_factory, accounts):
+def test_acl_consumer_of_two_topics_gets_the_allowed_one(cluster, cluster_proxy_factory, accounts):
     """carol may consume orders.* but not payments; 3 partitions each on 3
     brokers, so the Fetch requests carry both topics."""
-    orders, payments = mock.topic(unique("orders.c"), 3), mock.topic(unique("payments"), 3)
-    kcat_produce(mock.bootstrap, orders, [(f"k{i}", f"order-{i}") for i in range(30)])
-    kcat_produce(mock.bootstrap, payments, [(f"k{i}", f"pay-{i}") for i in range(30)])
-    proxy = start_auth_proxy(proxy_factory, accounts, **ACLS)
+    orders, payments = cluster.topic(unique("orders.c"), 3), cluster.topic(unique("payments"), 3)
+    kcat_produce(cluster.bootstrap, orders, [(f"k{i}", f"order-{i}") for i in range(30)])
+    kcat_produce(cluster.bootstrap, payments, [(f"k{i}", f"pay-{i}") for i in range(30)])
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **ACLS)
     got, errors = confluent_consume(proxy.bootstrap, accounts.login("carol", "SCRAM-SHA-256"),
                                     [orders, payments], 30, timeout=40, group=unique("carol"),
                                     want_error=KafkaError.TOPIC_AUTHORIZATION_FAILED)
@@ -735,8 +748,8 @@ def test_acl_consumer_of_two_topics_gets_the_allowed_one(mock, proxy_factory, ac
 # ---------------------------------------------------------------- mutual TLS
 
 @pytest.mark.parametrize("who", ["good-cert", "no-cert", "rogue-cert"])
-def test_mtls_client_certificates(mock, proxy_factory, certs, who):
-    proxy = proxy_factory(**tls_listen(certs, client_ca=True))
+def test_mtls_client_certificates(cluster, cluster_proxy_factory, certs, who):
+    proxy = cluster_proxy_factory(**tls_listen(certs, client_ca=True))
     login = Login("SSL", ca=certs.ca)
     if who == "good-cert":
         login.cert, login.key = certs.client, certs.client_key
@@ -746,15 +759,15 @@ def test_mtls_client_certificates(mock, proxy_factory, certs, who):
     if who == "good-cert":
         for addr in (proxy.bootstrap, proxy.broker_addr(1)):
             assert not tls_refused(addr, ctx, api_versions_request()), f"{addr} refused {who}"
-        assert_roundtrip("kcat", mock, proxy.bootstrap, login)
+        assert_roundtrip("kcat", cluster, proxy.bootstrap, login)
         return
     for addr in (proxy.bootstrap, proxy.broker_addr(1)):
         assert tls_refused(addr, ctx, api_versions_request()), f"{addr} served {who}"
-    topic = mock.topic(unique("sec-mtls"), 1)
+    topic = cluster.topic(unique("sec-mtls"), 1)
     p = kcat("-P", "-b", proxy.bootstrap, "-t", topic, "-X", "message.timeout.ms=8000",
              *login.kcat_args(), input="refused\n", check=False, timeout=60)
     assert p.returncode != 0, f"kcat with {who} reported success"
-    assert mock_record_count(mock, topic) == 0
+    assert cluster.record_count(topic) == 0
 
 
 # ---------------------------------------------------------------- non-loopback plaintext
@@ -767,50 +780,53 @@ def outside_ip():
     return ip
 
 
-def start_open_proxy(proxy_factory, accounts, ip, **overrides):
+def start_open_proxy(factory, accounts, ip, **overrides):
     """eosproxy on 0.0.0.0, advertising ip, so clients come from ip."""
-    p = start_auth_proxy(proxy_factory, accounts, **{"listen.host": "0.0.0.0",
+    p = start_auth_proxy(factory, accounts, **{"listen.host": "0.0.0.0",
                                                      "listen.advertised_host": ip, **overrides})
     return p, f"{ip}:{p.port}"
 
 
-def test_plain_without_tls_refused_from_non_loopback(mock, proxy_factory, accounts, outside_ip):
-    proxy, outside = start_open_proxy(proxy_factory, accounts, outside_ip)
+def test_plain_without_tls_refused_from_non_loopback(cluster, cluster_proxy_factory, accounts,
+                                                     outside_ip):
+    proxy, outside = start_open_proxy(cluster_proxy_factory, accounts, outside_ip)
     with Conn(outside) as c:
         outcome = sasl_plain_login(c, APP, accounts.passwords[APP])
     assert outcome[0] != "ok", "PLAIN over plaintext from a non-loopback peer was accepted"
-    assert_login_refused("confluent", mock, outside, accounts.login(APP, "PLAIN"))
+    assert_login_refused("confluent", cluster, outside, accounts.login(APP, "PLAIN"))
     # The same credentials from loopback are fine: the refusal is the peer's.
     with Conn(f"127.0.0.1:{proxy.port}") as c:
         assert sasl_plain_login(c, APP, accounts.passwords[APP])[0] == "ok"
     # SCRAM never shows the password: allowed from anywhere.
-    assert_roundtrip("confluent", mock, outside, accounts.login(APP, "SCRAM-SHA-256"))
+    assert_roundtrip("confluent", cluster, outside, accounts.login(APP, "SCRAM-SHA-256"))
 
 
-def test_plain_from_non_loopback_with_allow_plaintext(mock, proxy_factory, accounts, outside_ip):
-    _, outside = start_open_proxy(proxy_factory, accounts, outside_ip,
+def test_plain_from_non_loopback_with_allow_plaintext(cluster, cluster_proxy_factory, accounts,
+                                                      outside_ip):
+    _, outside = start_open_proxy(cluster_proxy_factory, accounts, outside_ip,
                                   **{"auth.allow_plaintext": True})
-    assert_roundtrip("confluent", mock, outside, accounts.login(APP, "PLAIN"))
+    assert_roundtrip("confluent", cluster, outside, accounts.login(APP, "PLAIN"))
 
 
-def test_plain_over_tls_from_non_loopback(mock, proxy_factory, accounts, certs, outside_ip):
-    _, outside = start_open_proxy(proxy_factory, accounts, outside_ip, **tls_listen(certs))
-    assert_roundtrip("kcat", mock, outside, accounts.login(APP, "PLAIN", "SASL_SSL", certs))
+def test_plain_over_tls_from_non_loopback(cluster, cluster_proxy_factory, accounts, certs,
+                                          outside_ip):
+    _, outside = start_open_proxy(cluster_proxy_factory, accounts, outside_ip, **tls_listen(certs))
+    assert_roundtrip("kcat", cluster, outside, accounts.login(APP, "PLAIN", "SASL_SSL", certs))
 
 
 # ---------------------------------------------------------------- reloads on SIGHUP
 
-def test_certificate_reload_on_sighup(mock, proxy_factory, certs, tmp_path):
+def test_certificate_reload_on_sighup(cluster, cluster_proxy_factory, certs, tmp_path):
     tls_dir = tmp_path / "tls"
     tls_dir.mkdir()
     cert, key = str(tls_dir / "server.pem"), str(tls_dir / "server.key")
     shutil.copyfile(certs.server, cert)
     shutil.copyfile(certs.server_key, key)
     os.chmod(key, 0o600)
-    proxy = proxy_factory(**tls_listen(certs, cert=cert, key=key))
+    proxy = cluster_proxy_factory(**tls_listen(certs, cert=cert, key=key))
     ctx = client_tls_context(certs.ca)
     login = Login("SSL", ca=certs.ca)
-    topic = mock.topic(unique("sec-reload"), 2)
+    topic = cluster.topic(unique("sec-reload"), 2)
 
     old = TlsConn(proxy.bootstrap, ctx)
     producer = Producer({"bootstrap.servers": proxy.bootstrap, "acks": "all",
@@ -840,17 +856,17 @@ def test_certificate_reload_on_sighup(mock, proxy_factory, certs, tmp_path):
     finally:
         old.close()
     assert proxy.alive()
-    stored = sorted(v for _, _, _, v in kcat_consume(mock.bootstrap, topic))
+    stored = sorted(v for _, _, _, v in kcat_consume(cluster.bootstrap, topic))
     assert stored == ["after-reload", "before-reload"]
     # New clients get on with the new certificate.
-    assert_roundtrip("kcat", mock, proxy.bootstrap, login)
+    assert_roundtrip("kcat", cluster, proxy.bootstrap, login)
 
 
-def test_users_file_reload_on_sighup(mock, proxy_factory, accounts, tmp_path):
+def test_users_file_reload_on_sighup(cluster, cluster_proxy_factory, accounts, tmp_path):
     newbie_pw = new_secret("newbie")
     users = write_users_file(tmp_path / "users",
                              [passwd_line(conftest.EOSPROXY_BIN, APP, accounts.passwords[APP])])
-    proxy = start_auth_proxy(proxy_factory, accounts, **{"auth.users_file": users})
+    proxy = start_auth_proxy(cluster_proxy_factory, accounts, **{"auth.users_file": users})
 
     def login(user, pw):
         with Conn(proxy.bootstrap) as c:
@@ -865,6 +881,13 @@ def test_users_file_reload_on_sighup(mock, proxy_factory, accounts, tmp_path):
 
 
 # ---------------------------------------------------------------- upstream TLS + SASL (chained)
+
+# These run on the mock only: a second eosproxy (the "gateway", TLS listener
+# and client logins) stands in for a secured broker, which the mock cannot be
+# (it has no TLS and no SASL). Against the real broker's own SASL and TLS
+# listeners: test_real_security.py.
+UPSTREAM_CHAIN = pytest.mark.mock_only("a chained eosproxy stands in for a secured broker; "
+                                       "Kafka's own: test_real_security.py")
 
 def start_gateway(proxy_factory, accounts, certs):
     """eosproxy B in front of the mock: TLS listener and client logins; it
@@ -884,6 +907,7 @@ def sidecar_overrides(bootstrap, ca, mechanism, verify=True):
             "log.level": "debug"}
 
 
+@UPSTREAM_CHAIN
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_upstream_tls_and_sasl(mock, proxy_factory, accounts, certs, monkeypatch, mechanism):
     gateway = start_gateway(proxy_factory, accounts, certs)
@@ -911,6 +935,7 @@ def assert_sidecar_cannot_write(mock, sidecar):
     assert sidecar.http_get("/readyz")[0] != 200
 
 
+@UPSTREAM_CHAIN
 def test_upstream_wrong_password_counts_auth_errors(mock, proxy_factory, unready, accounts,
                                                     certs, monkeypatch):
     gateway = start_gateway(proxy_factory, accounts, certs)
@@ -923,6 +948,7 @@ def test_upstream_wrong_password_counts_auth_errors(mock, proxy_factory, unready
     assert_no_secret(sidecar.http_get("/metrics")[1], "/metrics")
 
 
+@UPSTREAM_CHAIN
 def test_upstream_ca_that_did_not_sign_the_broker(mock, proxy_factory, unready, accounts, certs,
                                                   monkeypatch):
     gateway = start_gateway(proxy_factory, accounts, certs)
@@ -936,6 +962,7 @@ def test_upstream_ca_that_did_not_sign_the_broker(mock, proxy_factory, unready, 
     assert sidecar.metrics().get_value("eosproxy_upstream_errors_total", kind="auth") == 0
 
 
+@UPSTREAM_CHAIN
 def test_upstream_verify_false_accepts_any_certificate(mock, proxy_factory, accounts, certs,
                                                        monkeypatch):
     gateway = start_gateway(proxy_factory, accounts, certs)
@@ -945,6 +972,7 @@ def test_upstream_verify_false_accepts_any_certificate(mock, proxy_factory, acco
     assert_roundtrip("kcat", mock, sidecar.bootstrap, Login())
 
 
+@UPSTREAM_CHAIN
 def test_upstream_host_name_not_in_certificate(mock, proxy_factory, unready, accounts, certs,
                                                monkeypatch):
     name = socket.gethostname()
@@ -964,6 +992,7 @@ def test_upstream_host_name_not_in_certificate(mock, proxy_factory, unready, acc
     assert_sidecar_cannot_write(mock, sidecar)
 
 
+@UPSTREAM_CHAIN
 @pytest.mark.parametrize("with_cert", [True, False])
 def test_upstream_client_certificate(mock, proxy_factory, unready, accounts, certs, monkeypatch,
                                      with_cert):
