@@ -408,7 +408,7 @@ def test_old_produce_version_refused_for_idempotent_topic(cluster, cluster_proxy
 @pytest.mark.parametrize("errors,renews", [
     ([59, 47, 45], True),   # UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH, OUT_OF_ORDER: safe reset
     ([19, 20, 7], False),   # NOT_ENOUGH_REPLICAS(_AFTER_APPEND), REQUEST_TIMED_OUT: retried upstream
-    ([6, 3], False),        # NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION: to the client
+    ([6, 3], False),        # NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION: leader looked up, same batch resent
 ])
 def test_error_table_rows_lose_and_duplicate_nothing(mock, proxy_factory, needs_proxy, errors,
                                                      renews):
