@@ -217,8 +217,9 @@ produce_route_t policy_produce_route(const produce_facts_t *f)
     case DELIVERY_AT_MOST_ONCE:
         return f->version >= 3 ? ROUTE_AT_MOST_ONCE : ROUTE_PASS;
     case DELIVERY_IDEMPOTENT:
-    case DELIVERY_TRANSACTIONAL:
         return f->version >= 3 ? ROUTE_UPGRADE : ROUTE_REFUSE_FORMAT;
+    case DELIVERY_TRANSACTIONAL:
+        return f->version >= 3 ? ROUTE_TXN : ROUTE_REFUSE_FORMAT;
     default:
         return ROUTE_PASS;
     }
@@ -227,7 +228,7 @@ produce_route_t policy_produce_route(const produce_facts_t *f)
 const char *policy_route_name(produce_route_t r)
 {
     static const char *const names[ROUTE_COUNT] = {"pass", "at_most_once", "upgrade",
-                                                   "refused_format"};
+                                                   "refused_format", "transaction"};
     return (unsigned)r < ROUTE_COUNT ? names[r] : "unknown";
 }
 
@@ -235,6 +236,15 @@ int policy_has_dedup(const policy_t *p)
 {
     for (size_t i = 0; p && i < p->n; i++) {
         if (p->rules[i].dedup.src != EVENTID_NONE)
+            return 1;
+    }
+    return 0;
+}
+
+int policy_has_transactional(const policy_t *p)
+{
+    for (size_t i = 0; p && i < p->n; i++) {
+        if (p->rules[i].delivery == DELIVERY_TRANSACTIONAL)
             return 1;
     }
     return 0;

@@ -96,6 +96,7 @@ typedef enum produce_route {
     ROUTE_AT_MOST_ONCE = 1,  /* forward with acks=0 and answer the client at once */
     ROUTE_UPGRADE = 2,       /* idempotent upgrade: eosproxy's producer id and sequences */
     ROUTE_REFUSE_FORMAT = 3, /* needs the upgrade but message format < 2: refuse */
+    ROUTE_TXN = 4,           /* inside a transaction eosproxy owns (txn.h) */
     ROUTE_COUNT
 } produce_route_t;
 
@@ -120,14 +121,18 @@ delivery_t policy_strongest(const policy_t *p, const char *const *names, const s
  * The route for a request: clients that are idempotent or transactional
  * themselves pass untouched; at-most-once needs Produce v3+ (older versions
  * pass, which is stronger); idempotent and transactional need message
- * format 2 (Produce v3+) and are refused below it. transactional delivery
- * is carried out as the idempotent upgrade until transactions are built.
+ * format 2 (Produce v3+) and are refused below it. A request with a
+ * transactional topic goes into eosproxy's transaction whole (its other
+ * topics too: stronger than they need).
  */
 produce_route_t policy_produce_route(const produce_facts_t *f);
 const char *policy_route_name(produce_route_t r);
 
 /* 1 if any rule has a dedup section. */
 int policy_has_dedup(const policy_t *p);
+
+/* 1 if any rule's delivery is transactional. */
+int policy_has_transactional(const policy_t *p);
 
 /* 1 if any rule asks for something other than at-least-once. */
 int policy_enforces(const policy_t *p);

@@ -23,6 +23,7 @@
 #include "../policy/acl.h"
 #include "authworker.h"
 #include "kerror.h"
+#include "kfetch.h"
 #include "kproduce.h"
 #include "kproto.h"
 #include "krecord.h"
@@ -35,6 +36,7 @@
 #include "proxy.h"
 #include "sasl.h"
 #include "tls.h"
+#include "txn.h"
 #include "upgrade.h"
 #include "upstream.h"
 
@@ -115,6 +117,7 @@ struct client {
     int draining;   /* stop reading; close once everything is out */
     int up_connected;
     int up_dead; /* the broker connection failed; held for upgrade answers (hold_for_upgrade) */
+    int read_committed; /* a Fetch named a transactional topic: every Fetch is read_committed */
 
     /* Correlation ids of recent acks=0 Produce requests. Brokers send no
      * response to them, but some servers (librdkafka's mock cluster) do:
@@ -181,6 +184,15 @@ void client_free(struct client *c)
     if (!c)
         return;
     struct proxy *px = c->px;
+    if (c->head < c->tail) {
+        const struct slot *h = slot_at(c, c->head);
+        log_debug("client %llu (%s): closing with %llu request(s) unanswered; the oldest, %s "
+                  "(correlation id %d), waited %llu ms %s",
+                  (unsigned long long)c->id, c->peer, (unsigned long long)(c->tail - c->head),
+                  kproto_api_name(h->api_key), (int)h->correlation_id,
+                  (unsigned long long)((now_us() - h->t0_us) / 1000),
+                  h->state == SLOT_LOCAL ? "for an engine" : "for the broker");
+    }
     for (uint64_t p = c->head; p < c->tail; p++) {
         struct slot *s = slot_at(c, p);
         if (s->resp)
@@ -240,16 +252,17 @@ static void start_linger(struct client *c, int reason);
 static void update_client_read(struct client *c);
 
 /*
- * The broker connection of c failed, but the upgrade engine, which writes
- * on connections of its own, still owes c answers that come before any
- * request the dead connection would have answered. Closing now would make
+ * The broker connection of c failed (or never came up), but an engine (the
+ * upgrade or transactions), which writes on connections of its own, still
+ * owes c answers that come before any request the dead connection would
+ * have answered. Closing now would make
  * the client resend records eosproxy may already have written; librdkafka
  * even puts them into new batches with newer records, which no retry check
  * can match, so they would land twice. So c stops reading and stays open
  * until those answers are out (maybe_finish_hold), then closes. Returns 1
  * when c is held.
  */
-static int hold_for_upgrade(struct client *c)
+static int hold_for_upgrade(struct client *c, enum upstream_err_kind kind, const char *what)
 {
     size_t owed = 0;
     for (uint64_t p = c->head; p < c->tail; p++) {
@@ -260,10 +273,10 @@ static int hold_for_upgrade(struct client *c)
     }
     if (owed == 0)
         return 0;
-    g_metrics.upstream_errors[UPERR_CLOSED]++;
-    log_info("client %llu (%s): upstream closed the connection; closing once the %zu upgraded "
-             "Produce answers eosproxy owes it are out",
-             (unsigned long long)c->id, c->peer, owed);
+    g_metrics.upstream_errors[kind]++;
+    log_info("client %llu (%s): upstream %s; closing once the %zu Produce answers eosproxy's "
+             "engines owe it are out",
+             (unsigned long long)c->id, c->peer, what, owed);
     upstream_free(c->up);
     c->up = NULL;
     c->up_dead = 1;
@@ -759,6 +772,28 @@ static int route_upgrade(struct client *c, const kreq_hdr_t *h, const uint8_t *f
     return REQ_LOCAL;
 }
 
+/* Transactional delivery: the engine answers after its commit. */
+static int route_txn(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
+                     const struct produce_view *v, int acks)
+{
+    uint64_t token = acks != 0 ? c->tail : TOKEN_NO_SLOT;
+    if (acks != 0)
+        slot_push(c, h, SLOT_LOCAL);
+    int err = txn_submit(c->px->txn, c->up_broker, h, frame, size, acks == 0, c->id, token);
+    if (err == 0) {
+        if (txn_busy(c->px->txn))
+            pause_client(c, PAUSE_UPGRADE);
+        return REQ_LOCAL;
+    }
+    if (acks != 0) {
+        c->tail--;
+        g_metrics.inflight--;
+        if (answer_produce_error(c, h, v, (int16_t)err))
+            return REQ_CLOSED;
+    }
+    return REQ_LOCAL;
+}
+
 /*
  * Applies the topic policy to a validated ProduceRequest. Returns
  * REQ_FORWARD (frame possibly changed in place: acks), REQ_LOCAL (handled
@@ -789,6 +824,10 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
         break;
     case ROUTE_UPGRADE:
         rc = route_upgrade(c, h, frame, size, &v, acks);
+        break;
+    case ROUTE_TXN:
+        rc = c->px->txn ? route_txn(c, h, frame, size, &v, acks)
+                        : route_upgrade(c, h, frame, size, &v, acks);
         break;
     case ROUTE_REFUSE_FORMAT:
         log_info("client %llu (%s): refusing Produce v%d for an idempotent topic: message "
@@ -1169,6 +1208,12 @@ static int apply_acl(struct client *c, const kreq_hdr_t *h, const uint8_t *frame
     return REQ_FORWARD;
 }
 
+int client_slot_waiting(struct proxy *px, uint64_t client_id, uint64_t token)
+{
+    struct client *c = client_find(px, client_id);
+    return c && token >= c->head && token < c->tail && slot_at(c, token)->state == SLOT_LOCAL;
+}
+
 void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp)
 {
     struct client *c = client_find(px, client_id);
@@ -1184,6 +1229,37 @@ void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, stru
     g_metrics.local_responses++;
     slot_complete(c, slot_at(c, token), resp);
     maybe_finish_hold(c);
+}
+
+/*
+ * Consumers of `transactional` topics read committed data only: a Fetch
+ * (v4..v12) naming one gets IsolationLevel 1, in place. The flag sticks to
+ * the connection, because a fetch session's later requests list only the
+ * partitions that changed, often none, and the isolation level applies to
+ * the whole session.
+ */
+static void fetch_read_committed(struct client *c, const kreq_hdr_t *h, uint8_t *frame, size_t size)
+{
+    /* ReplicaId MaxWaitMs MinBytes MaxBytes, then IsolationLevel (INT8). */
+    size_t off = h->body_off + 16;
+    if (h->api_version < KFETCH_MIN_VERSION || h->api_version > KFETCH_MAX_VERSION || off >= size ||
+        frame[off] != 0)
+        return;
+    if (!c->read_committed) {
+        kfetch_req_t req;
+        if (kfetch_req_parse(h->api_version, frame + h->body_off, size - h->body_off, &req, NULL))
+            return; /* validated already: cannot happen */
+        const policy_t *pol = c->px->cfg->policy;
+        for (int32_t i = 0; i < req.ntopics && !c->read_committed; i++)
+            c->read_committed =
+                policy_delivery(pol, req.topics[i].topic.ptr, (size_t)req.topics[i].topic.len) ==
+                DELIVERY_TRANSACTIONAL;
+        kfetch_req_free(&req);
+        if (!c->read_committed)
+            return;
+    }
+    frame[off] = 1;
+    g_metrics.txn_fetch_upgraded++;
 }
 
 /*
@@ -1236,6 +1312,8 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
             size = c->repl_len - 4;
         }
     }
+    if (h.api_key == KAPI_Fetch && c->px->txn)
+        fetch_read_committed(c, &h, frame, size);
     int rc = REQ_FORWARD;
     if (h.api_key == KAPI_Produce && c->px->enforce)
         rc = route_produce(c, &h, frame, size, acks);
@@ -1680,9 +1758,10 @@ static void upstream_event_cb(struct bufferevent *bev, short what, void *arg)
             close_client(c, c->linger_reason);
         else if (what & UPSTREAM_EVENT_COUNTED) /* TLS or login failure: logged and counted */
             close_client(c, CLOSE_UPSTREAM);
-        else if (!c->up_connected)
-            upstream_failed(c, UPERR_CONNECT, "connect failed");
-        else if (!hold_for_upgrade(c))
+        else if (!c->up_connected) {
+            if (!hold_for_upgrade(c, UPERR_CONNECT, "connect failed"))
+                upstream_failed(c, UPERR_CONNECT, "connect failed");
+        } else if (!hold_for_upgrade(c, UPERR_CLOSED, "closed the connection"))
             upstream_failed(c, UPERR_CLOSED, "closed the connection");
     }
 }

@@ -45,6 +45,13 @@ void client_drain_all(struct proxy *px);
 struct evbuffer;
 void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp);
 
+/*
+ * 1 while the slot (client_id, token) can still be answered: the client
+ * is connected and the slot waits for an engine. 0 once the client has
+ * gone (its answer would be dropped, and the client will send again).
+ */
+int client_slot_waiting(struct proxy *px, uint64_t client_id, uint64_t token);
+
 /* Resumes reading from clients paused because the upgrade engine was busy. */
 void client_resume_upgrade_paused(struct proxy *px);
 

@@ -253,6 +253,28 @@ static const field_t redis_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
+static const field_t txn_fields[] = {
+    {"id", T_STRING, C(transactions.id), NULL, 0, 0, 0, NULL,
+     "Transactional id eosproxy writes `transactional` topics under. Must be stable across "
+     "restarts "
+     "of one instance and unique among live instances: a restart fences the previous incarnation "
+     "and aborts what it left open. Default: `<service>-<host name>` (a StatefulSet pod name is "
+     "stable; see [Transactional delivery](#transactional-delivery))."},
+    {"timeout", T_DURATION, C(transactions.timeout_ms), "60s", SEC, 15 * 60 * SEC, 0, NULL,
+     "Transaction timeout given to the coordinator (InitProducerId): a transaction eosproxy left "
+     "open is aborted by the cluster after this long. At most the broker's "
+     "`transaction.max.timeout.ms`."},
+    {"linger", T_DURATION, C(transactions.linger_ms), "10ms", 0, 60 * SEC, F_RELOAD, NULL,
+     "How long an idle engine waits for more requests before it closes a transaction. Requests "
+     "that arrive while one is being committed go into the next one without waiting."},
+    {"max_bytes", T_SIZE, C(transactions.max_bytes), "4MiB", KIB, GIB, F_RELOAD, NULL,
+     "A transaction is closed once its batches reach this many bytes."},
+    {"max_inflight", T_INT, C(transactions.max_inflight), "4", 1, 1000, F_RELOAD, NULL,
+     "Closed transactions queued behind the one being committed; beyond, clients are paused "
+     "(backpressure)."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
+};
+
 static const field_t top_fields[] = {
     {"service", T_STRING, C(service), "eosproxy", 0, 0, 0, NULL,
      "Name of the application this sidecar serves. The default `dedup.scope`."},
@@ -267,6 +289,8 @@ static const field_t top_fields[] = {
      "On SIGTERM, how long to wait for in-flight requests before closing. `0` closes at once."},
     {"redis", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, redis_fields,
      "Where dedup keeps its eventIds; see below."},
+    {"transactions", T_SECTION, 0, NULL, 0, 0, F_ALWAYS, txn_fields,
+     "How `transactional` topics are written; see below."},
     {"topics", T_TOPICS, 0, NULL, 0, 0, F_RELOAD, NULL,
      "Per-topic delivery rules; see below. Absent: every topic is passed through as "
      "`at-least-once`."},
@@ -1799,6 +1823,7 @@ static const struct {
     {"upstream", upstream_fields, "upstream.", 1, 0},
     {"admin", admin_fields, "admin.", 1, 0},
     {"redis", redis_fields, "redis.", 1, 0},
+    {"transactions", txn_fields, "transactions.", 1, 0},
     {"auth", auth_fields, "auth.", 1, 0},
     {"auth.acls", acl_fields, "auth.acls[N].", 1, 1},
     {"topics", rule_fields, "", 1, 1},

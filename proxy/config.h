@@ -102,6 +102,13 @@ typedef struct config {
     } redis;
 
     struct {
+        char *id;            /* transactional id; NULL: "<service>-<host name>" */
+        uint64_t timeout_ms; /* transaction timeout sent to the coordinator, default 60s */
+        uint64_t linger_ms;  /* an idle engine waits this long to group requests, 10ms */
+        uint64_t max_bytes;  /* a transaction is closed at this many bytes, default 4 MiB */
+        int max_inflight;    /* closed transactions queued behind the one under way, 4 */
+    } transactions;
+    struct {
         char *users_file;          /* NULL: clients are not authenticated */
         unsigned mechanisms;       /* SASL_MECH_BIT()s offered; default all three */
         int allow_plaintext;       /* PLAIN without TLS from non-loopback peers; default 0 */

@@ -399,3 +399,59 @@ int kproduce_resp_write_uniform(kwriter_t *w, int16_t ver, int32_t correlation_i
     wtags(w, flex);
     return kw_finish_frame(w, start);
 }
+
+/* ---- ProduceResponse: answers eosproxy builds ---- */
+
+int kproduce_resp_shape(const kproduce_req_t *req, kproduce_resp_t *resp)
+{
+    memset(resp, 0, sizeof(*resp));
+    resp->topics = calloc(req->ntopics > 0 ? (size_t)req->ntopics : 1, sizeof(*resp->topics));
+    if (!resp->topics)
+        return -1;
+    resp->ntopics = req->ntopics;
+    for (int32_t i = 0; i < req->ntopics; i++) {
+        const kproduce_topic_t *q = &req->topics[i];
+        kproduce_tresp_t *t = &resp->topics[i];
+        t->name = q->name;
+        t->partitions =
+            calloc(q->npartitions > 0 ? (size_t)q->npartitions : 1, sizeof(*t->partitions));
+        if (!t->partitions) {
+            kproduce_resp_free(resp);
+            return -1;
+        }
+        t->npartitions = q->npartitions;
+        for (int32_t j = 0; j < t->npartitions; j++) {
+            kproduce_presp_t *p = &t->partitions[j];
+            p->index = q->partitions[j].index;
+            p->base_offset = p->log_append_time_ms = p->log_start_offset = -1;
+            p->error_message = (kstr_t){NULL, -1};
+        }
+    }
+    return 0;
+}
+
+static int presp_at(const kproduce_resp_t *resp, kproduce_resp_pos_t at, const char *topic,
+                    size_t topic_len, int32_t partition)
+{
+    const kproduce_tresp_t *t = &resp->topics[at.t];
+    return t->partitions[at.p].index == partition && (size_t)t->name.len == topic_len &&
+           (!topic_len || !memcmp(t->name.ptr, topic, topic_len));
+}
+
+const kproduce_presp_t *kproduce_resp_find(const kproduce_resp_t *resp, kproduce_resp_pos_t *next,
+                                           const char *topic, size_t topic_len, int32_t partition)
+{
+    while (next->t < resp->ntopics && next->p >= resp->topics[next->t].npartitions)
+        *next = (kproduce_resp_pos_t){next->t + 1, 0};
+    kproduce_resp_pos_t at = *next;
+    if (at.t >= resp->ntopics || !presp_at(resp, at, topic, topic_len, partition)) {
+        for (at.t = 0; at.t < resp->ntopics; at.t++)
+            for (at.p = 0; at.p < resp->topics[at.t].npartitions; at.p++)
+                if (presp_at(resp, at, topic, topic_len, partition))
+                    goto found;
+        return NULL;
+    }
+found:
+    *next = (kproduce_resp_pos_t){at.t, at.p + 1};
+    return &resp->topics[at.t].partitions[at.p];
+}

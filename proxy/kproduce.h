@@ -153,4 +153,27 @@ int kproduce_resp_write(kwriter_t *w, int16_t ver, const kproduce_resp_t *resp);
 int kproduce_resp_write_uniform(kwriter_t *w, int16_t ver, int32_t correlation_id,
                                 const kproduce_req_t *req, int16_t error_code, int64_t base_offset);
 
+/*
+ * Shapes *resp like req for an answer eosproxy builds itself: the same
+ * topics (names are views into req's frame) and partitions in the same
+ * order, each with ErrorCode 0, offsets -1 and no error message. resp is
+ * zeroed first; free it with kproduce_resp_free (record_errors stay NULL).
+ * Returns 0, or -1 on OOM (resp then holds nothing to free).
+ */
+int kproduce_resp_shape(const kproduce_req_t *req, kproduce_resp_t *resp);
+
+/* Where kproduce_resp_find looks first: topic t, partition p. Start at {0, 0}. */
+typedef struct kproduce_resp_pos {
+    int32_t t, p;
+} kproduce_resp_pos_t;
+
+/*
+ * The outcome of (topic, partition) in a parsed response, or NULL. A
+ * broker answers in the request's order, so it is normally at *next;
+ * otherwise the whole response is searched. *next moves past where it was
+ * found, so looking up a request's partitions in order costs O(partitions).
+ */
+const kproduce_presp_t *kproduce_resp_find(const kproduce_resp_t *resp, kproduce_resp_pos_t *next,
+                                           const char *topic, size_t topic_len, int32_t partition);
+
 #endif

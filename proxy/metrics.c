@@ -57,6 +57,11 @@ void metrics_observe_redis_latency(uint64_t usec)
             usec);
 }
 
+void metrics_observe_txn_latency(uint64_t usec)
+{
+    observe(g_metrics.txn_lat_bucket, &g_metrics.txn_lat_count, &g_metrics.txn_lat_sum_us, usec);
+}
+
 void metrics_observe_loop_lag(uint64_t usec)
 {
     observe(g_metrics.loop_lag_bucket, &g_metrics.loop_lag_count, &g_metrics.loop_lag_sum_us, usec);
@@ -194,6 +199,44 @@ static void render_upgrade(struct evbuffer *out)
     labelled(out, "eosproxy_upgrade_refused_total",
              "Idempotent upgrade: requests or partitions answered REQUEST_TIMED_OUT at a bound.",
              "bound", bound_names, m->upgrade_refused, UPG_BOUNDS);
+}
+
+static void render_txn(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    scalar(out, "eosproxy_txn_begun_total", "counter",
+           "Transactions eosproxy began for `transactional` topics.", (long long)m->txn_begun);
+    scalar(out, "eosproxy_txn_committed_total", "counter",
+           "Transactions committed (EndTxn COMMIT acknowledged); their clients got success.",
+           (long long)m->txn_committed);
+    scalar(out, "eosproxy_txn_aborted_total", "counter",
+           "Transactions given up: every client request in them got a retriable error.",
+           (long long)m->txn_aborted);
+    scalar(out, "eosproxy_txn_commit_unknown_total", "counter",
+           "Transactions given up after an unanswered EndTxn(COMMIT): they may have committed, "
+           "and the clients' retries may then write their records twice.",
+           (long long)m->txn_commit_unknown);
+    scalar(out, "eosproxy_txn_batches_total", "counter",
+           "Batches written inside committed transactions.", (long long)m->txn_batches);
+    scalar(out, "eosproxy_txn_requests_total", "counter",
+           "Client ProduceRequests answered by committed transactions.",
+           (long long)m->txn_requests);
+    scalar(out, "eosproxy_txn_fenced_total", "counter",
+           "Times another instance with the same transactions.id fenced this one.",
+           (long long)m->txn_fenced);
+    scalar(out, "eosproxy_txn_fenced", "gauge",
+           "1 while fenced: transactional writes are refused until restart.",
+           (long long)m->txn_fenced_now);
+    scalar(out, "eosproxy_txn_coordinator_lookups_total", "counter",
+           "Transaction coordinator lookups after the first (moved, unavailable, lost).",
+           (long long)m->txn_coordinator_moves);
+    scalar(out, "eosproxy_fetch_read_committed_total", "counter",
+           "Fetch requests naming a `transactional` topic raised to read_committed.",
+           (long long)m->txn_fetch_upgraded);
+    header(out, "eosproxy_txn_commit_duration_seconds", "histogram",
+           "From a transaction's first upstream request to its commit acknowledged.");
+    histogram(out, "eosproxy_txn_commit_duration_seconds", "", m->txn_lat_bucket, m->txn_lat_count,
+              m->txn_lat_sum_us);
 }
 
 static void render_latency(struct evbuffer *out)
@@ -341,6 +384,7 @@ void metrics_render(struct evbuffer *out)
     render_requests(out);
     render_routes(out);
     render_upgrade(out);
+    render_txn(out);
     render_dedup(out);
     render_redis(out);
     render_latency(out);

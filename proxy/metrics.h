@@ -83,7 +83,7 @@ struct metrics {
     int64_t ready;
     uint64_t metadata_refreshes;
     uint64_t rewritten_responses;
-    uint64_t produce_routes[4]; /* by produce_route_t */
+    uint64_t produce_routes[5]; /* by produce_route_t (ROUTE_COUNT) */
     uint64_t acks0_responses_dropped;
     uint64_t twin_batches; /* upgrade: distinct batches with equal content */
     /* The idempotent upgrade (upgrade.c). */
@@ -94,6 +94,20 @@ struct metrics {
     uint64_t sequence_resets;             /* sequence restarts forced by an error or timeout */
     uint64_t producer_id_renewals;        /* new producer ids or epochs after the first */
     uint64_t upgrade_refused[UPG_BOUNDS]; /* partitions or requests refused by a bound */
+    /* Transactional delivery (txn.c). */
+    uint64_t txn_begun;             /* transactions eosproxy started (AddPartitionsToTxn sent) */
+    uint64_t txn_committed;         /* EndTxn(COMMIT) acknowledged */
+    uint64_t txn_aborted;           /* given up: clients answered with an error, aborted */
+    uint64_t txn_commit_unknown;    /* given up after EndTxn(COMMIT) went out unanswered */
+    uint64_t txn_batches;           /* batches written inside committed transactions */
+    uint64_t txn_requests;          /* client requests answered by committed transactions */
+    uint64_t txn_fenced;            /* times another instance fenced eosproxy's transactional id */
+    int64_t txn_fenced_now;         /* 1 while fenced: transactional writes are refused */
+    uint64_t txn_coordinator_moves; /* coordinator looked up again (NOT_COORDINATOR, loss) */
+    uint64_t txn_fetch_upgraded;    /* Fetch requests raised to read_committed */
+    uint64_t txn_lat_bucket[METRICS_LAT_BUCKETS]; /* transaction start -> commit acknowledged */
+    uint64_t txn_lat_count;
+    uint64_t txn_lat_sum_us;
     /* Consumer dedup (dedup.c) and its Redis client (redisc.c). */
     uint64_t dedup_responses;                 /* Fetch responses of dedup topics taken */
     uint64_t dedup_txn_aborted_commits;       /* TxnOffsetCommits of aborted transactions */
@@ -144,6 +158,9 @@ void metrics_observe_latency(int16_t api_key, uint64_t usec);
 
 /* Records one Redis round trip's latency (pipeline sent -> last reply). */
 void metrics_observe_redis_latency(uint64_t usec);
+
+/* Records one transaction's commit latency (first request sent -> EndTxn answered). */
+void metrics_observe_txn_latency(uint64_t usec);
 
 /* Records how late one turn of the event loop's lag timer was. */
 void metrics_observe_loop_lag(uint64_t usec);

@@ -20,6 +20,7 @@
 #include "kfetch.h"
 #include "mock.h"
 #include "tls.h"
+#include "txn.h"
 #include "upgrade.h"
 #include "upstream.h"
 #include "users.h"
@@ -335,6 +336,10 @@ static int engines_for(struct proxy *px, const config_t *next, char *err, size_t
         snprintf(err, errlen, "%s: cannot start the idempotent upgrade", next->path);
         return -1;
     }
+    if (policy_has_transactional(next->policy) && !px->txn && !(px->txn = txn_new(px))) {
+        snprintf(err, errlen, "%s: cannot start transactional delivery", next->path);
+        return -1;
+    }
     if (!policy_has_dedup(next->policy) || px->dedup)
         return 0;
     if (!px->cfg->redis.url) {
@@ -414,8 +419,10 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
 
 void proxy_adjust_versions(struct proxy *px)
 {
-    /* Dedup and ACLs decode Fetch up to v12: v13+ name topics by id. */
-    if ((px->dedup || px->cfg->auth.acl) && px->versions[KAPI_Fetch].max_ver > KFETCH_MAX_VERSION)
+    /* Dedup, ACLs and the read_committed upgrade decode Fetch up to v12:
+     * v13+ name topics by id. */
+    if ((px->dedup || px->txn || px->cfg->auth.acl) &&
+        px->versions[KAPI_Fetch].max_ver > KFETCH_MAX_VERSION)
         px->versions[KAPI_Fetch].max_ver = KFETCH_MAX_VERSION;
     if (px->authw) { /* the exchange is eosproxy's own, whatever the brokers offer */
         px->versions[KAPI_SaslHandshake] = (kver_range_t){0, 1};
@@ -465,6 +472,8 @@ int proxy_start(struct proxy *px)
         if (!px->upgrade)
             return -1;
     }
+    if (policy_has_transactional(cfg->policy) && !(px->txn = txn_new(px)))
+        return -1;
     if (policy_has_dedup(cfg->policy)) {
         if (!cfg->redis.url) {
             log_error("topics: a rule has dedup but redis.url is not set");
@@ -500,6 +509,7 @@ void proxy_free(struct proxy *px)
     px->draining = 1; /* no bookkeeping callbacks while tearing down */
     client_free_all(px);
     control_free(px->ctl);
+    txn_free(px->txn);
     upgrade_free(px->upgrade);
     dedup_free(px->dedup);
     admin_free(px->admin);

@@ -23,6 +23,7 @@ struct control;
 struct admin;
 struct mock;
 struct upgrade;
+struct txn;
 struct dedup;
 struct upstream_sec;
 struct authworker;
@@ -52,6 +53,7 @@ struct proxy {
     struct admin *admin;
     struct mock *mock;
     struct upgrade *upgrade;    /* the idempotent upgrade; NULL if no rule needs it */
+    struct txn *txn;            /* transactional delivery; NULL until a rule needs it */
     struct dedup *dedup;        /* consumer dedup; NULL if no rule has dedup */
     int enforce;                /* some topic rule is not at-least-once */
     struct upstream_sec *upsec; /* TLS and SASL towards brokers (upstream.c) */

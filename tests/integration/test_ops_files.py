@@ -557,6 +557,8 @@ def test_k8s_manifests(tmp_path):
                 data = {**sec.get("stringData", {}), **sec.get("data", {})}
                 assert ref["key"] in data, f"{what}: Secret {ref['name']} has no key {ref['key']}"
                 env[e["name"]] = "from-the-secret"
+            elif e.get("valueFrom", {}).get("fieldRef"):
+                env[e["name"]] = "orders-0"  # what the downward API gives, e.g. the pod name
             else:
                 env[e["name"]] = str(e.get("value", ""))
         for var in re.findall(r"\$\{(\w+)\}", cm["data"][key]):

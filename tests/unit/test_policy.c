@@ -300,8 +300,12 @@ static void test_produce_route(void)
     f.strongest = DELIVERY_AT_LEAST_ONCE;
     CHECK_EQ(policy_produce_route(&f), ROUTE_PASS);
     f.strongest = DELIVERY_TRANSACTIONAL;
-    CHECK_EQ(policy_produce_route(&f), ROUTE_UPGRADE);
+    CHECK_EQ(policy_produce_route(&f), ROUTE_TXN);
+    f.version = 2;
+    CHECK_EQ(policy_produce_route(&f), ROUTE_REFUSE_FORMAT);
     CHECK_STR(policy_route_name(ROUTE_AT_MOST_ONCE), "at_most_once");
+    CHECK_STR(policy_route_name(ROUTE_TXN), "transaction");
+    CHECK_EQ(policy_has_transactional(p), 1);
     CHECK_EQ(policy_has_dedup(p), 0);
     policy_rule_t r4 = rule("orders", DELIVERY_AT_LEAST_ONCE);
     r4.dedup.src = EVENTID_KEY;

@@ -1,0 +1,1419 @@
+/*
+ * txn.c - the transactional delivery engine. See txn.h.
+ *
+ * State. The engine has one transactional id, a coordinator (found with
+ * FindCoordinator, looked up again when it moves) and a producer id and
+ * epoch from InitProducerId on it. Client requests are parsed, their
+ * batches checked as a broker would and copied into the open transaction
+ * ("tx"). Transactions form a queue: the head is under way, the rest are
+ * closed and waiting, the tail may be open. The head goes through
+ *   AddPartitionsToTxn -> Produce (every batch, on per-broker lanes) ->
+ *   EndTxn(COMMIT) -> every client request in it answered.
+ * Only one coordinator request is outstanding at a time (t->op).
+ *
+ * Failure and abort. When a transaction cannot commit (a batch refused, a
+ * lost Produce answer, its deadline passed), every client request in it is
+ * answered at once with an error and the transaction is abandoned. It is
+ * never committed after that: eosproxy re-initializes its transactional id
+ * (InitProducerId), on which the coordinator aborts the open transaction
+ * and bumps the epoch, which also fences any of its writes still on the
+ * wire. Sequences restart at 0 under the new epoch. A client's retry thus
+ * goes into a later transaction, and the abandoned one is never visible.
+ *
+ * Error table (where the error comes from -> what eosproxy does):
+ *
+ *   Produce, per partition:
+ *     0 NONE, 46 DUPLICATE_SEQUENCE     the batch is written (in the txn)
+ *     anything else, or no answer       the transaction fails: that slot
+ *                                       gets the broker's ErrorCode (13
+ *                                       NETWORK_EXCEPTION when there was no
+ *                                       answer), the others 7
+ *                                       REQUEST_TIMED_OUT
+ *   AddPartitionsToTxn, EndTxn, InitProducerId, from the coordinator:
+ *     15 COORDINATOR_NOT_AVAILABLE,     the coordinator is looked up again
+ *     16 NOT_COORDINATOR, no answer     and the request resent
+ *     14 COORDINATOR_LOAD_IN_PROGRESS   resent after a backoff (20 ms,
+ *                                       doubling to 1 s)
+ *     51 CONCURRENT_TRANSACTIONS        resent after 2 ms, doubling to
+ *                                       20 ms (the previous transaction's
+ *                                       markers are being written)
+ *     90 PRODUCER_FENCED, 47 INVALID_   fenced: another instance took the
+ *     PRODUCER_EPOCH (current epoch)    id. Logged as an error, counted,
+ *                                       eosproxy_txn_fenced = 1; every
+ *                                       transactional write is refused
+ *                                       with PRODUCER_FENCED until restart
+ *     AddPartitionsToTxn, partition     the transaction fails (nothing was
+ *     errors (3, 29, ...)               added): those slots get the error,
+ *                                       the rest REQUEST_TIMED_OUT (also
+ *                                       those answered 55 OPERATION_NOT_
+ *                                       ATTEMPTED)
+ *     EndTxn: 48 INVALID_TXN_STATE,     the transaction fails; the epoch
+ *     any other                         is bumped (re-initialization)
+ *     InitProducerId: 53 TRANSACTIONAL_ logged as an error; retried with
+ *     ID_AUTHORIZATION_FAILED, 50       the backoff (a configuration or
+ *     INVALID_TRANSACTION_TIMEOUT,      ACL problem an operator must fix)
+ *     any other
+ *
+ * The window that remains: an EndTxn(COMMIT) was sent and its answer was
+ * lost, and then the transaction's deadline passed (or the id was fenced)
+ * before a resend was answered. The clients are told REQUEST_TIMED_OUT
+ * though the commit may have happened; their retries then write the
+ * records again. It is counted (eosproxy_txn_commit_unknown_total).
+ *
+ * Bounds: bytes held (256 MiB) and client requests held (100,000) answer
+ * REQUEST_TIMED_OUT beyond; partitions with sequences (65,536): when full,
+ * those not in a queued transaction are forgotten and the epoch bumped;
+ * a transaction's deadline is half the shortest client timeout in it
+ * (at least 1 s), at most half of transactions.timeout.
+ */
+#include "txn.h"
+
+#include "client.h"
+#include "config.h"
+#include "kinitpid.h"
+#include "kproduce.h"
+#include "krecord.h"
+#include "ktxn.h"
+#include "lane.h"
+#include "log.h"
+#include "metrics.h"
+#include "proxy.h"
+#include "seqstate.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    KERR_NONE = 0,
+    KERR_REQUEST_TIMED_OUT = 7,
+    KERR_NETWORK_EXCEPTION = 13,
+    KERR_COORDINATOR_LOAD_IN_PROGRESS = 14,
+    KERR_COORDINATOR_NOT_AVAILABLE = 15,
+    KERR_NOT_COORDINATOR = 16,
+    KERR_INVALID_REQUEST = 42,
+    KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
+    KERR_DUPLICATE_SEQUENCE_NUMBER = 46,
+    KERR_INVALID_PRODUCER_EPOCH = 47,
+    KERR_CONCURRENT_TRANSACTIONS = 51,
+    KERR_OPERATION_NOT_ATTEMPTED = 55,
+    KERR_INVALID_RECORD = 87,
+    KERR_PRODUCER_FENCED = 90,
+};
+
+#define TXN_CLIENT_ID "eosproxy-txn"
+#define TXN_BACKOFF_MS 20u
+#define TXN_CONCURRENT_MIN_MS 2u
+#define TXN_BACKOFF_MAX_MS 1000u
+#define TXN_MAX_REQUESTS 100000u
+#define TXN_MAX_BYTES (256u << 20)
+#define TXN_LANE_MAX_BYTES (64u << 20)
+#define TXN_FLIGHT_BYTES (1u << 20)
+#define TXN_MAX_PARTITIONS 65536u
+#define TXN_MIN_DEADLINE_MS 1000u
+#define TXN_TICK_MS 100
+
+enum tstate { TS_READY, TS_FENCED };
+enum txstate { TX_OPEN, TX_CLOSED, TX_ADD, TX_PRODUCE, TX_END };
+enum opkind { OP_FIND, OP_INIT, OP_ADD, OP_END };
+
+struct tx;
+
+/* Per (topic, partition): sequences under the current epoch. */
+struct tpart {
+    struct seqpart sp; /* first: the seqtab entry */
+    uint64_t tx_id;    /* the transaction count/node below belong to */
+    int count;         /* batches of it in transaction tx_id */
+    int want;          /* open_for's scratch: batches of it in the request */
+    int32_t node_id;   /* where they all go */
+    size_t queued;     /* batches of it in any queued transaction */
+};
+
+/* A client ProduceRequest; all its batches are in one transaction. */
+struct treq {
+    uint64_t client_id, token;
+    int16_t ver;
+    int32_t corr;
+    int acks_zero;
+    uint64_t arrived_ms;
+    uint8_t *frame; /* copy; req and resp views point into it */
+    size_t len;
+    kproduce_req_t req;
+    kproduce_resp_t resp; /* shaped like req; slots filled as batches land */
+    TAILQ_ENTRY(treq) link;
+};
+TAILQ_HEAD(treq_q, treq);
+
+/* One client batch, rewritten with eosproxy's ids when produced. */
+struct tbatch {
+    struct tpart *part;
+    kproduce_presp_t *slot; /* in its request's resp */
+    uint8_t *data;
+    size_t size;
+    int32_t record_count;
+    int round; /* its place among the partition's batches in the tx */
+};
+
+struct tx {
+    uint64_t id;
+    enum txstate st;
+    struct treq_q reqs;
+    struct tbatch **b;
+    size_t nb, capb, bytes;
+    uint64_t created_ms, started_ms, deadline_ms;
+    int32_t min_client_timeout_ms;
+    int nflights;    /* Produce requests on the wire */
+    size_t nwaiting; /* batches without an outcome */
+    int failed;
+    int end_sent; /* an EndTxn(COMMIT) may have reached the coordinator */
+    int dead;     /* answered and dequeued; freed when nflights is 0 */
+    TAILQ_ENTRY(tx) link;
+};
+TAILQ_HEAD(tx_q, tx);
+
+/* A coordinator request in flight. */
+struct op {
+    struct txn *t;
+    enum opkind kind;
+    int16_t ver;
+    struct tx *tx; /* OP_ADD, OP_END */
+};
+
+/* A Produce request of the head transaction in flight. */
+struct flight {
+    struct txn *t;
+    struct tx *tx;
+    int16_t ver;
+    int32_t node_id;
+    int32_t n;
+    struct tbatch *b[];
+};
+
+struct txn {
+    struct proxy *px;
+    struct txn_opts o; /* every member set (txn_new_opts) */
+    char *id;
+    kstr_t kid;
+    struct lane **lanes;
+    size_t nlanes;
+    enum tstate state;
+    int32_t coord; /* coordinator node id, -1 unknown */
+    int need_init; /* InitProducerId before the next transaction */
+    int64_t pid;
+    int16_t epoch;
+    uint64_t gen; /* bumped with every pid/epoch */
+    struct op *op;
+    uint64_t not_before_ms, backoff_ms;
+    uint64_t concurrent_ms; /* CONCURRENT_TRANSACTIONS retry delay; 0 after success */
+    size_t rr;
+    struct seqtab parts;
+    struct tx_q txs;
+    struct tx_q dead;   /* given up, with Produce requests still on the wire */
+    struct treq_q done; /* answered, to hand to the clients from the loop */
+    uint64_t next_tx_id, last_finish_ms;
+    size_t nreqs, bytes, nclosed;
+    struct event *kick, *wake, *tick;
+    uint64_t wake_at;
+    int closing, busy;
+};
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void kick(struct txn *t)
+{
+    if (!t->closing && !event_pending(t->kick, EV_TIMEOUT, NULL))
+        event_active(t->kick, EV_TIMEOUT, 0);
+}
+
+/* Runs the engine again at now + ms (the earliest of the asked times). */
+static void wake_in(struct txn *t, uint64_t ms)
+{
+    uint64_t at = t->o.now_ms() + ms;
+    if (event_pending(t->wake, EV_TIMEOUT, NULL) && t->wake_at <= at)
+        return;
+    t->wake_at = at;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(t->wake, &tv);
+}
+
+static const config_t *cfg(const struct txn *t)
+{
+    return t->px->cfg;
+}
+
+/* The version to send of api: the highest both sides and our codec have. */
+static int16_t version(const struct txn *t, int api, int16_t codec_max)
+{
+    const kver_range_t *vr = &t->px->versions[api];
+    if (vr->min_ver > vr->max_ver)
+        return -1;
+    return vr->max_ver < codec_max ? vr->max_ver : codec_max;
+}
+
+/* ---------------------------------------------------------------- lanes */
+
+static struct lane *lane_to(struct txn *t, int32_t node_id)
+{
+    for (size_t i = 0; i < t->nlanes; i++)
+        if (lane_node_id(t->lanes[i]) == node_id)
+            return t->lanes[i];
+    struct lane *l = lane_new(t->px, node_id, TXN_LANE_MAX_BYTES);
+    struct lane **nl = l ? realloc(t->lanes, (t->nlanes + 1) * sizeof(*nl)) : NULL;
+    if (!nl) {
+        lane_free(l);
+        return NULL;
+    }
+    t->lanes = nl;
+    t->lanes[t->nlanes++] = l;
+    return l;
+}
+
+/* Sends the frame in w (left empty) on l; as lane_send. */
+static int send_w(struct lane *l, kwriter_t *w, lane_cb cb, void *arg)
+{
+    size_t n;
+    uint8_t *buf = kw_detach(w, &n);
+    return lane_send(l, buf, n, 0, cb, arg);
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void treq_free(struct txn *t, struct treq *r)
+{
+    kproduce_resp_free(&r->resp);
+    kproduce_req_free(&r->req);
+    free(r->frame);
+    t->bytes -= r->len;
+    t->nreqs--;
+    free(r);
+}
+
+static struct evbuffer *build_response(struct treq *r)
+{
+    if (r->acks_zero)
+        return NULL;
+    r->resp.correlation_id = r->corr;
+    kwriter_t w;
+    kw_init(&w, 256);
+    struct evbuffer *out = NULL;
+    if (kproduce_resp_write(&w, r->ver, &r->resp) == 0 && (out = evbuffer_new()) &&
+        evbuffer_add(out, w.buf, w.len)) {
+        evbuffer_free(out);
+        out = NULL;
+    }
+    if (!out)
+        log_error("txn: cannot build ProduceResponse for client %llu (out of memory)",
+                  (unsigned long long)r->client_id);
+    kw_free(&w);
+    return out;
+}
+
+/* Hands every answered request to its client (from the loop only). */
+static void deliver_done(struct txn *t)
+{
+    struct treq *r;
+    while ((r = TAILQ_FIRST(&t->done))) {
+        TAILQ_REMOVE(&t->done, r, link);
+        log_debug("txn %s: answering client %llu request %llu after %llu ms", t->id,
+                  (unsigned long long)r->client_id, (unsigned long long)r->token,
+                  (unsigned long long)(t->o.now_ms() - r->arrived_ms));
+        t->o.slot_done(t->px, r->client_id, r->token, build_response(r));
+        treq_free(t, r);
+    }
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+static void tx_free(struct txn *t, struct tx *x)
+{
+    for (size_t i = 0; i < x->nb; i++) {
+        struct tbatch *b = x->b[i];
+        b->part->queued--;
+        t->bytes -= b->size;
+        free(b->data);
+        free(b);
+    }
+    free(x->b);
+    struct treq *r;
+    while ((r = TAILQ_FIRST(&x->reqs))) {
+        TAILQ_REMOVE(&x->reqs, r, link);
+        treq_free(t, r);
+    }
+    free(x);
+}
+
+static struct tx *tx_new(struct txn *t)
+{
+    struct tx *x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->id = ++t->next_tx_id;
+    x->st = TX_OPEN;
+    x->created_ms = t->o.now_ms();
+    x->min_client_timeout_ms = INT32_MAX;
+    x->deadline_ms = UINT64_MAX;
+    TAILQ_INIT(&x->reqs);
+    TAILQ_INSERT_TAIL(&t->txs, x, link);
+    wake_in(t, cfg(t)->transactions.linger_ms);
+    return x;
+}
+
+/* Closes the open transaction (if any): it is sent when its turn comes. */
+static void close_open(struct txn *t)
+{
+    struct tx *x = TAILQ_LAST(&t->txs, tx_q);
+    if (x && x->st == TX_OPEN) {
+        x->st = TX_CLOSED;
+        t->nclosed++;
+        kick(t);
+    }
+}
+
+/* Dequeues x after its requests were moved to the done list. */
+static void tx_retire(struct txn *t, struct tx *x)
+{
+    if (x->st != TX_OPEN && x->st != TX_CLOSED)
+        t->last_finish_ms = t->o.now_ms();
+    else if (x->st == TX_CLOSED)
+        t->nclosed--;
+    TAILQ_REMOVE(&t->txs, x, link);
+    x->dead = 1;
+    if (t->op && t->op->tx == x)
+        t->op->tx = NULL; /* its answer finds nothing to do */
+    if (x->nflights)
+        TAILQ_INSERT_TAIL(&t->dead, x, link);
+    else
+        tx_free(t, x);
+    kick(t);
+}
+
+static void answer_all(struct txn *t, struct tx *x)
+{
+    struct treq *r;
+    while ((r = TAILQ_FIRST(&x->reqs))) {
+        TAILQ_REMOVE(&x->reqs, r, link);
+        TAILQ_INSERT_TAIL(&t->done, r, link);
+    }
+}
+
+/*
+ * Gives up x: slots without an error of their own get e (their batch may
+ * have been written, but the transaction is never committed), then every
+ * request is answered. bump: re-initialize the id, which aborts the
+ * transaction on the coordinator (needed once anything was added or sent).
+ */
+static void tx_fail(struct txn *t, struct tx *x, int16_t e, int bump, const char *why)
+{
+    if (x->dead)
+        return;
+    log_warn("txn %s: transaction of %zu batch(es) failed (%s); answering its clients with "
+             "errors%s",
+             t->id, x->nb, why, bump ? " and aborting it" : "");
+    for (size_t i = 0; i < x->nb; i++) {
+        kproduce_presp_t *s = x->b[i]->slot;
+        if (s->error_code == KERR_NONE)
+            s->error_code = e;
+        s->base_offset = s->log_append_time_ms = s->log_start_offset = -1;
+    }
+    if (x->end_sent)
+        g_metrics.txn_commit_unknown++;
+    g_metrics.txn_aborted++;
+    answer_all(t, x);
+    if (bump && x->st != TX_OPEN && x->st != TX_CLOSED)
+        t->need_init = 1;
+    tx_retire(t, x);
+}
+
+static void tx_committed(struct txn *t, struct tx *x)
+{
+    g_metrics.txn_committed++;
+    g_metrics.txn_batches += x->nb;
+    struct treq *r;
+    TAILQ_FOREACH(r, &x->reqs, link)
+    g_metrics.txn_requests++;
+    metrics_observe_txn_latency((t->o.now_ms() - x->started_ms) * 1000);
+    answer_all(t, x);
+    tx_retire(t, x);
+}
+
+/* Fenced: every queued transaction fails, and so does every new request. */
+static void fenced(struct txn *t, int16_t e, const char *where)
+{
+    if (t->state == TS_FENCED)
+        return;
+    log_error("txn %s: FENCED: %s answered ErrorCode %d: another eosproxy instance uses "
+              "transactions.id \"%s\"; refusing transactional writes until restart (give every "
+              "instance its own id)",
+              t->id, where, (int)e, t->id);
+    t->state = TS_FENCED;
+    g_metrics.txn_fenced++;
+    g_metrics.txn_fenced_now = 1;
+    struct tx *x;
+    while ((x = TAILQ_FIRST(&t->txs)))
+        tx_fail(t, x, KERR_PRODUCER_FENCED, 0, "fenced");
+}
+
+/* ---------------------------------------------------------------- coordinator */
+
+static void op_backoff(struct txn *t)
+{
+    t->not_before_ms = t->o.now_ms() + t->backoff_ms;
+    wake_in(t, t->backoff_ms);
+    t->backoff_ms *= 2;
+    if (t->backoff_ms > TXN_BACKOFF_MAX_MS)
+        t->backoff_ms = TXN_BACKOFF_MAX_MS;
+}
+
+/* The coordinator moved or is gone: find it again, after a backoff. */
+static void lost_coordinator(struct txn *t, const char *why)
+{
+    log_info("txn %s: transaction coordinator %d %s; looking it up again", t->id, (int)t->coord,
+             why);
+    t->coord = -1;
+    g_metrics.txn_coordinator_moves++;
+    op_backoff(t);
+}
+
+/* Which way a coordinator ErrorCode goes: 1 handled (retry), 0 not. */
+static int coordinator_retry(struct txn *t, int16_t e)
+{
+    switch (e) {
+    case KERR_NOT_COORDINATOR:
+    case KERR_COORDINATOR_NOT_AVAILABLE:
+        lost_coordinator(t, e == KERR_NOT_COORDINATOR ? "is no longer it" : "is not available");
+        return 1;
+    case KERR_CONCURRENT_TRANSACTIONS: {
+        /* The previous transaction's markers are still being written,
+         * usually for 2-4 ms: retried after 2 ms, doubling to 20 ms (Kafka's
+         * producer waits a flat 20 ms). */
+        uint64_t d = t->concurrent_ms ? t->concurrent_ms * 2 : TXN_CONCURRENT_MIN_MS;
+        t->concurrent_ms = d < TXN_BACKOFF_MS ? d : TXN_BACKOFF_MS;
+        t->not_before_ms = t->o.now_ms() + t->concurrent_ms;
+        wake_in(t, t->concurrent_ms);
+        return 1;
+    }
+    case KERR_COORDINATOR_LOAD_IN_PROGRESS:
+        op_backoff(t);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int is_fencing(int16_t e)
+{
+    return e == KERR_PRODUCER_FENCED || e == KERR_INVALID_PRODUCER_EPOCH;
+}
+
+/* Takes the op that completed; NULL if it is stale (engine closing). */
+static struct op *op_take(void *arg)
+{
+    struct op *o = arg;
+    struct txn *t = o->t;
+    if (t->op == o)
+        t->op = NULL;
+    if (t->closing) {
+        free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void find_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct op *o = op_take(arg);
+    if (!o)
+        return;
+    struct txn *t = o->t;
+    ktxn_coord_t c;
+    if (!frame || ktxn_findcoord_resp_parse(o->ver, frame, len, t->kid, &c)) {
+        log_warn("txn %s: FindCoordinator %s; retrying", t->id, frame ? "malformed" : "failed");
+        op_backoff(t);
+    } else if (c.error_code != KERR_NONE || c.node_id < 0) {
+        log_warn("txn %s: FindCoordinator answered ErrorCode %d; retrying", t->id,
+                 (int)c.error_code);
+        op_backoff(t);
+    } else {
+        t->coord = c.node_id;
+        t->backoff_ms = TXN_BACKOFF_MS;
+        log_info("txn %s: transaction coordinator is broker %d", t->id, (int)c.node_id);
+    }
+    free(o);
+    kick(t);
+}
+
+static void init_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct op *o = op_take(arg);
+    if (!o)
+        return;
+    struct txn *t = o->t;
+    kinitpid_resp_t resp;
+    if (!frame || kinitpid_resp_parse(o->ver, frame, len, &resp)) {
+        lost_coordinator(t, frame ? "sent a malformed InitProducerId response" : "did not answer");
+    } else if (resp.error_code == KERR_NONE && resp.producer_id >= 0 && resp.producer_epoch >= 0) {
+        t->pid = resp.producer_id;
+        t->epoch = resp.producer_epoch;
+        t->gen++;
+        t->need_init = 0;
+        t->backoff_ms = TXN_BACKOFF_MS;
+        if (t->gen > 1)
+            g_metrics.producer_id_renewals++;
+        log_info("txn %s: producer id %lld epoch %d", t->id, (long long)t->pid, (int)t->epoch);
+    } else if (!coordinator_retry(t, resp.error_code)) {
+        log_error("txn %s: InitProducerId answered ErrorCode %d (check transactions.timeout "
+                  "against transaction.max.timeout.ms and the id's ACLs); retrying",
+                  t->id, (int)resp.error_code);
+        t->backoff_ms = TXN_BACKOFF_MAX_MS;
+        op_backoff(t);
+    }
+    free(o);
+    kick(t);
+}
+
+/* Sends the frame in w as op kind; returns 0, or -1 (backoff taken). */
+static int op_send(struct txn *t, int32_t node, enum opkind kind, int16_t ver, struct tx *x,
+                   kwriter_t *w, lane_cb cb)
+{
+    struct lane *l = lane_to(t, node);
+    struct op *o = calloc(1, sizeof(*o));
+    if (!l || !o || w->err) {
+        free(o);
+        kw_free(w);
+        op_backoff(t);
+        return -1;
+    }
+    *o = (struct op){t, kind, ver, x};
+    if (send_w(l, w, cb, o)) {
+        free(o);
+        kw_free(w);
+        op_backoff(t);
+        return -1;
+    }
+    t->op = o;
+    return 0;
+}
+
+static kstr_t client_kid(void)
+{
+    return (kstr_t){TXN_CLIENT_ID, (int32_t)strlen(TXN_CLIENT_ID)};
+}
+
+static void start_find(struct txn *t)
+{
+    struct proxy *px = t->px;
+    int16_t ver = version(t, KAPI_FindCoordinator, KTXN_FINDCOORD_MAX_VERSION);
+    if (!px->nbrokers || ver < 1) {
+        if (px->nbrokers && ver < 1)
+            log_error("txn %s: the cluster does not offer FindCoordinator v1+", t->id);
+        op_backoff(t);
+        return;
+    }
+    struct broker *b = px->brokers[t->rr++ % px->nbrokers];
+    struct lane *l = lane_to(t, b->node_id);
+    kwriter_t w;
+    kw_init(&w, 64);
+    if (!l ||
+        ktxn_findcoord_req_write(&w, ver, lane_next_correlation(l), client_kid(), 1, t->kid)) {
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    op_send(t, b->node_id, OP_FIND, ver, NULL, &w, find_done);
+}
+
+static void start_init(struct txn *t)
+{
+    int16_t ver = version(t, KAPI_InitProducerId, KINITPID_MAX_VERSION);
+    struct lane *l = lane_to(t, t->coord);
+    kwriter_t w;
+    kw_init(&w, 64);
+    uint64_t tmo = cfg(t)->transactions.timeout_ms;
+    kinitpid_req_t req = {t->kid, (int32_t)tmo, -1, -1};
+    if (ver < 0 || !l ||
+        kinitpid_req_write(&w, ver, lane_next_correlation(l), client_kid(), &req)) {
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    op_send(t, t->coord, OP_INIT, ver, NULL, &w, init_done);
+}
+
+/* ---------------------------------------------------------------- add partitions */
+
+static int by_topic_name(const void *a, const void *b)
+{
+    const struct seqpart *x = *(struct seqpart *const *)a, *y = *(struct seqpart *const *)b;
+    if (x->topic_len != y->topic_len)
+        return x->topic_len < y->topic_len ? -1 : 1;
+    int c = memcmp(x->topic, y->topic, x->topic_len);
+    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* The distinct partitions of x, sorted by topic; *n of them. NULL on OOM. */
+static struct seqpart **tx_partitions(const struct tx *x, size_t *n)
+{
+    struct seqpart **ps = malloc((x->nb ? x->nb : 1) * sizeof(*ps));
+    if (!ps)
+        return NULL;
+    *n = 0;
+    for (size_t i = 0; i < x->nb; i++)
+        if (x->b[i]->round == 0)
+            ps[(*n)++] = &x->b[i]->part->sp;
+    qsort(ps, *n, sizeof(*ps), by_topic_name);
+    return ps;
+}
+
+/* Writes x's AddPartitionsToTxn into w. 0, or -1 on OOM. */
+static int write_add(struct txn *t, struct tx *x, kwriter_t *w, int16_t ver, int32_t corr)
+{
+    size_t n = 0;
+    struct seqpart **ps = tx_partitions(x, &n);
+    ktxn_topic_t *topics = calloc(n ? n : 1, sizeof(*topics));
+    int32_t *parts = malloc((n ? n : 1) * sizeof(*parts));
+    int rc = -1;
+    if (ps && topics && parts) {
+        int32_t nt = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!i || ps[i - 1]->topic_len != ps[i]->topic_len ||
+                memcmp(ps[i - 1]->topic, ps[i]->topic, ps[i]->topic_len))
+                topics[nt++] =
+                    (ktxn_topic_t){{ps[i]->topic, (int32_t)ps[i]->topic_len}, 0, &parts[i]};
+            parts[i] = ps[i]->partition;
+            topics[nt - 1].npartitions++;
+        }
+        rc = ktxn_addparts_req_write(w, ver, corr, client_kid(), t->kid, t->pid, t->epoch, topics,
+                                     nt);
+    }
+    free(ps);
+    free(topics);
+    free(parts);
+    return rc;
+}
+
+static void send_produce(struct txn *t, struct tx *x);
+
+/* Sets the partition errors of an AddPartitionsToTxn answer on x's slots.
+ * OPERATION_NOT_ATTEMPTED only says another partition was refused: those
+ * slots keep the retriable error tx_fail gives. */
+static void add_errors(struct tx *x, const ktxn_addparts_resp_t *r)
+{
+    for (int32_t i = 0; i < r->nresults; i++) {
+        const ktxn_part_result_t *p = &r->results[i];
+        if (p->error_code == KERR_NONE || p->error_code == KERR_OPERATION_NOT_ATTEMPTED)
+            continue;
+        for (size_t j = 0; j < x->nb; j++) {
+            const struct seqpart *sp = &x->b[j]->part->sp;
+            if (sp->partition == p->partition && (size_t)p->topic.len == sp->topic_len &&
+                !memcmp(p->topic.ptr, sp->topic, sp->topic_len))
+                x->b[j]->slot->error_code = p->error_code;
+        }
+    }
+}
+
+/* The ErrorCode of an AddPartitionsToTxn answer, 0 if none: the first one
+ * but OPERATION_NOT_ATTEMPTED (Kafka's mark on the partitions it skipped
+ * because of another's error), which is returned only when alone. */
+static int16_t add_error(const ktxn_addparts_resp_t *r)
+{
+    int16_t e = r->error_code;
+    for (int32_t i = 0; i < r->nresults && (!e || e == KERR_OPERATION_NOT_ATTEMPTED); i++)
+        if (r->results[i].error_code)
+            e = r->results[i].error_code;
+    return e;
+}
+
+static void add_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct op *o = op_take(arg);
+    if (!o)
+        return;
+    struct txn *t = o->t;
+    struct tx *x = o->tx;
+    ktxn_addparts_resp_t r;
+    int parsed = frame && !ktxn_addparts_resp_parse(o->ver, frame, len, &r);
+    int16_t e = parsed ? add_error(&r) : KERR_NETWORK_EXCEPTION;
+    if (!x || t->state == TS_FENCED) {
+        /* failed meanwhile (deadline); nothing to do */
+    } else if (!parsed) {
+        lost_coordinator(t, frame ? "sent a malformed AddPartitionsToTxn response"
+                                  : "did not answer AddPartitionsToTxn");
+    } else if (e == KERR_NONE) {
+        t->backoff_ms = TXN_BACKOFF_MS;
+        t->concurrent_ms = 0;
+        send_produce(t, x);
+    } else if (is_fencing(e)) {
+        fenced(t, e, "AddPartitionsToTxn");
+    } else if (!coordinator_retry(t, e)) {
+        add_errors(x, &r);
+        /* Partitions were not added (the request is all or nothing), but
+         * an earlier attempt's answer may have been lost: bump anyway. */
+        tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "AddPartitionsToTxn refused a partition");
+    }
+    if (parsed)
+        ktxn_addparts_resp_free(&r);
+    free(o);
+    kick(t);
+}
+
+static void start_add(struct txn *t, struct tx *x)
+{
+    int16_t ver = version(t, KAPI_AddPartitionsToTxn, 3);
+    struct lane *l = lane_to(t, t->coord);
+    kwriter_t w;
+    kw_init(&w, 256);
+    if (ver < 0 || !l || write_add(t, x, &w, ver, lane_next_correlation(l))) {
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    if (x->st == TX_CLOSED) {
+        uint64_t now = t->o.now_ms();
+        x->st = TX_ADD;
+        x->started_ms = now;
+        t->nclosed--;
+        g_metrics.txn_begun++;
+    }
+    op_send(t, t->coord, OP_ADD, ver, x, &w, add_done);
+}
+
+/* ---------------------------------------------------------------- produce */
+
+/* Gives x's batches sequences under the current epoch, in order. */
+static void stamp_batches(struct txn *t, struct tx *x)
+{
+    for (size_t i = 0; i < x->nb; i++) {
+        struct tbatch *b = x->b[i];
+        int32_t seq = seq_assign(&b->part->sp, t->gen, b->record_count);
+        krecord_set_producer(b->data, b->size, t->pid, t->epoch, seq, 1);
+    }
+}
+
+static void flight_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct flight *f = arg;
+    struct txn *t = f->t;
+    struct tx *x = f->tx;
+    x->nflights--;
+    if (t->closing || x->dead) {
+        if (x->dead && !x->nflights && !t->closing) {
+            TAILQ_REMOVE(&t->dead, x, link);
+            tx_free(t, x);
+        }
+        free(f);
+        return;
+    }
+    kproduce_resp_t resp;
+    int parsed = frame && kproduce_resp_parse(f->ver, frame, len, &resp, NULL) == 0;
+    int32_t node_id = f->node_id;
+    kproduce_resp_pos_t pos = {0, 0};
+    int16_t first_err = KERR_NONE;
+    for (int32_t i = 0; i < f->n; i++) {
+        struct tbatch *b = f->b[i];
+        const kproduce_presp_t *p =
+            parsed ? kproduce_resp_find(&resp, &pos, b->part->sp.topic, b->part->sp.topic_len,
+                                        b->part->sp.partition)
+                   : NULL;
+        int16_t e = p ? p->error_code : KERR_NETWORK_EXCEPTION;
+        x->nwaiting--;
+        if (e == KERR_NONE || e == KERR_DUPLICATE_SEQUENCE_NUMBER) {
+            b->slot->base_offset = e == KERR_NONE ? p->base_offset : -1;
+            b->slot->log_append_time_ms = p->log_append_time_ms;
+            b->slot->log_start_offset = p->log_start_offset;
+        } else {
+            b->slot->error_code = e;
+            if (!first_err)
+                first_err = e;
+        }
+    }
+    if (parsed)
+        kproduce_resp_free(&resp);
+    free(f);
+    if (first_err) {
+        x->failed = 1;
+        char why[96];
+        snprintf(why, sizeof(why), "broker %d answered ErrorCode %d", (int)node_id, (int)first_err);
+        if (is_fencing(first_err))
+            fenced(t, first_err, "Produce");
+        else
+            tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, frame ? why : "a Produce answer was lost");
+    }
+    kick(t);
+}
+
+/* Orders batches by broker, then round, keeping their order otherwise. */
+static int by_node_round(const void *a, const void *b)
+{
+    const struct tbatch *x = *(struct tbatch *const *)a, *y = *(struct tbatch *const *)b;
+    if (x->part->node_id != y->part->node_id)
+        return x->part->node_id < y->part->node_id ? -1 : 1;
+    if (x->round != y->round)
+        return x->round < y->round ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* Sends b[0..n) (one broker, one round: distinct partitions) as one
+ * ProduceRequest. Returns 0 or -1. */
+static int send_flight(struct txn *t, struct tx *x, struct tbatch **b, int32_t n)
+{
+    struct lane *l = lane_to(t, b[0]->part->node_id);
+    struct flight *f = calloc(1, sizeof(*f) + (size_t)n * sizeof(f->b[0]));
+    kproduce_topic_t *topics = calloc((size_t)n, sizeof(*topics));
+    kproduce_partition_t *parts = calloc((size_t)n, sizeof(*parts));
+    int16_t ver = version(t, KAPI_Produce, KPRODUCE_MAX_VERSION);
+    int ok = l && f && topics && parts && ver >= KPRODUCE_MIN_VERSION;
+    kproduce_req_t req = {t->kid, -1, 0, 0, topics};
+    int32_t tmo = x->min_client_timeout_ms;
+    req.timeout_ms = tmo > 0 && tmo < 30000 ? tmo : 30000;
+    for (int32_t i = 0; ok && i < n; i++) {
+        const struct seqpart *sp = &b[i]->part->sp;
+        if (!i || b[i - 1]->part->sp.topic_len != sp->topic_len ||
+            memcmp(b[i - 1]->part->sp.topic, sp->topic, sp->topic_len))
+            topics[req.ntopics++] =
+                (kproduce_topic_t){{sp->topic, (int32_t)sp->topic_len}, 0, &parts[i]};
+        parts[i] = (kproduce_partition_t){sp->partition, {b[i]->data, (int32_t)b[i]->size}};
+        topics[req.ntopics - 1].npartitions++;
+        f->b[f->n++] = b[i];
+    }
+    kwriter_t w;
+    kw_init(&w, 1024);
+    if (ok) {
+        *f = (struct flight){t, x, ver, b[0]->part->node_id, f->n};
+        ok = kproduce_req_write(&w, ver, lane_next_correlation(l), client_kid(), &req) == 0 &&
+             send_w(l, &w, flight_done, f) == 0;
+    }
+    kw_free(&w);
+    free(topics);
+    free(parts);
+    if (!ok) {
+        free(f);
+        return -1;
+    }
+    x->nflights++;
+    return 0;
+}
+
+/* Orders the batches of one flight's worth by topic (adjacent names). */
+static int by_part_topic(const void *a, const void *b)
+{
+    const struct tbatch *x = *(struct tbatch *const *)a, *y = *(struct tbatch *const *)b;
+    const struct seqpart *p = &x->part->sp, *q = &y->part->sp;
+    return by_topic_name(&p, &q);
+}
+
+/*
+ * Sends every batch of x: per broker, round by round (a partition's k-th
+ * batch in the k-th request to its broker, so its sequences arrive in
+ * order on the lane), each request at most TXN_FLIGHT_BYTES (one batch at
+ * least). Any failure to send fails x.
+ */
+static void send_produce(struct txn *t, struct tx *x)
+{
+    x->st = TX_PRODUCE;
+    stamp_batches(t, x);
+    struct tbatch **order = malloc((x->nb ? x->nb : 1) * sizeof(*order));
+    if (!order) {
+        tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "out of memory");
+        return;
+    }
+    memcpy(order, x->b, x->nb * sizeof(*order));
+    qsort(order, x->nb, sizeof(*order), by_node_round);
+    x->nwaiting = x->nb;
+    for (size_t i = 0, j; i < x->nb; i = j) {
+        size_t bytes = order[i]->size;
+        for (j = i + 1;
+             j < x->nb && order[j]->part->node_id == order[i]->part->node_id &&
+             order[j]->round == order[i]->round && bytes + order[j]->size <= TXN_FLIGHT_BYTES;
+             j++)
+            bytes += order[j]->size;
+        qsort(order + i, j - i, sizeof(*order), by_part_topic);
+        if (send_flight(t, x, order + i, (int32_t)(j - i))) {
+            x->nwaiting -= x->nb - i;
+            free(order);
+            tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "cannot send to a broker (lane full)");
+            return;
+        }
+    }
+    free(order);
+}
+
+/* ---------------------------------------------------------------- end */
+
+static void end_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct op *o = op_take(arg);
+    if (!o)
+        return;
+    struct txn *t = o->t;
+    struct tx *x = o->tx;
+    ktxn_endtxn_resp_t r;
+    int parsed = frame && !ktxn_endtxn_resp_parse(o->ver, frame, len, &r);
+    if (!x || t->state == TS_FENCED) {
+        /* failed meanwhile (deadline) */
+    } else if (!parsed) {
+        lost_coordinator(t, frame ? "sent a malformed EndTxn response" : "did not answer EndTxn");
+    } else if (r.error_code == KERR_NONE) {
+        t->backoff_ms = TXN_BACKOFF_MS;
+        tx_committed(t, x);
+    } else if (is_fencing(r.error_code)) {
+        fenced(t, r.error_code, "EndTxn");
+    } else if (!coordinator_retry(t, r.error_code)) {
+        char why[64];
+        snprintf(why, sizeof(why), "EndTxn answered ErrorCode %d", (int)r.error_code);
+        x->end_sent = 0; /* a definite answer: not committed */
+        tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, why);
+    }
+    free(o);
+    kick(t);
+}
+
+static void start_end(struct txn *t, struct tx *x)
+{
+    int16_t ver = version(t, KAPI_EndTxn, 4); /* v5 is transaction version 2 */
+    struct lane *l = lane_to(t, t->coord);
+    kwriter_t w;
+    kw_init(&w, 64);
+    if (ver < 0 || !l ||
+        ktxn_endtxn_req_write(&w, ver, lane_next_correlation(l), client_kid(), t->kid, t->pid,
+                              t->epoch, 1)) {
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    x->st = TX_END;
+    if (op_send(t, t->coord, OP_END, ver, x, &w, end_done) == 0)
+        x->end_sent = 1;
+}
+
+/* ---------------------------------------------------------------- driver */
+
+/*
+ * Whether every client of x can still be answered. One that has gone
+ * (its connection closed while x was under way) will send its records
+ * again, so x must not commit: its records would be written twice. x is
+ * then aborted, and every other client retries too. acks=0 requests have
+ * no answer and do not count.
+ */
+static int clients_waiting(const struct txn *t, const struct tx *x)
+{
+    const struct treq *r;
+    TAILQ_FOREACH(r, &x->reqs, link)
+    {
+        if (!r->acks_zero && !t->o.slot_waiting(t->px, r->client_id, r->token))
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether the head transaction may start: closed, or open past its linger
+ * (or it had to wait behind another one: no reason to wait more). */
+static int may_start(const struct txn *t, const struct tx *x, uint64_t now)
+{
+    if (x->st != TX_OPEN)
+        return 1;
+    return x->nb && (now - x->created_ms >= cfg(t)->transactions.linger_ms ||
+                     x->created_ms <= t->last_finish_ms);
+}
+
+/* Fails every queued transaction past its deadline (at most
+ * max_inflight + 2 of them), started or not. */
+static void expire(struct txn *t, uint64_t now)
+{
+    struct tx *x, *next;
+    for (x = TAILQ_FIRST(&t->txs); x; x = next) {
+        next = TAILQ_NEXT(x, link);
+        if (now >= x->deadline_ms)
+            tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "its deadline passed");
+    }
+}
+
+/* One step of the state machine; called from the loop after any event. */
+static void drive(struct txn *t)
+{
+    uint64_t now = t->o.now_ms();
+    expire(t, now);
+    struct tx *x = TAILQ_FIRST(&t->txs);
+    if (t->state == TS_FENCED || t->op)
+        return;
+    if (now < t->not_before_ms) {
+        /* A backoff: the wake may fire a little early by this clock. */
+        wake_in(t, t->not_before_ms - now);
+        return;
+    }
+    if (!x || !may_start(t, x, now)) {
+        if (x && x->nb)
+            wake_in(t, x->created_ms + cfg(t)->transactions.linger_ms - now);
+        return;
+    }
+    if (!x->nb && x->st == TX_CLOSED) {
+        tx_retire(t, x); /* every slot was answered at submit */
+        return;
+    }
+    if (t->coord < 0) {
+        start_find(t);
+        return;
+    }
+    /* A new epoch only between transactions: InitProducerId aborts the
+     * one under way. */
+    if (t->need_init && (x->st == TX_OPEN || x->st == TX_CLOSED)) {
+        start_init(t);
+        return;
+    }
+    switch (x->st) {
+    case TX_OPEN:
+        close_open(t);
+        start_add(t, x);
+        break;
+    case TX_CLOSED:
+    case TX_ADD:
+        start_add(t, x);
+        break;
+    case TX_PRODUCE:
+        if (x->nwaiting || x->failed)
+            break;
+        if (!clients_waiting(t, x))
+            tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "a client disconnected before the commit");
+        else
+            start_end(t, x);
+        break;
+    case TX_END:
+        start_end(t, x);
+        break;
+    }
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct txn *t = arg;
+    (void)fd;
+    (void)what;
+    deliver_done(t);
+    drive(t);
+    deliver_done(t);
+    if (t->busy && !txn_busy(t)) {
+        t->busy = 0;
+        t->o.resume(t->px);
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct txn *t = arg;
+    if (!TAILQ_EMPTY(&t->txs))
+        kick_cb(fd, what, arg);
+}
+
+/* ---------------------------------------------------------------- submit */
+
+/* seqtab_sweep's test: a partition with nothing queued. */
+static int part_unused(struct seqpart *sp, void *arg)
+{
+    (void)arg;
+    return ((struct tpart *)sp)->queued == 0;
+}
+
+/* The partition's entry; when the table is full, the unused ones are
+ * forgotten and the epoch bumped (their sequences cannot restart at 0
+ * under the same epoch). NULL when every partition is in use. */
+static struct tpart *part_get(struct txn *t, kstr_t topic, int32_t partition)
+{
+    struct tpart *p =
+        (struct tpart *)seqtab_get(&t->parts, topic.ptr, (size_t)topic.len, partition);
+    if (!p && t->parts.n >= t->parts.max && seqtab_sweep(&t->parts, part_unused, NULL)) {
+        log_warn("txn %s: %zu partitions have sequences (the most it keeps); forgot the unused "
+                 "ones and bumps its epoch",
+                 t->id, t->parts.max);
+        t->need_init = 1;
+        p = (struct tpart *)seqtab_get(&t->parts, topic.ptr, (size_t)topic.len, partition);
+    }
+    return p;
+}
+
+/* The open transaction that can take every batch of r (a new one when the
+ * tail is closed, full, or would pass a partition's limit with r's batches
+ * of it: only a request that names a partition more than TXN_PART_BATCHES
+ * times itself gets INVALID_REQUEST). */
+static struct tx *open_for(struct txn *t, const struct treq *r)
+{
+    struct tx *x = TAILQ_LAST(&t->txs, tx_q);
+    int full = !x || x->st != TX_OPEN || x->bytes >= cfg(t)->transactions.max_bytes;
+    for (int pass = 0; !full && pass < 2; pass++) {
+        for (int32_t i = 0; !full && i < r->req.ntopics; i++) {
+            const kproduce_topic_t *q = &r->req.topics[i];
+            for (int32_t j = 0; !full && j < q->npartitions; j++) {
+                struct tpart *p = (struct tpart *)seqtab_find(
+                    &t->parts, q->name.ptr, (size_t)q->name.len, q->partitions[j].index);
+                if (!p || p->tx_id != x->id)
+                    continue;
+                if (pass == 0)
+                    p->want = 0;
+                else
+                    full = p->count + ++p->want > TXN_PART_BATCHES;
+            }
+        }
+    }
+    if (full) {
+        close_open(t);
+        x = tx_new(t);
+    }
+    return x;
+}
+
+static int add_batch(struct tx *x, struct tbatch *b)
+{
+    if (x->nb == x->capb) {
+        size_t cap = x->capb ? x->capb * 2 : 16;
+        struct tbatch **nb = realloc(x->b, cap * sizeof(*nb));
+        if (!nb)
+            return -1;
+        x->b = nb;
+        x->capb = cap;
+    }
+    x->b[x->nb++] = b;
+    return 0;
+}
+
+/* Puts one partition of r into x, or sets its slot's error. */
+static void submit_partition(struct txn *t, struct tx *x, struct treq *r, kstr_t topic,
+                             const kproduce_partition_t *pp, kproduce_presp_t *slot,
+                             int32_t node_id)
+{
+    krecord_batch_t hdr;
+    int rc = kproduce_check_records(r->ver, pp->records, &hdr, 1);
+    if (rc != KREC_OK) {
+        slot->error_code = krecord_kafka_error(rc);
+        return;
+    }
+    if (hdr.producer_id != -1) {
+        slot->error_code = KERR_INVALID_RECORD;
+        return;
+    }
+    struct tpart *p = part_get(t, topic, pp->index);
+    struct tbatch *b = p ? calloc(1, sizeof(*b)) : NULL;
+    uint8_t *data = b ? malloc(hdr.size) : NULL;
+    if (p && p->tx_id == x->id && p->count >= TXN_PART_BATCHES) {
+        slot->error_code = KERR_INVALID_REQUEST; /* one request naming it that often */
+    } else if (!data || t->bytes + hdr.size > t->o.max_bytes || add_batch(x, b)) {
+        slot->error_code = KERR_REQUEST_TIMED_OUT;
+    } else {
+        memcpy(data, pp->records.ptr + hdr.offset, hdr.size);
+        if (p->tx_id != x->id) {
+            p->tx_id = x->id;
+            p->count = 0;
+            p->node_id = node_id;
+        }
+        *b = (struct tbatch){p, slot, data, hdr.size, hdr.record_count, p->count++};
+        p->queued++;
+        x->bytes += hdr.size;
+        t->bytes += hdr.size;
+        return;
+    }
+    free(data);
+    free(b);
+}
+
+/*
+ * When r must have its answer: half its timeout from now (so it is
+ * answered before the client gives up on it and sends it again), at least
+ * 1 s, at most half the transaction timeout. Its transaction fails then
+ * if it has not committed, whether it started or not.
+ */
+static uint64_t request_deadline(const struct txn *t, const struct treq *r)
+{
+    uint64_t cap = cfg(t)->transactions.timeout_ms / 2;
+    uint64_t d = r->req.timeout_ms > 0 ? (uint64_t)r->req.timeout_ms / 2 : cap;
+    if (d < TXN_MIN_DEADLINE_MS)
+        d = TXN_MIN_DEADLINE_MS;
+    return t->o.now_ms() + (d < cap ? d : cap);
+}
+
+static struct treq *treq_new(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, size_t len)
+{
+    struct treq *r = calloc(1, sizeof(*r));
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!r || !copy) {
+        free(r);
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy, frame, len);
+    r->frame = copy;
+    r->len = len;
+    r->ver = h->api_version;
+    r->corr = h->correlation_id;
+    t->nreqs++;
+    t->bytes += len;
+    if (kproduce_req_parse(r->ver, copy + h->body_off, len - h->body_off, &r->req, NULL) ||
+        kproduce_resp_shape(&r->req, &r->resp)) {
+        treq_free(t, r);
+        return NULL;
+    }
+    return r;
+}
+
+int txn_submit(struct txn *t, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
+               size_t len, int acks_zero, uint64_t client_id, uint64_t token)
+{
+    if (h->api_version < KPRODUCE_MIN_VERSION)
+        return KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
+    if (h->api_version > KPRODUCE_MAX_VERSION || h->body_off > len)
+        return KERR_INVALID_REQUEST;
+    if (t->state == TS_FENCED)
+        return KERR_PRODUCER_FENCED;
+    if (t->closing || t->nreqs >= t->o.max_requests || t->bytes + len > t->o.max_bytes)
+        return KERR_REQUEST_TIMED_OUT;
+    struct treq *r = treq_new(t, h, frame, len);
+    if (!r)
+        return KERR_INVALID_REQUEST;
+    r->client_id = client_id;
+    r->token = token;
+    r->acks_zero = acks_zero;
+    r->arrived_ms = t->o.now_ms();
+    struct tx *x = open_for(t, r);
+    if (!x) {
+        treq_free(t, r);
+        return KERR_REQUEST_TIMED_OUT;
+    }
+    size_t before = x->nb;
+    for (int32_t i = 0; i < r->req.ntopics; i++) {
+        const kproduce_topic_t *q = &r->req.topics[i];
+        for (int32_t j = 0; j < q->npartitions; j++)
+            submit_partition(t, x, r, q->name, &q->partitions[j], &r->resp.topics[i].partitions[j],
+                             b ? b->node_id : -1);
+    }
+    if (x->nb == before) {
+        /* Nothing to write (every slot has its error): answer at once. */
+        TAILQ_INSERT_TAIL(&t->done, r, link);
+    } else {
+        TAILQ_INSERT_TAIL(&x->reqs, r, link);
+        if (r->req.timeout_ms > 0 && r->req.timeout_ms < x->min_client_timeout_ms)
+            x->min_client_timeout_ms = r->req.timeout_ms;
+        uint64_t dl = request_deadline(t, r);
+        if (dl < x->deadline_ms)
+            x->deadline_ms = dl;
+        if (x->bytes >= cfg(t)->transactions.max_bytes)
+            close_open(t);
+    }
+    kick(t);
+    return 0;
+}
+
+int txn_busy(const struct txn *t)
+{
+    int busy =
+        t->nclosed > (size_t)cfg(t)->transactions.max_inflight || t->bytes > t->o.max_bytes / 2;
+    if (busy)
+        ((struct txn *)t)->busy = 1;
+    return busy;
+}
+
+const char *txn_id(const struct txn *t)
+{
+    return t->id;
+}
+
+/* ---------------------------------------------------------------- life */
+
+/* transactions.id, or "<service>-<host name>". NULL on OOM. */
+static char *make_id(const config_t *c)
+{
+    if (c->transactions.id)
+        return strdup(c->transactions.id);
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof(host) - 1))
+        strcpy(host, "localhost");
+    host[sizeof(host) - 1] = '\0';
+    size_t n = strlen(c->service) + strlen(host) + 2;
+    char *id = malloc(n);
+    if (id)
+        snprintf(id, n, "%s-%s", c->service, host);
+    return id;
+}
+
+struct txn *txn_new(struct proxy *px)
+{
+    return txn_new_opts(px, NULL);
+}
+
+struct txn *txn_new_opts(struct proxy *px, const struct txn_opts *opts)
+{
+    struct txn *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->px = px;
+    if (opts)
+        t->o = *opts;
+    t->o.max_requests = t->o.max_requests ? t->o.max_requests : TXN_MAX_REQUESTS;
+    t->o.max_bytes = t->o.max_bytes ? t->o.max_bytes : TXN_MAX_BYTES;
+    t->o.max_partitions = t->o.max_partitions ? t->o.max_partitions : TXN_MAX_PARTITIONS;
+    t->o.now_ms = t->o.now_ms ? t->o.now_ms : mono_ms;
+    t->o.slot_done = t->o.slot_done ? t->o.slot_done : client_slot_done;
+    t->o.resume = t->o.resume ? t->o.resume : client_resume_upgrade_paused;
+    t->o.slot_waiting = t->o.slot_waiting ? t->o.slot_waiting : client_slot_waiting;
+    t->coord = -1;
+    t->need_init = 1;
+    t->pid = -1;
+    t->epoch = -1;
+    t->backoff_ms = TXN_BACKOFF_MS;
+    TAILQ_INIT(&t->txs);
+    TAILQ_INIT(&t->dead);
+    TAILQ_INIT(&t->done);
+    t->id = make_id(px->cfg);
+    t->kick = event_new(px->base, -1, 0, kick_cb, t);
+    t->wake = event_new(px->base, -1, 0, kick_cb, t);
+    t->tick = event_new(px->base, -1, EV_PERSIST, tick_cb, t);
+    if (!t->id || !t->kick || !t->wake || !t->tick ||
+        seqtab_init(&t->parts, t->o.max_partitions, sizeof(struct tpart))) {
+        txn_free(t);
+        return NULL;
+    }
+    t->kid = (kstr_t){t->id, (int32_t)strlen(t->id)};
+    struct timeval tv = {0, TXN_TICK_MS * 1000};
+    event_add(t->tick, &tv);
+    log_info("txn: transactional id \"%s\" (transactions.id)", t->id);
+    return t;
+}
+
+void txn_free(struct txn *t)
+{
+    if (!t)
+        return;
+    t->closing = 1;
+    /* Lanes fail their pending requests; the callbacks free their contexts
+     * (op_take, flight_done) and touch nothing else while closing. */
+    for (size_t i = 0; i < t->nlanes; i++)
+        lane_free(t->lanes[i]);
+    free(t->lanes);
+    struct tx *x;
+    while ((x = TAILQ_FIRST(&t->txs))) {
+        TAILQ_REMOVE(&t->txs, x, link);
+        tx_free(t, x);
+    }
+    while ((x = TAILQ_FIRST(&t->dead))) {
+        TAILQ_REMOVE(&t->dead, x, link);
+        tx_free(t, x);
+    }
+    struct treq *r;
+    while ((r = TAILQ_FIRST(&t->done))) {
+        TAILQ_REMOVE(&t->done, r, link);
+        treq_free(t, r);
+    }
+    seqtab_free(&t->parts);
+    if (t->kick)
+        event_free(t->kick);
+    if (t->wake)
+        event_free(t->wake);
+    if (t->tick)
+        event_free(t->tick);
+    free(t->id);
+    free(t);
+}
