@@ -21,23 +21,50 @@ that alternates every round:
   cons   ConsumerPerformance: a fresh group reads REAL_COUNT_CONSUME 1 KB
          records from the start of one topic, filled once (direct) before
          the rounds
+  txn    case 4, both routes through eosproxy: the plain producer
+         (enable.idempotence=false) to a fresh `rb-txn-*` topic
+         (`delivery: transactional`: eosproxy writes it in its own
+         transactions) and to a fresh `rb-idem-*` topic (`delivery:
+         idempotent`), back to back; once unthrottled (REAL_COUNT_TXN
+         records), once throttled to REAL_TXN_RATE records/s
+         (REAL_COUNT_TXN_LAT records), since unthrottled latency is mostly
+         time queued in the saturated client. It has an eosproxy of its own
+         (transactions.linger REAL_TXN_LINGER): a transactional rule caps the
+         Fetch versions eosproxy offers at v12, which would change cons.
 
 Each run is checked, or the script exits 1 with `bench-real: FAILED:` and
 the reason: the tool exits 0 and prints its summary; the broker's own
 watermarks hold every record produced (exactly as many for idem through
 eosproxy); eosproxy's metrics show the Produce or Fetch requests of each run
 through it, the upgraded records of idem and none of plain; eosproxy exits 0
-on SIGTERM with no sanitizer report. Every process started here (broker,
-eosproxy, tools) is stopped also on failure; the scratch directory is removed
-on success and kept (without the broker's data) on failure. Prints a Markdown
-table of medians and of the medians of the per-round eosproxy/direct ratios.
+on SIGTERM with no sanitizer report. Case 4: the idempotent route's records
+are all upgraded and counted exactly by watermarks; the transactional
+route's are counted exactly by a read_committed consumer (its offsets also
+hold the commit markers, which must number between one and
+REAL_PARTITIONS per committed transaction), all its Produce requests went
+the transaction route, and eosproxy_txn_aborted_total and
+eosproxy_txn_commit_unknown_total did not rise. Every process started here
+(broker, eosproxies, tools) is stopped also on failure; the scratch
+directory is removed on success and kept (without the broker's data) on
+failure. Prints a Markdown table of medians and of the medians of the
+per-round eosproxy/direct ratios; case 4 gets a table of its own
+(transactional/idempotent throughput ratio, added latency, and from
+eosproxy's /metrics transactions per second and batches, client requests
+and records per transaction). No timing is asserted: a target missed is
+printed as such.
 
-Knobs (environment): REAL_ROUNDS (3), REAL_COUNT (200000 records per
-producer run), REAL_WARMUP (REAL_COUNT/5: the first records of a producer
-run, left out of its steady-state numbers), REAL_COUNT_CONSUME (400000),
-REAL_PARTITIONS (6), REAL_CLIENT_HEAP (512m, each tool's JVM),
-EOSPROXY_KAFKA_HEAP (the broker's heap, 1g here), REAL_TIMEOUT (300 s per
-tool run), EOSPROXY_BIN (build/eosproxy).
+Knobs (environment): REAL_CASES (plain,idem,cons,txn: which cases run),
+REAL_ROUNDS (3), REAL_COUNT (200000 records per producer run), REAL_WARMUP
+(REAL_COUNT/5: the first records of a producer run, left out of its
+steady-state numbers), REAL_COUNT_CONSUME (400000), REAL_COUNT_TXN (20000,
+case 4 unthrottled), REAL_WARMUP_TXN (REAL_COUNT_TXN/5), REAL_TXN_RATE
+(2000 records/s, case 4 throttled; 0 skips those runs), REAL_COUNT_TXN_LAT
+(10000), REAL_WARMUP_TXN_LAT (REAL_COUNT_TXN_LAT/4), REAL_TXN_LINGER (10ms,
+eosproxy's transactions.linger), REAL_PARTITIONS (6), REAL_CLIENT_HEAP
+(512m, each tool's JVM), EOSPROXY_KAFKA_HEAP (the broker's heap, 1g here),
+REAL_TIMEOUT (300 s per tool run), EOSPROXY_BIN (build/eosproxy).
+Only case 4, quickly:
+    REAL_CASES=txn REAL_ROUNDS=1 EOSPROXY_BIN=build/eosproxy tests/bench/real.py
 """
 
 import datetime
@@ -75,6 +102,14 @@ TIMEOUT = float(os.environ.get("REAL_TIMEOUT", "300"))
 EOSPROXY_BIN = os.environ["EOSPROXY_BIN"]
 SIZE = 1024
 PRODUCER_PROPS = ["acks=all", "linger.ms=5"]
+CASES = [c.strip() for c in os.environ.get("REAL_CASES", "plain,idem,cons,txn").split(",")
+         if c.strip()]
+COUNT_TXN = int(os.environ.get("REAL_COUNT_TXN", "20000"))
+WARMUP_TXN = int(os.environ.get("REAL_WARMUP_TXN", str(COUNT_TXN // 5)))
+TXN_RATE = int(os.environ.get("REAL_TXN_RATE", "2000"))  # records/s of the throttled runs; 0: none
+COUNT_TXN_LAT = int(os.environ.get("REAL_COUNT_TXN_LAT", "10000"))
+WARMUP_TXN_LAT = int(os.environ.get("REAL_WARMUP_TXN_LAT", str(COUNT_TXN_LAT // 4)))
+TXN_LINGER = os.environ.get("REAL_TXN_LINGER", "10ms")  # eosproxy's transactions.linger
 
 
 class Failure(Exception):
@@ -132,10 +167,13 @@ PERF_LINE = re.compile(
     r"(\d+) ms 99th", re.M)
 
 
-def produce(cluster, bootstrap, topic, count, warmup, props, proxy=None):
+def produce(cluster, bootstrap, topic, count, warmup, props, proxy=None, throughput=-1):
+    """The steady-state numbers of one ProducerPerformance run (the whole
+    run's rate too: total_records_per_s). throughput: records/s, -1 none."""
     out, err = java_tool(cluster, "org.apache.kafka.tools.ProducerPerformance", proxy=proxy, args=[
         "--bootstrap-server", bootstrap, "--topic", topic, "--num-records", str(count),
-        "--warmup-records", str(warmup), "--record-size", str(SIZE), "--throughput", "-1",
+        "--warmup-records", str(warmup), "--record-size", str(SIZE),
+        "--throughput", str(throughput),
         "--reporting-interval", str(10**9), "--command-property", *PRODUCER_PROPS, *props])
     lines = {bool(m.group(2)): m for m in PERF_LINE.finditer(out)}
     m = lines.get(warmup > 0)
@@ -143,7 +181,8 @@ def produce(cluster, bootstrap, topic, count, warmup, props, proxy=None):
         raise Failure(f"ProducerPerformance printed no summary of {count} records sent to "
                       f"{topic}; stdout:\n{_tail(out)}\nstderr:\n{_tail(err)}")
     return {"records_per_s": float(m.group(3)), "mb_per_s": float(m.group(4)),
-            "avg_ms": float(m.group(5)), "p50_ms": float(m.group(7)), "p99_ms": float(m.group(9))}
+            "avg_ms": float(m.group(5)), "p50_ms": float(m.group(7)), "p99_ms": float(m.group(9)),
+            "total_records_per_s": float(lines[False].group(3))}
 
 
 def consume(cluster, bootstrap, topic, count, group, proxy=None):
@@ -200,6 +239,44 @@ def check_count(cluster, topic, count, exact, target):
     return n
 
 
+def committed_count(cluster, topic, timeout=60.0):
+    """(records a read_committed consumer reads from the start of topic,
+    the sum of its watermarks). Offsets of a transactional topic also count
+    its control records (a commit marker per partition per transaction), so
+    the records are counted by reading them. The markers are written after
+    EndTxn is answered: it reads until every partition's end of partition
+    (for read_committed, the last stable offset, which librdkafka reports
+    with each end-of-partition event) has reached its high watermark."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+    c = Consumer({"bootstrap.servers": cluster.bootstrap,
+                  "group.id": f"rb-count-{uuid.uuid4().hex}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True, "log_level": 4})
+    try:
+        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)]
+        c.assign(parts)
+        n, end = 0, {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in c.consume(10000, 0.5):
+                if m.error() is None:
+                    n += 1
+                elif m.error().code() == KafkaError._PARTITION_EOF:
+                    end[m.partition()] = m.offset()
+                else:
+                    raise Failure(f"counting {topic} read_committed: {m.error()}")
+            if len(end) < PARTITIONS:
+                continue
+            hi = {p.partition: c.get_watermark_offsets(p, timeout=30, cached=False)[1]
+                  for p in parts}
+            if all(end[p] >= hi[p] for p in hi):
+                return n, sum(hi.values())
+        raise Failure(f"counting {topic} read_committed: its last stable offsets did not reach "
+                      f"the high watermarks in {timeout:.0f} s ({n} records read, ends {end})")
+    finally:
+        c.close()
+
+
 def metric(proxy, name, **labels):
     if not proxy.alive():
         raise Failure(f"eosproxy exited {proxy.proc.returncode}; its log:\n{_tail(proxy.log, 4000)}")
@@ -208,12 +285,98 @@ def metric(proxy, name, **labels):
 
 # ---------------------------------------------------------------- one run
 
+TXN_METRICS = ("eosproxy_txn_begun_total", "eosproxy_txn_committed_total",
+               "eosproxy_txn_aborted_total", "eosproxy_txn_commit_unknown_total",
+               "eosproxy_txn_batches_total", "eosproxy_txn_requests_total",
+               "eosproxy_txn_commit_duration_seconds_sum",
+               "eosproxy_txn_commit_duration_seconds_count", "eosproxy_upgraded_records_total")
+
+
+def snapshot(proxy):
+    """The counters case 4 reads, in one /metrics scrape."""
+    if not proxy.alive():
+        raise Failure(f"eosproxy exited {proxy.proc.returncode}; its log:\n{_tail(proxy.log, 4000)}")
+    m = proxy.metrics()
+    s = {n: m.get_value(n) for n in TXN_METRICS}
+    for route in ("upgrade", "transaction"):
+        s[route] = m.get_value("eosproxy_produce_requests_total", route=route)
+    return s
+
+
 class Bench:
-    def __init__(self, cluster, proxy):
-        self.cluster, self.proxy = cluster, proxy
+    def __init__(self, cluster, proxy, tproxy=None):
+        self.cluster, self.proxy, self.tproxy = cluster, proxy, tproxy
         self.seq = 0
         self.results = []  # {"round", "case", "target", "result"}
         self.upgraded = {"plain": 0, "idem": 0}
+        self.txn = {"committed": 0, "records": 0, "markers": 0}
+
+    def run_txn(self, rnd, case, route):
+        """Case 4, both routes through the second eosproxy (tproxy): case
+        "txn" unthrottled, "txnlat" at TXN_RATE records/s; route
+        "idempotent" or "transactional"."""
+        c, p = self.cluster, self.tproxy
+        self.seq += 1
+        txn = route == "transactional"
+        count, warmup, rate = ((COUNT_TXN, WARMUP_TXN, -1) if case == "txn"
+                               else (COUNT_TXN_LAT, WARMUP_TXN_LAT, TXN_RATE))
+        topic = f"rb-txn-{self.seq}" if txn else f"rb-idem-t{self.seq}"
+        create_topic(c, topic)
+        m0 = snapshot(p)
+        res = produce(c, p.bootstrap, topic, count, warmup, ["enable.idempotence=false"],
+                      proxy=p, throughput=rate)
+        m1 = snapshot(p)
+        d = {k: m1[k] - m0[k] for k in m0}
+        what = (f"{res['mb_per_s']:.1f} MB/s, {res['records_per_s']:,.0f} rec/s, latency avg "
+                f"{res['avg_ms']:.0f} / p50 {res['p50_ms']:.0f} / p99 {res['p99_ms']:.0f} ms")
+        if txn:
+            if d["eosproxy_txn_aborted_total"] or d["eosproxy_txn_commit_unknown_total"]:
+                raise Failure(f"{case} transactional: eosproxy aborted "
+                              f"{d['eosproxy_txn_aborted_total']:.0f} transactions "
+                              f"({d['eosproxy_txn_commit_unknown_total']:.0f} with the commit "
+                              f"unknown); 0 expected; its log:\n{_tail(p.log, 4000)}")
+            k = d["eosproxy_txn_committed_total"]
+            if k <= 0 or d["transaction"] <= 0 or d["upgrade"] != 0:
+                raise Failure(f"{case} transactional: eosproxy committed {k:.0f} transactions, "
+                              f"routed {d['transaction']:.0f} Produce requests to transactions "
+                              f"and {d['upgrade']:.0f} to the idempotent upgrade")
+            n, hw = committed_count(c, topic)
+            markers = hw - n
+            if n != count:
+                raise Failure(f"topic {topic} (transactional) holds {n} committed records on the "
+                              f"broker (read_committed), exactly {count} expected")
+            # One commit marker per partition per transaction (offsets they take).
+            if not k <= markers <= k * PARTITIONS:
+                raise Failure(f"topic {topic} (transactional): {markers} offsets of control "
+                              f"records for {k:.0f} committed transactions over {PARTITIONS} "
+                              "partitions")
+            self.txn["committed"] += k
+            self.txn["records"] += n
+            self.txn["markers"] += markers
+            secs = count / res["total_records_per_s"]
+            res.update(txn_per_s=k / secs,
+                       batches_per_txn=d["eosproxy_txn_batches_total"] / k,
+                       requests_per_txn=d["eosproxy_txn_requests_total"] / k,
+                       records_per_txn=count / k,
+                       commit_ms=1e3 * d["eosproxy_txn_commit_duration_seconds_sum"]
+                       / max(1, d["eosproxy_txn_commit_duration_seconds_count"]))
+            what += (f"; {n} committed records (read_committed) + {markers} markers on the broker; "
+                     f"eosproxy: {k:.0f} transactions ({res['txn_per_s']:,.1f}/s), "
+                     f"{res['batches_per_txn']:.1f} batches, {res['requests_per_txn']:.1f} "
+                     f"requests, {res['records_per_txn']:,.0f} records per transaction, commit "
+                     f"{res['commit_ms']:.1f} ms avg, 0 aborted")
+        else:
+            n = check_count(c, topic, count, exact=True, target="idempotent route")
+            up = d["eosproxy_upgraded_records_total"]
+            if up < count or d["upgrade"] <= 0 or d["transaction"] != 0 \
+                    or d["eosproxy_txn_begun_total"] != 0:
+                raise Failure(f"{case} idempotent: eosproxy upgraded {up:.0f} records "
+                              f"({count} expected) in {d['upgrade']:.0f} Produce requests; "
+                              f"{d['transaction']:.0f} went to transactions")
+            what += f", {n} records on the broker; eosproxy upgraded {up:.0f} records"
+        delete_topic(c, topic)
+        log(f"  round {rnd} {case} {route}: {what}")
+        self.results.append({"round": rnd, "case": case, "target": route, "result": res})
 
     def run(self, rnd, case, target):
         c, p = self.cluster, self.proxy
@@ -269,15 +432,28 @@ def med(results, case, target, key):
     return statistics.median(v) if v else None
 
 
-def paired(results, case, key):
-    """Median over rounds of eosproxy/direct, each pair measured back to back."""
+def paired(results, case, key, a="eosproxy", b="direct", op=lambda x, y: x / y):
+    """Median over rounds of op(a, b) (eosproxy/direct by default), each
+    pair measured back to back."""
     by = {}
     for r in results:
         if r["case"] == case:
             by.setdefault(r["round"], {})[r["target"]] = r["result"][key]
-    v = [p["eosproxy"] / p["direct"] for p in by.values()
-         if len(p) == 2 and p["direct"] > 0]
+    v = []
+    for p in by.values():
+        if a in p and b in p:
+            try:
+                v.append(op(p[a], p[b]))
+            except ZeroDivisionError:
+                pass
     return statistics.median(v) if v else None
+
+
+def linger_ms(s):
+    """REAL_TXN_LINGER in ms, as eosproxy reads it ("10ms", "1s", "1m"; a
+    bare number is ms); None when it is not one of those."""
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|m)?\s*", s)
+    return m and int(m.group(1)) * {"ms": 1, "s": 1000, "m": 60000, None: 1}[m.group(2)]
 
 
 def fmt_ratio(x):
@@ -345,7 +521,89 @@ def print_table(results, info):
     print(f"| 3. consumer, {COUNT_CONSUME:,} x 1 KB, fresh group (ConsumerPerformance) | "
           f"{cons('direct')} | {cons('eosproxy')} | {fmt_ratio(paired(R, 'cons', 'mb_per_s'))} |")
     print()
-    print(f"Run time: {info['elapsed']:.0f} s (broker start included). {info['checks']}")
+    if any(r["case"] == "txn" for r in R):
+        print_txn_table(R)
+    print(f"Run time: {info['elapsed']:.0f} s (broker start included"
+          + (f"; case 4 {info['txn_secs']:.0f} s" if "txn_secs" in info else "")
+          + f"). {info['checks']}")
+
+
+def print_txn_table(R):
+    T, I = "transactional", "idempotent"
+    lg = linger_ms(TXN_LINGER)
+    budget = None if lg is None else lg + 5
+
+    def diff(case, key):
+        return paired(R, case, key, T, I, op=lambda x, y: x - y)
+
+    def verdict(ok):
+        return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+    def tp(case, route):
+        mb, rec = med(R, case, route, "mb_per_s"), med(R, case, route, "records_per_s")
+        return "n/a" if mb is None else f"{mb:,.1f} MB/s ({rec / 1e3:,.1f} k rec/s)"
+
+    def lat(case, route):
+        a = [med(R, case, route, k) for k in ("avg_ms", "p50_ms", "p99_ms")]
+        return "n/a" if a[0] is None else f"avg {a[0]:,.1f} / p50 {a[1]:,.0f} / p99 {a[2]:,.0f} ms"
+
+    def added(case):
+        d = [diff(case, k) for k in ("avg_ms", "p50_ms", "p99_ms")]
+        return ("n/a" if d[2] is None else
+                f"added avg {d[0]:+,.1f} / p50 {d[1]:+,.0f} / **p99 {d[2]:+,.0f} ms**")
+
+    def p99_ok(case):
+        d = diff(case, "p99_ms")
+        return None if d is None or budget is None else d <= budget
+
+    ratio = paired(R, "txn", "mb_per_s", T, I)
+    print(f"Case 4: the transactional route vs the idempotent route, both through one eosproxy "
+          f"of their own (rules `rb-txn-*` delivery: transactional, `rb-idem-*` delivery: "
+          f"idempotent; transactions.linger {TXN_LINGER}, other `transactions` settings the "
+          f"defaults). ProducerPerformance with enable.idempotence=false, "
+          f"{', '.join(PRODUCER_PROPS)}, fresh {PARTITIONS}-partition topic per run; the two "
+          "routes back to back in alternating order each round; columns are medians, the last "
+          "column medians of the per-round pairs; latencies as the tool prints them (whole ms "
+          "except avg).")
+    print()
+    print("| case 4 | idempotent route | transactional route | transactional vs idempotent "
+          "| target |")
+    print("|---|---|---|---|---|")
+    head = f"4. unthrottled, {COUNT_TXN:,} x 1 KB (first {WARMUP_TXN:,} left out)"
+    print(f"| {head}: throughput | {tp('txn', I)} | {tp('txn', T)} | ratio {fmt_ratio(ratio)} "
+          f"| ≥ 0.80: {verdict(None if ratio is None else ratio >= 0.80)} |")
+    print(f"| 4. unthrottled: latency under load (mostly queueing in the saturated client) "
+          f"| {lat('txn', I)} | {lat('txn', T)} | {added('txn')} "
+          f"| p99 added ≤ linger + 5 ms = {budget} ms: {verdict(p99_ok('txn'))} |")
+    if any(r["case"] == "txnlat" for r in R):
+        def kept(route):
+            """The rate reached; says so when a run fell behind the throttle
+            (its latency is then queueing again, not the route's own)."""
+            v = [r["result"]["records_per_s"] for r in R
+                 if r["case"] == "txnlat" and r["target"] == route]
+            slow = sum(x < 0.95 * TXN_RATE for x in v)
+            return (f"{statistics.median(v):,.0f} rec/s"
+                    + (f" (**{slow} of {len(v)} runs below {TXN_RATE:,}: saturated, latency "
+                       "is queueing**)" if slow else ""))
+        print(f"| 4. throttled to {TXN_RATE:,} rec/s, {COUNT_TXN_LAT:,} x 1 KB (first "
+              f"{WARMUP_TXN_LAT:,} left out): latency | {lat('txnlat', I)}; {kept(I)} "
+              f"| {lat('txnlat', T)}; {kept(T)} | {added('txnlat')} "
+              f"| p99 added ≤ {budget} ms: {verdict(p99_ok('txnlat'))} |")
+    print()
+
+    def txns(case):
+        def m(k):
+            return med(R, case, T, k)
+        return (f"{m('txn_per_s'):,.1f} transactions/s, {m('batches_per_txn'):,.1f} batches, "
+                f"{m('requests_per_txn'):,.1f} client Produce requests and "
+                f"{m('records_per_txn'):,.0f} records per transaction, commit "
+                f"{m('commit_ms'):,.1f} ms on average (first upstream request to EndTxn answered)")
+    line = ("Transactions (eosproxy's /metrics over each transactional run, medians): "
+            f"unthrottled {txns('txn')}")
+    if any(r["case"] == "txnlat" for r in R):
+        line += f"; at {TXN_RATE:,} rec/s {txns('txnlat')}"
+    print(line + "; eosproxy_txn_aborted_total rose by 0 in every run (checked).")
+    print()
 
 
 # ---------------------------------------------------------------- main
@@ -354,8 +612,12 @@ def main():
     if not os.access(EOSPROXY_BIN, os.X_OK):
         log(f"FAILED: EOSPROXY_BIN {EOSPROXY_BIN} is missing (make build/eosproxy)")
         return 1
+    unknown = set(CASES) - {"plain", "idem", "cons", "txn"}
+    if unknown:
+        log(f"FAILED: REAL_CASES names {sorted(unknown)}; the cases are plain, idem, cons, txn")
+        return 1
     work = pathlib.Path(tempfile.mkdtemp(prefix="eosproxy-bench-real."))
-    cluster = proxy = None
+    cluster = proxy = tproxy = None
     ok = False
     start = time.monotonic()
 
@@ -381,35 +643,72 @@ def main():
             "topics": [{"match": "rb-idem-*", "delivery": "idempotent"},
                        {"match": "*", "delivery": "at-least-once"}]})
         proxy._wait_ready()
+        if "txn" in CASES:
+            # Case 4 has an eosproxy of its own: a transactional rule caps the
+            # Fetch versions eosproxy offers (v12), which would change case 3.
+            tproxy = Proxy(cluster, work, "eosproxy-txn", {
+                "service": "bench-real-txn", "log.level": "warn",
+                "transactions": {"id": f"bench-real-{uuid.uuid4().hex[:8]}",
+                                 "linger": TXN_LINGER},
+                "topics": [{"match": "rb-txn-*", "delivery": "transactional"},
+                           {"match": "rb-idem-*", "delivery": "idempotent"},
+                           {"match": "*", "delivery": "at-least-once"}]})
+            tproxy._wait_ready()
 
-        log(f"filling rb-cons with {COUNT_CONSUME:,} x 1 KB records (direct)")
-        create_topic(cluster, "rb-cons")
-        produce(cluster, cluster.bootstrap, "rb-cons", COUNT_CONSUME, 0, ["enable.idempotence=true"])
-        check_count(cluster, "rb-cons", COUNT_CONSUME, exact=True, target="direct")
+        if "cons" in CASES:
+            log(f"filling rb-cons with {COUNT_CONSUME:,} x 1 KB records (direct)")
+            create_topic(cluster, "rb-cons")
+            produce(cluster, cluster.bootstrap, "rb-cons", COUNT_CONSUME, 0,
+                    ["enable.idempotence=true"])
+            check_count(cluster, "rb-cons", COUNT_CONSUME, exact=True, target="direct")
 
-        bench = Bench(cluster, proxy)
+        bench = Bench(cluster, proxy, tproxy)
         for rnd in range(1, ROUNDS + 1):
             log(f"round {rnd}/{ROUNDS}")
             order = ("direct", "eosproxy") if rnd % 2 else ("eosproxy", "direct")
             for case in ("plain", "idem", "cons"):
-                for target in order:
-                    bench.run(rnd, case, target)
+                if case in CASES:
+                    for target in order:
+                        bench.run(rnd, case, target)
+            if "txn" in CASES:
+                t0 = time.monotonic()
+                routes = (("idempotent", "transactional") if rnd % 2
+                          else ("transactional", "idempotent"))
+                for case in ("txn", "txnlat") if TXN_RATE > 0 else ("txn",):
+                    for route in routes:
+                        bench.run_txn(rnd, case, route)
+                info["txn_secs"] = info.get("txn_secs", 0) + time.monotonic() - t0
 
-        code = proxy.stop()
-        text = proxy.log
-        bad = [m for m in SANITIZER_MARKS if m in text]
+        codes, bad, bad_logs = {}, [], ""
+        for name, px in (("eosproxy", proxy), ("eosproxy (case 4)", tproxy)):
+            if px is not None:
+                codes[name] = px.stop()
+                text = px.log
+                marks = [m for m in SANITIZER_MARKS if m in text]
+                bad += [f"{name}: {m}" for m in marks]
+                if codes[name] != 0 or marks:
+                    bad_logs += f"\n{name}:\n{_tail(text)}"
         info["load1"] = " ".join(open("/proc/loadavg").read().split()[:3])
         info["elapsed"] = time.monotonic() - start
+        t = bench.txn
         info["checks"] = (
-            f"Checks passed: every producer run's records counted on the broker (exactly "
-            f"{COUNT:,} per idem run); eosproxy upgraded {bench.upgraded['idem']:,.0f} records in "
-            f"the idem runs through it and {bench.upgraded['plain']:,.0f} in the plain ones; eosproxy "
-            f"saw the Produce/Fetch requests of every run through it; its exit code after SIGTERM: "
-            f"{code}.")
+            "Checks passed: "
+            + (f"every producer run's records counted on the broker (exactly "
+               f"{COUNT:,} per idem run); eosproxy upgraded {bench.upgraded['idem']:,.0f} records "
+               f"in the idem runs through it and {bench.upgraded['plain']:,.0f} in the plain ones; "
+               f"eosproxy saw the Produce/Fetch requests of every run through it"
+               if {"plain", "idem", "cons"} & set(CASES) else "cases 1-3 not run")
+            + (f"; case 4: every idempotent-route run's records upgraded and counted exactly on "
+               f"the broker, every transactional-route run's records counted exactly by a "
+               f"read_committed consumer ({t['records']:,.0f} records in {t['committed']:,.0f} "
+               f"committed transactions, whose {t['markers']:,.0f} commit markers take the rest "
+               f"of the offsets), none aborted" if "txn" in CASES else "")
+            + "; exit codes after SIGTERM: "
+            + ", ".join(f"{n} {c}" for n, c in codes.items()) + ".")
         print_table(bench.results, info)
-        if bad or code != 0:
-            raise Failure(f"eosproxy exited {code} after SIGTERM (expected 0)"
-                          + (f", its log has {bad}" if bad else "") + f"; its log:\n{_tail(text)}")
+        if bad or any(codes.values()):
+            raise Failure(f"exit codes after SIGTERM {codes} (expected 0)"
+                          + (f", logs have {bad}" if bad else "") + f"; logs:{bad_logs}")
         ok = True
         return 0
     except Failure as e:
@@ -422,13 +721,14 @@ def main():
         log("interrupted")
         return 130
     finally:
-        if proxy is not None:
-            try:
-                proxy.stop()
-            finally:
-                if proxy.proc.poll() is None:
-                    proxy.proc.kill()
-                    proxy.proc.wait(10)
+        for px in (proxy, tproxy):
+            if px is not None:
+                try:
+                    px.stop()
+                finally:
+                    if px.proc.poll() is None:
+                        px.proc.kill()
+                        px.proc.wait(10)
         if cluster is not None:
             cluster.stop()
         if ok:
