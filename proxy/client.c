@@ -747,45 +747,30 @@ static int route_at_most_once(struct client *c, const kreq_hdr_t *h, uint8_t *fr
  * completion (resp NULL) is dropped by client_slot_done. */
 #define TOKEN_NO_SLOT UINT64_MAX
 
-/* The idempotent upgrade: the engine answers later through the slot. */
-static int route_upgrade(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
-                         const struct produce_view *v, int acks)
+/*
+ * The routes an engine carries out (the idempotent upgrade, or the
+ * transactional engine when txn is 1): the engine answers later through
+ * the slot. Returns REQ_LOCAL, or REQ_CLOSED.
+ */
+static int route_engine(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
+                        const struct produce_view *v, int acks, int txn)
 {
     /* acks=0 books no slot: c->tail would name the next request's slot,
      * and the engine's NULL completion would then close the client. */
     uint64_t token = acks != 0 ? c->tail : TOKEN_NO_SLOT;
     if (acks != 0)
         slot_push(c, h, SLOT_LOCAL);
-    int err = upgrade_submit(c->px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);
+    struct proxy *px = c->px;
+    int err =
+        txn ? txn_submit(px->txn, c->up_broker, h, frame, size, acks == 0, c->id, token)
+            : upgrade_submit(px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);
     if (err == 0) {
-        if (upgrade_busy(c->px->upgrade))
+        if (txn ? txn_busy(px->txn) : upgrade_busy(px->upgrade))
             pause_client(c, PAUSE_UPGRADE);
         return REQ_LOCAL;
     }
     if (acks != 0) {
         /* Refused at once: drop the waiting slot, answer in its place. */
-        c->tail--;
-        g_metrics.inflight--;
-        if (answer_produce_error(c, h, v, (int16_t)err))
-            return REQ_CLOSED;
-    }
-    return REQ_LOCAL;
-}
-
-/* Transactional delivery: the engine answers after its commit. */
-static int route_txn(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
-                     const struct produce_view *v, int acks)
-{
-    uint64_t token = acks != 0 ? c->tail : TOKEN_NO_SLOT;
-    if (acks != 0)
-        slot_push(c, h, SLOT_LOCAL);
-    int err = txn_submit(c->px->txn, c->up_broker, h, frame, size, acks == 0, c->id, token);
-    if (err == 0) {
-        if (txn_busy(c->px->txn))
-            pause_client(c, PAUSE_UPGRADE);
-        return REQ_LOCAL;
-    }
-    if (acks != 0) {
         c->tail--;
         g_metrics.inflight--;
         if (answer_produce_error(c, h, v, (int16_t)err))
@@ -823,11 +808,10 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
         rc = route_at_most_once(c, h, frame, &v, acks);
         break;
     case ROUTE_UPGRADE:
-        rc = route_upgrade(c, h, frame, size, &v, acks);
+        rc = route_engine(c, h, frame, size, &v, acks, 0);
         break;
     case ROUTE_TXN:
-        rc = c->px->txn ? route_txn(c, h, frame, size, &v, acks)
-                        : route_upgrade(c, h, frame, size, &v, acks);
+        rc = route_engine(c, h, frame, size, &v, acks, c->px->txn != NULL);
         break;
     case ROUTE_REFUSE_FORMAT:
         log_info("client %llu (%s): refusing Produce v%d for an idempotent topic: message "
@@ -1206,6 +1190,24 @@ static int apply_acl(struct client *c, const kreq_hdr_t *h, const uint8_t *frame
     if (acks == 0)
         ksplit_free(split);
     return REQ_FORWARD;
+}
+
+struct evbuffer *client_produce_response(int16_t ver, const kproduce_resp_t *resp,
+                                         uint64_t client_id)
+{
+    kwriter_t w;
+    kw_init(&w, 256);
+    struct evbuffer *out = NULL;
+    if (kproduce_resp_write(&w, ver, resp) == 0 && (out = evbuffer_new()) &&
+        evbuffer_add(out, w.buf, w.len)) {
+        evbuffer_free(out);
+        out = NULL;
+    }
+    if (!out)
+        log_error("client %llu: cannot build a ProduceResponse (out of memory)",
+                  (unsigned long long)client_id);
+    kw_free(&w);
+    return out;
 }
 
 int client_slot_waiting(struct proxy *px, uint64_t client_id, uint64_t token)

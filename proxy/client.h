@@ -46,6 +46,15 @@ struct evbuffer;
 void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp);
 
 /*
+ * The ProduceResponse frame (size prefix included) of resp at version ver,
+ * in a new evbuffer for client_slot_done (the caller owns it). NULL when
+ * it cannot be built (out of memory, logged with client_id).
+ */
+struct kproduce_resp;
+struct evbuffer *client_produce_response(int16_t ver, const struct kproduce_resp *resp,
+                                         uint64_t client_id);
+
+/*
  * 1 while the slot (client_id, token) can still be answered: the client
  * is connected and the slot waits for an engine. 0 once the client has
  * gone (its answer would be dropped, and the client will send again).

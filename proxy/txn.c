@@ -302,19 +302,7 @@ static struct evbuffer *build_response(struct treq *r)
     if (r->acks_zero)
         return NULL;
     r->resp.correlation_id = r->corr;
-    kwriter_t w;
-    kw_init(&w, 256);
-    struct evbuffer *out = NULL;
-    if (kproduce_resp_write(&w, r->ver, &r->resp) == 0 && (out = evbuffer_new()) &&
-        evbuffer_add(out, w.buf, w.len)) {
-        evbuffer_free(out);
-        out = NULL;
-    }
-    if (!out)
-        log_error("txn: cannot build ProduceResponse for client %llu (out of memory)",
-                  (unsigned long long)r->client_id);
-    kw_free(&w);
-    return out;
+    return client_produce_response(r->ver, &r->resp, r->client_id);
 }
 
 /* Hands every answered request to its client (from the loop only). */
