@@ -6,7 +6,7 @@
 #                                                 runtime jars, kafka-clients
 #   tests/kafka/.cache/kafka-<version>/harness/  tests/java/*.java, compiled
 #   tests/kafka/.cache/venv-confluent-<version>/  a Python venv with a current
-#                                                 confluent-kafka (PyPI wheel,
+#                                                 confluent-kafka and kafka-python 3.x (PyPI,
 #                                                 its own librdkafka 2.x)
 #
 # Needs java (17+), javac and mvn on PATH (tests/tools/deps.sh installs them).
@@ -81,6 +81,17 @@ if [ ! -f "$venv/.complete" ]; then
         echo "fetch.sh: WARNING: could not make the confluent-kafka venv" >&2
     else
         touch "$venv/.complete"
+    fi
+fi
+# And a current kafka-python (3.x; Debian's is 2.0.2), in the same venv.
+kp_version=3.0.12
+if [ -f "$venv/.complete" ] && [ ! -f "$venv/.kafka-python-$kp_version" ]; then
+    echo "fetch.sh: kafka-python $kp_version from PyPI into ${venv#"$root"/}" >&2
+    if "$venv/bin/pip" install -q --disable-pip-version-check "kafka-python==$kp_version" >&2; then
+        touch "$venv/.kafka-python-$kp_version"
+    else
+        # Only test_real_kafka_python3.py needs it: that test fails, not the rest.
+        echo "fetch.sh: WARNING: could not install kafka-python $kp_version" >&2
     fi
 fi
 echo "$libs"
