@@ -106,13 +106,16 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRCS) | $(DEPS_STAMP)
 # Engine targets drive a whole engine through its public entry points. They
 # link every module but main.c, with the engine's I/O boundary replaced by an
 # in-process stand-in from tests/fuzz/ (fake_redisc.c for dedup, fake_lane.c
-# for the upgrade), so generated input plays Redis or the brokers.
+# for the upgrade and txn engines), so generated input plays Redis or the brokers.
 ENGINE_FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DEOSPROXY_VERSION='"$(VERSION)"' -g -O1 -pthread -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -Iproxy -Ipolicy $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 $(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c $(filter-out proxy/redisc.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
 $(B)/fuzz/fuzz_upgrade: tests/fuzz/fuzz_upgrade.c tests/fuzz/fake_lane.c $(filter-out proxy/lane.c,$(SRCS)) | $(DEPS_STAMP)
+	@mkdir -p $(B)/fuzz
+	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+$(B)/fuzz/fuzz_txn: tests/fuzz/fuzz_txn.c tests/fuzz/fake_lane.c $(filter-out proxy/lane.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
 

@@ -1,7 +1,8 @@
 /*
  * fake_lane.c - an in-process stand-in for proxy/lane.c, linked into
- * tests/fuzz/fuzz_upgrade.c instead of it: the whole lane.h API, with no
- * socket and no timer. The fuzz harness plays the brokers.
+ * tests/fuzz/fuzz_upgrade.c and tests/fuzz/fuzz_txn.c instead of it: the
+ * whole lane.h API, with no socket and no timer. The fuzz harness plays the
+ * brokers.
  *
  * lane_send checks the frame it is given (size prefix, correlation id
  * lane_next_correlation), keeps it (the lane owns it) and queues the
@@ -14,7 +15,7 @@
  * lane would pass max_bytes and something is pending, and the harness can
  * make it refuse as if out of memory (fake_lane_refuse).
  *
- * The harness side is declared in fuzz_upgrade.c (no header: one user).
+ * The harness side is declared in each harness (no header: two users).
  */
 #include "kbuf.h"
 #include "lane.h"
