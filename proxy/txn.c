@@ -60,11 +60,19 @@
  * though the commit may have happened; their retries then write the
  * records again. It is counted (eosproxy_txn_commit_unknown_total).
  *
+ * Answered in time, never twice: each client request must be answered
+ * within half its own timeout from its arrival (at least 1 s, at most half
+ * of transactions.timeout), so the client never gives up on it and sends
+ * it again; a transaction not committed by the earliest such deadline in
+ * it fails, started or not. A transaction one of whose clients has gone
+ * (its answer would be lost, and the client will send the records again)
+ * is aborted instead of committed.
+ *
  * Bounds: bytes held (256 MiB) and client requests held (100,000) answer
  * REQUEST_TIMED_OUT beyond; partitions with sequences (65,536): when full,
  * those not in a queued transaction are forgotten and the epoch bumped;
- * a transaction's deadline is half the shortest client timeout in it
- * (at least 1 s), at most half of transactions.timeout.
+ * TXN_PART_BATCHES batches of a partition per transaction; closed
+ * transactions waiting (transactions.max_inflight) pause the clients.
  */
 #include "txn.h"
 
