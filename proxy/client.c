@@ -814,8 +814,8 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
         rc = route_engine(c, h, frame, size, &v, acks, c->px->txn != NULL);
         break;
     case ROUTE_REFUSE_FORMAT:
-        log_info("client %llu (%s): refusing Produce v%d for an idempotent topic: message "
-                 "format < 2 cannot be upgraded",
+        log_info("client %llu (%s): refusing Produce v%d for an idempotent or transactional topic: "
+                 "message format < 2 cannot be upgraded",
                  (unsigned long long)c->id, c->peer, h->api_version);
         rc = acks != 0 && answer_produce_error(c, h, &v, KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT)
                  ? REQ_CLOSED
