@@ -34,9 +34,10 @@
  *     16 NOT_COORDINATOR, no answer     and the request resent
  *     14 COORDINATOR_LOAD_IN_PROGRESS   resent after a backoff (20 ms,
  *                                       doubling to 1 s)
- *     51 CONCURRENT_TRANSACTIONS        resent after 2 ms, doubling to
- *                                       20 ms (the previous transaction's
- *                                       markers are being written)
+ *     51 CONCURRENT_TRANSACTIONS        resent every 2 ms five times, then
+ *                                       doubling to 20 ms (the previous
+ *                                       transaction's markers are being
+ *                                       written)
  *     90 PRODUCER_FENCED, 47 INVALID_   fenced: another instance took the
  *     PRODUCER_EPOCH (current epoch)    id. Logged as an error, counted,
  *                                       eosproxy_txn_fenced = 1; every
@@ -116,6 +117,7 @@ enum {
 #define TXN_CLIENT_ID "eosproxy-txn"
 #define TXN_BACKOFF_MS 20u
 #define TXN_CONCURRENT_MIN_MS 2u
+#define TXN_CONCURRENT_FAST 5u
 #define TXN_BACKOFF_MAX_MS 1000u
 #define TXN_MAX_REQUESTS 100000u
 #define TXN_MAX_BYTES (256u << 20)
@@ -216,7 +218,8 @@ struct txn {
     uint64_t gen; /* bumped with every pid/epoch */
     struct op *op;
     uint64_t not_before_ms, backoff_ms;
-    uint64_t concurrent_ms; /* CONCURRENT_TRANSACTIONS retry delay; 0 after success */
+    uint64_t concurrent_ms;    /* CONCURRENT_TRANSACTIONS retry delay */
+    unsigned concurrent_tries; /* ... and tries since the last success */
     size_t rr;
     struct seqtab parts;
     struct tx_q txs;
@@ -489,9 +492,11 @@ static int coordinator_retry(struct txn *t, int16_t e)
         return 1;
     case KERR_CONCURRENT_TRANSACTIONS: {
         /* The previous transaction's markers are still being written,
-         * usually for 2-4 ms: retried after 2 ms, doubling to 20 ms (Kafka's
-         * producer waits a flat 20 ms). */
-        uint64_t d = t->concurrent_ms ? t->concurrent_ms * 2 : TXN_CONCURRENT_MIN_MS;
+         * usually for 2-5 ms: retried every 2 ms for TXN_CONCURRENT_FAST
+         * tries, then doubling to 20 ms (Kafka's producer waits a flat
+         * 20 ms, which is most of a transaction here). */
+        uint64_t d = ++t->concurrent_tries <= TXN_CONCURRENT_FAST ? TXN_CONCURRENT_MIN_MS
+                                                                  : t->concurrent_ms * 2;
         t->concurrent_ms = d < TXN_BACKOFF_MS ? d : TXN_BACKOFF_MS;
         t->not_before_ms = t->o.now_ms() + t->concurrent_ms;
         wake_in(t, t->concurrent_ms);
@@ -562,6 +567,7 @@ static void init_done(void *arg, const uint8_t *frame, size_t len)
         t->gen++;
         t->need_init = 0;
         t->backoff_ms = TXN_BACKOFF_MS;
+        t->concurrent_tries = 0;
         if (t->gen > 1)
             g_metrics.producer_id_renewals++;
         log_info("txn %s: producer id %lld epoch %d", t->id, (long long)t->pid, (int)t->epoch);
@@ -746,6 +752,7 @@ static void add_done(void *arg, const uint8_t *frame, size_t len)
     } else if (e == KERR_NONE) {
         t->backoff_ms = TXN_BACKOFF_MS;
         t->concurrent_ms = 0;
+        t->concurrent_tries = 0;
         send_produce(t, x);
     } else if (is_fencing(e)) {
         fenced(t, e, "AddPartitionsToTxn");
