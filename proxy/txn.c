@@ -1083,13 +1083,14 @@ static void drive(struct txn *t)
     case TX_PRODUCE:
         if (x->nwaiting || x->failed)
             break;
-        if (!clients_waiting(t, x))
+        /* fall through */
+    case TX_END:
+        /* Once an EndTxn(COMMIT) may have reached the coordinator, it is
+         * seen through; until then a client that has gone aborts it. */
+        if (!x->end_sent && !clients_waiting(t, x))
             tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "a client disconnected before the commit");
         else
             start_end(t, x);
-        break;
-    case TX_END:
-        start_end(t, x);
         break;
     }
 }
