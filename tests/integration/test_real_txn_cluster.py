@@ -8,27 +8,17 @@ under way is aborted and retried by the client.
 Kafka-only: needs a coordinator that moves, which the mock cannot show."""
 
 import re
-import time
 
 import pytest
 
 from helpers import unique, wait_until
-from kafka_real import ProxyFactory, start_cluster
-from test_real_cluster import Writer
+from kafka_real import ProxyFactory
+from test_real_cluster import Writer, kafka3  # noqa: F401 (kafka3: a fixture, started per module)
 from test_real_txn import RULES, read_all
 
 pytestmark = [pytest.mark.real_kafka, pytest.mark.real_kafka_cluster]
 
 PARTS = 3
-
-
-@pytest.fixture(scope="module")
-def kafka3(tmp_path_factory, certs):
-    cluster = start_cluster(tmp_path_factory, certs, 3)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def coordinator(proxy):
@@ -75,4 +65,3 @@ def test_coordinator_killed_and_restarted_mid_stream(kafka3, tmp_path):
         failures = factory.close()
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
-    time.sleep(0)
