@@ -150,34 +150,40 @@ static void write_topic_results(kwriter_t *w, int flex, const ktxn_part_result_t
 
 /*
  * Runs parse twice over the frame (count, then fill) and hands back the
- * results. parse fills the fixed fields of its out struct and the sink;
- * *results / *nresults receive the array. Returns 0 or an enum kr_err.
+ * results. parse fills the fixed fields of its out struct (out_size bytes)
+ * and the sink; *results / *nresults (members of out) receive the array.
+ * Returns 0, or an enum kr_err with out zeroed (nothing to free).
  */
 typedef int (*results_parse_fn)(int16_t ver, const uint8_t *frame, size_t len, void *out,
                                 result_sink_t *sink);
 
 static int parse_with_results(results_parse_fn parse, int16_t ver, const uint8_t *frame, size_t len,
-                              void *out, int32_t *nresults, ktxn_part_result_t **results)
+                              void *out, size_t out_size, int32_t *nresults,
+                              ktxn_part_result_t **results)
 {
-    *nresults = 0;
-    *results = NULL;
     result_sink_t sink = {NULL, 0};
     int rc = parse(ver, frame, len, out, &sink);
     if (rc != 0 || sink.n == 0)
-        return rc;
+        goto done;
     ktxn_part_result_t *arr = calloc((size_t)sink.n, sizeof(*arr));
-    if (!arr)
-        return KR_ECOUNT;
+    if (!arr) {
+        rc = KR_ECOUNT;
+        goto done;
+    }
     int64_t counted = sink.n;
     sink = (result_sink_t){arr, 0};
     rc = parse(ver, frame, len, out, &sink);
     if (rc != 0 || sink.n != counted) { /* cannot happen: same bytes */
         free(arr);
-        return rc ? rc : KR_EINVALID;
+        rc = rc ? rc : KR_EINVALID;
+        goto done;
     }
     *nresults = (int32_t)counted;
     *results = arr;
-    return 0;
+done:
+    if (rc != 0)
+        memset(out, 0, out_size);
+    return rc;
 }
 
 /* ---- FindCoordinator ---- */
@@ -387,16 +393,8 @@ int ktxn_addparts_resp_parse(int16_t ver, const uint8_t *frame, size_t len,
     memset(out, 0, sizeof(*out));
     if (!addparts_ver_ok(ver))
         return KR_EINVALID;
-    int32_t n;
-    ktxn_part_result_t *res;
-    int rc = parse_with_results(addparts_parse, ver, frame, len, out, &n, &res);
-    if (rc != 0) {
-        memset(out, 0, sizeof(*out));
-        return rc;
-    }
-    out->nresults = n;
-    out->results = res;
-    return 0;
+    return parse_with_results(addparts_parse, ver, frame, len, out, sizeof(*out), &out->nresults,
+                              &out->results);
 }
 
 void ktxn_addparts_resp_free(ktxn_addparts_resp_t *r)
@@ -584,16 +582,8 @@ int ktxn_txnoffset_resp_parse(int16_t ver, const uint8_t *frame, size_t len,
     memset(out, 0, sizeof(*out));
     if (!txnoffset_ver_ok(ver))
         return KR_EINVALID;
-    int32_t n;
-    ktxn_part_result_t *res;
-    int rc = parse_with_results(txnoffset_parse, ver, frame, len, out, &n, &res);
-    if (rc != 0) {
-        memset(out, 0, sizeof(*out));
-        return rc;
-    }
-    out->nresults = n;
-    out->results = res;
-    return 0;
+    return parse_with_results(txnoffset_parse, ver, frame, len, out, sizeof(*out), &out->nresults,
+                              &out->results);
 }
 
 void ktxn_txnoffset_resp_free(ktxn_txnoffset_resp_t *r)
