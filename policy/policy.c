@@ -241,6 +241,27 @@ int policy_has_dedup(const policy_t *p)
     return 0;
 }
 
+int policy_has_dlq(const policy_t *p)
+{
+    for (size_t i = 0; p && i < p->n; i++) {
+        if (POLICY_HAS_DLQ(&p->rules[i]))
+            return 1;
+    }
+    return 0;
+}
+
+const char *policy_dlq_topic(const policy_rule_t *r, const char *topic, size_t len, char *buf,
+                             size_t cap)
+{
+    if (r->dlq.topic)
+        return r->dlq.topic;
+    if (len + 5 > cap || len + 4 > POLICY_TOPIC_MAX)
+        return NULL;
+    memcpy(buf, topic, len);
+    memcpy(buf + len, ".DLT", 5);
+    return buf;
+}
+
 int policy_has_transactional(const policy_t *p)
 {
     for (size_t i = 0; p && i < p->n; i++) {

@@ -30,15 +30,29 @@ typedef enum eventid_src {
 
 typedef struct policy_dedup {
     eventid_src_t src;
-    char *name;      /* header name or JSON field; NULL for key/none */
-    uint64_t ttl_ms; /* how long an eventId stays known (default 7d) */
-    char *scope;     /* dedup scope; NULL means the config's `service` */
+    char *name;           /* header name or JSON field; NULL for key/none */
+    uint64_t ttl_ms;      /* how long an eventId stays known (default 7d) */
+    char *scope;          /* dedup scope; NULL means the config's `service` */
+    int require_event_id; /* produce: a record without an eventId is refused */
 } policy_dedup_t;
 
+/* dlq.on_produce_error: what happens to a record that cannot be written. */
+typedef enum dlq_on_error {
+    DLQ_ON_ERROR_REJECT = 0, /* the client gets the error (default) */
+    DLQ_ON_ERROR_DLQ = 1,    /* the record goes to the DLQ, the client gets success */
+} dlq_on_error_t;
+
 typedef struct policy_dlq {
-    char *topic;        /* NULL when no DLQ */
-    int max_deliveries; /* >= 1 when topic is set */
+    char *topic;        /* NULL: "<topic>.DLT" for each matched topic */
+    int max_deliveries; /* >= 1 when the rule has a dlq section, 0 when it has none */
+    dlq_on_error_t on_produce_error;
 } policy_dlq_t;
+
+/* 1 if the rule has a dlq section. */
+#define POLICY_HAS_DLQ(r) ((r)->dlq.max_deliveries > 0)
+
+/* Longest DLQ topic name: Kafka's limit on topic names. */
+#define POLICY_TOPIC_MAX 249
 
 /* One `topics:` rule. All strings are owned by the rule. */
 typedef struct policy_rule {
@@ -130,6 +144,17 @@ const char *policy_route_name(produce_route_t r);
 
 /* 1 if any rule has a dedup section. */
 int policy_has_dedup(const policy_t *p);
+
+/* 1 if any rule has a dlq section. */
+int policy_has_dlq(const policy_t *p);
+
+/*
+ * The DLQ topic for topic[0..len) under rule r (which has a dlq section):
+ * dlq.topic, or "<topic>.DLT" (Spring Kafka's convention) written into
+ * buf[0..cap). Returns a NUL-terminated name, or NULL if it does not fit.
+ */
+const char *policy_dlq_topic(const policy_rule_t *r, const char *topic, size_t len, char *buf,
+                             size_t cap);
 
 /* 1 if any rule's delivery is transactional. */
 int policy_has_transactional(const policy_t *p);

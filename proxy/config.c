@@ -51,6 +51,7 @@ typedef enum ftype {
     T_LOG_LEVEL,  /* char *, debug|info|warn|error */
     T_LOG_FORMAT, /* log_format_t */
     T_OUTAGE,     /* redis_outage_t: block|pass */
+    T_ON_ERROR,   /* dlq_on_error_t: reject|dlq */
     T_INT,        /* int in [min, max] */
     T_DURATION,   /* uint64_t milliseconds in [min, max] */
     T_SIZE,       /* uint64_t bytes in [min, max] */
@@ -309,14 +310,23 @@ static const field_t dedup_fields[] = {
     {"scope", T_STRING, R(dedup.scope), NULL, 0, 0, 0, NULL,
      "EventIds are unique within a scope; rules (or services) sharing a scope share their "
      "eventIds. Default: the top-level `service`."},
+    {"require_event_id", T_BOOL, R(dedup.require_event_id), "false", 0, 0, 0, NULL,
+     "Producer path: a record without an eventId is refused (INVALID_RECORD), or written to "
+     "the DLQ when `dlq.on_produce_error` is `dlq`."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
 static const field_t dlq_fields[] = {
-    {"topic", T_TOPIC, R(dlq.topic), NULL, 0, 0, F_REQUIRED, NULL,
-     "Dead-letter topic: where a record goes after `max_deliveries` failed attempts."},
+    {"topic", T_TOPIC, R(dlq.topic), NULL, 0, 0, 0, NULL,
+     "Dead-letter topic of the matched topics. Default: `<topic>.DLT` for each topic (Spring "
+     "Kafka's convention)."},
     {"max_deliveries", T_INT, R(dlq.max_deliveries), "5", 1, 1000000, 0, NULL,
-     "Attempts before a record goes to the DLQ."},
+     "Deliveries of a record at the same position, with no commit past it, before it is moved "
+     "to the DLQ (see \"Dead-letter topics\")."},
+    {"on_produce_error", T_ON_ERROR, R(dlq.on_produce_error), "reject", 0, 0, 0, NULL,
+     "Producer path: `reject` answers the client with the error; `dlq` writes records the "
+     "broker refuses for good, or that fail the rule's own checks, to the DLQ and answers "
+     "success."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -330,7 +340,9 @@ static const field_t rule_fields[] = {
     {"dedup", T_SECTION, 0, NULL, 0, 0, 0, dedup_fields,
      "Consumer dedup by eventId for the matched topics (see \"Consumer dedup\"). Needs "
      "`redis.url`."},
-    {"dlq", T_SECTION, 0, NULL, 0, 0, 0, dlq_fields, "Dead-letter topic for the matched topics."},
+    {"dlq", T_SECTION, 0, NULL, 0, 0, 0, dlq_fields,
+     "Dead-letter routing for the matched topics (see \"Dead-letter topics\"). Needs "
+     "`redis.url`."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -861,6 +873,11 @@ static int set_scalar(struct ctx *c, const field_t *f, void *base, const char *s
             return bad_value(c, line, key, "must be block or pass");
         *(redis_outage_t *)at(base, f) = s[0] == 'b' ? REDIS_OUTAGE_BLOCK : REDIS_OUTAGE_PASS;
         return 0;
+    case T_ON_ERROR:
+        if (strcmp(s, "reject") != 0 && strcmp(s, "dlq") != 0)
+            return bad_value(c, line, key, "must be reject or dlq");
+        *(dlq_on_error_t *)at(base, f) = s[0] == 'r' ? DLQ_ON_ERROR_REJECT : DLQ_ON_ERROR_DLQ;
+        return 0;
     case T_DELIVERY:
         if (policy_delivery_parse(s, at(base, f)) < 0)
             return bad_value(c, line, key,
@@ -1361,6 +1378,21 @@ static int check_upstream(struct ctx *c)
     return 0;
 }
 
+/* Dead-letter routing keeps its delivery counts in Redis. */
+static int check_dlq(struct ctx *c)
+{
+    const policy_t *p = c->cfg->policy;
+    char key[CONFIG_KEY_MAX];
+    for (size_t i = 0; i < p->n && !c->cfg->redis.url; i++) {
+        if (POLICY_HAS_DLQ(&p->rules[i])) {
+            snprintf(key, sizeof(key), "topics[%zu].dlq", i);
+            return fail(c, p->rules[i].line, key,
+                        "needs redis.url (delivery counts are kept in Redis)");
+        }
+    }
+    return 0;
+}
+
 /* Mock brokers have node ids 1..mock_brokers, served on base+id. */
 static int check_ports(struct ctx *c)
 {
@@ -1443,7 +1475,7 @@ static int finish(struct ctx *c)
         if (cfg->listen.advertised_host == NULL)
             return fail(c, 1, "listen.advertised_host", "out of memory");
     }
-    if (check_upstream(c) < 0)
+    if (check_upstream(c) < 0 || check_dlq(c) < 0)
         return -1;
     return check_ports(c);
 }
@@ -1615,6 +1647,8 @@ static size_t value_size(ftype_t t)
         return sizeof(log_format_t);
     case T_OUTAGE:
         return sizeof(redis_outage_t);
+    case T_ON_ERROR:
+        return sizeof(dlq_on_error_t);
     case T_SASL_MECH:
         return sizeof(sasl_mech_t);
     case T_MECH_LIST:
@@ -1739,6 +1773,7 @@ static void ref_type(FILE *out, const field_t *f)
         [T_LOG_LEVEL] = "`debug` \\| `info` \\| `warn` \\| `error`",
         [T_LOG_FORMAT] = "`text` \\| `json`",
         [T_OUTAGE] = "`block` \\| `pass`",
+        [T_ON_ERROR] = "`reject` \\| `dlq`",
         [T_MATCH] = "topic name or glob",
         [T_TOPIC] = "topic name",
         [T_DELIVERY] = "`at-most-once` \\| `at-least-once` \\| `idempotent` \\| `transactional`",

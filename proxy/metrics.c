@@ -377,6 +377,95 @@ static void render_security(struct evbuffer *out)
            (long long)m->tls_reload_failures);
 }
 
+/* ---- dead-letter routing ------------------------------------------------- */
+
+static const char *const dlq_reason_names[DLQ_REASONS] = {"redelivered", "refused", "no_event_id",
+                                                          "not_json"};
+static const long dlq_deliveries_bounds[7] = {2, 3, 4, 5, 10, 20, 50};
+
+/* Per source topic; the last slot is "_other". Outside g_metrics so that
+ * metrics_reference can fill g_metrics with ones. */
+struct dlq_topic_count {
+    char topic[250];
+    uint64_t n[DLQ_REASONS];
+};
+static struct dlq_topic_count dlq_topics[METRICS_DLQ_TOPICS + 1];
+static size_t n_dlq_topics;
+
+void metrics_dlq_record(const char *topic, size_t len, enum dlq_reason reason)
+{
+    if ((unsigned)reason >= DLQ_REASONS)
+        return;
+    if (len >= sizeof(dlq_topics[0].topic))
+        len = sizeof(dlq_topics[0].topic) - 1;
+    size_t i = 0;
+    while (i < n_dlq_topics &&
+           !(strlen(dlq_topics[i].topic) == len && memcmp(dlq_topics[i].topic, topic, len) == 0))
+        i++;
+    if (i == n_dlq_topics) {
+        if (n_dlq_topics == METRICS_DLQ_TOPICS) {
+            i = METRICS_DLQ_TOPICS;
+            strcpy(dlq_topics[i].topic, "_other");
+        } else {
+            memcpy(dlq_topics[i].topic, topic, len);
+            dlq_topics[i].topic[len] = 0;
+            n_dlq_topics++;
+        }
+    }
+    dlq_topics[i].n[reason]++;
+}
+
+void metrics_observe_redelivery(long deliveries)
+{
+    struct metrics *m = &g_metrics;
+    int b = 0;
+    while (b < 7 && deliveries > dlq_deliveries_bounds[b])
+        b++;
+    m->dlq_deliveries_bucket[b]++;
+    m->dlq_deliveries_count++;
+    m->dlq_deliveries_sum += deliveries > 0 ? (uint64_t)deliveries : 0;
+}
+
+static void render_dlq(struct evbuffer *out)
+{
+    const struct metrics *m = &g_metrics;
+    const char *name = "eosproxy_dlq_records_total";
+    header(out, name, "counter",
+           "Records moved to a dead-letter topic, by source topic and reason.");
+    size_t n = n_dlq_topics + (dlq_topics[METRICS_DLQ_TOPICS].topic[0] ? 1 : 0);
+    for (size_t i = 0; i < n; i++) {
+        const struct dlq_topic_count *t = &dlq_topics[i < n_dlq_topics ? i : METRICS_DLQ_TOPICS];
+        for (int r = 0; r < DLQ_REASONS; r++)
+            evbuffer_add_printf(out, "%s{topic=\"%s\",reason=\"%s\"} %llu\n", name, t->topic,
+                                dlq_reason_names[r], (unsigned long long)t->n[r]);
+    }
+    scalar(out, "eosproxy_dlq_write_failures_total", "counter",
+           "Dead-letter writes that failed or timed out; the record stays in the stream.",
+           (long long)m->dlq_write_failures);
+    scalar(out, "eosproxy_dlq_writes_refused_total", "counter",
+           "Dead-letter writes refused by the writer's in-flight bound; the record stays in the "
+           "stream.",
+           (long long)m->dlq_refused);
+    scalar(out, "eosproxy_dlq_skipped_total", "counter",
+           "Dead-lettered records left out of Fetch responses.", (long long)m->dlq_skipped);
+    scalar(out, "eosproxy_dlq_writes_inflight", "gauge",
+           "Dead-letter writes awaiting the broker's acknowledgement.", m->dlq_inflight);
+    const char *h = "eosproxy_dlq_redelivery_count";
+    header(out, h, "histogram",
+           "Delivery count of records delivered again at the same position (2 = second delivery).");
+    uint64_t cum = 0;
+    for (int b = 0; b < 7; b++) {
+        cum += m->dlq_deliveries_bucket[b];
+        evbuffer_add_printf(out, "%s_bucket{le=\"%ld\"} %llu\n", h, dlq_deliveries_bounds[b],
+                            (unsigned long long)cum);
+    }
+    evbuffer_add_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n", h,
+                        (unsigned long long)m->dlq_deliveries_count);
+    evbuffer_add_printf(out, "%s_sum %llu\n%s_count %llu\n", h,
+                        (unsigned long long)m->dlq_deliveries_sum, h,
+                        (unsigned long long)m->dlq_deliveries_count);
+}
+
 void metrics_render(struct evbuffer *out)
 {
     render_security(out);
@@ -386,6 +475,7 @@ void metrics_render(struct evbuffer *out)
     render_upgrade(out);
     render_txn(out);
     render_dedup(out);
+    render_dlq(out);
     render_redis(out);
     render_latency(out);
     render_upstream(out);
@@ -424,10 +514,17 @@ void metrics_reference(FILE *out)
 {
     /* Every counter non-zero, so every labelled sample is rendered. */
     struct metrics saved = g_metrics;
+    size_t saved_topics = n_dlq_topics;
     memset(&g_metrics, 1, sizeof(g_metrics));
+    if (!n_dlq_topics) /* one sample, so the labels are listed */
+        metrics_dlq_record("t", 1, DLQ_REASON_REDELIVERED);
     struct evbuffer *b = evbuffer_new();
     metrics_render(b);
     g_metrics = saved;
+    if (!saved_topics) {
+        memset(&dlq_topics[0], 0, sizeof(dlq_topics[0]));
+        n_dlq_topics = 0;
+    }
     size_t len = evbuffer_get_length(b);
     char *text = malloc(len + 1);
     struct ref_family *fam = calloc(256, sizeof(*fam));

@@ -64,6 +64,19 @@ enum upgrade_bound {
     UPG_BOUNDS
 };
 
+/* Why a record went to a dead-letter topic. */
+enum dlq_reason {
+    DLQ_REASON_REDELIVERED = 0, /* consumer path: max_deliveries without a commit past it */
+    DLQ_REASON_REFUSED,         /* producer path: the broker refused it for good */
+    DLQ_REASON_NO_EVENT_ID,     /* producer path: dedup.require_event_id and none */
+    DLQ_REASON_NOT_JSON,        /* producer path: json:FIELD and the value is not JSON */
+    DLQ_REASONS
+};
+
+/* Distinct source topics counted by name in eosproxy_dlq_records_total;
+ * later ones are counted under topic="_other". */
+#define METRICS_DLQ_TOPICS 256
+
 /* Live config reloads, by result. */
 enum reload_result { RELOAD_OK = 0, RELOAD_REFUSED, RELOAD_RESULTS };
 
@@ -125,9 +138,19 @@ struct metrics {
     uint64_t dedup_responses_cut;      /* responses cut at the per-response budget */
     uint64_t dedup_resp_unchecked;     /* passed unchecked: held bytes at their bound, pass */
     int64_t dedup_held;                /* Fetch responses held while Redis is down */
-    int64_t redis_connected;           /* 1 while the Redis connection is up */
-    uint64_t redis_round_trips;        /* pipelines answered */
-    uint64_t redis_commands;           /* commands in those pipelines */
+    /* Dead-letter routing (dedup.c, dlqw.c, client.c). Per-topic counts are
+     * kept by metrics_dlq_record, outside this struct. */
+    uint64_t dlq_write_failures; /* DLQ writes that failed (the record stays in the stream) */
+    uint64_t dlq_refused;        /* DLQ writes refused by the writer's bounds */
+    uint64_t dlq_skipped;        /* dead-lettered records left out of Fetch responses */
+    int64_t dlq_inflight;        /* DLQ writes awaiting the broker's acknowledgement */
+    uint64_t
+        dlq_deliveries_bucket[8]; /* deliveries of redelivered records: 2,3,4,5,10,20,50,+Inf */
+    uint64_t dlq_deliveries_count;
+    uint64_t dlq_deliveries_sum;
+    int64_t redis_connected;    /* 1 while the Redis connection is up */
+    uint64_t redis_round_trips; /* pipelines answered */
+    uint64_t redis_commands;    /* commands in those pipelines */
     uint64_t redis_errors[REDIS_ERR_KINDS];
     uint64_t redis_lat_bucket[METRICS_LAT_BUCKETS];
     uint64_t redis_lat_count;
@@ -161,6 +184,12 @@ void metrics_observe_redis_latency(uint64_t usec);
 
 /* Records one transaction's commit latency (first request sent -> EndTxn answered). */
 void metrics_observe_txn_latency(uint64_t usec);
+
+/* Counts one record moved to a DLQ from source topic[0..len) for reason. */
+void metrics_dlq_record(const char *topic, size_t len, enum dlq_reason reason);
+
+/* Records the delivery count of a record delivered again at the same position. */
+void metrics_observe_redelivery(long deliveries);
 
 /* Records how late one turn of the event loop's lag timer was. */
 void metrics_observe_loop_lag(uint64_t usec);

@@ -15,6 +15,7 @@
 #include "client.h"
 #include "control.h"
 #include "dedup.h"
+#include "dlqw.h"
 #include "log.h"
 #include "metrics.h"
 #include "kfetch.h"
@@ -340,12 +341,17 @@ static int engines_for(struct proxy *px, const config_t *next, char *err, size_t
         snprintf(err, errlen, "%s: cannot start transactional delivery", next->path);
         return -1;
     }
-    if (!policy_has_dedup(next->policy) || px->dedup)
+    if (policy_has_dlq(next->policy) && !px->dlqw &&
+        !(px->dlqw = dlqw_new(px->base, px->cfg, px->bootstrap, DLQW_TIMEOUT_MS))) {
+        snprintf(err, errlen, "%s: cannot start the dead-letter writer", next->path);
+        return -1;
+    }
+    if (!(policy_has_dedup(next->policy) || policy_has_dlq(next->policy)) || px->dedup)
         return 0;
     if (!px->cfg->redis.url) {
         snprintf(err, errlen,
-                 "%s: topics: a rule has dedup but redis.url is not set (redis.url takes a "
-                 "restart)",
+                 "%s: topics: a rule has dedup or dlq but redis.url is not set (redis.url takes "
+                 "a restart)",
                  next->path);
         return -1;
     }
@@ -474,9 +480,12 @@ int proxy_start(struct proxy *px)
     }
     if (policy_has_transactional(cfg->policy) && !(px->txn = txn_new(px)))
         return -1;
-    if (policy_has_dedup(cfg->policy)) {
+    if (policy_has_dlq(cfg->policy) &&
+        !(px->dlqw = dlqw_new(px->base, cfg, px->bootstrap, DLQW_TIMEOUT_MS)))
+        return -1;
+    if (policy_has_dedup(cfg->policy) || policy_has_dlq(cfg->policy)) {
         if (!cfg->redis.url) {
-            log_error("topics: a rule has dedup but redis.url is not set");
+            log_error("topics: a rule has dedup or dlq but redis.url is not set");
             return -1;
         }
         px->dedup = dedup_new(px);
@@ -512,6 +521,7 @@ void proxy_free(struct proxy *px)
     txn_free(px->txn);
     upgrade_free(px->upgrade);
     dedup_free(px->dedup);
+    dlqw_free(px->dlqw);
     admin_free(px->admin);
     if (px->bootstrap_listener)
         evconnlistener_free(px->bootstrap_listener);

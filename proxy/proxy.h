@@ -25,6 +25,7 @@ struct mock;
 struct upgrade;
 struct txn;
 struct dedup;
+struct dlqw;
 struct upstream_sec;
 struct authworker;
 typedef struct ssl_ctx_st SSL_CTX;
@@ -54,7 +55,8 @@ struct proxy {
     struct mock *mock;
     struct upgrade *upgrade;    /* the idempotent upgrade; NULL if no rule needs it */
     struct txn *txn;            /* transactional delivery; NULL until a rule needs it */
-    struct dedup *dedup;        /* consumer dedup; NULL if no rule has dedup */
+    struct dedup *dedup;        /* consumer dedup; NULL if no rule has dedup or dlq */
+    struct dlqw *dlqw;          /* dead-letter writer; NULL until a rule has dlq */
     int enforce;                /* some topic rule is not at-least-once */
     struct upstream_sec *upsec; /* TLS and SASL towards brokers (upstream.c) */
     SSL_CTX *tls_ctx;           /* listen.tls; NULL: plaintext. Replaced on SIGHUP */

@@ -246,6 +246,7 @@ static const char full_yaml[] = "service: orders\n"
                                 "    dlq:\n"
                                 "      topic: payments.dlq\n"
                                 "      max_deliveries: 3\n"
+                                "      on_produce_error: dlq\n"
                                 "  - match: \"orders.*\"\n"
                                 "    delivery: idempotent\n"
                                 "    dedup: {event_id: json:orderId}\n"
@@ -293,6 +294,7 @@ static void test_every_key(void)
         CHECK_STR(r->dedup.scope, "pay");
         CHECK_STR(r->dlq.topic, "payments.dlq");
         CHECK_EQ(r->dlq.max_deliveries, 3);
+        CHECK_EQ(r->dlq.on_produce_error, DLQ_ON_ERROR_DLQ);
         CHECK_EQ(r->line, 29);
 
         r = &p->rules[1];
@@ -303,13 +305,16 @@ static void test_every_key(void)
         CHECK(r->dedup.scope == NULL);             /* = service */
         CHECK_STR(r->dlq.topic, "orders.dlq");
         CHECK_EQ(r->dlq.max_deliveries, 5); /* default */
-        CHECK_EQ(r->line, 38);
+        CHECK_EQ(r->dlq.on_produce_error, DLQ_ON_ERROR_REJECT);
+        CHECK_EQ(r->dedup.require_event_id, 0);
+        CHECK_EQ(r->line, 39);
 
         r = &p->rules[2];
         CHECK_EQ(r->delivery, DELIVERY_AT_MOST_ONCE);
         CHECK_EQ(r->dedup.src, EVENTID_NONE);
         CHECK(r->dedup.name == NULL && r->dlq.topic == NULL);
-        CHECK_EQ(r->line, 42);
+        CHECK(!POLICY_HAS_DLQ(r));
+        CHECK_EQ(r->line, 43);
     }
     CHECK_EQ(policy_delivery(p, "payments.captured", 17), DELIVERY_TRANSACTIONAL);
     CHECK_EQ(policy_delivery(p, "orders.eu", 9), DELIVERY_IDEMPOTENT);
@@ -611,7 +616,10 @@ static void test_topic_errors(void)
                "t.yaml:8: topics[0].dedup.scope: must not be empty");
     EXPECT_ERR(MOCK "topics:\n  - match: a\n    delivery: idempotent\n    dlq:\n"
                     "      max_deliveries: 2\n",
-               "t.yaml:6: topics[0].dlq.topic: is required");
+               "t.yaml:4: topics[0].dlq: needs redis.url (delivery counts are kept in Redis)");
+    EXPECT_ERR(MOCK "topics:\n  - match: a\n    delivery: idempotent\n    dlq:\n"
+                    "      on_produce_error: drop\n",
+               "t.yaml:7: topics[0].dlq.on_produce_error: must be reject or dlq");
     EXPECT_ERR(MOCK "topics:\n  - match: a\n    delivery: idempotent\n    dlq:\n"
                     "      topic: a.dlq\n      max_deliveries: 0\n",
                "t.yaml:8: topics[0].dlq.max_deliveries: must be an integer in 1..1000000");
