@@ -90,6 +90,8 @@
 
 #include "client.h"
 #include "config.h"
+#include "dlqw.h"
+#include "kdlt.h"
 #include "kcommit.h"
 #include "kfetch.h"
 #include "kproto.h"
@@ -127,6 +129,12 @@ static const uint8_t dd_empty[1];
 #define DD_COMMITS_MAX 4096u      /* commit requests awaiting their response: oldest dropped */
 #define DD_MARKS_MAX 1000000u     /* done marks waiting for Redis: oldest dropped */
 #define DD_MARKS_PER_TRIP 10000u  /* done marks per pipeline */
+/* How long a dead-lettered record stays known when its rule has no dedup
+ * section (with one: dedup.ttl). */
+#define DD_DEAD_TTL_MS (7ull * 86400 * 1000)
+/* A job waiting for its dead-letter writes longer than this gives up on
+ * them (the writer's own timeout should have answered long before). */
+#define DD_DLQ_WAIT_MS (DLQW_TIMEOUT_MS + 5000u)
 
 /* Decision about one eventId. */
 enum ditem_state {
@@ -137,9 +145,13 @@ enum ditem_state {
     DI_IN_FLIGHT,  /* pending elsewhere: drop */
     DI_UNFILTERED, /* Redis unavailable, pass policy: deliver unchecked */
     DI_KEPT0,      /* a duplicate delivered anyway: see must_keep_batch() */
+    DI_SEEN,       /* position key committed past before: deliver, not counted */
+    DI_POISON,     /* dlq: being written to the dead-letter topic */
+    DI_DEAD,       /* dlq: in the dead-letter topic: drop */
 };
 
-enum djob_state { J_WAIT, J_SENT, J_READY };
+/* J_DLQ: waiting for the dead-letter writes of its poison records. */
+enum djob_state { J_WAIT, J_SENT, J_DLQ, J_READY };
 
 /* The record-level marks in dbatch.item. */
 #define REC_NO_ID (-1)
@@ -175,6 +187,10 @@ struct ditem {
     int state;
     char *old; /* the pending value Redis returned (DI_AGAIN) */
     long deliveries;
+    int pos;       /* keyed by position (dlq without an eventId), not by eventId */
+    uint32_t bidx; /* its first occurrence: part->batches[bidx].b.records[ridx] */
+    int32_t ridx;
+    uint64_t dlq_id; /* DI_POISON: the dead-letter write */
 };
 
 /* A Fetch response being checked. */
@@ -200,6 +216,8 @@ struct djob {
     size_t held;             /* what this job adds to d->job_bytes */
     policy_t *policy;        /* a reference to the rules its partitions point into */
     int cut;                 /* budget reached: later dedup partitions get no records */
+    size_t npoison;          /* dead-letter writes not yet answered (J_DLQ) */
+    uint64_t dlq_start_ms;   /* when they were sent */
     struct evbuffer *answer; /* built when taken (held-bytes bound, block) */
     TAILQ_ENTRY(djob) link;
 };
@@ -223,6 +241,7 @@ struct dcache {
 struct tent {
     int64_t offset;
     char *key;
+    int pos; /* a position key: done means "deliver again, uncounted" */
 };
 struct track {
     char *scope; /* a copy: tracks outlive the rules of a live reload */
@@ -253,10 +272,11 @@ struct dcommit {
 };
 TAILQ_HEAD(dcommit_q, dcommit);
 
-/* A done mark waiting to be written. */
+/* A mark waiting to be written: "d" (done) or "x" (dead-lettered). */
 struct dmark {
     char *key;
     uint64_t ttl_ms;
+    char val;
 };
 
 struct dedup {
@@ -555,9 +575,10 @@ static void track_drop_oldest(struct dedup *d, struct track *t)
     g_metrics.dedup_tracking_dropped++;
 }
 
-/* Remembers that key was delivered at offset (pending until a commit). */
+/* Remembers that key (a position key if pos) was delivered at offset
+ * (pending until a commit). */
 static void track_add(struct dedup *d, const struct dpart *dp, int64_t offset, const char *key,
-                      size_t klen)
+                      size_t klen, int pos)
 {
     struct track *t = track_get(d, dp->scope, dp->topic, dp->p->index, 1);
     if (!t) {
@@ -586,7 +607,7 @@ static void track_add(struct dedup *d, const struct dpart *dp, int64_t offset, c
         g_metrics.dedup_tracking_dropped++;
         return;
     }
-    t->ents[t->start + t->len++] = (struct tent){offset, k};
+    t->ents[t->start + t->len++] = (struct tent){offset, k, pos};
     d->tracked++;
 }
 
@@ -631,8 +652,9 @@ static void tracks_free(struct dedup *d)
 
 static void flush_marks(struct dedup *d);
 
-/* Queues a done mark (taking key); the oldest is dropped when full. */
-static void mark_push(struct dedup *d, char *key, uint64_t ttl_ms)
+/* Queues a mark (taking key): val 'd' done, 'x' dead-lettered; the
+ * oldest is dropped when full. */
+static void mark_push(struct dedup *d, char *key, uint64_t ttl_ms, char val)
 {
     if (d->mlen == DD_MARKS_MAX) {
         free(d->marks[d->mstart].key);
@@ -655,7 +677,7 @@ static void mark_push(struct dedup *d, char *key, uint64_t ttl_ms)
         d->mcap = cap;
         d->mstart = 0;
     }
-    d->marks[(d->mstart + d->mlen++) % d->mcap] = (struct dmark){key, ttl_ms};
+    d->marks[(d->mstart + d->mlen++) % d->mcap] = (struct dmark){key, ttl_ms, val};
 }
 
 static void marks_done(void *arg, int err, const redisc_reply_t *replies, size_t n)
@@ -672,7 +694,7 @@ static void marks_done(void *arg, int err, const redisc_reply_t *replies, size_t
             g_metrics.dedup_commit_marks++;
             free(sent[i].key);
         } else {
-            mark_push(d, sent[i].key, sent[i].ttl_ms); /* retried */
+            mark_push(d, sent[i].key, sent[i].ttl_ms, sent[i].val); /* retried */
         }
     }
     free(sent);
@@ -698,7 +720,8 @@ static void flush_marks(struct dedup *d)
         struct dmark *m = &d->marks[(d->mstart + i) % d->mcap];
         char ttl[24];
         int tl = snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)m->ttl_ms);
-        const char *argv[] = {"SET", m->key, "d", "PX", ttl};
+        const char val[2] = {m->val, 0};
+        const char *argv[] = {"SET", m->key, val, "PX", ttl};
         size_t lens[] = {3, strlen(m->key), 1, 2, (size_t)tl};
         if (redisc_batch_add(b, 5, argv, lens)) {
             free(sent);
@@ -721,7 +744,9 @@ static void flush_marks(struct dedup *d)
 
 /*
  * A commit of (scope, topic, partition) at offset succeeded: every
- * eventId delivered there below offset becomes done.
+ * eventId delivered there below offset becomes done. A position key
+ * (dlq without an eventId) becomes done for redis.pending_ttl and is not
+ * cached: done only resets its delivery count, a re-read delivers it.
  */
 static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topic,
                          int32_t partition, int64_t offset)
@@ -733,9 +758,12 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
     size_t w = t->start;
     for (size_t i = t->start; i < t->start + t->len; i++) {
         struct tent *e = &t->ents[i];
-        if (e->offset < offset) {
+        if (e->offset < offset && e->pos) {
+            mark_push(d, e->key, d->cfg->redis.pending_ttl_ms, 'd');
+            d->tracked--;
+        } else if (e->offset < offset) {
             cache_put(&d->cache, e->key, strlen(e->key), rule->dedup.ttl_ms, now);
-            mark_push(d, e->key, rule->dedup.ttl_ms);
+            mark_push(d, e->key, rule->dedup.ttl_ms, 'd');
             d->tracked--;
         } else {
             t->ents[w++] = *e;
@@ -752,6 +780,15 @@ static void job_free(struct dedup *d, struct djob *j)
 {
     if (j->redis_id)
         redisc_cancel(d->rc, j->redis_id);
+    for (size_t i = 0; j->npoison && i < j->nitems; i++) {
+        if (j->items[i].state != DI_POISON)
+            continue;
+        g_metrics.dlq_inflight--;
+        if (d->hooks.dlq_cancel)
+            d->hooks.dlq_cancel(d->hooks.arg, j->items[i].dlq_id);
+        else
+            dlqw_cancel(d->px->dlqw, j->items[i].dlq_id);
+    }
     if (j->state == J_WAIT)
         g_metrics.dedup_held--;
     for (size_t i = 0; i < j->nparts; i++) {
@@ -838,7 +875,11 @@ static int apply_reply(struct ditem *it, const redisc_reply_t *r)
     if (r->type != REDISC_REPLY_STRING || !r->str)
         return -1;
     if (r->len == 1 && r->str[0] == 'd') {
-        it->state = DI_DONE;
+        it->state = it->pos ? DI_SEEN : DI_DONE;
+        return 0;
+    }
+    if (r->len == 1 && r->str[0] == 'x') {
+        it->state = DI_DEAD;
         return 0;
     }
     long n = 0;
@@ -888,6 +929,219 @@ static void send_redeliveries(struct dedup *d, const struct djob *j)
         redisc_batch_free(b);
 }
 
+/* ---------------------------------------------------------------- dlq */
+
+/* How long a dead-lettered record of rule r stays known. */
+static uint64_t dead_ttl(const policy_rule_t *r)
+{
+    return r->dedup.src != EVENTID_NONE ? r->dedup.ttl_ms : DD_DEAD_TTL_MS;
+}
+
+/*
+ * Marks the poison records of j: in each partition of a dlq rule, the
+ * first record still to be processed (the first one delivered, new or
+ * again, in offset order: the one a consumer that restarts from its
+ * committed offset meets first) when it was delivered dlq.max_deliveries
+ * times already. Only that one: the records after it in the response were
+ * delivered as often, but a crashing consumer may never have reached
+ * them. Returns how many were marked.
+ */
+static size_t find_poison(struct djob *j)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->nparts; i++) {
+        struct dpart *dp = &j->parts[i];
+        if (!POLICY_HAS_DLQ(dp->rule))
+            continue;
+        struct ditem *head = NULL;
+        for (size_t k = 0; k < dp->nbatches && !head; k++) {
+            const struct dbatch *db = &dp->batches[k];
+            for (int32_t r = 0; db->decoded && r < db->b.nrecords && !head; r++) {
+                struct ditem *it = db->item[r] >= 0 ? &j->items[db->item[r]] : NULL;
+                if (it && it->part == dp && (it->state == DI_NEW || it->state == DI_AGAIN))
+                    head = it;
+            }
+        }
+        if (head && head->state == DI_AGAIN && head->deliveries > dp->rule->dlq.max_deliveries) {
+            head->state = DI_POISON;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* A poison record's write is over: it is dead-lettered (left out, and
+ * marked "x" in Redis) or, when the write failed, delivered again. */
+static void dlq_settle(struct dedup *d, struct djob *j, struct ditem *it, int ok)
+{
+    it->dlq_id = 0;
+    if (!ok) {
+        it->state = DI_AGAIN;
+        return;
+    }
+    const policy_rule_t *r = it->part->rule;
+    char *k = strndup(it->key, it->klen);
+    it->state = DI_DEAD;
+    metrics_dlq_record(it->part->topic.ptr, (size_t)it->part->topic.len, DLQ_REASON_REDELIVERED);
+    cache_put(&d->cache, it->key, it->klen, dead_ttl(r), now_ms(d));
+    if (k)
+        mark_push(d, k, dead_ttl(r), 'x');
+}
+
+/* One write of j fewer outstanding; the last makes j ready. */
+static void dlq_one_less(struct dedup *d, struct djob *j)
+{
+    if (j->npoison && --j->npoison == 0) {
+        flush_marks(d);
+        job_ready(d, j);
+    }
+}
+
+static void dlq_done(void *arg, uint64_t id, int err, const char *errstr, int64_t offset)
+{
+    struct djob *j = arg; /* valid: a job that goes away cancels its writes */
+    struct dedup *d = j->d;
+    g_metrics.dlq_inflight--;
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct ditem *it = &j->items[i];
+        if (it->state != DI_POISON || it->dlq_id != id)
+            continue;
+        const struct dpart *dp = it->part;
+        if (err) {
+            g_metrics.dlq_write_failures++;
+            log_warn("dlq: %.*s-%d offset %lld: the dead-letter write failed (%s); the record "
+                     "stays in the stream",
+                     (int)dp->topic.len, dp->topic.ptr, (int)dp->p->index, (long long)it->offset,
+                     errstr ? errstr : "error");
+        } else {
+            log_info("dlq: %.*s-%d offset %lld delivered %ld times without a commit past it: "
+                     "moved to the dead-letter topic (offset %lld there)",
+                     (int)dp->topic.len, dp->topic.ptr, (int)dp->p->index, (long long)it->offset,
+                     it->deliveries - 1, (long long)offset);
+        }
+        dlq_settle(d, j, it, !err);
+        break;
+    }
+    dlq_one_less(d, j);
+}
+
+/* The original record's headers as the writer takes them; NULL on OOM. */
+static dlqw_header_t *dlq_headers(const krec_t *rec)
+{
+    size_t n = rec->nheaders > 0 ? (size_t)rec->nheaders : 0;
+    dlqw_header_t *hs = calloc(n ? n : 1, sizeof(*hs));
+    for (size_t i = 0; hs && i < n; i++) {
+        const krec_header_t *h = &rec->headers[i];
+        hs[i] = (dlqw_header_t){h->key.ptr, h->key.len > 0 ? (size_t)h->key.len : 0,
+                                h->value.len >= 0 ? h->value.ptr : NULL,
+                                h->value.len > 0 ? (size_t)h->value.len : 0};
+    }
+    return hs;
+}
+
+/* Sends the dead-letter copy of poison item it; the write's id, 0 if the
+ * writer refused it (why says why). */
+static uint64_t dlq_send(struct dedup *d, struct djob *j, struct ditem *it, const char **why)
+{
+    const struct dpart *dp = it->part;
+    const krecords_batch_t *b = &dp->batches[it->bidx].b;
+    const krec_t *rec = &b->records[it->ridx];
+    char name[POLICY_TOPIC_MAX + 8], reason[96];
+    const char *dlq =
+        policy_dlq_topic(dp->rule, dp->topic.ptr, (size_t)dp->topic.len, name, sizeof(name));
+    dlqw_header_t *hs = dlq ? dlq_headers(rec) : NULL;
+    if (!hs) {
+        *why = dlq ? "out of memory" : "the dead-letter topic name is too long";
+        return 0;
+    }
+    int log_append = (b->hdr.attributes & KRECORD_ATTR_TIMESTAMP_TYPE) != 0;
+    int64_t ts = log_append ? b->hdr.max_timestamp : b->hdr.base_timestamp + rec->timestamp_delta;
+    int rl = snprintf(reason, sizeof(reason), "delivered %ld times without a commit past it",
+                      it->deliveries - 1);
+    kdlt_origin_t o = {dp->topic.ptr,
+                       (size_t)dp->topic.len,
+                       dp->p->index,
+                       it->offset,
+                       ts,
+                       log_append,
+                       NULL,
+                       0,
+                       reason,
+                       (size_t)rl};
+    kdlt_headers_t dlt;
+    kdlt_headers_build(&o, &dlt);
+    dlqw_record_t r = {dlq,
+                       -1,
+                       rec->key.len >= 0 ? rec->key.ptr : NULL,
+                       rec->key.len > 0 ? (size_t)rec->key.len : 0,
+                       rec->value.len >= 0 ? rec->value.ptr : NULL,
+                       rec->value.len > 0 ? (size_t)rec->value.len : 0,
+                       ts,
+                       hs,
+                       rec->nheaders > 0 ? (size_t)rec->nheaders : 0,
+                       &dlt};
+    uint64_t id;
+    if (d->hooks.dlq_send)
+        id = d->hooks.dlq_send(d->hooks.arg, &r, dlq_done, j);
+    else if (d->px->dlqw)
+        id = dlqw_send(d->px->dlqw, &r, dlq_done, j, why);
+    else
+        id = 0, *why = "no dead-letter writer";
+    free(hs);
+    return id;
+}
+
+/*
+ * Starts the dead-letter writes of j's poison records. A write the writer
+ * refuses leaves its record delivered (counted). Returns how many are in
+ * flight; when > 0, j waits in J_DLQ.
+ */
+static size_t dlq_start(struct dedup *d, struct djob *j)
+{
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct ditem *it = &j->items[i];
+        if (it->state != DI_POISON)
+            continue;
+        const char *why = "refused";
+        it->dlq_id = dlq_send(d, j, it, &why);
+        if (!it->dlq_id) {
+            g_metrics.dlq_refused++;
+            log_warn("dlq: %.*s-%d offset %lld: cannot write it to the dead-letter topic (%s); "
+                     "it stays in the stream",
+                     (int)it->part->topic.len, it->part->topic.ptr, (int)it->part->p->index,
+                     (long long)it->offset, why);
+            dlq_settle(d, j, it, 0);
+            continue;
+        }
+        g_metrics.dlq_inflight++;
+        j->npoison++;
+    }
+    if (j->npoison) {
+        j->state = J_DLQ;
+        j->dlq_start_ms = now_ms(d);
+    }
+    return j->npoison;
+}
+
+/* j waited DD_DLQ_WAIT_MS for its writes: they count as failed. */
+static void dlq_give_up(struct dedup *d, struct djob *j)
+{
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct ditem *it = &j->items[i];
+        if (it->state != DI_POISON)
+            continue;
+        if (d->hooks.dlq_cancel)
+            d->hooks.dlq_cancel(d->hooks.arg, it->dlq_id);
+        else
+            dlqw_cancel(d->px->dlqw, it->dlq_id);
+        g_metrics.dlq_inflight--;
+        g_metrics.dlq_write_failures++;
+        dlq_settle(d, j, it, 0);
+    }
+    j->npoison = 1;
+    dlq_one_less(d, j);
+}
+
 /* 1 if r is an answer SET NX GET can give (nil or a bulk string). */
 static int reply_usable(const redisc_reply_t *r)
 {
@@ -927,6 +1181,8 @@ static void job_replies(void *arg, int err, const redisc_reply_t *replies, size_
         }
         if (it->state == DI_DONE)
             cache_put(&d->cache, it->key, it->klen, it->part->rule->dedup.ttl_ms, now_ms(d));
+        else if (it->state == DI_DEAD)
+            cache_put(&d->cache, it->key, it->klen, dead_ttl(it->part->rule), now_ms(d));
     }
     if (err) {
         job_unavailable(d, j);
@@ -934,6 +1190,8 @@ static void job_replies(void *arg, int err, const redisc_reply_t *replies, size_
     }
     j->nask = 0;
     send_redeliveries(d, j);
+    if (find_poison(j) && dlq_start(d, j) > 0)
+        return; /* J_DLQ: ready once the dead-letter writes are answered */
     job_ready(d, j);
 }
 
@@ -1085,6 +1343,16 @@ static struct ditem *item_new(struct djob *j)
     return it;
 }
 
+/* The identity of a record without an eventId under a dlq rule:
+ * "@pos:<topic>/<partition>/<offset>" into buf; its length, or -1. */
+#define DD_POS_ID_MAX (POLICY_TOPIC_MAX + 48)
+static int32_t pos_id(char *buf, const struct dpart *dp, int64_t offset)
+{
+    int n = snprintf(buf, DD_POS_ID_MAX, "@pos:%.*s/%d/%lld", (int)dp->topic.len, dp->topic.ptr,
+                     (int)dp->p->index, (long long)offset);
+    return n > 0 && n < DD_POS_ID_MAX ? n : -1;
+}
+
 /* Classifies every record of one decoded batch. -1 on OOM. */
 static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct dbatch *db,
                       struct keyset *ks)
@@ -1097,14 +1365,23 @@ static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct 
         return -1;
     for (int32_t r = 0; r < db->b.nrecords; r++) {
         const krec_t *rec = &db->b.records[r];
+        int64_t offset = db->b.hdr.base_offset + rec->offset_delta;
         kbytes_t id;
+        char posid[DD_POS_ID_MAX];
+        int pos = 0;
         g_metrics.dedup_records_checked++;
-        if (!krecords_event_id(rec, (int)rule->dedup.src, rule->dedup.name, &id, scratch,
+        if (rule->dedup.src == EVENTID_NONE ||
+            !krecords_event_id(rec, (int)rule->dedup.src, rule->dedup.name, &id, scratch,
                                sizeof(scratch)) ||
             id.len < 0) {
-            g_metrics.dedup_no_event_id++;
-            db->item[r] = REC_NO_ID;
-            continue;
+            if (rule->dedup.src != EVENTID_NONE)
+                g_metrics.dedup_no_event_id++;
+            if (!POLICY_HAS_DLQ(rule) || (id.len = pos_id(posid, dp, offset)) < 0) {
+                db->item[r] = REC_NO_ID;
+                continue;
+            }
+            id.ptr = (const uint8_t *)posid;
+            pos = 1;
         }
         size_t klen;
         char *key = make_key(dp->scope, id.ptr, (size_t)id.len, &klen);
@@ -1129,9 +1406,12 @@ static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct 
             continue;
         }
         it->part = dp;
-        it->offset = db->b.hdr.base_offset + rec->offset_delta;
+        it->offset = offset;
+        it->pos = pos;
+        it->bidx = (uint32_t)(db - dp->batches);
+        it->ridx = r;
         if (cache_has(&d->cache, key, klen, now)) {
-            it->state = DI_DONE;
+            it->state = pos ? DI_DEAD : DI_DONE; /* position keys are cached only dead */
             g_metrics.dedup_cache_hits++;
         } else {
             it->state = DI_ASK;
@@ -1256,11 +1536,11 @@ static int scan_partition(struct dedup *d, struct djob *j, struct dpart *dp, str
     return 0;
 }
 
-/* The dedup rule of a topic, or NULL. */
+/* The rule of a topic this engine checks (dedup or dlq), or NULL. */
 static const policy_rule_t *dedup_rule(const struct dedup *d, kstr_t topic)
 {
     const policy_rule_t *r = policy_lookup(d->cfg->policy, topic.ptr, (size_t)topic.len);
-    return r && r->dedup.src != EVENTID_NONE ? r : NULL;
+    return r && (r->dedup.src != EVENTID_NONE || POLICY_HAS_DLQ(r)) ? r : NULL;
 }
 
 /* Counts the dedup partitions of resp (0: the response is not ours). */
@@ -1341,7 +1621,7 @@ static int keep_record(const struct djob *j, const struct dbatch *db, int32_t r)
     if (i == REC_DUP)
         return 0;
     int s = j->items[i].state;
-    return s == DI_NEW || s == DI_AGAIN || s == DI_UNFILTERED;
+    return s == DI_NEW || s == DI_AGAIN || s == DI_UNFILTERED || s == DI_SEEN;
 }
 
 /*
@@ -1425,11 +1705,15 @@ static void account(struct dedup *d, struct djob *j)
             continue;
         switch (it->state) {
         case DI_NEW:
-            track_add(d, it->part, it->offset, it->key, it->klen);
+            track_add(d, it->part, it->offset, it->key, it->klen, it->pos);
             break;
         case DI_AGAIN:
             g_metrics.dedup_redelivered++;
-            track_add(d, it->part, it->offset, it->key, it->klen);
+            metrics_observe_redelivery(it->deliveries);
+            track_add(d, it->part, it->offset, it->key, it->klen, it->pos);
+            break;
+        case DI_DEAD:
+            g_metrics.dlq_skipped++;
             break;
         case DI_DONE:
             g_metrics.dedup_dropped[DEDUP_DROP_DONE]++;
@@ -1547,10 +1831,16 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     uint64_t now = now_ms(d);
     struct djob *j;
-    TAILQ_FOREACH(j, &d->jobs, link)
-    {
+    struct djob *next;
+    for (j = TAILQ_FIRST(&d->jobs); j; j = next) {
+        next = TAILQ_NEXT(j, link);
         if (j->state == J_READY)
             continue;
+        if (j->state == J_DLQ) {
+            if (now - j->dlq_start_ms >= DD_DLQ_WAIT_MS)
+                dlq_give_up(d, j);
+            continue;
+        }
         if (now - j->start_ms >= d->cfg->redis.block_timeout_ms) {
             if (j->redis_id)
                 redisc_cancel(d->rc, j->redis_id);

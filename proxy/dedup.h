@@ -91,8 +91,17 @@ void dedup_client_gone(struct dedup *d, uint64_t client_id);
  * Zero / NULL members keep the defaults.
  */
 struct evbuffer;
+struct dlqw_record;
 typedef struct dedup_test_hooks {
     void (*answer)(void *arg, uint64_t client_id, uint64_t token, struct evbuffer *resp);
+    /* dead-letter writes go here instead of the writer (dlqw_send's
+     * contract: an id > 0, then cb exactly once unless dlq_cancel(id);
+     * 0 = refused, cb never runs) */
+    uint64_t (*dlq_send)(void *arg, const struct dlqw_record *r,
+                         void (*cb)(void *cbarg, uint64_t id, int err, const char *errstr,
+                                    int64_t offset),
+                         void *cbarg);
+    void (*dlq_cancel)(void *arg, uint64_t id);
     uint64_t (*now_ms)(void *arg);
     void *arg;
     size_t job_max_records;
