@@ -272,6 +272,13 @@ struct dcommit {
 };
 TAILQ_HEAD(dcommit_q, dcommit);
 
+/* The consumer group last seen committing a topic of a scope through this
+ * process (kafka_dlt-original-consumer-group). */
+#define DD_GROUPS_MAX 256u /* then the oldest entry is replaced */
+struct dgroup {
+    char *scope, *topic, *group;
+};
+
 /* A mark waiting to be written: "d" (done) or "x" (dead-lettered). */
 struct dmark {
     char *key;
@@ -299,7 +306,9 @@ struct dedup {
     struct dmark *marks_sent; /* its marks, re-queued if it fails */
     size_t nmarks_sent;
     int warned_old_fetch;
-    int warned_held;          /* the held-bytes bound was reached (reset below half) */
+    int warned_held;                     /* the held-bytes bound was reached (reset below half) */
+    struct dgroup groups[DD_GROUPS_MAX]; /* who commits a topic: the DLQ's group header */
+    size_t ngroups, next_group;
     dedup_test_hooks_t hooks; /* dedup_set_test_hooks; zeroed: none */
 };
 
@@ -774,6 +783,54 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
         track_remove(d, t);
 }
 
+/* ================================================================ groups */
+
+static struct dgroup *group_find(struct dedup *d, const char *scope, kstr_t topic)
+{
+    for (size_t i = 0; i < d->ngroups; i++) {
+        struct dgroup *g = &d->groups[i];
+        if (g->scope && strcmp(g->scope, scope) == 0 && strlen(g->topic) == (size_t)topic.len &&
+            memcmp(g->topic, topic.ptr, (size_t)topic.len) == 0)
+            return g;
+    }
+    return NULL;
+}
+
+static void group_clear(struct dgroup *g)
+{
+    free(g->scope);
+    free(g->topic);
+    free(g->group);
+    memset(g, 0, sizeof(*g));
+}
+
+/* Remembers that group commits topic of scope (bounded: the oldest entry
+ * makes room; out of memory it is simply not remembered: the slot stays
+ * empty and never matches). */
+static void group_remember(struct dedup *d, const char *scope, kstr_t topic, kstr_t group)
+{
+    if (group.len <= 0)
+        return;
+    struct dgroup *g = group_find(d, scope, topic);
+    if (g && strlen(g->group) == (size_t)group.len &&
+        memcmp(g->group, group.ptr, (size_t)group.len) == 0)
+        return;
+    if (!g) {
+        if (d->ngroups < DD_GROUPS_MAX) {
+            g = &d->groups[d->ngroups++];
+        } else {
+            g = &d->groups[d->next_group];
+            d->next_group = (d->next_group + 1) % DD_GROUPS_MAX;
+        }
+    }
+    group_clear(g);
+    g->scope = strdup(scope);
+    g->topic = strndup(topic.ptr, (size_t)topic.len);
+    g->group = strndup(group.ptr, (size_t)group.len);
+    if (!g->scope || !g->topic || !g->group)
+        group_clear(g);
+}
+
 /* ================================================================ jobs */
 
 static void job_free(struct dedup *d, struct djob *j)
@@ -1058,16 +1115,17 @@ static uint64_t dlq_send(struct dedup *d, struct djob *j, struct ditem *it, cons
     int64_t ts = log_append ? b->hdr.max_timestamp : b->hdr.base_timestamp + rec->timestamp_delta;
     int rl = snprintf(reason, sizeof(reason), "delivered %ld times without a commit past it",
                       it->deliveries - 1);
-    kdlt_origin_t o = {dp->topic.ptr,
-                       (size_t)dp->topic.len,
-                       dp->p->index,
-                       it->offset,
-                       ts,
-                       log_append,
-                       NULL,
-                       0,
-                       reason,
-                       (size_t)rl};
+    const struct dgroup *g = group_find(d, dp->scope, dp->topic);
+    kdlt_origin_t o = {.topic = dp->topic.ptr,
+                       .topic_len = (size_t)dp->topic.len,
+                       .partition = dp->p->index,
+                       .offset = it->offset,
+                       .timestamp = ts,
+                       .timestamp_type = log_append,
+                       .group = g ? g->group : NULL,
+                       .group_len = g ? strlen(g->group) : 0,
+                       .reason = reason,
+                       .reason_len = (size_t)rl};
     kdlt_headers_t dlt;
     kdlt_headers_build(&o, &dlt);
     dlqw_record_t r = {dlq,
@@ -2048,8 +2106,10 @@ void dedup_commit_request(struct dedup *d, int16_t api_key, int16_t ver, const u
         c->txn_id = strndup(req.transactional_id.ptr, (size_t)req.transactional_id.len);
     for (int32_t t = 0; t < req.ntopics; t++) {
         const kcommit_topic_t *tp = &req.topics[t];
-        if (!dedup_rule(d, tp->name))
+        const policy_rule_t *r = dedup_rule(d, tp->name);
+        if (!r)
             continue;
+        group_remember(d, rule_scope(d, r), tp->name, req.group_id);
         for (int32_t i = 0; i < tp->npartitions; i++) {
             struct cpart *cp = &c->parts[c->nparts];
             cp->topic = strndup(tp->name.ptr, (size_t)tp->name.len);
@@ -2277,6 +2337,8 @@ void dedup_free(struct dedup *d)
     free(d->marks_sent);
     tracks_free(d);
     cache_free(&d->cache);
+    for (size_t i = 0; i < d->ngroups; i++)
+        group_clear(&d->groups[i]);
     if (d->kick)
         event_free(d->kick);
     if (d->tick)
