@@ -1,8 +1,9 @@
 /*
  * main.c - command line: eosproxy -c FILE | --check -c FILE | --version
- * | passwd [--iterations N] USER.
+ * | passwd [--iterations N] USER | dlq ... (dlqtool.c).
  */
 #include "config.h"
+#include "dlqtool.h"
 #include "log.h"
 #include "loopwatch.h"
 #include "metrics.h"
@@ -29,7 +30,8 @@ static void usage(FILE *f)
                "                                 line USER:HASH256:HASH512 (PBKDF2, N\n"
                "                                 iterations, 10000..10000000, default 210000)\n"
                "       eosproxy config reference every config key as Markdown tables\n"
-               "       eosproxy metrics reference every metric as a Markdown table\n");
+               "       eosproxy metrics reference every metric as a Markdown table\n"
+               "       eosproxy dlq list|show|replay -c FILE ...  (eosproxy dlq --help)\n");
 }
 
 /* eosproxy config|metrics reference: the key tables or the metric
@@ -266,6 +268,8 @@ int main(int argc, char **argv)
     int check = 0, opt;
     if (argc > 1 && strcmp(argv[1], "passwd") == 0)
         return cmd_passwd(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "dlq") == 0)
+        return dlqtool_main(argc - 1, argv + 1);
     if (argc > 1 && (strcmp(argv[1], "config") == 0 || strcmp(argv[1], "metrics") == 0))
         return cmd_reference(argc, argv);
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
