@@ -19,7 +19,7 @@
 
 static int flex_of(int16_t ver)
 {
-    /* All four APIs turn flexible at version 3. */
+    /* All five APIs turn flexible at version 3. */
     return ver >= 3;
 }
 
@@ -430,6 +430,64 @@ int ktxn_addparts_resp_write(kwriter_t *w, int16_t ver, kstr_t transactional_id,
 }
 
 /* ---- EndTxn ---- */
+
+/* ---- AddOffsetsToTxn ---- */
+
+static int addoffsets_ver_ok(int16_t ver)
+{
+    return ver >= 0 && ver <= KTXN_ADDOFFSETS_MAX_VERSION;
+}
+
+int ktxn_addoffsets_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
+                              kstr_t transactional_id, int64_t producer_id, int16_t producer_epoch,
+                              kstr_t group_id)
+{
+    if (!addoffsets_ver_ok(ver) || !str_ok(client_id, 1) || !str_ok(transactional_id, 0) ||
+        !str_ok(group_id, 0))
+        return -1;
+    int flex = flex_of(ver);
+    size_t start = begin_request(w, KAPI_AddOffsetsToTxn, ver, correlation_id, client_id);
+    kw_kstr(w, flex, transactional_id);
+    kw_i64(w, producer_id);
+    kw_i16(w, producer_epoch);
+    kw_kstr(w, flex, group_id);
+    if (flex)
+        kw_tags_empty(w);
+    return kw_finish_frame(w, start);
+}
+
+int ktxn_addoffsets_resp_parse(int16_t ver, const uint8_t *frame, size_t len,
+                               ktxn_addoffsets_resp_t *out)
+{
+    *out = (ktxn_addoffsets_resp_t){0, 0, 0};
+    if (!addoffsets_ver_ok(ver))
+        return KR_EINVALID;
+    int flex = flex_of(ver);
+    kreader_t r;
+    kr_init(&r, frame, len);
+    ktxn_addoffsets_resp_t v;
+    v.correlation_id = kr_i32(&r);
+    kr_tags_if(&r, flex);
+    v.throttle_time_ms = kr_i32(&r);
+    v.error_code = kr_i16(&r);
+    int rc = end_response(&r, flex);
+    if (rc == 0)
+        *out = v;
+    return rc;
+}
+
+int ktxn_addoffsets_resp_write(kwriter_t *w, int16_t ver, const ktxn_addoffsets_resp_t *r)
+{
+    if (!addoffsets_ver_ok(ver))
+        return -1;
+    int flex = flex_of(ver);
+    size_t start = begin_response(w, flex, r->correlation_id);
+    kw_i32(w, r->throttle_time_ms);
+    kw_i16(w, r->error_code);
+    if (flex)
+        kw_tags_empty(w);
+    return kw_finish_frame(w, start);
+}
 
 static int endtxn_ver_ok(int16_t ver)
 {

@@ -1,6 +1,7 @@
 /*
  * ktxn.h - the transaction coordinator APIs eosproxy sends itself:
- * FindCoordinator, AddPartitionsToTxn, EndTxn and TxnOffsetCommit, request
+ * FindCoordinator, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn and
+ * TxnOffsetCommit, request
  * writers and response parsers (plus response writers, for tests and the
  * fuzz target's round trips).
  *
@@ -37,6 +38,11 @@
  *     TopicResults, ResultsByTopicV3AndBelow =>
  *       [Name [ResultsByPartition => PartitionIndex PartitionErrorCode
  *              TAG_BUFFER@3+] TAG_BUFFER@3+]
+ *
+ *   AddOffsetsToTxnRequest (api 25, v0..v4) => TransactionalId ProducerId
+ *                                     ProducerEpoch GroupId TAG_BUFFER@3+
+ *   AddOffsetsToTxnResponse => ThrottleTimeMs ErrorCode TAG_BUFFER@3+
+ *   (v4 adds the error TRANSACTION_ABORTABLE: no field.)
  *
  *   EndTxnRequest (api 26, v0..v5) => TransactionalId ProducerId
  *                                     ProducerEpoch Committed TAG_BUFFER@3+
@@ -88,6 +94,8 @@
 #define KTXN_ADDPARTS_MAX_VERSION 5
 #define KTXN_ADDPARTS_FLEX_VERSION 3
 #define KTXN_ADDPARTS_BATCH_VERSION 4 /* Transactions / ResultsByTransaction */
+#define KTXN_ADDOFFSETS_MAX_VERSION 4
+#define KTXN_ADDOFFSETS_FLEX_VERSION 3
 #define KTXN_ENDTXN_MAX_VERSION 5
 #define KTXN_ENDTXN_FLEX_VERSION 3
 #define KTXN_ENDTXN_PID_VERSION 5 /* response ProducerId/ProducerEpoch (KIP-890) */
@@ -196,6 +204,29 @@ void ktxn_addparts_resp_free(ktxn_addparts_resp_t *r);
  */
 int ktxn_addparts_resp_write(kwriter_t *w, int16_t ver, kstr_t transactional_id,
                              const ktxn_addparts_resp_t *r);
+
+/* ---- AddOffsetsToTxn (api 25) ---- */
+
+/* Appends an AddOffsetsToTxnRequest: the offsets partition of group_id's
+ * coordinator joins the transaction (before TxnOffsetCommit).
+ * transactional_id and group_id must not be null. */
+int ktxn_addoffsets_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
+                              kstr_t transactional_id, int64_t producer_id, int16_t producer_epoch,
+                              kstr_t group_id);
+
+typedef struct ktxn_addoffsets_resp {
+    int32_t correlation_id;
+    int32_t throttle_time_ms;
+    int16_t error_code;
+} ktxn_addoffsets_resp_t;
+
+/* Parses an AddOffsetsToTxnResponse frame. Returns 0 or an enum kr_err
+ * (*out zeroed on error). */
+int ktxn_addoffsets_resp_parse(int16_t ver, const uint8_t *frame, size_t len,
+                               ktxn_addoffsets_resp_t *out);
+
+/* Appends an AddOffsetsToTxnResponse frame (tests). Returns 0 or -1. */
+int ktxn_addoffsets_resp_write(kwriter_t *w, int16_t ver, const ktxn_addoffsets_resp_t *r);
 
 /* ---- EndTxn (api 26) ---- */
 

@@ -1,11 +1,11 @@
 /*
  * fuzz_ktxn.c - libFuzzer target for the transaction coordinator response
- * parsers (ktxn.h): FindCoordinator, AddPartitionsToTxn, EndTxn and
- * TxnOffsetCommit.
+ * parsers (ktxn.h): FindCoordinator, AddPartitionsToTxn, AddOffsetsToTxn,
+ * EndTxn and TxnOffsetCommit.
  *
  * Input: byte 0's low 4 bits give a key length k, bytes 1..k the key that
  * v4+ FindCoordinator responses are searched for; the rest is a response
- * frame without its size prefix. Every input is parsed as each of the four
+ * frame without its size prefix. Every input is parsed as each of the five
  * responses at every version from -1 to max+1. Seeds:
  * tests/fuzz/seeds/ktxn-*.bin.
  *
@@ -146,6 +146,29 @@ static void fuzz_endtxn(int16_t ver)
     kw_free(&w);
 }
 
+static void fuzz_addoffsets(int16_t ver)
+{
+    ktxn_addoffsets_resp_t r, again;
+    int rc = ktxn_addoffsets_resp_parse(ver, g_frame, g_len, &r);
+    if (ver < 0 || ver > KTXN_ADDOFFSETS_MAX_VERSION) {
+        if (rc != KR_EINVALID)
+            abort();
+        return;
+    }
+    if (rc != 0)
+        return;
+    kwriter_t w;
+    kw_init(&w, 0);
+    if (ktxn_addoffsets_resp_write(&w, ver, &r) != 0)
+        abort();
+    if (ktxn_addoffsets_resp_parse(ver, w.buf + 4, w.len - 4, &again) != 0)
+        abort();
+    if (again.correlation_id != r.correlation_id || again.throttle_time_ms != r.throttle_time_ms ||
+        again.error_code != r.error_code)
+        abort();
+    kw_free(&w);
+}
+
 static void fuzz_txnoffset(int16_t ver)
 {
     ktxn_txnoffset_resp_t r, again;
@@ -206,6 +229,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_addparts(v);
     for (int16_t v = -1; v <= KTXN_ENDTXN_MAX_VERSION + 1; v++)
         fuzz_endtxn(v);
+    for (int16_t v = -1; v <= KTXN_ADDOFFSETS_MAX_VERSION + 1; v++)
+        fuzz_addoffsets(v);
     for (int16_t v = -1; v <= KTXN_TXNOFFSET_MAX_VERSION + 1; v++)
         fuzz_txnoffset(v);
     free(frame);

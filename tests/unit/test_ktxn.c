@@ -80,6 +80,9 @@ static int parse_any(int16_t api, int16_t ver, const uint8_t *frame, size_t len)
     } else if (api == KAPI_EndTxn) {
         ktxn_endtxn_resp_t r;
         rc = ktxn_endtxn_resp_parse(ver, frame, len, &r);
+    } else if (api == KAPI_AddOffsetsToTxn) {
+        ktxn_addoffsets_resp_t r;
+        rc = ktxn_addoffsets_resp_parse(ver, frame, len, &r);
     } else if (api == KAPI_TxnOffsetCommit) {
         ktxn_txnoffset_resp_t r;
         rc = ktxn_txnoffset_resp_parse(ver, frame, len, &r);
@@ -518,6 +521,95 @@ static void test_addparts_resp_roundtrip(void)
     }
 }
 
+/* ================= AddOffsetsToTxn ================= */
+
+static void test_addoffsets_req(void)
+{
+    static const kstr_t G = {"g1", 2};
+    kwriter_t w;
+    kw_init(&w, 64);
+    CHECK_EQ(ktxn_addoffsets_req_write(&w, 0, 10, CID, T1, 0x10, 2, G), 0);
+    static const uint8_t v0[] = {
+        0, 0,  0,   36,                                 /* size */
+        0, 25, 0,   0,   0,   0,   0,   10,             /* api 25 v0, correlation 10 */
+        0, 8,  'e', 'o', 's', 'p', 'r', 'o',  'x', 'y', /* ClientId */
+        0, 2,  't', '1',                                /* TransactionalId */
+        0, 0,  0,   0,   0,   0,   0,   0x10,           /* ProducerId */
+        0, 2,                                           /* ProducerEpoch */
+        0, 2,  'g', '1',                                /* GroupId */
+    };
+    CHECK(bytes_eq(&w, v0, sizeof(v0)));
+    kw_reset(&w);
+    CHECK_EQ(ktxn_addoffsets_req_write(&w, 3, 10, CID, T1, 0x10, 2, G), 0);
+    static const uint8_t v3[] = {
+        0, 0,   0,   36,                                    /* size */
+        0, 25,  0,   3,   0,   0,   0,   10,                /* api 25 v3, correlation 10 */
+        0, 8,   'e', 'o', 's', 'p', 'r', 'o',  'x', 'y', 0, /* ClientId, header tags */
+        3, 't', '1',                                        /* TransactionalId */
+        0, 0,   0,   0,   0,   0,   0,   0x10,              /* ProducerId */
+        0, 2,                                               /* ProducerEpoch */
+        3, 'g', '1',                                        /* GroupId */
+        0,                                                  /* tags */
+    };
+    CHECK(bytes_eq(&w, v3, sizeof(v3)));
+    kw_free(&w);
+    for (int16_t v = 0; v <= KTXN_ADDOFFSETS_MAX_VERSION; v++) {
+        kw_init(&w, 64);
+        CHECK_EQ(ktxn_addoffsets_req_write(&w, v, 5, CID, TXN, 1234, 7, G), 0);
+        check_request(&w, KAPI_AddOffsetsToTxn, v, v, 5); /* kproto's schema accepts it */
+        kw_free(&w);
+    }
+    kw_init(&w, 64);
+    CHECK_EQ(ktxn_addoffsets_req_write(&w, 5, 1, CID, TXN, 1, 1, G), -1);
+    CHECK_EQ(ktxn_addoffsets_req_write(&w, -1, 1, CID, TXN, 1, 1, G), -1);
+    CHECK_EQ(ktxn_addoffsets_req_write(&w, 2, 1, CID, TXN, 1, 1, (kstr_t){NULL, -1}), -1);
+    CHECK_EQ(ktxn_addoffsets_req_write(&w, 2, 1, CID, (kstr_t){NULL, -1}, 1, 1, G), -1);
+    CHECK_EQ(ktxn_addoffsets_req_write(&w, 2, 1, CID, TXN, 1, 1, (kstr_t){"x", 40000}), -1);
+    CHECK_EQ(w.len, 0);
+    kw_free(&w);
+}
+
+static void test_addoffsets_resp(void)
+{
+    ktxn_addoffsets_resp_t r;
+    static const uint8_t v0[] = {
+        0, 0,  0, 11, /* correlation */
+        0, 0,  0, 3,  /* ThrottleTimeMs */
+        0, 51,        /* CONCURRENT_TRANSACTIONS */
+    };
+    for (int16_t v = 0; v <= 2; v++) {
+        CHECK_EQ(ktxn_addoffsets_resp_parse(v, v0, sizeof(v0), &r), 0);
+        CHECK_EQ(r.correlation_id, 11);
+        CHECK_EQ(r.throttle_time_ms, 3);
+        CHECK_EQ(r.error_code, 51);
+        check_edges(KAPI_AddOffsetsToTxn, v, v0, sizeof(v0));
+    }
+    static const uint8_t v3[] = {
+        0, 0, 0, 11,   0, /* correlation, header tags */
+        0, 0, 0, 0,       /* ThrottleTimeMs */
+        0, 0,             /* ErrorCode */
+        1, 5, 1, 0xaa,    /* tags: tag 5 (1 byte) */
+    };
+    CHECK_EQ(ktxn_addoffsets_resp_parse(3, v3, sizeof(v3), &r), 0);
+    CHECK_EQ(r.error_code, 0);
+    check_edges(KAPI_AddOffsetsToTxn, 3, v3, sizeof(v3));
+    CHECK(ktxn_addoffsets_resp_parse(3, v0, sizeof(v0), &r) != 0);
+    CHECK_EQ(r.error_code, 0);
+    CHECK(ktxn_addoffsets_resp_parse(2, v3, sizeof(v3), &r) != 0);
+    CHECK_EQ(ktxn_addoffsets_resp_parse(5, v3, sizeof(v3), &r), KR_EINVALID);
+    for (int16_t v = 0; v <= KTXN_ADDOFFSETS_MAX_VERSION; v++) {
+        ktxn_addoffsets_resp_t in = {70 + v, 9, 90 /* PRODUCER_FENCED */};
+        kwriter_t w;
+        kw_init(&w, 32);
+        CHECK_EQ(ktxn_addoffsets_resp_write(&w, v, &in), 0);
+        CHECK_EQ(ktxn_addoffsets_resp_parse(v, w.buf + 4, w.len - 4, &r), 0);
+        CHECK_EQ(r.correlation_id, 70 + v);
+        CHECK_EQ(r.throttle_time_ms, 9);
+        CHECK_EQ(r.error_code, 90);
+        kw_free(&w);
+    }
+}
+
 /* ================= EndTxn ================= */
 
 static void test_endtxn_req(void)
@@ -845,6 +937,8 @@ int main(void)
     test_addparts_req_all();
     test_addparts_resp_bytes();
     test_addparts_resp_roundtrip();
+    test_addoffsets_req();
+    test_addoffsets_resp();
     test_endtxn_req();
     test_endtxn_resp();
     test_txnoffset_req_bytes();
