@@ -22,6 +22,7 @@
 
 #include "../policy/acl.h"
 #include "authworker.h"
+#include "dlqprod.h"
 #include "kerror.h"
 #include "kfetch.h"
 #include "kproduce.h"
@@ -77,6 +78,7 @@ enum {
     PAUSE_UPGRADE = 4,   /* the upgrade engine holds too much */
     PAUSE_UPCONNECT = 8, /* upstream login (SASL) still running: nothing may be written yet */
     PAUSE_AUTH = 16,     /* a client password is being checked */
+    PAUSE_DLQ = 32,      /* a Produce waits for its DLQ writes (dlqprod): nothing may pass it */
 };
 
 enum slot_state {
@@ -93,8 +95,9 @@ struct slot {
     uint8_t state;
     struct evbuffer *resp; /* SLOT_READY and not yet released */
     uint64_t t0_us;
-    ksplit_t *split;     /* topics auth.acls took out; answered in the response */
-    uint8_t hide_topics; /* Metadata: leave out topics the user may not use */
+    ksplit_t *split;        /* topics auth.acls took out; answered in the response */
+    uint8_t hide_topics;    /* Metadata: leave out topics the user may not use */
+    struct dlqprod_req *dj; /* Produce: partitions dlqprod answers or keeps for the response */
 };
 
 struct client {
@@ -152,6 +155,11 @@ struct client {
     size_t repl_len;
     ksplit_t *pending_split; /* attached to the next slot pushed */
     int pending_hide;        /* likewise hide_topics */
+
+    /* Producer-path dead letters (dlqprod.h). */
+    struct dlqprod_req *pending_dj; /* attached to the next slot pushed */
+    int dlq_held;                   /* a Produce waits for its DLQ writes (PAUSE_DLQ) */
+    ksplit_t *held_split;           /* its ACL split, until it goes on */
 };
 
 static uint64_t now_us(void)
@@ -198,7 +206,10 @@ void client_free(struct client *c)
         if (s->resp)
             evbuffer_free(s->resp);
         ksplit_free(s->split);
+        dlqprod_req_free(s->dj);
     }
+    dlqprod_req_free(c->pending_dj);
+    ksplit_free(c->held_split);
     sasl_session_free(c->sasl);
     if (c->auth_delay_ev)
         event_free(c->auth_delay_ev);
@@ -396,6 +407,8 @@ static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
     c->pending_split = NULL;
     s->hide_topics = (uint8_t)c->pending_hide;
     c->pending_hide = 0;
+    s->dj = c->pending_dj;
+    c->pending_dj = NULL;
     g_metrics.inflight++;
     return s;
 }
@@ -416,6 +429,8 @@ static void flush_ready(struct client *c)
         }
         ksplit_free(s->split);
         s->split = NULL;
+        dlqprod_req_free(s->dj);
+        s->dj = NULL;
         c->head++;
         g_metrics.inflight--;
     }
@@ -466,6 +481,30 @@ static struct evbuffer *hide_topics(struct client *c, const struct slot *s, stru
     return evbuffer_from_writer(&w);
 }
 
+/*
+ * A ProduceResponse with the partitions dlqprod took out of the request
+ * answered as it decided (resp freed), or resp unchanged when there are
+ * none or it cannot be read (logged).
+ */
+static struct evbuffer *merge_dlq(struct client *c, struct slot *s, struct evbuffer *resp)
+{
+    if (!dlqprod_req_answers(s->dj))
+        return resp;
+    size_t len = evbuffer_get_length(resp);
+    const uint8_t *p = len >= 8 ? evbuffer_pullup(resp, (ev_ssize_t)len) : NULL;
+    kwriter_t w;
+    kw_init(&w, len + 256);
+    if (!p || dlqprod_req_merge(s->dj, s->api_version, s->correlation_id, p + 4, len - 4, &w)) {
+        kw_free(&w);
+        log_warn("client %llu (%s): cannot add the partitions eosproxy answers to a Produce "
+                 "response",
+                 (unsigned long long)c->id, c->peer);
+        return resp;
+    }
+    evbuffer_free(resp);
+    return evbuffer_from_writer(&w);
+}
+
 /* Marks s answered with resp (ownership taken) and releases what it can. */
 static void slot_complete(struct client *c, struct slot *s, struct evbuffer *resp)
 {
@@ -473,6 +512,10 @@ static void slot_complete(struct client *c, struct slot *s, struct evbuffer *res
         resp = hide_topics(c, s, resp);
     if (s->split && resp)
         resp = merge_split(c, s, resp);
+    if (s->dj && resp)
+        resp = merge_dlq(c, s, resp);
+    dlqprod_req_free(s->dj);
+    s->dj = NULL;
     metrics_observe_latency(s->api_key, now_us() - s->t0_us);
     s->state = SLOT_READY;
     s->resp = resp;
@@ -770,8 +813,13 @@ static int route_engine(struct client *c, const kreq_hdr_t *h, const uint8_t *fr
         return REQ_LOCAL;
     }
     if (acks != 0) {
-        /* Refused at once: drop the waiting slot, answer in its place. */
-        c->tail--;
+        /* Refused at once: drop the waiting slot, answer in its place
+         * (what the slot took for its answer goes to the next one). */
+        struct slot *s = slot_at(c, --c->tail);
+        c->pending_split = s->split;
+        c->pending_dj = s->dj;
+        s->split = NULL;
+        s->dj = NULL;
         g_metrics.inflight--;
         if (answer_produce_error(c, h, v, (int16_t)err))
             return REQ_CLOSED;
@@ -779,14 +827,132 @@ static int route_engine(struct client *c, const kreq_hdr_t *h, const uint8_t *fr
     return REQ_LOCAL;
 }
 
+/* The producer-path dead-letter engine of px (made on first use: a live
+ * reload may add the first rule that needs it), or NULL. */
+static void dlq_hold_done(struct proxy *px, uint64_t client_id, struct dlqprod_req *req);
+static struct dlqprod *dlq_engine(struct proxy *px)
+{
+    static const struct dlqprod_hooks hooks = {client_slot_done, dlq_hold_done};
+    if (!px->dlqprod)
+        px->dlqprod = dlqprod_new(px, &hooks);
+    return px->dlqprod;
+}
+
+/*
+ * The request of plan req, to go on with: *buf (malloc'ed, size prefix
+ * included, *len bytes) and its header in *h. Returns the partitions in
+ * it (0: none left, nothing written), or -1 when out of memory.
+ */
+static int dlq_plan_frame(struct dlqprod_req *req, uint8_t **buf, size_t *len, kreq_hdr_t *h)
+{
+    kwriter_t w;
+    kw_init(&w, 1024);
+    int n = dlqprod_req_frame(req, &w);
+    const char *why = NULL;
+    if (n > 0 && kproto_parse_request_header(w.buf + 4, w.len - 4, h, &why))
+        n = -1; /* cannot happen: kproduce wrote it */
+    if (n <= 0) {
+        kw_free(&w);
+        return n;
+    }
+    *buf = kw_detach(&w, len);
+    return n;
+}
+
+/* Answers a request whose every partition dlqprod took out (acks != 0). */
+static int dlq_answer_all(struct client *c, const kreq_hdr_t *h, struct dlqprod_req *req)
+{
+    kwriter_t w;
+    kw_init(&w, 256);
+    if (dlqprod_req_merge(req, h->api_version, h->correlation_id, NULL, 0, &w)) {
+        kw_free(&w);
+        protocol_error(c, h, 0, "out of memory answering a Produce request");
+        return REQ_CLOSED;
+    }
+    answer_local(c, h, &w);
+    return REQ_LOCAL;
+}
+
+/*
+ * The rule's own checks (dlqprod_check) on a ProduceRequest. REQ_FORWARD
+ * to go on, with *frame, *size and *h replaced when partitions were taken
+ * out (the new frame is c->repl); REQ_LOCAL when answered here or held for
+ * DLQ writes (the client stops reading until dlq_hold_done); REQ_CLOSED.
+ */
+static int dlq_check(struct client *c, kreq_hdr_t *h, uint8_t **frame, size_t *size, int acks)
+{
+    struct dlqprod *dp = dlq_engine(c->px);
+    struct dlqprod_req *req = NULL;
+    int v = dp ? dlqprod_check(dp, c->px->cfg->policy, h, *frame, *size, acks, c->id, &req)
+               : DLQPROD_PASS;
+    if (v == DLQPROD_PASS)
+        return REQ_FORWARD;
+    if (v == DLQPROD_HOLD) {
+        c->dlq_held = 1;
+        c->held_split = c->pending_split;
+        c->pending_split = NULL;
+        pause_client(c, PAUSE_DLQ);
+        return REQ_LOCAL;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int n = dlq_plan_frame(req, &buf, &len, h);
+    if (n < 0) {
+        dlqprod_req_free(req);
+        protocol_error(c, h, 0, "out of memory rewriting a Produce request");
+        return REQ_CLOSED;
+    }
+    if (n == 0) {
+        int rc = acks != 0 ? dlq_answer_all(c, h, req) : REQ_LOCAL;
+        dlqprod_req_free(req);
+        return rc;
+    }
+    free(c->repl); /* *frame pointed into it; the plan has its own copies */
+    c->repl = buf;
+    c->repl_len = len;
+    *frame = buf + 4;
+    *size = len - 4;
+    if (acks != 0)
+        c->pending_dj = req;
+    else
+        dlqprod_req_free(req);
+    return REQ_FORWARD;
+}
+
+/*
+ * On the routes that forward a Produce and answer from its response (pass
+ * and the idempotent upgrade), batches of topics with on_produce_error dlq
+ * are kept for that response. Returns 0, or -1 when the request was
+ * refused at the bound (answered REQUEST_TIMED_OUT) or the client closed.
+ */
+static int dlq_keep(struct client *c, const kreq_hdr_t *h, const struct produce_view *v, int *rc)
+{
+    struct dlqprod *dp = dlq_engine(c->px);
+    if (!dp || dlqprod_keep(dp, c->px->cfg->policy, &v->req, &c->pending_dj) == 0)
+        return 0;
+    *rc = answer_produce_error(c, h, v, KERR_REQUEST_TIMED_OUT) ? REQ_CLOSED : REQ_LOCAL;
+    return -1;
+}
+
 /*
  * Applies the topic policy to a validated ProduceRequest. Returns
- * REQ_FORWARD (frame possibly changed in place: acks), REQ_LOCAL (handled
- * here; nothing to forward) or REQ_CLOSED.
+ * REQ_FORWARD (frame possibly changed in place: acks; or replaced by
+ * c->repl when dlqprod took partitions out), REQ_LOCAL (handled here;
+ * nothing to forward) or REQ_CLOSED. checked: the dlqprod checks ran
+ * already (a request back from its DLQ writes).
  */
-static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, size_t size,
-                         int acks)
+static int route_produce(struct client *c, const kreq_hdr_t *h0, uint8_t *frame, size_t size,
+                         int acks, int checked)
 {
+    kreq_hdr_t hh = *h0;
+    const kreq_hdr_t *h = &hh;
+    const policy_t *pol = c->px->cfg->policy;
+    int dlq = h->api_version >= KPRODUCE_MIN_VERSION && dlqprod_policy_active(pol);
+    if (dlq && !checked) {
+        int rc = dlq_check(c, &hh, &frame, &size, acks);
+        if (rc != REQ_FORWARD)
+            return rc;
+    }
     struct produce_view v = {0};
     produce_facts_t f = {.version = h->api_version};
     const uint8_t *body = frame + h->body_off;
@@ -800,9 +966,14 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
         return REQ_CLOSED;
     }
     f.transactional = h->api_version >= KPRODUCE_MIN_VERSION && v.req.transactional_id.len >= 0;
-    f.strongest = policy_strongest(c->px->cfg->policy, v.names, v.lens, v.ntopics);
+    f.strongest = policy_strongest(pol, v.names, v.lens, v.ntopics);
     produce_route_t route = policy_produce_route(&f);
     g_metrics.produce_routes[route]++;
+    if (dlq && acks != 0 && (route == ROUTE_PASS || route == ROUTE_UPGRADE) &&
+        dlq_keep(c, h, &v, &rc)) {
+        produce_view_free(&v);
+        return rc;
+    }
     switch (route) {
     case ROUTE_AT_MOST_ONCE:
         rc = route_at_most_once(c, h, frame, &v, acks);
@@ -828,6 +999,65 @@ static int route_produce(struct client *c, const kreq_hdr_t *h, uint8_t *frame, 
     }
     produce_view_free(&v);
     return rc;
+}
+
+/*
+ * A Produce held for its DLQ writes (dlq_check) goes on: routed as if it
+ * had just come, without the records now in the DLQ, then the client's
+ * next requests are read. The client may have gone (req is freed then).
+ */
+static void dlq_hold_done(struct proxy *px, uint64_t client_id, struct dlqprod_req *req)
+{
+    struct client *c = client_find(px, client_id);
+    if (!c || !c->dlq_held) {
+        dlqprod_req_free(req);
+        return;
+    }
+    c->dlq_held = 0;
+    c->pending_split = c->held_split;
+    c->held_split = NULL;
+    if (c->lingering || !c->up) { /* closing: nothing goes upstream any more */
+        dlqprod_req_free(req);
+        ksplit_free(c->pending_split);
+        c->pending_split = NULL;
+        return;
+    }
+    int16_t ver;
+    int32_t corr;
+    int acks;
+    dlqprod_req_info(req, &ver, &corr, &acks);
+    kreq_hdr_t h = {.api_key = KAPI_Produce, .api_version = ver, .correlation_id = corr};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int n = dlq_plan_frame(req, &buf, &len, &h);
+    int rc = REQ_LOCAL;
+    if (n < 0) {
+        dlqprod_req_free(req);
+        protocol_error(c, &h, 0, "out of memory rewriting a Produce request");
+        return;
+    }
+    if (n == 0) {
+        rc = acks != 0 ? dlq_answer_all(c, &h, req) : REQ_LOCAL;
+        dlqprod_req_free(req);
+    } else {
+        c->pending_dj = acks != 0 ? req : NULL;
+        if (acks == 0)
+            dlqprod_req_free(req);
+        rc = route_produce(c, &h, buf + 4, len - 4, acks, 1);
+    }
+    if (rc == REQ_CLOSED) {
+        free(buf);
+        return;
+    }
+    if (rc == REQ_FORWARD)
+        evbuffer_add_reference(bufferevent_get_output(c->up), buf, len, free_detached, NULL);
+    else
+        free(buf);
+    dlqprod_req_free(c->pending_dj); /* not taken by a slot */
+    c->pending_dj = NULL;
+    ksplit_free(c->pending_split);
+    c->pending_split = NULL;
+    resume_client(c, PAUSE_DLQ);
 }
 
 /* ---- client authentication (SASL) ---- */
@@ -1228,8 +1458,22 @@ void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, stru
         protocol_error(c, NULL, 0, "no response for an upgraded Produce request");
         return;
     }
+    struct slot *s = slot_at(c, token);
+    if (s->dj && dlqprod_req_keeps(s->dj)) {
+        /* The engine's answer may name batches the broker refused for good. */
+        size_t len = evbuffer_get_length(resp);
+        const uint8_t *p = len >= 8 ? evbuffer_pullup(resp, (ev_ssize_t)len) : NULL;
+        struct dlqprod *dp = dlq_engine(px);
+        struct dlqprod_req *r = s->dj;
+        s->dj = NULL;
+        if (p && dp && dlqprod_response(dp, r, s->api_version, p + 4, len - 4, client_id, token)) {
+            evbuffer_free(resp);
+            return;
+        }
+        s->dj = r;
+    }
     g_metrics.local_responses++;
-    slot_complete(c, slot_at(c, token), resp);
+    slot_complete(c, s, resp);
     maybe_finish_hold(c);
 }
 
@@ -1317,13 +1561,17 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
     if (h.api_key == KAPI_Fetch && c->px->txn)
         fetch_read_committed(c, &h, frame, size);
     int rc = REQ_FORWARD;
-    if (h.api_key == KAPI_Produce && c->px->enforce)
-        rc = route_produce(c, &h, frame, size, acks);
+    if (h.api_key == KAPI_Produce && (c->px->enforce || dlqprod_policy_active(c->px->cfg->policy)))
+        rc = route_produce(c, &h, frame, size, acks, 0);
     else
         expect_response(c, &h, acks);
+    if (rc == REQ_CLOSED)
+        return rc;
     ksplit_free(c->pending_split); /* not taken by a slot: nothing to answer */
     c->pending_split = NULL;
     c->pending_hide = 0;
+    dlqprod_req_free(c->pending_dj);
+    c->pending_dj = NULL;
     return rc;
 }
 
@@ -1454,7 +1702,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t high = (size_t)c->px->cfg->listen.buffer_bytes;
 
-    while (!c->draining && !c->big && !(c->read_pause & (PAUSE_UPCONNECT | PAUSE_AUTH))) {
+    while (!c->draining && !c->big &&
+           !(c->read_pause & (PAUSE_UPCONNECT | PAUSE_AUTH | PAUSE_DLQ))) {
         if (inflight(c) >= c->cap) {
             pause_client(c, PAUSE_INFLIGHT);
             break;
@@ -1556,6 +1805,27 @@ static int dedup_response(struct client *c, struct slot *s, uint64_t pos, struct
     return 1;
 }
 
+/*
+ * A ProduceResponse to a request whose batches dlqprod keeps: when the
+ * broker refused some for good, the engine takes the response (the slot
+ * then waits for client_slot_done). Returns 1 if taken.
+ */
+static int dlq_response(struct client *c, struct slot *s, uint64_t pos, struct evbuffer *in,
+                        size_t size)
+{
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(size + 4));
+    struct dlqprod *dp = dlq_engine(c->px);
+    struct dlqprod_req *r = s->dj;
+    s->dj = NULL;
+    if (p && dp && dlqprod_response(dp, r, s->api_version, p + 4, size, c->id, pos)) {
+        evbuffer_drain(in, size + 4);
+        s->state = SLOT_LOCAL;
+        return 1;
+    }
+    s->dj = r;
+    return 0;
+}
+
 /* Handles one complete response frame. Returns 0, or -1 if c was closed. */
 static int handle_response(struct client *c, struct evbuffer *in, size_t size)
 {
@@ -1580,6 +1850,8 @@ static int handle_response(struct client *c, struct evbuffer *in, size_t size)
         if (rc)
             return rc < 0 ? -1 : 0;
     }
+    if (s->dj && dlqprod_req_keeps(s->dj) && dlq_response(c, s, pos, in, size))
+        return 0;
     if (krewrite_needed(s->api_key)) {
         struct evbuffer *resp = rewrite_response(c, s, in, size);
         if (!resp) {
@@ -1589,7 +1861,7 @@ static int handle_response(struct client *c, struct evbuffer *in, size_t size)
         slot_complete(c, s, resp);
         return 0;
     }
-    if (s == slot_at(c, c->head) && !s->split) {
+    if (s == slot_at(c, c->head) && !s->split && !s->dj) {
         /* Fast path: it is next in line, so move it straight to the client. */
         metrics_observe_latency(s->api_key, now_us() - s->t0_us);
         g_metrics.response_bytes += size + 4;

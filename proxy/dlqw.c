@@ -85,8 +85,20 @@ static int make_pipe(struct dlqw *w)
     return 0;
 }
 
+/* The settings DLQW_ONE_BY_ONE changes (see dlqw.h). */
+static int one_by_one_conf(rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+    char max[32];
+    snprintf(max, sizeof(max), "%u", DLQW_ONE_BY_ONE_MAX_BYTES);
+    return rdkconf_set(conf, "enable.idempotence", "false", err, errlen) ||
+           rdkconf_set(conf, "batch.num.messages", "1", err, errlen) ||
+           rdkconf_set(conf, "linger.ms", "0", err, errlen) ||
+           rdkconf_set(conf, "max.in.flight.requests.per.connection", "1", err, errlen) ||
+           rdkconf_set(conf, "message.max.bytes", max, err, errlen);
+}
+
 static rd_kafka_conf_t *writer_conf(struct dlqw *w, const config_t *cfg, const char *bootstrap,
-                                    uint64_t timeout_ms, char *err, size_t errlen)
+                                    uint64_t timeout_ms, unsigned flags, char *err, size_t errlen)
 {
     char tmo[32];
     snprintf(tmo, sizeof(tmo), "%llu", (unsigned long long)timeout_ms);
@@ -97,7 +109,8 @@ static rd_kafka_conf_t *writer_conf(struct dlqw *w, const config_t *cfg, const c
         rdkconf_set(conf, "acks", "all", err, errlen) ||
         rdkconf_set(conf, "linger.ms", "2", err, errlen) ||
         rdkconf_set(conf, "message.timeout.ms", tmo, err, errlen) ||
-        rdkconf_set(conf, "log.queue", "true", err, errlen)) {
+        rdkconf_set(conf, "log.queue", "true", err, errlen) ||
+        ((flags & DLQW_ONE_BY_ONE) && one_by_one_conf(conf, err, errlen))) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -110,13 +123,19 @@ static rd_kafka_conf_t *writer_conf(struct dlqw *w, const config_t *cfg, const c
 struct dlqw *dlqw_new(struct event_base *base, const config_t *cfg, const char *bootstrap,
                       uint64_t timeout_ms)
 {
+    return dlqw_new_flags(base, cfg, bootstrap, timeout_ms, 0);
+}
+
+struct dlqw *dlqw_new_flags(struct event_base *base, const config_t *cfg, const char *bootstrap,
+                            uint64_t timeout_ms, unsigned flags)
+{
     char err[512];
     struct dlqw *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     TAILQ_INIT(&w->entries);
     w->pipe_rd = w->pipe_wr = -1;
-    rd_kafka_conf_t *conf = writer_conf(w, cfg, bootstrap, timeout_ms, err, sizeof(err));
+    rd_kafka_conf_t *conf = writer_conf(w, cfg, bootstrap, timeout_ms, flags, err, sizeof(err));
     if (!conf || make_pipe(w) != 0) {
         log_error("dlq writer: %s", conf ? strerror(errno) : err);
         if (conf)

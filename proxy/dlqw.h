@@ -67,6 +67,23 @@ typedef void (*dlqw_done_fn)(void *arg, uint64_t id, int err, const char *errstr
 struct dlqw *dlqw_new(struct event_base *base, const config_t *cfg, const char *bootstrap,
                       uint64_t timeout_ms);
 
+/*
+ * dlqw_new_flags flag: a writer that puts each record in a batch (and a
+ * request) of its own, so a broker judges every record alone: librdkafka's
+ * batch.num.messages 1, linger.ms 0, max.in.flight 1 (a partition's
+ * records land in the order sent, retries included), message.max.bytes
+ * DLQW_ONE_BY_ONE_MAX_BYTES (the broker decides what is too large), and
+ * not idempotent: a record the broker refuses for good would otherwise
+ * make librdkafka drain and bump its producer epoch. So a write whose
+ * answer is lost and that is retried may land twice (acks=all).
+ */
+#define DLQW_ONE_BY_ONE 1u
+#define DLQW_ONE_BY_ONE_MAX_BYTES (32u << 20)
+
+/* dlqw_new with flags (0: dlqw_new's writer). dlqw_send's contract is the same. */
+struct dlqw *dlqw_new_flags(struct event_base *base, const config_t *cfg, const char *bootstrap,
+                            uint64_t timeout_ms, unsigned flags);
+
 /* Purges what is in flight (no callback runs) and stops. NULL is safe. */
 void dlqw_free(struct dlqw *w);
 

@@ -1007,6 +1007,15 @@ static void jvalue(jscan_t *j, int depth)
     }
 }
 
+int krecords_json_valid(const uint8_t *p, size_t len)
+{
+    jscan_t j = {p, p + len, 0};
+    jws(&j);
+    jvalue(&j, 0);
+    jws(&j);
+    return !j.bad && j.p == j.end;
+}
+
 /* 1 if the JSON string at j->p (a key) unescapes to name[0..nlen). */
 static int jkey_is(jscan_t *j, const char *name, size_t nlen)
 {

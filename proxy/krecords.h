@@ -139,6 +139,10 @@ enum krecords_id_src {
     KRECORDS_ID_JSON = 3,
 };
 
+/* 1 if p[0..len) is one well-formed JSON value (whitespace around it
+ * allowed), with the same scanner and nesting bound json:FIELD uses. */
+int krecords_json_valid(const uint8_t *p, size_t len);
+
 /*
  * Extracts the eventId of r per (src, name): the value of the first header
  * whose key is name, the key, or the top-level JSON string/number field

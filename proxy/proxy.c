@@ -15,6 +15,7 @@
 #include "client.h"
 #include "control.h"
 #include "dedup.h"
+#include "dlqprod.h"
 #include "dlqw.h"
 #include "log.h"
 #include "metrics.h"
@@ -517,6 +518,7 @@ void proxy_free(struct proxy *px)
         return;
     px->draining = 1; /* no bookkeeping callbacks while tearing down */
     client_free_all(px);
+    dlqprod_free(px->dlqprod); /* before the writer: its requests answer clients now gone */
     control_free(px->ctl);
     txn_free(px->txn);
     upgrade_free(px->upgrade);

@@ -26,6 +26,7 @@ struct upgrade;
 struct txn;
 struct dedup;
 struct dlqw;
+struct dlqprod;
 struct upstream_sec;
 struct authworker;
 typedef struct ssl_ctx_st SSL_CTX;
@@ -57,6 +58,7 @@ struct proxy {
     struct txn *txn;            /* transactional delivery; NULL until a rule needs it */
     struct dedup *dedup;        /* consumer dedup; NULL if no rule has dedup or dlq */
     struct dlqw *dlqw;          /* dead-letter writer; NULL until a rule has dlq */
+    struct dlqprod *dlqprod;    /* producer-path dead letters; made on first use (client.c) */
     int enforce;                /* some topic rule is not at-least-once */
     struct upstream_sec *upsec; /* TLS and SASL towards brokers (upstream.c) */
     SSL_CTX *tls_ctx;           /* listen.tls; NULL: plaintext. Replaced on SIGHUP */

@@ -679,8 +679,26 @@ static void test_golden(void)
     }
 }
 
+/* The JSON validity check dlq's "not JSON" reason rests on. */
+static void test_json_valid(void)
+{
+    static const char *const good[] = {"{}",    " {\"a\": [1, 2.5e3, -0, true, null]} ",
+                                       "\"x\"", "17",
+                                       "[]",    "{\"k\":{\"n\":\"\\u00e9\"}}"};
+    static const char *const bad[] = {"",       " ",     "{",  "{\"a\":}",  "[1,]", "nul",
+                                      "\"open", "{} {}", "01", "{\"a\" 1}", "tru"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        CHECK(krecords_json_valid((const uint8_t *)good[i], strlen(good[i])));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK(!krecords_json_valid((const uint8_t *)bad[i], strlen(bad[i])));
+    char deep[300];
+    memset(deep, '[', sizeof(deep)); /* past the nesting bound: refused, no recursion blow-up */
+    CHECK(!krecords_json_valid((const uint8_t *)deep, sizeof(deep)));
+}
+
 int main(void)
 {
+    test_json_valid();
     for (int codec = 0; codec <= SNAPPY_XERIAL; codec++)
         test_codec(codec);
     test_deflate_roundtrip();
