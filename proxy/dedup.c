@@ -995,17 +995,22 @@ static uint64_t dead_ttl(const policy_rule_t *r)
 }
 
 /*
- * Marks the poison records of j: in each partition of a dlq rule, the
- * first record still to be processed (the first one delivered, new or
+ * Marks the poison record of j, if any: in each partition of a dlq rule,
+ * the first record still to be processed (the first one delivered, new or
  * again, in offset order: the one a consumer that restarts from its
- * committed offset meets first) when it was delivered dlq.max_deliveries
- * times already. Only that one: the records after it in the response were
- * delivered as often, but a crashing consumer may never have reached
- * them. Returns how many were marked.
+ * committed offset meets first) is a candidate when it was delivered
+ * dlq.max_deliveries times already; the records after it in its partition
+ * were delivered as often (clients prefetch), but the consumer may never
+ * have reached them. Of the candidates only the first in the response is
+ * marked: a consumer that fails on one record never reaches the partitions
+ * it would have processed after it, so their first records pile up
+ * deliveries too. The application processes a response in about its
+ * order, and once the one record is gone it reaches the others and
+ * commits past them, which resets their counts; if one is really poison
+ * too, a later response takes it. Returns how many were marked (0 or 1).
  */
 static size_t find_poison(struct djob *j)
 {
-    size_t n = 0;
     for (size_t i = 0; i < j->nparts; i++) {
         struct dpart *dp = &j->parts[i];
         if (!POLICY_HAS_DLQ(dp->rule))
@@ -1021,10 +1026,10 @@ static size_t find_poison(struct djob *j)
         }
         if (head && head->state == DI_AGAIN && head->deliveries > dp->rule->dlq.max_deliveries) {
             head->state = DI_POISON;
-            n++;
+            return 1;
         }
     }
-    return n;
+    return 0;
 }
 
 /* A poison record's write is over: it is dead-lettered (left out, and
