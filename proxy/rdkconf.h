@@ -4,7 +4,7 @@
  * (upstream.*) mapped to librdkafka's properties.
  *
  * Used by the dead-letter writer (dlqw.c) and the `eosproxy dlq` operator
- * tools (dlqtool.c).
+ * tools (dlqread.c, dlqreplay.c).
  */
 #ifndef EOSPROXY_RDKCONF_H
 #define EOSPROXY_RDKCONF_H
