@@ -333,15 +333,9 @@ static int produce_copy(replay_t *rp, const rd_kafka_message_t *m, const char *t
 static void print_would_write(const rd_kafka_message_t *m, const char *topic, int32_t partition,
                               int64_t timestamp, const char *from)
 {
-    rd_kafka_headers_t *in = NULL;
-    size_t nh = 0, kept = 0;
-    const char *name;
-    const void *val;
-    size_t len;
-    if (!rd_kafka_message_headers(m, &in))
-        nh = rd_kafka_header_cnt(in);
-    for (size_t i = 0; i < nh && !rd_kafka_header_get_all(in, i, &name, &val, &len); i++)
-        kept += !dropped_header(name);
+    rd_kafka_headers_t *h = replay_headers(m, from);
+    size_t kept = rd_kafka_header_cnt(h) - 1; /* without KDLT_REPLAYED */
+    rd_kafka_headers_destroy(h);
     printf("would write %s -> %s [", from, topic);
     printf(partition >= 0 ? "%" PRId32 "]" : "partitioner]", partition);
     printf(" timestamp %" PRId64 ", key ", timestamp);
@@ -607,14 +601,10 @@ int dlqreplay_cmd(const dlq_opts_t *o, config_t *cfg)
                         o->to);
     if (o->again && o->from < 0)
         fprintf(stderr, "eosproxy dlq replay: --again without --from replays from the start\n");
-    int code = dlq_open_topic(cfg, o->topic, &rp.consumer, &parts);
+    int code = dlq_open_topic(cfg, o->topic, o->partition, &rp.consumer, &parts);
     if (code)
         return code;
-    if (o->partition >= parts)
-        code = dlq_fail(DLQ_EXIT_USAGE, "%s has %d partitions (0..%d); there is no partition %d",
-                        o->topic, parts, parts - 1, (int)o->partition);
-    if (!code)
-        code = replay_open(&rp, parts);
+    code = replay_open(&rp, parts);
     if (!code)
         code = replay_run(&rp);
     if (o->metrics_file && !o->dry_run && rp.producer) {

@@ -247,13 +247,10 @@ int dlqshow_cmd_show(const dlq_opts_t *o, config_t *cfg)
     int parts = 0;
     int64_t lo, hi;
     char err[512] = "";
-    int code = dlq_open_topic(cfg, o->topic, &rk, &parts);
+    int code = dlq_open_topic(cfg, o->topic, o->partition, &rk, &parts);
     if (code)
         return code;
-    if (o->partition >= parts) {
-        code = dlq_fail(DLQ_EXIT_USAGE, "%s has %d partitions (0..%d); there is no partition %d",
-                        o->topic, parts, parts - 1, (int)o->partition);
-    } else if (dlqread_watermarks(rk, o->topic, o->partition, &lo, &hi, err, sizeof(err))) {
+    if (dlqread_watermarks(rk, o->topic, o->partition, &lo, &hi, err, sizeof(err))) {
         code = dlq_fail(DLQ_EXIT_FAILED, "%s", err);
     } else if (o->offset < lo || o->offset >= hi) {
         code = dlq_fail(
@@ -293,6 +290,14 @@ typedef struct newest {
     size_t n, cap;
 } newest_t;
 
+/* The view s[0..len) (NULL: empty) into dst[0..cap), cut to cap - 1 bytes. */
+static void copy_view(char *dst, size_t cap, const char *s, size_t len)
+{
+    size_t n = !s ? 0 : len < cap - 1 ? len : cap - 1;
+    memcpy(dst, s ? s : "", n);
+    dst[n] = '\0';
+}
+
 static int collect_entry(void *arg, const rd_kafka_message_t *m)
 {
     newest_t *nw = arg;
@@ -304,14 +309,10 @@ static int collect_entry(void *arg, const rd_kafka_message_t *m)
     e->partition = m->partition;
     e->offset = m->offset;
     e->timestamp = rd_kafka_message_timestamp(m, NULL);
-    size_t tl = o.topic_len < POLICY_TOPIC_MAX ? o.topic_len : POLICY_TOPIC_MAX;
-    memcpy(e->topic, o.topic ? o.topic : "", o.topic ? tl : 0);
-    e->topic[o.topic ? tl : 0] = '\0';
+    copy_view(e->topic, sizeof(e->topic), o.topic, o.topic_len);
     e->orig_partition = o.partition;
     e->orig_offset = o.offset;
-    size_t rl = o.reason_len < DLQ_INLINE_MAX ? o.reason_len : DLQ_INLINE_MAX;
-    memcpy(e->reason, o.reason ? o.reason : "", o.reason ? rl : 0);
-    e->reason[o.reason ? rl : 0] = '\0';
+    copy_view(e->reason, sizeof(e->reason), o.reason, o.reason_len);
     e->reason_len = o.reason ? o.reason_len : 0;
     return 0;
 }
@@ -405,7 +406,7 @@ static int list_topic(const config_t *cfg, const char *topic, long want)
     newest_t nw = {NULL, 0, 0};
     char err[512] = "";
     memset(&ts, 0, sizeof(ts));
-    int code = dlq_open_topic(cfg, topic, &rk, &ts.parts);
+    int code = dlq_open_topic(cfg, topic, -1, &rk, &ts.parts);
     if (code)
         return code;
     ts.lo = calloc((size_t)ts.parts, sizeof(int64_t));

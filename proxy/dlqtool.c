@@ -336,7 +336,8 @@ static config_t *load_config(const char *path)
     return cfg;
 }
 
-int dlq_open_topic(const config_t *cfg, const char *topic, rd_kafka_t **rk, int *parts)
+int dlq_open_topic(const config_t *cfg, const char *topic, int32_t partition, rd_kafka_t **rk,
+                   int *parts)
 {
     char err[512];
     if (strlen(topic) > POLICY_TOPIC_MAX)
@@ -350,6 +351,9 @@ int dlq_open_topic(const config_t *cfg, const char *topic, rd_kafka_t **rk, int 
         dlq_fail(code, "topic %s not found in the cluster at %s", topic, cfg->upstream.bootstrap);
     else if (*parts < 0)
         dlq_fail(code, "%s (cluster %s)", err, cfg->upstream.bootstrap);
+    else if (partition >= *parts)
+        code = dlq_fail(DLQ_EXIT_USAGE, "%s has %d partitions (0..%d); there is no partition %d",
+                        topic, *parts, *parts - 1, (int)partition);
     if (code) {
         dlqread_consumer_close(*rk);
         *rk = NULL;

@@ -47,8 +47,10 @@ __attribute__((format(printf, 2, 3))) int dlq_fail(int code, const char *fmt, ..
 
 /*
  * A consumer for topic and its partition count: 0 with *rk and *parts, or
- * the exit code after a message (2 when the topic does not exist).
+ * the exit code after a message (2 when the topic does not exist, or has
+ * no partition `partition`; -1 asks for none).
  */
-int dlq_open_topic(const config_t *cfg, const char *topic, rd_kafka_t **rk, int *parts);
+int dlq_open_topic(const config_t *cfg, const char *topic, int32_t partition, rd_kafka_t **rk,
+                   int *parts);
 
 #endif
