@@ -393,11 +393,74 @@ int krecord_batches(const uint8_t *blob, size_t len, krecord_batch_t *out, size_
     return KREC_OK;
 }
 
+/*
+ * CRC-32C arithmetic on polynomials over GF(2) modulo Castagnoli's,
+ * reflected (bit 31 is x^0), as zlib's crc32_combine does for CRC-32.
+ * crc_mul: a * b mod P.
+ */
+static uint32_t crc_mul(uint32_t a, uint32_t b)
+{
+    uint32_t m = 1u << 31, p = 0;
+    for (int i = 0; i < 32; i++, m >>= 1) {
+        if (a & m)
+            p ^= b;
+        b = b & 1 ? (b >> 1) ^ CRC32C_POLY : b >> 1;
+    }
+    return p;
+}
+
+/* x^(2^k) mod P for k = 0..30; x^(2^31) = x, so k wraps modulo 31. */
+static const uint32_t crc_x2k[31] = {
+    0x40000000, 0x20000000, 0x08000000, 0x00800000, 0x00008000, 0x82f63b78, 0x6ea2d55c, 0x18b8ea18,
+    0x510ac59a, 0xb82be955, 0xb8fdb1e7, 0x88e56f72, 0x74c360a4, 0xe4172b16, 0x0d65762a, 0x35d73a62,
+    0x28461564, 0xbf455269, 0xe2ea32dc, 0xfe7740e6, 0xf946610b, 0x3c204f8f, 0x538586e3, 0x59726915,
+    0x734d5309, 0xbc1ac763, 0x7d0722cc, 0xd289cabe, 0xe94ca9bc, 0x05b74f3f, 0xa51e1f42,
+};
+
+/* x^(8n) mod P: what n zero bytes appended do to a CRC register. */
+static uint32_t crc_zeros_op(uint64_t n)
+{
+    uint32_t p = 1u << 31; /* x^0 */
+    for (unsigned k = 3; n; n >>= 1, k++) {
+        if (n & 1)
+            p = crc_mul(crc_x2k[k % 31], p);
+    }
+    return p;
+}
+
+/* Changes with a tail up to this long run the CRC over zero bytes (about
+ * as fast as the tail itself); longer ones take crc_zeros_op's log steps. */
+#define CRC_PATCH_RUN_MAX 8192u
+
+uint32_t krecord_crc32c_patch(uint32_t crc, const uint8_t *old_bytes, const uint8_t *new_bytes,
+                              size_t n, size_t tail)
+{
+    static const uint8_t zeros[CRC_PATCH_RUN_MAX];
+    uint8_t delta[64];
+    /* Started at ~0, krecord_crc32c runs the bare CRC register from 0 (no
+     * initial value): reg = ~L(delta), L the CRC's linear part, and
+     * CRC(new) = CRC(old) ^ L(delta followed by tail zero bytes). */
+    uint32_t reg = 0xffffffffu;
+    for (size_t off = 0; off < n; off += sizeof(delta)) {
+        size_t k = n - off < sizeof(delta) ? n - off : sizeof(delta);
+        for (size_t i = 0; i < k; i++)
+            delta[i] = old_bytes[off + i] ^ new_bytes[off + i];
+        reg = krecord_crc32c(reg, delta, k);
+    }
+    if (tail <= sizeof(zeros))
+        return crc ^ ~krecord_crc32c(reg, zeros, tail);
+    return crc ^ crc_mul(crc_zeros_op(tail), ~reg);
+}
+
 int krecord_set_producer(uint8_t *batch, size_t size, int64_t producer_id, int16_t epoch,
                          int32_t base_sequence, int transactional)
 {
     if (size < KRECORD_HEADER_SIZE)
         return -1;
+    /* attributes .. baseSequence: the only bytes of the CRC's range that change */
+    enum { FIRST = KREC_OFF_ATTRIBUTES, END = KREC_OFF_RECORD_COUNT };
+    uint8_t before[END - FIRST];
+    memcpy(before, batch + FIRST, sizeof(before));
     put_be64(batch + KREC_OFF_PRODUCER_ID, producer_id);
     put_be16(batch + KREC_OFF_PRODUCER_EPOCH, (uint16_t)epoch);
     put_be32(batch + KREC_OFF_BASE_SEQUENCE, (uint32_t)base_sequence);
@@ -409,7 +472,9 @@ int krecord_set_producer(uint8_t *batch, size_t size, int64_t producer_id, int16
             a &= (uint16_t)~KRECORD_ATTR_TRANSACTIONAL;
         put_be16(batch + KREC_OFF_ATTRIBUTES, a);
     }
-    put_be32(batch + KREC_OFF_CRC, krecord_batch_crc(batch, size));
+    uint32_t crc = (uint32_t)kbe32(batch + KREC_OFF_CRC);
+    put_be32(batch + KREC_OFF_CRC,
+             krecord_crc32c_patch(crc, before, batch + FIRST, sizeof(before), size - END));
     return 0;
 }
 

@@ -142,12 +142,24 @@ int krecord_batches(const uint8_t *blob, size_t len, krecord_batch_t *out, size_
  * Rewrites a batch in place (batch points at its baseOffset; size is the
  * whole batch, 12 + batchLength): producerId, producerEpoch, baseSequence,
  * and the isTransactional attribute bit set when transactional is 1,
- * cleared when 0, untouched when -1; then recomputes the CRC. The caller
- * has decoded the batch with krecord_batch_parse. Returns 0, or -1 if size
- * is below the header size (nothing written).
+ * cleared when 0, untouched when -1; then patches the stored CRC for the
+ * changed header bytes (krecord_crc32c_patch: no pass over the records).
+ * The caller has checked the stored CRC (krecord_batch_parse with
+ * verify_crc): a batch that arrived corrupt stays corrupt, it is never
+ * re-signed. Returns 0, or -1 if size is below the header size (nothing
+ * written).
  */
 int krecord_set_producer(uint8_t *batch, size_t size, int64_t producer_id, int16_t epoch,
                          int32_t base_sequence, int transactional);
+
+/*
+ * The CRC-32C of a message after bytes old_bytes[0..n) in it became
+ * new_bytes[0..n), followed by tail unchanged bytes to its end, from its
+ * CRC before (crc): CRC-32C is linear, so only the changed bytes and the
+ * tail's length count (O(n + log tail)), as zlib's crc32_combine.
+ */
+uint32_t krecord_crc32c_patch(uint32_t crc, const uint8_t *old_bytes, const uint8_t *new_bytes,
+                              size_t n, size_t tail);
 
 /* CRC-32C of batch[21..size) as stored in the crc field; 0 if size < 61. */
 uint32_t krecord_batch_crc(const uint8_t *batch, size_t size);

@@ -429,9 +429,58 @@ static void test_fingerprint(void)
     kw_free(&b);
 }
 
+/* krecord_crc32c_patch equals a full recomputation, for changes of every
+ * length (across its 64-byte chunks) at every place, tails of 0 to 1 MiB;
+ * and krecord_set_producer keeps a valid batch valid. */
+static void test_crc_patch(void)
+{
+    static uint8_t buf[(1u << 20) + 300];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    static const size_t lens[] = {0, 1, 36, 63, 64, 65, 200};
+    static const size_t tails[] = {0, 1, 7, 64, 1000, 65536, 1u << 20};
+    for (size_t a = 0; a < sizeof(lens) / sizeof(lens[0]); a++) {
+        for (size_t b = 0; b < sizeof(tails) / sizeof(tails[0]); b++) {
+            size_t head = 5, n = lens[a], tail = tails[b], total = head + n + tail;
+            uint8_t old[200];
+            memcpy(old, buf + head, n);
+            uint32_t before = krecord_crc32c(0, buf, total);
+            for (size_t i = 0; i < n; i++)
+                buf[head + i] ^= (uint8_t)(i * 37 + 1);
+            uint32_t want = krecord_crc32c(0, buf, total);
+            CHECK_EQ(krecord_crc32c_patch(before, old, buf + head, n, tail), want);
+            memcpy(buf + head, old, n); /* back as it was */
+        }
+    }
+    /* A batch of random records: set_producer keeps its CRC right. */
+    size_t size = 61 + 4000;
+    uint8_t *batch = malloc(size);
+    memcpy(batch, buf, size);
+    batch[KREC_OFF_MAGIC] = 2;
+    uint32_t crc = krecord_batch_crc(batch, size);
+    batch[KREC_OFF_CRC] = (uint8_t)(crc >> 24);
+    batch[KREC_OFF_CRC + 1] = (uint8_t)(crc >> 16);
+    batch[KREC_OFF_CRC + 2] = (uint8_t)(crc >> 8);
+    batch[KREC_OFF_CRC + 3] = (uint8_t)crc;
+    for (int t = -1; t <= 1; t++) {
+        CHECK_EQ(krecord_set_producer(batch, size, 0x1122334455667788ll + t, (int16_t)t, 99 + t, t),
+                 0);
+        CHECK_EQ((uint32_t)kbe32(batch + KREC_OFF_CRC), krecord_batch_crc(batch, size));
+    }
+    /* A corrupt batch stays corrupt: never re-signed. */
+    batch[size - 1] ^= 1;
+    CHECK_EQ(krecord_set_producer(batch, size, 7, 1, 2, 0), 0);
+    CHECK((uint32_t)kbe32(batch + KREC_OFF_CRC) != krecord_batch_crc(batch, size));
+    free(batch);
+}
+
 int main(void)
 {
     test_crc();
+    test_crc_patch();
     test_xxh64();
     test_parse_one();
     test_truncation();
