@@ -62,6 +62,13 @@ $(B)/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $(ASAN_OBJS)
 	@echo "  LD asan $@"
 	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< $(ASAN_OBJS) $(LIBS)
 
+# test_dedup plays Redis with the dedup fuzz target's in-process stand-in
+# (tests/fuzz/fake_redisc.c) in place of redisc.c.
+$(B)/asan/test_dedup: tests/unit/test_dedup.c tests/unit/unit.h tests/fuzz/fake_redisc.c $(ASAN_OBJS)
+	@echo "  LD asan $@"
+	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< tests/fuzz/fake_redisc.c \
+	  $(filter-out $(B)/asan/obj/proxy/redisc.o,$(ASAN_OBJS)) $(LIBS)
+
 $(B)/mockcluster: tests/mockcluster/mockcluster.c | $(DEPS_STAMP)
 	$(CC) $(BASEFLAGS) -O2 -o $@ $< $(LIBS)
 

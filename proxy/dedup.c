@@ -104,6 +104,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,8 +175,9 @@ struct dpart {
     const char *scope;
     struct dbatch *batches;
     size_t nbatches;
-    size_t whole; /* bytes of records covered by the batches taken */
-    int cut;      /* the job's budget ended it: nothing after its batches */
+    size_t whole;       /* bytes of records covered by the batches taken */
+    int cut;            /* the job's budget ended it: nothing after its batches */
+    struct ditem *head; /* dlq rules: its first record still to be processed */
 };
 
 /* One distinct eventId of a held response. */
@@ -279,7 +281,8 @@ struct dgroup {
     char *scope, *topic, *group;
 };
 
-/* A mark waiting to be written: "d" (done) or "x" (dead-lettered). */
+/* A mark waiting to be written: 'd' (done), 'x' (dead-lettered), or 'D':
+ * done unless dead-lettered (position keys: a commit must not erase "x"). */
 struct dmark {
     char *key;
     uint64_t ttl_ms;
@@ -438,12 +441,14 @@ static int id_needs_hash(const uint8_t *id, size_t n)
     return 0;
 }
 
-/* The Redis key of eventId id in scope (malloc'd, NUL-terminated). */
-static char *make_key(const char *scope, const uint8_t *id, size_t n, size_t *klen)
+/* The Redis key of eventId id in scope (malloc'd, NUL-terminated); a
+ * position id (pos) is used as it is: it holds a space, which a raw
+ * eventId never does (id_needs_hash), so the two kinds cannot collide. */
+static char *make_key(const char *scope, const uint8_t *id, size_t n, int pos, size_t *klen)
 {
     size_t slen = strlen(scope);
     size_t plen = sizeof(DD_KEY_PREFIX) - 1;
-    int hashed = id_needs_hash(id, n);
+    int hashed = !pos && id_needs_hash(id, n);
     size_t tail = hashed ? 7 + 2 * SHA256_DIGEST_LENGTH : n;
     char *k = malloc(plen + slen + 1 + tail + 1);
     if (!k)
@@ -698,7 +703,9 @@ static void marks_done(void *arg, int err, const redisc_reply_t *replies, size_t
     d->marks_sent = NULL;
     d->nmarks_sent = 0;
     for (size_t i = 0; i < nsent; i++) {
-        int ok = !err && i < n && replies[i].type == REDISC_REPLY_STATUS;
+        int ok = !err && i < n &&
+                 (replies[i].type == REDISC_REPLY_STATUS ||
+                  (sent[i].val == 'D' && replies[i].type == REDISC_REPLY_INTEGER));
         if (ok) {
             g_metrics.dedup_commit_marks++;
             free(sent[i].key);
@@ -708,9 +715,14 @@ static void marks_done(void *arg, int err, const redisc_reply_t *replies, size_t
     }
     free(sent);
     if (!err && d->mlen && !d->marks_id && n == nsent &&
-        replies[nsent - 1].type == REDISC_REPLY_STATUS)
+        (replies[nsent - 1].type == REDISC_REPLY_STATUS ||
+         replies[nsent - 1].type == REDISC_REPLY_INTEGER))
         flush_marks(d); /* more queued: next pipeline now; failures wait for the tick */
 }
+
+/* 'D' marks: "d" unless the key holds "x" (then 0, and it stays dead). */
+static const char done_unless_dead[] = "if redis.call('GET',KEYS[1])=='x' then return 0 end "
+                                       "return redis.call('SET',KEYS[1],'d','PX',ARGV[1])";
 
 /* Writes queued done marks, one pipeline at a time, while Redis is up. */
 static void flush_marks(struct dedup *d)
@@ -731,8 +743,11 @@ static void flush_marks(struct dedup *d)
         int tl = snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)m->ttl_ms);
         const char val[2] = {m->val, 0};
         const char *argv[] = {"SET", m->key, val, "PX", ttl};
+        const char *dargv[] = {"EVAL", done_unless_dead, "1", m->key, ttl};
         size_t lens[] = {3, strlen(m->key), 1, 2, (size_t)tl};
-        if (redisc_batch_add(b, 5, argv, lens)) {
+        size_t dlens[] = {4, sizeof(done_unless_dead) - 1, 1, strlen(m->key), (size_t)tl};
+        if (m->val == 'D' ? redisc_batch_add(b, 5, dargv, dlens)
+                          : redisc_batch_add(b, 5, argv, lens)) {
             free(sent);
             redisc_batch_free(b);
             return;
@@ -768,7 +783,7 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
     for (size_t i = t->start; i < t->start + t->len; i++) {
         struct tent *e = &t->ents[i];
         if (e->offset < offset && e->pos) {
-            mark_push(d, e->key, d->cfg->redis.pending_ttl_ms, 'd');
+            mark_push(d, e->key, d->cfg->redis.pending_ttl_ms, 'D');
             d->tracked--;
         } else if (e->offset < offset) {
             cache_put(&d->cache, e->key, strlen(e->key), rule->dedup.ttl_ms, now);
@@ -943,7 +958,7 @@ static int apply_reply(struct ditem *it, const redisc_reply_t *r)
     if (r->len > 2 && r->str[0] == 'p' && r->str[1] == ':') {
         if (same_position(it, r->str, r->len, &n)) {
             it->state = DI_AGAIN;
-            it->deliveries = n + 1;
+            it->deliveries = n < LONG_MAX ? n + 1 : n; /* a count no eosproxy wrote */
             it->old = strdup(r->str);
         } else {
             it->state = DI_IN_FLIGHT;
@@ -995,36 +1010,56 @@ static uint64_t dead_ttl(const policy_rule_t *r)
 }
 
 /*
- * Marks the poison record of j, if any: in each partition of a dlq rule,
- * the first record still to be processed (the first one delivered, new or
- * again, in offset order: the one a consumer that restarts from its
- * committed offset meets first) is a candidate when it was delivered
- * dlq.max_deliveries times already; the records after it in its partition
- * were delivered as often (clients prefetch), but the consumer may never
- * have reached them. Of the candidates only the first in the response is
- * marked: a consumer that fails on one record never reaches the partitions
- * it would have processed after it, so their first records pile up
- * deliveries too. The application processes a response in about its
- * order, and once the one record is gone it reaches the others and
- * commits past them, which resets their counts; if one is really poison
- * too, a later response takes it. Returns how many were marked (0 or 1).
+ * Finds, in each partition of a dlq rule, the first record still to be
+ * processed (the first one delivered, new or again, in offset order: the
+ * one a consumer that restarts from its committed offset meets first), and
+ * counts a delivery again for it alone: the records after it in the
+ * response were delivered as well (clients prefetch), but a consumer
+ * failing on the first never reached them, so their counts stay as they
+ * were (only their pending marks are renewed). Without this, each record
+ * behind a poison one would arrive at max_deliveries with it and follow
+ * it into the DLQ on the next re-read.
+ */
+static void find_heads(struct djob *j)
+{
+    for (size_t i = 0; i < j->nparts; i++) {
+        struct dpart *dp = &j->parts[i];
+        dp->head = NULL;
+        if (!POLICY_HAS_DLQ(dp->rule))
+            continue;
+        for (size_t k = 0; k < dp->nbatches && !dp->head; k++) {
+            const struct dbatch *db = &dp->batches[k];
+            for (int32_t r = 0; db->decoded && r < db->b.nrecords && !dp->head; r++) {
+                struct ditem *it = db->item[r] >= 0 ? &j->items[db->item[r]] : NULL;
+                if (it && it->part == dp && (it->state == DI_NEW || it->state == DI_AGAIN))
+                    dp->head = it;
+            }
+        }
+    }
+    for (size_t i = 0; i < j->nitems; i++) {
+        struct ditem *it = &j->items[i];
+        if (it->state == DI_AGAIN && POLICY_HAS_DLQ(it->part->rule) && it != it->part->head &&
+            it->deliveries > 1)
+            it->deliveries--; /* as read: not counted */
+    }
+}
+
+/*
+ * Marks the poison record of j, if any: a partition's head (find_heads)
+ * delivered dlq.max_deliveries times already. Of such heads only the first
+ * in the response is marked: a consumer that fails on one record never
+ * reaches the partitions it would have processed after it, so their heads
+ * pile up deliveries too. The application processes a response in about
+ * its order, and once the one record is gone it reaches the others and
+ * commits past them; if one is really poison too, a later response takes
+ * it. Returns how many were marked (0 or 1).
  */
 static size_t find_poison(struct djob *j)
 {
     for (size_t i = 0; i < j->nparts; i++) {
-        struct dpart *dp = &j->parts[i];
-        if (!POLICY_HAS_DLQ(dp->rule))
-            continue;
-        struct ditem *head = NULL;
-        for (size_t k = 0; k < dp->nbatches && !head; k++) {
-            const struct dbatch *db = &dp->batches[k];
-            for (int32_t r = 0; db->decoded && r < db->b.nrecords && !head; r++) {
-                struct ditem *it = db->item[r] >= 0 ? &j->items[db->item[r]] : NULL;
-                if (it && it->part == dp && (it->state == DI_NEW || it->state == DI_AGAIN))
-                    head = it;
-            }
-        }
-        if (head && head->state == DI_AGAIN && head->deliveries > dp->rule->dlq.max_deliveries) {
+        struct ditem *head = j->parts[i].head;
+        if (head && head->state == DI_AGAIN &&
+            head->deliveries > j->parts[i].rule->dlq.max_deliveries) {
             head->state = DI_POISON;
             return 1;
         }
@@ -1252,6 +1287,7 @@ static void job_replies(void *arg, int err, const redisc_reply_t *replies, size_
         return;
     }
     j->nask = 0;
+    find_heads(j);
     send_redeliveries(d, j);
     if (find_poison(j) && dlq_start(d, j) > 0)
         return; /* J_DLQ: ready once the dead-letter writes are answered */
@@ -1407,11 +1443,11 @@ static struct ditem *item_new(struct djob *j)
 }
 
 /* The identity of a record without an eventId under a dlq rule:
- * "@pos:<topic>/<partition>/<offset>" into buf; its length, or -1. */
+ * "@pos <topic>/<partition>/<offset>" into buf; its length, or -1. */
 #define DD_POS_ID_MAX (POLICY_TOPIC_MAX + 48)
 static int32_t pos_id(char *buf, const struct dpart *dp, int64_t offset)
 {
-    int n = snprintf(buf, DD_POS_ID_MAX, "@pos:%.*s/%d/%lld", (int)dp->topic.len, dp->topic.ptr,
+    int n = snprintf(buf, DD_POS_ID_MAX, "@pos %.*s/%d/%lld", (int)dp->topic.len, dp->topic.ptr,
                      (int)dp->p->index, (long long)offset);
     return n > 0 && n < DD_POS_ID_MAX ? n : -1;
 }
@@ -1447,7 +1483,7 @@ static int scan_batch(struct dedup *d, struct djob *j, struct dpart *dp, struct 
             pos = 1;
         }
         size_t klen;
-        char *key = make_key(dp->scope, id.ptr, (size_t)id.len, &klen);
+        char *key = make_key(dp->scope, id.ptr, (size_t)id.len, pos, &klen);
         struct ditem *it = key ? item_new(j) : NULL;
         if (!it) {
             free(key);

@@ -3,51 +3,66 @@
  * driven through its public entry points (dedup_fetch_response,
  * dedup_commit_request/_response, dedup_endtxn_request/_response,
  * dedup_client_gone) on a real libevent loop. Redis is played by
- * fake_redisc.c (the whole redisc.h API, in process); the answers and the
- * clock go through dedup's test hooks (dedup_set_test_hooks), so the real
- * client_slot_done (client.c, linked) is never reached.
+ * fake_redisc.c (the whole redisc.h API, in process); the answers, the
+ * clock and the dead-letter writer go through dedup's test hooks
+ * (dedup_set_test_hooks), so neither the real client_slot_done (client.c,
+ * linked) nor dlqw.c is ever reached.
  *
  * Input: "dd" (other inputs are skipped at once: the seed directory is
  * shared with the codec targets), two config bytes, then operations until
- * the input ends, each an opcode byte (% 12) and its parameter bytes
+ * the input ends, each an opcode byte (% 16) and its parameter bytes
  * (bytes past the end read 0).
  *   config[0]: bit 0 on_unavailable pass; bits 1-2 block_timeout 1 ms,
  *     150 ms or 10 s; bits 3-4 cache_entries 0, 3, 1000, 100000; bit 5
  *     Redis up at start; bit 6 dedup.ttl of the json topic 150 ms (else 1h).
  *   config[1]: 0 keeps the real DEDUP_* bounds; else small per-job
  *     record and inflated budgets and a small held-bytes bound.
+ *   Topics: h.a (eventId in a header), x.a (the key; with a dlq to
+ *     dead.x), j.a (a JSON field), k.a (the key, another scope), q.a (a
+ *     dlq, to q.a.DLT, and no dedup: every record is keyed by position),
+ *     plain.a (neither). Both dlq rules have max_deliveries 2.
  *   FETCH: a Fetch response (v4..v12, sometimes v3/v13 or truncated) of
- *     1..3 topics (dedup ones with eventIds from a header, the key or a
- *     JSON field, in two scopes, and one plain topic), 1..3 partitions
- *     each (error codes, null records, aborted transactions, a partial
- *     trailing batch), 0..4 batches each, every one made from parameter
- *     bytes: codec (none, gzip, snappy, lz4, zstd), kind (plain, control,
- *     transactional, message format 1, bad CRC), record count (0..15, or
- *     0xb0..0xb3 pick 1,000 / 20,000 / 100,000 / 250,000), eventId pattern
- *     (unique, a pool of 1..8 so all-duplicate batches, none, mixed, long,
- *     non-printable, "sha256:", a pool shared across responses, JSON
- *     numbers) and value size and repetition (null to 1000 bytes, so
- *     compression up to ~1000:1; 4 MiB decompressed per batch, or 80 MiB,
- *     past the codec's 64 MiB bound, for 0xa_). Large cases come from such
- *     parameters, never from raw bytes. Seeds: tests/fuzz/seeds/dedup-*.
+ *     1..3 topics, 1..3 partitions each (error codes, null records,
+ *     aborted transactions, a partial trailing batch), 0..4 batches each,
+ *     every one made from parameter bytes: codec (none, gzip, snappy, lz4,
+ *     zstd), kind (plain, control, transactional, message format 1, bad
+ *     CRC), record count (0..15, or 0xb0..0xb3 pick 1,000 / 20,000 /
+ *     100,000 / 250,000), eventId pattern (unique, a pool of 1..8 so
+ *     all-duplicate batches, none, mixed, long, non-printable, "sha256:", a
+ *     pool shared across responses, JSON numbers) and value size and
+ *     repetition (null to 1000 bytes, so compression up to ~1000:1; 4 MiB
+ *     decompressed per batch, or 80 MiB, past the codec's 64 MiB bound, for
+ *     0xa_). Large cases come from such parameters, never from raw bytes.
+ *     Seeds: tests/fuzz/seeds/dedup-*.
+ *   REFETCH: one of the last four answered responses again, the same
+ *     records at the same offsets (a consumer that did not commit), when
+ *     no held response covers those offsets: with the model's answers a
+ *     record's delivery count climbs to max_deliveries and it turns poison.
  *   ANSWER / ANSWER_ALL: answers one / every Redis batch in flight: as a
- *     consistent Redis would (a model of SET NX GET, SET d, the EVAL
- *     compare-and-set), nil, "d", pending here, pending elsewhere, a
- *     per-command mix with garbage, malformed "p:", -OOM errors, integers,
- *     status and arrays, all errors, or REDISC_EDOWN / REDISC_ETIMEOUT.
+ *     consistent Redis would (a model of SET NX GET, SET d, SET x, the EVAL
+ *     compare-and-set), nil, "d", pending here (1..5 deliveries), pending
+ *     elsewhere, a per-command mix with "x", garbage, malformed "p:", -OOM
+ *     errors, integers, status and arrays, all errors, or REDISC_EDOWN /
+ *     REDISC_ETIMEOUT.
+ *   DLQ: the fake dead-letter writer acks or fails one write or all of
+ *     them (the callback runs at the next loop turn, unless cancelled
+ *     meanwhile), or refuses its next 1..2 sends (dlq_send returns 0); a
+ *     write no DLQ op answers stays unanswered.
  *   STATE (Redis up or down), LOOP (event loop turns), TICK (advance the
- *     clock 1 ms .. 20 s, run the engine's tick), COMMIT (OffsetCommit or
- *     TxnOffsetCommit request, then maybe its response: errors, malformed,
- *     another correlation id), ENDTXN (request and maybe response), GONE
- *     (dedup_client_gone), REFUSE (the next sends fail though Redis is
- *     ready), FREE (dedup_free at once, responses still held).
- * Then Redis comes up and answers from its model until every taken
- * response is answered (at most 64 rounds), and dedup_free runs.
+ *     clock 1 ms .. 20 s, past DD_DLQ_WAIT_MS, run the engine's tick),
+ *     COMMIT (OffsetCommit or TxnOffsetCommit request, then maybe its
+ *     response: errors, malformed, another correlation id), ENDTXN
+ *     (request and maybe response), GONE (dedup_client_gone), REFUSE (the
+ *     next sends fail though Redis is ready), FREE (dedup_free at once,
+ *     responses and dead-letter writes still held).
+ * Then Redis comes up and answers from its model, the writer acks every
+ * write, until every taken response is answered (at most 64 rounds), and
+ * dedup_free runs.
  *
  * Invariants (abort on violation):
  *  - dedup_fetch_response takes (1) every well-formed response with a
- *    dedup partition under `block` (`pass` may pass it, 0), returns 0
- *    without one or for v0..v3/v13, -1 for a truncated frame;
+ *    dedup or dlq partition under `block` (`pass` may pass it, 0), returns
+ *    0 without one or for v0..v3/v13, -1 for a truncated frame;
  *  - every taken response is answered exactly once, from the loop (never
  *    inside dedup_fetch_response), and all are once Redis answers;
  *  - the answer parses as a Fetch response of the same version: same
@@ -59,17 +74,40 @@
  *    keeps one); batches passed unchecked are byte-identical; filtered
  *    batches decode with their CRC, keep baseOffset and lastOffsetDelta,
  *    hold original records byte for byte in order, every record without
- *    eventId, no eventId twice in the response and none that Redis
- *    answered "d" for this response (except the documented Fetch v4 batch
- *    ending at offset 0);
- *  - a pipeline never asks one key twice; a done mark (SET key d) is only
- *    written for a key delivered at an offset below one committed on that
- *    partition;
+ *    eventId (of a rule without dlq), no eventId twice in the response and
+ *    none that Redis answered "d" for this response (except the
+ *    documented Fetch v4 batch ending at offset 0);
+ *  - dlq: the engine writes a partition's record to the dead-letter topic
+ *    exactly when the first record of the partition still to be processed
+ *    (the first occurrence of its key that Redis answered nil, garbage or
+ *    pending here) was pending here with >= max_deliveries deliveries,
+ *    and no partition before it in the response had such a record: so at
+ *    most one per response, from the loop, and the copy
+ *    is the original record (key, value, headers, the DLT headers with its
+ *    topic, partition, offset, CreateTime timestamp and the reason); the
+ *    response is answered only once each of its writes is answered or
+ *    given up, and given up only after DD_DLQ_WAIT_MS (and then at the
+ *    next tick); a record whose write was acked is left out of the answer,
+ *    one whose write failed, was refused or given up is in it, as is a
+ *    position key Redis answered "d"; a record keyed by position is left
+ *    out only when Redis answered "x" or pending elsewhere, or it was
+ *    dead-lettered before (acked, or "x", hence maybe cached);
+ *  - dlq_cancel only names a write outstanding (not answered to the
+ *    engine, not cancelled), no callback follows it, and once the engine
+ *    is freed no write is outstanding; the dlq_inflight gauge returns to
+ *    its start value;
+ *  - a pipeline never asks one key twice; a done mark (SET key d, or for
+ *    a position key the EVAL that sets "d" unless the key holds "x") is
+ *    only written for a key delivered at an offset below one committed on
+ *    that partition; a dead mark (SET key x) only for a key whose dead-letter
+ *    write was acked, with the rule's TTL (dedup.ttl, else 7 days);
  *  - the held-responses gauge returns to its start value; nothing leaks.
  */
 #include "config.h"
 #include "dedup.h"
+#include "dlqw.h"
 #include "kbuf.h"
+#include "kdlt.h"
 #include "kfetch.h"
 #include "kproto.h"
 #include "krecord.h"
@@ -81,6 +119,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,7 +156,14 @@ extern void (*fake_redisc_observer)(const redisc_batch_t *b, int err, const redi
 #define MAX_INFLATED_PER_HUGE_BATCH (80u << 20) /* past KRECORDS_MAX_INFLATED */
 #define MAX_PLAIN_PER_BATCH (1u << 20)
 
-static const char *const topic_names[NTOPICS] = {"h.a", "h.b", "x.a", "j.a", "k.a", "plain.a"};
+static const char *const topic_names[NTOPICS] = {"h.a", "q.a", "x.a", "j.a", "k.a", "plain.a"};
+/* Where the dlq topics' records go (see load_config), and after how many
+ * deliveries. */
+static const char *const dlq_names[NTOPICS] = {NULL, "q.a.DLT", "dead.x", NULL, NULL, NULL};
+#define MAX_DELIVERIES 2
+/* dedup.c's DD_DLQ_WAIT_MS: a job gives up on its writes after this. */
+#define DLQ_WAIT_MS (DLQW_TIMEOUT_MS + 5000u)
+#define DEAD_TTL_MS (7ull * 86400 * 1000)
 
 enum op {
     OP_FETCH,
@@ -132,6 +178,10 @@ enum op {
     OP_REFUSE,
     OP_FETCH2, /* a second opcode for FETCH: it is the one that matters */
     OP_FREE,
+    OP_DLQ,
+    OP_REFETCH,
+    OP_DLQ2, /* DLQ and FETCH weigh more */
+    OP_FETCH3,
     OP_COUNT
 };
 
@@ -251,16 +301,76 @@ struct creq {
     struct pos e[3];
 };
 
+/* One partition of a response as generated: its records' offsets. */
+struct ent {
+    int t; /* index in topic_names */
+    int32_t p;
+    int64_t lo, hi;
+    int64_t cand; /* the offset the engine wrote to the DLQ in this response, -1 none */
+};
+#define MAX_ENTS 9
+
+/* What Redis answered about a key asked for a response (struct resp's
+ * cls), as dedup.c's apply_reply reads it. */
+enum { C_NONE, C_NEW, C_AGAIN, C_DONE, C_DEAD, C_ELSEWHERE };
+struct kcls {
+    int c;
+    long count; /* C_AGAIN: the delivery count read (1 when unreadable) */
+};
+
 /* A Fetch response the engine took and has not answered yet. */
 struct resp {
     uint64_t client_id, token;
     int16_t ver;
     uint8_t *frame;
     size_t len;
-    int64_t off_lo, off_hi; /* its batches' offsets, unique to it */
+    int64_t off_lo, off_hi; /* its batches' offsets, unique among held ones */
     struct smap dkeys;      /* keys Redis answered "d" for it */
+    struct smap cls;        /* key -> struct kcls: the usable answer to its pipeline */
     uint64_t cuts_at_take;
+    struct ent ents[MAX_ENTS];
+    int nents;
 };
+
+/* An answered response, for REFETCH. */
+struct past {
+    uint64_t client_id;
+    int16_t ver;
+    uint8_t *frame;
+    size_t len;
+    int64_t off_lo, off_hi;
+    struct ent ents[MAX_ENTS];
+    int nents;
+};
+#define NPAST 4
+
+/* One write the engine gave the fake dead-letter writer (dedup's dlq_send
+ * hook). */
+enum dw_state {
+    DW_OUT,       /* waiting for an answer */
+    DW_ANSWERED,  /* answered: the callback runs at the next loop turn */
+    DW_DONE,      /* the callback ran (err says how) */
+    DW_CANCELLED, /* dlq_cancel: no callback */
+    DW_REFUSED,   /* dlq_send returned 0 */
+};
+struct dw {
+    uint64_t id, token; /* the write, the response it holds */
+    void (*cb)(void *cbarg, uint64_t id, int err, const char *errstr, int64_t offset);
+    void *cbarg;
+    char *key; /* the record's Redis key */
+    size_t kl;
+    int64_t off;
+    uint64_t sent_ms, cancel_ms;
+    int state, err;
+};
+
+static struct {
+    struct dw *v;
+    size_t n, cap;
+    uint64_t next_id;
+    int refuse; /* sends to refuse */
+    struct event *ev;
+} W;
 
 static struct {
     struct event_base *base;
@@ -286,6 +396,10 @@ static struct {
     size_t ntxn[2], cap_txn[2];
     struct creq *creqs; /* every commit request sent */
     size_t ncreqs, cap_creqs;
+    struct smap acked; /* keys whose dead-letter write was acked */
+    struct smap dead;  /* ... and keys Redis answered "x": maybe cached dead */
+    struct past past[NPAST];
+    size_t npast;
     kwriter_t tmp;
 } F;
 
@@ -299,17 +413,19 @@ static int topic_index(kstr_t name)
     return -1;
 }
 
+/* The rule of a topic the engine checks (dedup or dlq), or NULL. */
 static const policy_rule_t *dedup_rule(kstr_t name)
 {
     const policy_rule_t *r = policy_lookup(F.cfg->policy, name.ptr, (size_t)name.len);
-    return r && r->dedup.src != EVENTID_NONE ? r : NULL;
+    return r && (r->dedup.src != EVENTID_NONE || POLICY_HAS_DLQ(r)) ? r : NULL;
 }
 
-/* The Redis key of eventId id in scope, as README "Keys" says. */
-static size_t make_key(char *out, const char *scope, const uint8_t *id, size_t n)
+/* The Redis key of eventId id in scope, as README "Keys" says; a position
+ * id (raw) is never hashed. */
+static size_t make_key(char *out, const char *scope, const uint8_t *id, size_t n, int raw)
 {
-    int hashed = n > 128 || n == 0 || (n >= 7 && memcmp(id, "sha256:", 7) == 0);
-    for (size_t i = 0; i < n && !hashed; i++)
+    int hashed = !raw && (n > 128 || n == 0 || (n >= 7 && memcmp(id, "sha256:", 7) == 0));
+    for (size_t i = 0; i < n && !hashed && !raw; i++)
         hashed = id[i] < 0x21 || id[i] > 0x7e;
     int len = sprintf(out, "eosproxy:%s:", scope);
     if (!hashed) {
@@ -324,17 +440,27 @@ static size_t make_key(char *out, const char *scope, const uint8_t *id, size_t n
     return (size_t)len;
 }
 
-/* The key of record r under rule, or 0 when it has no eventId. */
-static size_t record_key(const policy_rule_t *rule, const krec_t *r, char *out)
+/* The key of record r of topic t, partition p, at offset off under rule,
+ * or 0 when it has none (no eventId, no dlq); *pos: keyed by position
+ * ("@pos <topic>/<partition>/<offset>", a dlq rule without an eventId). */
+static size_t record_key(const policy_rule_t *rule, int t, int32_t p, int64_t off, const krec_t *r,
+                         char *out, int *pos)
 {
     static uint8_t scratch[4096];
+    const char *scope = rule->dedup.scope ? rule->dedup.scope : F.cfg->service;
     kbytes_t id;
-    if (!krecords_event_id(r, (int)rule->dedup.src, rule->dedup.name, &id, scratch,
-                           sizeof(scratch)) ||
-        id.len < 0)
+    *pos = 0;
+    if (rule->dedup.src != EVENTID_NONE &&
+        krecords_event_id(r, (int)rule->dedup.src, rule->dedup.name, &id, scratch,
+                          sizeof(scratch)) &&
+        id.len >= 0)
+        return make_key(out, scope, id.ptr, (size_t)id.len, 0);
+    if (!POLICY_HAS_DLQ(rule))
         return 0;
-    return make_key(out, rule->dedup.scope ? rule->dedup.scope : F.cfg->service, id.ptr,
-                    (size_t)id.len);
+    char pid[300];
+    int n = snprintf(pid, sizeof(pid), "@pos %s/%d/%lld", topic_names[t], (int)p, (long long)off);
+    *pos = 1;
+    return make_key(out, scope, (const uint8_t *)pid, (size_t)n, 1);
 }
 
 static struct resp *find_resp_by_offset(int64_t off)
@@ -350,6 +476,7 @@ static void resp_free(struct resp *r)
 {
     free(r->frame);
     smap_free(&r->dkeys, 0);
+    smap_free(&r->cls, 1);
     free(r);
 }
 
@@ -423,10 +550,66 @@ static void note_delivered(const char *key, size_t kl, int t, int32_t p, int64_t
     (*pl)->v[(*pl)->n++] = (struct pos){t, p, off};
 }
 
+/* The dead-letter write of key made for the response of token, or NULL. */
+static const struct dw *dw_find(uint64_t token, const char *key, size_t kl)
+{
+    for (size_t i = 0; i < W.n; i++) {
+        const struct dw *w = &W.v[i];
+        if (w->token == token && w->kl == kl && memcmp(w->key, key, kl) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+/* What the answer check carries through one response's dedup partitions. */
+struct actx {
+    struct smap seen; /* keys kept so far */
+    struct smap all;  /* keys met so far: the first occurrence decides */
+    int cut, first;
+    int dlq_taken; /* a partition earlier in the response had its head due */
+};
+
+/* ... and through one partition: its first record still to be processed. */
+struct pctx {
+    int64_t head; /* -1: none yet */
+    int poison;   /* the head is due for the DLQ */
+};
+
+/*
+ * The first occurrence in a response of key (a position key if pos), at
+ * offset off, kept or not: what Redis answered about it for this response
+ * and what became of its dead-letter write decide (see the header).
+ */
+static void check_first(const struct resp *r, const policy_rule_t *rule, const char *key, size_t kl,
+                        int pos, int64_t off, int kept, int exempt, struct pctx *pc)
+{
+    void **v = smap_get(&r->cls, key, kl);
+    const struct kcls *k = v ? *v : NULL;
+    int c = k ? k->c : C_NONE;
+    if (pc->head < 0 && (c == C_NEW || c == C_AGAIN)) {
+        pc->head = off;
+        pc->poison = POLICY_HAS_DLQ(rule) && c == C_AGAIN && k->count >= rule->dlq.max_deliveries;
+    }
+    const struct dw *w = dw_find(r->token, key, kl);
+    CHECK(!w || (w->off == off && pc->head == off && pc->poison)); /* and the first: see cand */
+    int acked = w && w->state == DW_DONE && w->err == 0;
+    if (exempt)
+        return; /* the Fetch v4 batch ending at offset 0 may be kept whole */
+    if (w)
+        CHECK(kept == !acked); /* acked: dead-lettered; failed, refused, given up: delivered */
+    if (c == C_DEAD)
+        CHECK(!kept);
+    if ((c == C_NEW || c == C_AGAIN || (pos && c == C_DONE)) && !acked)
+        CHECK(kept); /* delivered, again, or (position keys) uncounted */
+    if (pos && !kept)
+        CHECK(c == C_DEAD || c == C_ELSEWHERE || acked ||
+              (c == C_NONE && smap_get(&F.dead, key, kl)));
+}
+
 /* A filtered batch ab of the scanned original ob: see the header. */
 static void check_filtered(const struct resp *r, const policy_rule_t *rule, int t, int32_t part,
                            const krecords_batch_t *ob, const uint8_t *ob_raw,
-                           const struct bview *av, int exempt, struct smap *seen)
+                           const struct bview *av, int exempt, struct actx *ac, struct pctx *pc)
 {
     krecords_batch_t ab;
     int same = av->size == ob->hdr.size && memcmp(av->p, ob_raw, av->size) == 0;
@@ -443,7 +626,9 @@ static void check_filtered(const struct resp *r, const policy_rule_t *rule, int 
     int32_t j = 0;
     for (int32_t i = 0; i < ob->nrecords; i++) {
         const krec_t *x = &ob->records[i];
-        size_t kl = record_key(rule, x, key);
+        int64_t off = ob->hdr.base_offset + x->offset_delta;
+        int pos;
+        size_t kl = record_key(rule, t, part, off, x, key, &pos);
         int kept = 0;
         if (!empty && j < ab.nrecords) {
             const krec_t *y = &ab.records[j];
@@ -453,27 +638,35 @@ static void check_filtered(const struct resp *r, const policy_rule_t *rule, int 
                 j++;
             }
         }
-        CHECK(kept || kl > 0); /* no record without eventId is lost */
-        if (!kept || kl == 0)
+        CHECK(kept || kl > 0); /* no record without a key is lost */
+        if (kl == 0)
             continue;
-        note_delivered(key, kl, t, part, ob->hdr.base_offset + x->offset_delta);
+        if (!smap_get(&ac->all, key, kl)) {
+            *smap_put(&ac->all, key, kl) = (void *)1;
+            check_first(r, rule, key, kl, pos, off, kept, exempt, pc);
+        }
+        if (!kept)
+            continue;
+        note_delivered(key, kl, t, part, off);
         if (exempt)
             continue;
-        CHECK(!smap_get(&r->dkeys, key, kl)); /* Redis said done */
-        CHECK(!smap_get(seen, key, kl));      /* twice in one response */
-        *smap_put(seen, key, kl) = (void *)1;
+        CHECK(pos || !smap_get(&r->dkeys, key, kl)); /* Redis said done */
+        CHECK(!smap_get(&ac->seen, key, kl));        /* twice in one response */
+        *smap_put(&ac->seen, key, kl) = (void *)1;
     }
     CHECK(empty || j == ab.nrecords);
     if (!same)
         krecords_batch_free(&ab);
 }
 
-/* One dedup partition of an answer that was not failed. */
+/* One dedup partition of an answer that was not failed; *cand: the
+ * offset due for the DLQ there, -1 for none. */
 static void check_partition(const struct resp *r, const policy_rule_t *rule, int t,
-                            const kfetch_partition_t *op, const kfetch_partition_t *ap, int *cut,
-                            int *first, struct smap *seen)
+                            const kfetch_partition_t *op, const kfetch_partition_t *ap,
+                            struct actx *ac, int64_t *cand)
 {
-    if (*cut) {
+    *cand = -1;
+    if (ac->cut) {
         CHECK(ap->records.len == 0);
         return;
     }
@@ -482,15 +675,16 @@ static void check_partition(const struct resp *r, const policy_rule_t *rule, int
     size_t nb = split_batches(op->records, &ob, &otail);
     size_t na = split_batches(ap->records, &ab, &atail);
     size_t alen = ap->records.len > 0 ? (size_t)ap->records.len : 0;
+    struct pctx pc = {-1, 0};
     if (nb == 0) {
         CHECK(ap->records.len == op->records.len &&
               memcmp(ap->records.ptr, op->records.ptr, (size_t)op->records.len) == 0);
     } else {
         CHECK(na <= nb);
-        CHECK(na > 0 || !*first); /* the first partition with batches moves on */
-        *first = 0;
+        CHECK(na > 0 || !ac->first); /* the first partition with batches moves on */
+        ac->first = 0;
         if (na < nb) {
-            *cut = 1;
+            ac->cut = 1;
             CHECK(atail == alen);
         } else {
             size_t tl = (size_t)op->records.len - otail;
@@ -504,17 +698,36 @@ static void check_partition(const struct resp *r, const policy_rule_t *rule, int
                 continue;
             }
             int exempt = r->ver < 5 && b.hdr.base_offset + b.hdr.last_offset_delta == 0;
-            check_filtered(r, rule, t, op->index, &b, ob[k].p, &ab[k], exempt, seen);
+            check_filtered(r, rule, t, op->index, &b, ob[k].p, &ab[k], exempt, ac, &pc);
             krecords_batch_free(&b);
         }
+    }
+    if (pc.poison && !ac->dlq_taken) { /* at most one per response: the first due */
+        *cand = pc.head;
+        ac->dlq_taken = 1;
     }
     free(ob);
     free(ab);
 }
 
+/* Every dead-letter write of r was answered or given up (after
+ * DD_DLQ_WAIT_MS) before r was. */
+static void check_writes_over(const struct resp *r)
+{
+    for (size_t i = 0; i < W.n; i++) {
+        const struct dw *w = &W.v[i];
+        if (w->token != r->token)
+            continue;
+        CHECK(w->state == DW_DONE || w->state == DW_CANCELLED || w->state == DW_REFUSED);
+        if (w->state == DW_CANCELLED)
+            CHECK(w->cancel_ms - w->sent_ms >= DLQ_WAIT_MS);
+    }
+}
+
 static void check_answer(struct resp *r, struct evbuffer *out)
 {
     CHECK(out);
+    check_writes_over(r);
     size_t n = evbuffer_get_length(out);
     CHECK(n >= 4);
     const uint8_t *buf = evbuffer_pullup(out, -1);
@@ -538,36 +751,50 @@ static void check_answer(struct resp *r, struct evbuffer *out)
         }
     }
     CHECK(!failed || !F.pass);
-    struct smap seen = {0};
-    int cut = 0, first = 1;
+    struct actx ac = {{0}, {0}, 0, 1};
+    int e = 0;
     for (int32_t i = 0; i < o.ntopics; i++) {
         const policy_rule_t *rule = dedup_rule(o.topics[i].name);
         int t = topic_index(o.topics[i].name);
-        for (int32_t k = 0; k < o.topics[i].npartitions; k++) {
+        for (int32_t k = 0; k < o.topics[i].npartitions; k++, e++) {
             const kfetch_partition_t *op = &o.topics[i].partitions[k],
                                      *ap = &a.topics[i].partitions[k];
+            int64_t cand = -1;
             CHECK(ap->index == op->index && ap->high_watermark == op->high_watermark &&
                   ap->last_stable_offset == op->last_stable_offset &&
                   ap->log_start_offset == op->log_start_offset && ap->naborted == op->naborted &&
                   ap->preferred_read_replica == op->preferred_read_replica);
             if (rule && failed) {
                 CHECK(ap->error_code == KERR_NOT_LEADER && ap->records.len == 0);
-                continue;
+            } else if (rule && op->error_code == 0 && op->records.len > 0) {
+                CHECK(ap->error_code == op->error_code);
+                check_partition(r, rule, t, op, ap, &ac, &cand);
+            } else {
+                CHECK(ap->error_code == op->error_code);
+                CHECK(ap->records.len == op->records.len &&
+                      (op->records.len <= 0 ||
+                       memcmp(ap->records.ptr, op->records.ptr, (size_t)op->records.len) == 0));
             }
-            CHECK(ap->error_code == op->error_code);
-            if (rule && op->error_code == 0 && op->records.len > 0) {
-                check_partition(r, rule, t, op, ap, &cut, &first, &seen);
-                continue;
-            }
-            CHECK(ap->records.len == op->records.len &&
-                  (op->records.len <= 0 ||
-                   memcmp(ap->records.ptr, op->records.ptr, (size_t)op->records.len) == 0));
+            /* dead-letter writes: exactly the partition heads due */
+            CHECK(e < r->nents && r->ents[e].cand == cand);
         }
     }
-    CHECK(!cut || g_metrics.dedup_responses_cut > r->cuts_at_take);
-    smap_free(&seen, 0);
+    CHECK(!ac.cut || g_metrics.dedup_responses_cut > r->cuts_at_take);
+    smap_free(&ac.seen, 0);
+    smap_free(&ac.all, 0);
     kfetch_resp_free(&a);
     kfetch_resp_free(&o);
+}
+
+/* Remembers an answered response for REFETCH (taking its frame). */
+static void remember(struct resp *r)
+{
+    struct past *p = &F.past[F.npast < NPAST ? F.npast++ : (size_t)(r->token % NPAST)];
+    free(p->frame);
+    *p = (struct past){r->client_id, r->ver, r->frame, r->len, r->off_lo, r->off_hi, {{0}}, 0};
+    memcpy(p->ents, r->ents, sizeof(p->ents));
+    p->nents = r->nents;
+    r->frame = NULL;
 }
 
 /* The engine's answer (dedup test hook, instead of client_slot_done). */
@@ -583,6 +810,7 @@ static void on_answer(void *arg, uint64_t client_id, uint64_t token, struct evbu
     check_answer(r, out);
     evbuffer_free(out);
     F.live[i] = F.live[--F.nlive];
+    remember(r);
     resp_free(r);
 }
 
@@ -594,7 +822,8 @@ static uint64_t on_clock(void *arg)
 
 /* ---------------------------------------------------------------- Redis */
 
-enum cmd_kind { CMD_ASK, CMD_MARK, CMD_EVAL, CMD_OTHER };
+/* CMD_DMARK: a position key's done mark, "d" unless it holds "x" (EVAL). */
+enum cmd_kind { CMD_ASK, CMD_MARK, CMD_XMARK, CMD_EVAL, CMD_DMARK, CMD_OTHER };
 
 static int arg_is(const char *const *argv, const size_t *lens, int i, const char *s)
 {
@@ -609,8 +838,13 @@ static int cmd_kind(int argc, const char *const *argv, const size_t *lens)
     if (argc == 5 && arg_is(argv, lens, 0, "SET") && arg_is(argv, lens, 2, "d") &&
         arg_is(argv, lens, 3, "PX"))
         return CMD_MARK;
+    if (argc == 5 && arg_is(argv, lens, 0, "SET") && arg_is(argv, lens, 2, "x") &&
+        arg_is(argv, lens, 3, "PX"))
+        return CMD_XMARK;
     if (argc == 7 && arg_is(argv, lens, 0, "EVAL"))
         return CMD_EVAL;
+    if (argc == 5 && arg_is(argv, lens, 0, "EVAL") && arg_is(argv, lens, 2, "1"))
+        return CMD_DMARK;
     return CMD_OTHER;
 }
 
@@ -626,7 +860,8 @@ static int64_t value_offset(const char *v)
 }
 
 /* What the engine's pipelines may hold: asks never repeat a key within a
- * pipeline, done marks only for delivered and committed keys. */
+ * pipeline, done marks only for delivered and committed keys, dead marks
+ * only for keys whose dead-letter write was acked, with the rule's TTL. */
 static void check_batch(const redisc_batch_t *b)
 {
     struct smap keys = {0};
@@ -636,26 +871,53 @@ static void check_batch(const redisc_batch_t *b)
         int argc = fake_redisc_cmd(b, k, &argv, &lens);
         int kind = cmd_kind(argc, argv, lens);
         CHECK(kind != CMD_OTHER);
-        int ki = kind == CMD_EVAL ? 3 : 1; /* the key */
+        int ki = kind == CMD_EVAL || kind == CMD_DMARK ? 3 : 1; /* the key */
         CHECK(lens[ki] > 9 && memcmp(argv[ki], "eosproxy:", 9) == 0);
         if (kind == CMD_ASK) {
             CHECK(!smap_get(&keys, argv[1], lens[1]));
             *smap_put(&keys, argv[1], lens[1]) = (void *)1;
-        } else if (kind == CMD_MARK) {
-            struct poslist **pl = (struct poslist **)smap_get(&F.delivered, argv[1], lens[1]);
+        } else if (kind == CMD_MARK || kind == CMD_DMARK) {
+            CHECK((kind == CMD_DMARK) == (memchr(argv[ki], ' ', lens[ki]) != NULL)); /* pos keys */
+            struct poslist **pl = (struct poslist **)smap_get(&F.delivered, argv[ki], lens[ki]);
             int ok = 0;
             for (size_t i = 0; pl && i < (*pl)->n && !ok; i++) {
                 const struct pos *q = &(*pl)->v[i];
                 ok = q->t >= 0 && q->p >= 0 && q->p < NPARTS && q->off < F.committed[q->t][q->p];
             }
             CHECK(ok);
+        } else if (kind == CMD_XMARK) {
+            CHECK(smap_get(&F.acked, argv[1], lens[1]));
+            /* scope s1: x.a (dedup.ttl 1h); svc: q.a (no dedup: 7 days) */
+            uint64_t ttl =
+                lens[1] > 12 && memcmp(argv[1], "eosproxy:s1:", 12) == 0 ? 3600000ull : DEAD_TTL_MS;
+            CHECK(strtoull(argv[4], NULL, 10) == ttl);
         }
     }
     smap_free(&keys, 0);
 }
 
-/* Called before a batch's callback runs: "d" answers of a usable
- * pipeline bind the response asked about. */
+/* How dedup.c's apply_reply reads reply r to "SET key val NX GET PX ttl"
+ * (val "p:<topic>:<partition>:<offset>:1"). */
+static struct kcls classify(const char *val, size_t vlen, const redisc_reply_t *r)
+{
+    if (r->type == REDISC_REPLY_NIL)
+        return (struct kcls){C_NEW, 0};
+    if (r->len == 1 && r->str[0] == 'd')
+        return (struct kcls){C_DONE, 0};
+    if (r->len == 1 && r->str[0] == 'x')
+        return (struct kcls){C_DEAD, 0};
+    if (r->len <= 2 || r->str[0] != 'p' || r->str[1] != ':')
+        return (struct kcls){C_NEW, 0}; /* a value eosproxy never writes: delivered */
+    size_t n = vlen - 2;                /* the position, without ":1" */
+    if (r->len <= n || memcmp(r->str, val, n) != 0 || r->str[n] != ':')
+        return (struct kcls){C_ELSEWHERE, 0};
+    char *end;
+    long c = strtol(r->str + n + 1, &end, 10);
+    return (struct kcls){C_AGAIN, *end == 0 && c > 0 ? c : 1};
+}
+
+/* Called before a batch's callback runs: the answers of a usable pipeline
+ * bind the response asked about ("d" ones, and every key's class). */
 static void on_delivered(const redisc_batch_t *b, int err, const redisc_reply_t *r, size_t n)
 {
     if (err)
@@ -677,6 +939,14 @@ static void on_delivered(const redisc_batch_t *b, int err, const redisc_reply_t 
         owner = x;
         if (r[k].type == REDISC_REPLY_STRING && r[k].len == 1 && r[k].str[0] == 'd')
             *smap_put(&x->dkeys, argv[1], lens[1]) = (void *)1;
+        struct kcls *c = malloc(sizeof(*c));
+        CHECK(c);
+        *c = classify(argv[2], lens[2], &r[k]);
+        void **slot = smap_put(&x->cls, argv[1], lens[1]);
+        free(*slot);
+        *slot = c;
+        if (c->c == C_DEAD)
+            *smap_put(&F.dead, argv[1], lens[1]) = (void *)1;
     }
 }
 
@@ -692,6 +962,7 @@ enum reply_kind {
     RK_INT,
     RK_STATUS,
     RK_ARRAY,
+    RK_DEAD,
 };
 
 static char *xstrdup(const char *s, size_t n)
@@ -713,16 +984,18 @@ static void set_str(redisc_reply_t *r, int type, char *s)
 /* The reply of a consistent Redis; updates the model. */
 static void model_reply(int kind, const char *const *argv, const size_t *lens, redisc_reply_t *r)
 {
-    int ki = kind == CMD_EVAL ? 3 : 1;
+    int ki = kind == CMD_EVAL || kind == CMD_DMARK ? 3 : 1;
     void **v = smap_put(&F.model, argv[ki], lens[ki]);
     if (kind == CMD_ASK) {
         if (*v)
             set_str(r, REDISC_REPLY_STRING, xstrdup(*v, strlen(*v)));
         else
             *v = xstrdup(argv[2], lens[2]);
-    } else if (kind == CMD_MARK) {
+    } else if (kind == CMD_DMARK && *v && strcmp(*v, "x") == 0) {
+        r->type = REDISC_REPLY_INTEGER; /* stays dead */
+    } else if (kind == CMD_MARK || kind == CMD_XMARK || kind == CMD_DMARK) {
         free(*v);
-        *v = xstrdup("d", 1);
+        *v = xstrdup(kind == CMD_XMARK ? "x" : "d", 1);
         set_str(r, REDISC_REPLY_STATUS, xstrdup("OK", 2));
     } else if (*v && strlen(*v) == lens[4] && memcmp(*v, argv[4], lens[4]) == 0) {
         free(*v);
@@ -746,9 +1019,15 @@ static void make_reply(int rk, const char *const *argv, const size_t *lens, int 
     case RK_NIL:
         return;
     case RK_DONE:
-        set_str(r, kind == CMD_MARK ? REDISC_REPLY_STATUS : REDISC_REPLY_STRING,
-                xstrdup(kind == CMD_MARK ? "OK" : "d", kind == CMD_MARK ? 2 : 1));
+    case RK_DEAD: {
+        int mark = kind == CMD_MARK || kind == CMD_XMARK || kind == CMD_DMARK;
+        set_str(r, mark ? REDISC_REPLY_STATUS : REDISC_REPLY_STRING,
+                xstrdup(mark            ? "OK"
+                        : rk == RK_DONE ? "d"
+                                        : "x",
+                        mark ? 2 : 1));
         return;
+    }
     case RK_SAME:
     case RK_OTHER:
     case RK_BADP:
@@ -759,7 +1038,9 @@ static void make_reply(int rk, const char *const *argv, const size_t *lens, int 
         /* argv[2] is "p:<topic>:<partition>:<offset>:1" */
         memcpy(buf, argv[2], lens[2] - 2);
         buf[lens[2] - 2] = 0;
-        if (rk == RK_SAME)
+        if (rk == RK_SAME && rnd(s) % 8 == 0)
+            strcat(buf, ":9223372036854775807"); /* a count no eosproxy wrote */
+        else if (rk == RK_SAME)
             sprintf(buf + strlen(buf), ":%d", (int)(rnd(s) % 5) + 1);
         else if (rk == RK_OTHER)
             strcat(buf, rnd(s) & 1 ? "0:1" : ":7:1"); /* near miss, or one more field */
@@ -806,8 +1087,10 @@ static void answer_batch(size_t i, uint8_t mode, uint8_t seed)
         const char *const *argv;
         const size_t *lens;
         int argc = fake_redisc_cmd(b, k, &argv, &lens);
-        int rk = m == 5   ? (int)(rnd(&s) % 7)  /* model .. malformed p: */
-                 : m == 6 ? (int)(rnd(&s) % 11) /* anything */
+        static const int mix[8] = {RK_MODEL, RK_NIL,     RK_DONE, RK_SAME,
+                                   RK_OTHER, RK_GARBAGE, RK_BADP, RK_DEAD};
+        int rk = m == 5   ? mix[rnd(&s) % 8]    /* usable answers, "x" and malformed p: */
+                 : m == 6 ? (int)(rnd(&s) % 12) /* anything */
                  : m == 7 ? RK_ERROR
                           : m;
         make_reply(rk, argv, lens, argc, &s, &r[k]);
@@ -816,6 +1099,226 @@ static void answer_batch(size_t i, uint8_t mode, uint8_t seed)
     for (size_t k = 0; k < n; k++)
         free(r[k].str);
     free(r);
+}
+
+/* ---------------------------------------------------------------- dead-letter writer */
+
+/* The entry of r holding offset off, or -1. */
+static int ent_of(const struct resp *r, int64_t off)
+{
+    for (int e = 0; e < r->nents; e++) {
+        if (off >= r->ents[e].lo && off < r->ents[e].hi)
+            return e;
+    }
+    return -1;
+}
+
+static int bytes_is(kbytes_t b, const uint8_t *p, size_t n)
+{
+    if (b.len < 0)
+        return p == NULL;
+    return p && (size_t)b.len == n && memcmp(b.ptr, p, n) == 0;
+}
+
+/*
+ * The dead-letter copy w of the record at offset off of r's partition e
+ * is that record (key, value, headers, the CreateTime timestamp of
+ * origin o); its key (out) and whether it is a position key.
+ */
+static size_t check_copy(const struct resp *r, int e, int64_t off, const dlqw_record_t *w,
+                         const kdlt_origin_t *o, char *out)
+{
+    kfetch_resp_t resp;
+    CHECK(kfetch_resp_parse(r->ver, r->frame, r->len, &resp, NULL) == 0);
+    const kfetch_partition_t *p = NULL;
+    for (int32_t i = 0, k = 0; i < resp.ntopics && !p; i++) {
+        if (e - k < resp.topics[i].npartitions)
+            p = &resp.topics[i].partitions[e - k];
+        k += resp.topics[i].npartitions;
+    }
+    CHECK(p && p->index == r->ents[e].p);
+    struct bview *bv;
+    size_t tail, nb = split_batches(p->records, &bv, &tail), kl = 0;
+    int found = 0;
+    for (size_t k = 0; k < nb && !found; k++) {
+        krecords_batch_t b;
+        if (!scanned(&bv[k], p, &b))
+            continue;
+        for (int32_t i = 0; i < b.nrecords && !found; i++) {
+            const krec_t *x = &b.records[i];
+            if (b.hdr.base_offset + x->offset_delta != off)
+                continue;
+            found = 1;
+            CHECK(bytes_is(x->key, w->key, w->key_len) &&
+                  bytes_is(x->value, w->value, w->value_len));
+            CHECK(x->nheaders == (int32_t)w->nheaders);
+            for (int32_t h = 0; h < x->nheaders; h++) {
+                const dlqw_header_t *y = &w->headers[h];
+                CHECK(x->headers[h].key.len == (int32_t)y->name_len &&
+                      memcmp(x->headers[h].key.ptr, y->name, y->name_len) == 0 &&
+                      bytes_is(x->headers[h].value, y->value, y->len));
+            }
+            CHECK(o->timestamp_type == 0 &&
+                  o->timestamp == b.hdr.base_timestamp + x->timestamp_delta &&
+                  w->timestamp == o->timestamp);
+            int pos;
+            kl = record_key(policy_lookup(F.cfg->policy, topic_names[r->ents[e].t],
+                                          strlen(topic_names[r->ents[e].t])),
+                            r->ents[e].t, p->index, off, x, out, &pos);
+        }
+        krecords_batch_free(&b);
+    }
+    CHECK(found && kl > 0);
+    free(bv);
+    kfetch_resp_free(&resp);
+    return kl;
+}
+
+/* dedup's dlq_send hook: dlqw_send's contract (an id, then the callback
+ * once, from the loop, unless cancelled; 0: refused). */
+static uint64_t on_dlq_send(void *arg, const dlqw_record_t *w,
+                            void (*cb)(void *cbarg, uint64_t id, int err, const char *errstr,
+                                       int64_t offset),
+                            void *cbarg)
+{
+    (void)arg;
+    CHECK(!F.in_take && w && cb && w->dlt && w->partition == -1);
+    kdlt_origin_t o;
+    memset(&o, 0, sizeof(o));
+    o.offset = -1;
+    int fqcn = 0;
+    for (size_t i = 0; i < w->dlt->n; i++) {
+        const kdlt_header_t *h = &w->dlt->h[i];
+        CHECK(kdlt_header_parse(h->name, strlen(h->name), h->value, h->len, &o) == 1);
+        fqcn += strcmp(h->name, KDLT_EXCEPTION_FQCN) == 0 && h->len == strlen(KDLT_FQCN_VALUE) &&
+                memcmp(h->value, KDLT_FQCN_VALUE, h->len) == 0;
+    }
+    CHECK(fqcn == 1 && !o.group);
+    struct resp *r = find_resp_by_offset(o.offset);
+    CHECK(r); /* a held response's record */
+    int e = ent_of(r, o.offset);
+    CHECK(e >= 0);
+    struct ent *en = &r->ents[e];
+    CHECK(o.topic && o.topic_len == strlen(topic_names[en->t]) &&
+          memcmp(o.topic, topic_names[en->t], o.topic_len) == 0 && o.partition == en->p);
+    CHECK(dlq_names[en->t] && strcmp(w->topic, dlq_names[en->t]) == 0);
+    CHECK(en->cand < 0); /* one write per partition per response */
+    en->cand = o.offset;
+    char key[512];
+    size_t kl = check_copy(r, e, o.offset, w, &o, key);
+    CHECK(!dw_find(r->token, key, kl));
+    void **v = smap_get(&r->cls, key, kl);
+    const struct kcls *c = v ? *v : NULL;
+    CHECK(c && c->c == C_AGAIN && c->count >= MAX_DELIVERIES);
+    char reason[96];
+    int rl = snprintf(reason, sizeof(reason), "delivered %ld times without a commit past it",
+                      c->count < LONG_MAX ? c->count : LONG_MAX - 1);
+    CHECK(o.reason && o.reason_len == (size_t)rl && memcmp(o.reason, reason, (size_t)rl) == 0);
+    if (W.n == W.cap) {
+        W.cap = W.cap ? W.cap * 2 : 16;
+        W.v = realloc(W.v, W.cap * sizeof(*W.v));
+        CHECK(W.v);
+    }
+    struct dw *d = &W.v[W.n++];
+    memset(d, 0, sizeof(*d));
+    d->token = r->token;
+    d->cb = cb;
+    d->cbarg = cbarg;
+    d->key = xstrdup(key, kl);
+    d->kl = kl;
+    d->off = o.offset;
+    d->sent_ms = F.clock;
+    if (W.refuse > 0) {
+        W.refuse--;
+        d->state = DW_REFUSED;
+        return 0;
+    }
+    d->id = ++W.next_id;
+    d->state = DW_OUT;
+    return d->id;
+}
+
+/* dedup's dlq_cancel hook: only a write still outstanding for the
+ * engine; its callback will not run. */
+static void on_dlq_cancel(void *arg, uint64_t id)
+{
+    (void)arg;
+    size_t i = 0;
+    while (i < W.n && W.v[i].id != id)
+        i++;
+    CHECK(id && i < W.n);
+    CHECK(W.v[i].state == DW_OUT || W.v[i].state == DW_ANSWERED);
+    W.v[i].state = DW_CANCELLED;
+    W.v[i].cancel_ms = F.clock;
+}
+
+/* Runs the callbacks of the writes answered (and not cancelled since). */
+static void dw_turn(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    for (size_t i = 0; i < W.n; i++) {
+        if (W.v[i].state != DW_ANSWERED)
+            continue;
+        struct dw *d = &W.v[i];
+        d->state = DW_DONE;
+        if (!d->err)
+            *smap_put(&F.acked, d->key, d->kl) = (void *)1;
+        if (!d->err)
+            *smap_put(&F.dead, d->key, d->kl) = (void *)1;
+        d->cb(d->cbarg, d->id, d->err, d->err ? "Local: Message timed out" : NULL,
+              d->err ? -1 : (int64_t)d->id);
+    }
+}
+
+/* Answers outstanding write i (all when i is SIZE_MAX): acked, or failed. */
+static void dw_answer(size_t i, int fail)
+{
+    for (size_t k = 0, n = 0; k < W.n; k++) {
+        if (W.v[k].state != DW_OUT || (i != SIZE_MAX && n++ != i))
+            continue;
+        W.v[k].state = DW_ANSWERED;
+        W.v[k].err = fail ? -192 /* RD_KAFKA_RESP_ERR__MSG_TIMED_OUT */ : 0;
+    }
+    event_active(W.ev, EV_TIMEOUT, 0);
+}
+
+static size_t dw_outstanding(void)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < W.n; k++)
+        n += W.v[k].state == DW_OUT;
+    return n;
+}
+
+/* After a tick: no write waits DD_DLQ_WAIT_MS or more (given up). */
+static void check_given_up(void)
+{
+    for (size_t k = 0; k < W.n; k++) {
+        const struct dw *d = &W.v[k];
+        if (d->state == DW_OUT || d->state == DW_ANSWERED)
+            CHECK(F.clock - d->sent_ms < DLQ_WAIT_MS);
+    }
+}
+
+static void op_dlq(struct in *in)
+{
+    uint8_t b0 = u8(in), b1 = u8(in);
+    size_t n = dw_outstanding();
+    switch (b0 % 5) {
+    case 0:
+    case 1:
+        if (n)
+            dw_answer(b1 % n, b0 % 5);
+        break;
+    case 2:
+    case 3:
+        dw_answer(SIZE_MAX, b0 % 5 == 3);
+        break;
+    default:
+        W.refuse = 1 + b1 % 2;
+    }
 }
 
 /* ---------------------------------------------------------------- records */
@@ -1072,6 +1575,71 @@ static void make_partition(struct in *in, kfetch_partition_t *p, int t, uint8_t 
 
 /* ---------------------------------------------------------------- ops */
 
+/*
+ * Hands frame (a Fetch response of version ver, called as call_ver) to the
+ * engine and checks what it says (see the header); a taken response is
+ * held in F.live until answered. Its records are at offsets [lo,
+ * F.next_off), in partitions ents.
+ */
+static void take(int16_t ver, int16_t call_ver, const uint8_t *frame, size_t len,
+                 uint64_t client_id, int64_t lo, const struct ent *ents, int nents, int has_dedup,
+                 int truncated)
+{
+    uint64_t token = ++F.next_token;
+    uint64_t cuts = g_metrics.dedup_responses_cut;
+    F.in_take = 1;
+    int rc = dedup_fetch_response(F.d, call_ver, frame, len, client_id, token);
+    F.in_take = 0;
+    if (call_ver != ver || (!has_dedup && !truncated))
+        CHECK(rc == 0);
+    else if (truncated)
+        CHECK(rc == -1);
+    else
+        CHECK(rc == 1 || (rc == 0 && F.pass));
+    if (rc != 1)
+        return;
+    struct resp *r = calloc(1, sizeof(*r));
+    CHECK(r);
+    r->client_id = client_id;
+    r->token = token;
+    r->ver = ver;
+    r->frame = malloc(len);
+    CHECK(r->frame);
+    memcpy(r->frame, frame, len);
+    r->len = len;
+    r->off_lo = lo;
+    r->off_hi = F.next_off;
+    r->cuts_at_take = cuts;
+    memcpy(r->ents, ents, (size_t)nents * sizeof(*ents));
+    r->nents = nents;
+    for (int e = 0; e < nents; e++)
+        r->ents[e].cand = -1;
+    if (F.nlive == F.cap_live) {
+        F.cap_live = F.cap_live ? F.cap_live * 2 : 8;
+        F.live = realloc(F.live, F.cap_live * sizeof(*F.live));
+        CHECK(F.live);
+    }
+    F.live[F.nlive++] = r;
+}
+
+/* One of the last answered responses again, at the same offsets, unless
+ * a held response covers them (offsets name one held response). */
+static void op_refetch(struct in *in)
+{
+    uint8_t b = u8(in);
+    if (F.npast == 0)
+        return;
+    const struct past *p = &F.past[b % F.npast];
+    for (size_t i = 0; i < F.nlive; i++) {
+        if (F.live[i]->off_lo < p->off_hi && p->off_lo < F.live[i]->off_hi)
+            return;
+    }
+    int64_t next = F.next_off;
+    F.next_off = p->off_hi; /* take() reads the range from it */
+    take(p->ver, p->ver, p->frame, p->len, p->client_id, p->off_lo, p->ents, p->nents, 1, 0);
+    F.next_off = next;
+}
+
 static void op_fetch(struct in *in)
 {
     uint8_t b0 = u8(in), b1 = u8(in);
@@ -1089,6 +1657,8 @@ static void op_fetch(struct in *in)
     memset(topics, 0, sizeof(topics));
     memset(parts, 0, sizeof(parts));
     memset(aborted, 0, sizeof(aborted));
+    struct ent ents[MAX_ENTS];
+    int nents = 0;
     int has_dedup = 0;
     for (int i = 0; i < ntopics; i++) {
         uint8_t tb = u8(in);
@@ -1107,7 +1677,9 @@ static void op_fetch(struct in *in)
             p->log_start_offset = ver >= 5 ? 0 : -1;
             p->preferred_read_replica = ver >= 11 ? -1 : -1;
             kw_init(&recs[i][k], 256);
+            ents[nents] = (struct ent){t, p->index, F.next_off, 0, -1};
             make_partition(in, p, t, pb, &recs[i][k], &aborted[i][k]);
+            ents[nents++].hi = F.next_off;
             CHECK(!recs[i][k].err);
             p->records = (kbytes_t){recs[i][k].buf, (int32_t)recs[i][k].len};
             if (recs[i][k].len == 0 && ((pb >> 6) & 1))
@@ -1133,37 +1705,7 @@ static void op_fetch(struct in *in)
     int16_t call_ver = mangle == 14 ? (b1 & 0x40 ? 13 : 3) : ver;
     if (truncated)
         len -= 1 + u8(in) % (len - 1 < 255 ? len - 1 : 255);
-    uint64_t token = ++F.next_token;
-    uint64_t cuts = g_metrics.dedup_responses_cut;
-    F.in_take = 1;
-    int rc = dedup_fetch_response(F.d, call_ver, frame, len, client_id, token);
-    F.in_take = 0;
-    if (call_ver != ver || (!has_dedup && !truncated))
-        CHECK(rc == 0);
-    else if (truncated)
-        CHECK(rc == -1);
-    else
-        CHECK(rc == 1 || (rc == 0 && F.pass));
-    if (rc == 1) {
-        struct resp *r = calloc(1, sizeof(*r));
-        CHECK(r);
-        r->client_id = client_id;
-        r->token = token;
-        r->ver = ver;
-        r->frame = malloc(len);
-        CHECK(r->frame);
-        memcpy(r->frame, frame, len);
-        r->len = len;
-        r->off_lo = lo;
-        r->off_hi = F.next_off;
-        r->cuts_at_take = cuts;
-        if (F.nlive == F.cap_live) {
-            F.cap_live = F.cap_live ? F.cap_live * 2 : 8;
-            F.live = realloc(F.live, F.cap_live * sizeof(*F.live));
-            CHECK(F.live);
-        }
-        F.live[F.nlive++] = r;
-    }
+    take(ver, call_ver, frame, len, client_id, lo, ents, nents, has_dedup, truncated);
     kw_free(&w);
 }
 
@@ -1378,21 +1920,24 @@ static void op_answer(struct in *in, int all)
         answer_batch(0, mode, seed);
 }
 
-/* Redis up, every batch answered from the model, until every taken
- * response is answered. */
+/* Redis up, every batch answered from the model, every dead-letter write
+ * acked, until every taken response is answered. */
 static void drain(void)
 {
     fake_redisc_refuse_sends(0);
     fake_redisc_set_up(1);
+    W.refuse = 0;
     for (int round = 0; round < 64; round++) {
         turns(2);
         while (fake_redisc_unanswered())
             answer_batch(0, RK_MODEL, 0);
+        dw_answer(SIZE_MAX, 0);
         turns(2);
         if (F.nlive == 0 && fake_redisc_unanswered() == 0 && round >= 2)
             break;
         F.clock += 100;
         dedup_test_tick(F.d);
+        check_given_up();
     }
     CHECK(F.nlive == 0);
 }
@@ -1415,12 +1960,16 @@ static config_t *load_config(uint8_t c0)
              "  pending_ttl: 5m\n"
              "  cache_entries: %s\n"
              "topics:\n"
+             "  - match: \"q.*\"\n"
+             "    delivery: at-least-once\n"
+             "    dlq: {max_deliveries: %d}\n"
              "  - match: \"h.*\"\n"
              "    delivery: at-least-once\n"
              "    dedup: {event_id: \"header:eid\", ttl: 1h, scope: s1}\n"
              "  - match: \"x.*\"\n"
              "    delivery: at-least-once\n"
              "    dedup: {event_id: key, ttl: 1h, scope: s1}\n"
+             "    dlq: {topic: dead.x, max_deliveries: %d}\n"
              "  - match: \"j.*\"\n"
              "    delivery: at-least-once\n"
              "    dedup: {event_id: \"json:id\", ttl: %s}\n"
@@ -1429,8 +1978,8 @@ static config_t *load_config(uint8_t c0)
              "    dedup: {event_id: key, ttl: 1h, scope: s2}\n"
              "  - match: \"plain.*\"\n"
              "    delivery: at-least-once\n",
-             c0 & 1 ? "pass" : "block", bt[(c0 >> 1) & 3], ce[(c0 >> 3) & 3],
-             (c0 >> 6) & 1 ? "150ms" : "1h");
+             c0 & 1 ? "pass" : "block", bt[(c0 >> 1) & 3], ce[(c0 >> 3) & 3], MAX_DELIVERIES,
+             MAX_DELIVERIES, (c0 >> 6) & 1 ? "150ms" : "1h");
     char err[512];
     config_t *c = config_load_string("fuzz.yaml", y, strlen(y), err, sizeof(err));
     if (!c) {
@@ -1447,6 +1996,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     log_setup(LOG_ERROR, 0);
     F.base = event_base_new();
     CHECK(F.base);
+    W.ev = event_new(F.base, -1, 0, dw_turn, NULL);
+    CHECK(W.ev);
     fake_redisc_observer = on_delivered;
     return 0;
 }
@@ -1461,6 +2012,14 @@ static void reset_state(void)
     free(F.txn[0]);
     free(F.txn[1]);
     free(F.creqs);
+    smap_free(&F.acked, 0);
+    smap_free(&F.dead, 0);
+    for (size_t i = 0; i < F.npast; i++)
+        free(F.past[i].frame);
+    for (size_t i = 0; i < W.n; i++)
+        free(W.v[i].key);
+    W.n = 0;
+    W.refuse = 0;
     kw_free(&F.tmp);
     config_free(F.cfg);
     struct event_base *base = F.base;
@@ -1484,10 +2043,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             F.committed[t][p] = INT64_MIN;
     F.px.cfg = F.cfg;
     F.px.base = F.base;
-    int64_t held = g_metrics.dedup_held;
+    int64_t held = g_metrics.dedup_held, inflight = g_metrics.dlq_inflight;
     F.d = dedup_new(&F.px);
     CHECK(F.d && fake_redisc());
-    dedup_test_hooks_t hooks = {on_answer, on_clock, NULL, 0, 0, 0};
+    dedup_test_hooks_t hooks = {.answer = on_answer,
+                                .dlq_send = on_dlq_send,
+                                .dlq_cancel = on_dlq_cancel,
+                                .now_ms = on_clock};
     F.max_records = DEDUP_JOB_MAX_RECORDS;
     if (c1) {
         static const size_t recs[4] = {1, 4, 30, 1000};
@@ -1507,7 +2069,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         switch (u8(&in) % OP_COUNT) {
         case OP_FETCH:
         case OP_FETCH2:
+        case OP_FETCH3:
             op_fetch(&in);
+            break;
+        case OP_REFETCH:
+            op_refetch(&in);
+            break;
+        case OP_DLQ:
+        case OP_DLQ2:
+            op_dlq(&in);
             break;
         case OP_ANSWER:
             op_answer(&in, 0);
@@ -1525,6 +2095,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             static const uint64_t steps[5] = {1, 50, 100, 1000, 20000};
             F.clock += steps[u8(&in) % 5];
             dedup_test_tick(F.d);
+            check_given_up();
             break;
         }
         case OP_COMMIT:
@@ -1539,8 +2110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case OP_REFUSE:
             fake_redisc_refuse_sends(1 + u8(&in) % 2);
             break;
-        default:
+        case OP_FREE:
             freed = 1;
+            break;
         }
     }
     if (!freed)
@@ -1548,6 +2120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dedup_free(F.d);
     CHECK(fake_redisc() == NULL);
     CHECK(g_metrics.dedup_held == held);
+    CHECK(g_metrics.dlq_inflight == inflight);
+    for (size_t i = 0; i < W.n; i++) /* answered to the engine, refused, or cancelled */
+        CHECK(W.v[i].state == DW_DONE || W.v[i].state == DW_REFUSED ||
+              W.v[i].state == DW_CANCELLED);
     turns(1);
     reset_state();
     return 0;

@@ -1,25 +1,37 @@
 /*
- * test_dedup.c - the dedup engine's bounds on held Fetch responses
- * (dedup.c), end to end through dedup_fetch_response on a real event
- * loop. Redis is unreachable (redis.url points at a closed port), which
- * these cases never need: records without an eventId ask Redis nothing,
- * so every response is answered at the next loop turn. Answers and the
- * bounds come through the engine's test hooks.
+ * test_dedup.c - the dedup engine (dedup.c) end to end through
+ * dedup_fetch_response on a real event loop. Redis is played by the dedup
+ * fuzz target's in-process stand-in (tests/fuzz/fake_redisc.c, linked in
+ * place of redisc.c; see the Makefile): the bounds cases leave it down,
+ * which they never notice (records without an eventId ask Redis nothing,
+ * so every response is answered at the next loop turn); the dead-letter
+ * cases bring it up and answer its pipelines by hand. Answers, the clock,
+ * the dead-letter writer and the bounds come through the engine's test
+ * hooks.
  *
  * Pins: a response past its record budget is cut after the last batch
  * taken (no partial tail) and later dedup partitions come back without
  * records, error 0, counted; the first batch is always taken; a batch of
  * more records than the budget passes unchecked; the decompressed-bytes
  * budget cuts likewise; the held-bytes bound answers error 6 under
- * `block` and passes the response (counted) under `pass`.
+ * `block` and passes the response (counted) under `pass`. Dead-letter
+ * routing: of records delivered max_deliveries times at the same
+ * position, only the partition's first goes to "<topic>.DLT" (the
+ * original key, value and headers, Spring's kafka_dlt-* headers); the
+ * response waits for the write; acked, the record is left out and marked
+ * "x" in Redis; failed, refused or given up (DD_DLQ_WAIT_MS), every
+ * record is delivered.
  */
 #include "config.h"
 #include "dedup.h"
+#include "dlqw.h"
+#include "kdlt.h"
 #include "kfetch.h"
 #include "krecords.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "redisc.h"
 #include "unit.h"
 
 #include <event2/buffer.h>
@@ -123,10 +135,10 @@ struct env {
     struct dedup *d;
 };
 
-static void env_open(struct env *e, const char *outage, const dedup_test_hooks_t *limits)
+/* The engine for config y, with hooks (answers go to on_answer). */
+static void env_open_yaml(struct env *e, const char *y, const dedup_test_hooks_t *hooks)
 {
-    char y[512], err[256];
-    snprintf(y, sizeof(y), yaml, outage);
+    char err[256];
     memset(e, 0, sizeof(*e));
     e->base = event_base_new();
     e->cfg = config_load_string("t.yaml", y, strlen(y), err, sizeof(err));
@@ -135,10 +147,17 @@ static void env_open(struct env *e, const char *outage, const dedup_test_hooks_t
     e->px.base = e->base;
     e->d = dedup_new(&e->px);
     CHECK(e->d != NULL);
-    dedup_test_hooks_t h = *limits;
+    dedup_test_hooks_t h = *hooks;
     h.answer = on_answer;
     dedup_set_test_hooks(e->d, &h);
     got.n = 0;
+}
+
+static void env_open(struct env *e, const char *outage, const dedup_test_hooks_t *limits)
+{
+    char y[512];
+    snprintf(y, sizeof(y), yaml, outage);
+    env_open_yaml(e, y, limits);
 }
 
 static void env_close(struct env *e)
@@ -304,12 +323,397 @@ static void test_held_bound(void)
     kw_free(&r1);
 }
 
+/* ---------------------------------------------------------------- dlq */
+
+/* fake_redisc.c's controls */
+void fake_redisc_set_up(int up);
+size_t fake_redisc_unanswered(void);
+const redisc_batch_t *fake_redisc_unanswered_batch(size_t i, int *cancelled);
+int fake_redisc_cmd(const redisc_batch_t *b, size_t k, const char *const **argv,
+                    const size_t **lens);
+void fake_redisc_answer(size_t i, int err, const redisc_reply_t *replies, size_t n);
+
+static const char dlq_yaml[] = "service: svc\n"
+                               "upstream:\n  mock_brokers: 1\n"
+                               "redis:\n  url: redis://127.0.0.1:1\n"
+                               "topics:\n"
+                               "  - {match: \"q.*\", delivery: at-least-once,"
+                               " dlq: {max_deliveries: 3}}\n";
+
+#define DLQ_TS 1700000000000ll
+
+/* What the dead-letter writer (the dlq_send hook) was given, copied. */
+static struct {
+    int sends, cancels, refuse;
+    uint64_t id, cancelled;
+    void (*cb)(void *cbarg, uint64_t id, int err, const char *errstr, int64_t offset);
+    void *cbarg;
+    char topic[64], key[16], value[16], hname[16], hvalue[16];
+    int32_t partition;
+    size_t key_len, value_len, nheaders, hvalue_len;
+    int64_t timestamp;
+    /* the kafka_dlt-* headers, decoded */
+    int dlt_bad;
+    char otopic[64], otype[16], reason[96], fqcn[32];
+    int32_t opartition;
+    int64_t ooffset, otimestamp;
+} dq;
+
+static uint64_t clock_ms;
+
+static uint64_t on_clock(void *arg)
+{
+    (void)arg;
+    return clock_ms;
+}
+
+/* Copies v[0..n) as a C string into out (cap bytes). */
+static void cstr(char *out, size_t cap, const void *v, size_t n)
+{
+    n = n < cap - 1 ? n : cap - 1;
+    if (v)
+        memcpy(out, v, n);
+    out[v ? n : 0] = 0;
+}
+
+static uint64_t on_dlq_send(void *arg, const dlqw_record_t *r,
+                            void (*cb)(void *cbarg, uint64_t id, int err, const char *errstr,
+                                       int64_t offset),
+                            void *cbarg)
+{
+    (void)arg;
+    dq.sends++;
+    cstr(dq.topic, sizeof(dq.topic), r->topic, strlen(r->topic));
+    dq.partition = r->partition;
+    cstr(dq.key, sizeof(dq.key), r->key, r->key_len);
+    dq.key_len = r->key_len;
+    cstr(dq.value, sizeof(dq.value), r->value, r->value_len);
+    dq.value_len = r->value_len;
+    dq.timestamp = r->timestamp;
+    dq.nheaders = r->nheaders;
+    if (r->nheaders > 0) {
+        cstr(dq.hname, sizeof(dq.hname), r->headers[0].name, r->headers[0].name_len);
+        cstr(dq.hvalue, sizeof(dq.hvalue), r->headers[0].value, r->headers[0].len);
+        dq.hvalue_len = r->headers[0].len;
+    }
+    kdlt_origin_t o;
+    memset(&o, 0, sizeof(o));
+    dq.dlt_bad = !r->dlt;
+    for (size_t i = 0; r->dlt && i < r->dlt->n; i++) {
+        const kdlt_header_t *h = &r->dlt->h[i];
+        if (kdlt_header_parse(h->name, strlen(h->name), h->value, h->len, &o) != 1)
+            dq.dlt_bad = 1;
+        if (strcmp(h->name, KDLT_EXCEPTION_FQCN) == 0)
+            cstr(dq.fqcn, sizeof(dq.fqcn), h->value, h->len);
+        if (strcmp(h->name, KDLT_ORIGINAL_TIMESTAMP_TYPE) == 0)
+            cstr(dq.otype, sizeof(dq.otype), h->value, h->len);
+    }
+    cstr(dq.otopic, sizeof(dq.otopic), o.topic, o.topic_len);
+    cstr(dq.reason, sizeof(dq.reason), o.reason, o.reason_len);
+    dq.opartition = o.partition;
+    dq.ooffset = o.offset;
+    dq.otimestamp = o.timestamp;
+    dq.cb = cb;
+    dq.cbarg = cbarg;
+    return dq.id = dq.refuse ? 0 : 1000 + (uint64_t)dq.sends;
+}
+
+static void on_dlq_cancel(void *arg, uint64_t id)
+{
+    (void)arg;
+    dq.cancels++;
+    dq.cancelled = id;
+}
+
+/* One batch at offset 0 of n records: key "k<i>", value "v<i>", header
+ * "h" = "x<i>", CreateTime DLQ_TS + 10 * i. */
+static void put_kv_batch(kwriter_t *w, int32_t n)
+{
+    kwriter_t p, r;
+    kw_init(&p, 256);
+    kw_init(&r, 64);
+    for (int32_t i = 0; i < n; i++) {
+        char k[16], v[16], x[16];
+        snprintf(k, sizeof(k), "k%d", (int)i);
+        snprintf(v, sizeof(v), "v%d", (int)i);
+        snprintf(x, sizeof(x), "x%d", (int)i);
+        kw_reset(&r);
+        kw_i8(&r, 0);
+        kw_varlong(&r, 10 * i);
+        kw_varint(&r, i);
+        kw_varint(&r, (int32_t)strlen(k));
+        kw_raw(&r, k, strlen(k));
+        kw_varint(&r, (int32_t)strlen(v));
+        kw_raw(&r, v, strlen(v));
+        kw_varint(&r, 1);
+        kw_varint(&r, 1);
+        kw_raw(&r, "h", 1);
+        kw_varint(&r, (int32_t)strlen(x));
+        kw_raw(&r, x, strlen(x));
+        kw_varint(&p, (int32_t)r.len);
+        kw_raw(&p, r.buf, r.len);
+    }
+    krecord_batch_t h = {0};
+    h.last_offset_delta = n - 1;
+    h.base_timestamp = DLQ_TS;
+    h.max_timestamp = DLQ_TS + 10 * (n - 1);
+    h.producer_id = -1;
+    h.producer_epoch = -1;
+    h.base_sequence = -1;
+    CHECK(krecords_write_batch(w, &h, 0, n, p.buf, p.len) == 0);
+    kw_free(&p);
+    kw_free(&r);
+}
+
+/* A Fetch v11 response of q.a partition 0 holding recs. */
+static uint8_t *dlq_response(const kwriter_t *recs, size_t *len)
+{
+    kfetch_partition_t part = {0};
+    part.high_watermark = 100;
+    part.last_stable_offset = 100;
+    part.naborted = -1;
+    part.preferred_read_replica = -1;
+    part.records = (kbytes_t){recs->buf, (int32_t)recs->len};
+    kfetch_topic_t topic = {{"q.a", 3}, 1, &part, {NULL, 0}};
+    kfetch_resp_t resp = {0};
+    resp.correlation_id = 9;
+    resp.ntopics = 1;
+    resp.topics = &topic;
+    kwriter_t w;
+    kw_init(&w, 256);
+    CHECK(kfetch_resp_write(&w, 11, &resp) == 0);
+    *len = w.len - 4;
+    uint8_t *frame = malloc(*len);
+    memcpy(frame, w.buf + 4, *len);
+    kw_free(&w);
+    return frame;
+}
+
+/* Answers the one pipeline in flight: every record "p:q.a:0:<offset>:<n>"
+ * (pending here, delivered n times); checks its keys are by position. */
+static void answer_delivered(int times)
+{
+    CHECK_EQ(fake_redisc_unanswered(), 1);
+    if (fake_redisc_unanswered() != 1)
+        return;
+    const redisc_batch_t *b = fake_redisc_unanswered_batch(0, NULL);
+    size_t n = redisc_batch_count(b);
+    CHECK_EQ(n, 5);
+    redisc_reply_t rep[5];
+    char vals[5][64];
+    memset(rep, 0, sizeof(rep));
+    for (size_t k = 0; k < n && k < 5; k++) {
+        const char *const *argv;
+        const size_t *lens;
+        CHECK_EQ(fake_redisc_cmd(b, k, &argv, &lens), 7);
+        char key[64], val[64];
+        snprintf(key, sizeof(key), "eosproxy:svc:@pos q.a/0/%zu", k);
+        snprintf(val, sizeof(val), "p:q.a:0:%zu:1", k);
+        CHECK_STR(argv[0], "SET");
+        CHECK_STR(argv[1], key);
+        CHECK_STR(argv[2], val);
+        snprintf(vals[k], sizeof(vals[k]), "p:q.a:0:%zu:%d", k, times);
+        rep[k] =
+            (redisc_reply_t){.type = REDISC_REPLY_STRING, .str = vals[k], .len = strlen(vals[k])};
+    }
+    fake_redisc_answer(0, REDISC_OK, rep, n);
+}
+
+/* 1 if a pipeline in flight holds "SET key x PX <7 days>". */
+static int dead_mark_sent(const char *key)
+{
+    for (size_t i = 0; i < fake_redisc_unanswered(); i++) {
+        const redisc_batch_t *b = fake_redisc_unanswered_batch(i, NULL);
+        for (size_t k = 0; k < redisc_batch_count(b); k++) {
+            const char *const *argv;
+            const size_t *lens;
+            if (fake_redisc_cmd(b, k, &argv, &lens) == 5 && strcmp(argv[0], "SET") == 0 &&
+                strcmp(argv[1], key) == 0 && strcmp(argv[2], "x") == 0 &&
+                strcmp(argv[4], "604800000") == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* The delivery count the redelivery compare-and-set (EVAL) in flight
+ * writes for offset k of q.a, or -1 when none is sent for it. */
+static int redelivery_count(size_t k)
+{
+    char key[64], want[64];
+    snprintf(key, sizeof(key), "eosproxy:svc:@pos q.a/0/%zu", k);
+    int n = snprintf(want, sizeof(want), "p:q.a:0:%zu:", k);
+    for (size_t i = 0; i < fake_redisc_unanswered(); i++) {
+        const redisc_batch_t *b = fake_redisc_unanswered_batch(i, NULL);
+        for (size_t c = 0; c < redisc_batch_count(b); c++) {
+            const char *const *argv;
+            const size_t *lens;
+            if (fake_redisc_cmd(b, c, &argv, &lens) == 7 && strcmp(argv[0], "EVAL") == 0 &&
+                strcmp(argv[3], key) == 0 && strncmp(argv[5], want, (size_t)n) == 0)
+                return atoi(argv[5] + n);
+        }
+    }
+    return -1;
+}
+
+/* The write dlq_send got is offset 0 of q.a as Spring would write it. */
+static void check_dlq_copy(void)
+{
+    CHECK_STR(dq.topic, "q.a.DLT");
+    CHECK_EQ(dq.partition, -1);
+    CHECK(dq.key_len == 2 && strcmp(dq.key, "k0") == 0);
+    CHECK(dq.value_len == 2 && strcmp(dq.value, "v0") == 0);
+    CHECK_EQ(dq.nheaders, 1);
+    CHECK(strcmp(dq.hname, "h") == 0 && dq.hvalue_len == 2 && strcmp(dq.hvalue, "x0") == 0);
+    CHECK_EQ(dq.timestamp, DLQ_TS);
+    CHECK(!dq.dlt_bad);
+    CHECK_STR(dq.otopic, "q.a");
+    CHECK_EQ(dq.opartition, 0);
+    CHECK_EQ(dq.ooffset, 0);
+    CHECK_EQ(dq.otimestamp, DLQ_TS);
+    CHECK_STR(dq.otype, "CreateTime");
+    CHECK_STR(dq.fqcn, KDLT_FQCN_VALUE);
+    CHECK_STR(dq.reason, "delivered 3 times without a commit past it");
+}
+
+enum dlq_outcome { DLQ_ACK, DLQ_FAIL, DLQ_REFUSE, DLQ_GIVE_UP, DLQ_BELOW };
+
+/*
+ * Records at offsets 0..4 of q.a (dlq, max_deliveries 3, no dedup), each
+ * delivered 3 times at its position already: only offset 0 goes to the
+ * DLQ; the answer waits for the write, then lacks offset 0 if it was
+ * acked, and holds all five otherwise. DLQ_BELOW: delivered twice, no
+ * write.
+ */
+static void test_dlq_poison(enum dlq_outcome how)
+{
+    kwriter_t recs;
+    kw_init(&recs, 256);
+    put_kv_batch(&recs, 5);
+    size_t len;
+    uint8_t *frame = dlq_response(&recs, &len);
+    struct env e;
+    memset(&dq, 0, sizeof(dq));
+    dq.refuse = how == DLQ_REFUSE;
+    clock_ms = 1000;
+    int64_t inflight = g_metrics.dlq_inflight;
+    uint64_t skipped = g_metrics.dlq_skipped, failures = g_metrics.dlq_write_failures,
+             refused = g_metrics.dlq_refused;
+    env_open_yaml(&e, dlq_yaml,
+                  &(dedup_test_hooks_t){
+                      .dlq_send = on_dlq_send, .dlq_cancel = on_dlq_cancel, .now_ms = on_clock});
+    fake_redisc_set_up(1);
+    event_base_loop(e.base, EVLOOP_NONBLOCK);
+    CHECK_EQ(dedup_fetch_response(e.d, 11, frame, len, 1, 42), 1);
+    answer_delivered(how == DLQ_BELOW ? 2 : 3);
+    event_base_loop(e.base, EVLOOP_NONBLOCK); /* the replies: offset 0 is poison */
+    CHECK_EQ(dq.sends, how != DLQ_BELOW);     /* of offset 0 only */
+    /* Only the partition's first record counts a delivery; the others keep
+     * their counts (a consumer failing on offset 0 never reached them). */
+    CHECK_EQ(redelivery_count(0), how == DLQ_BELOW ? 3 : 4); /* counted before the write */
+    for (size_t k = 1; k < 5; k++)
+        CHECK_EQ(redelivery_count(k), how == DLQ_BELOW ? 2 : 3);
+    if (dq.sends == 1)
+        check_dlq_copy();
+    if (how == DLQ_REFUSE) {
+        CHECK_EQ(g_metrics.dlq_refused, refused + 1);
+    } else if (how != DLQ_BELOW) {
+        CHECK_EQ(got.n, 0); /* held until the write is answered */
+        CHECK_EQ(g_metrics.dlq_inflight, inflight + 1);
+        if (how == DLQ_ACK)
+            dq.cb(dq.cbarg, dq.id, 0, NULL, 77);
+        else if (how == DLQ_FAIL)
+            dq.cb(dq.cbarg, dq.id, -192, "Local: Message timed out", -1);
+        event_base_loop(e.base, EVLOOP_NONBLOCK);
+        if (how == DLQ_GIVE_UP) {
+            clock_ms += DLQW_TIMEOUT_MS + 5000 - 1;
+            dedup_test_tick(e.d);
+            event_base_loop(e.base, EVLOOP_NONBLOCK);
+            CHECK_EQ(got.n, 0); /* not yet */
+            clock_ms += 1;
+            dedup_test_tick(e.d);
+            CHECK(dq.cancels == 1 && dq.cancelled == dq.id);
+            event_base_loop(e.base, EVLOOP_NONBLOCK);
+        }
+    }
+    event_base_loop(e.base, EVLOOP_NONBLOCK);
+    CHECK_EQ(g_metrics.dlq_inflight, inflight);
+
+    /* The answer: offsets 1..4 after an ack, 0..4 otherwise. */
+    CHECK_EQ(got.n, 1);
+    kfetch_resp_t a;
+    if (got.n == 1 && kfetch_resp_parse(11, got.buf + 4, got.len - 4, &a, NULL) == 0) {
+        const kfetch_partition_t *p = &a.topics[0].partitions[0];
+        krecords_batch_t b;
+        CHECK_EQ(p->error_code, 0);
+        int decoded = krecords_decode(p->records.ptr, (size_t)p->records.len, &b, NULL) == 0;
+        int32_t first = how == DLQ_ACK ? 1 : 0;
+        CHECK(decoded && b.nrecords == 5 - first);
+        for (int32_t i = 0; decoded && i < b.nrecords && i < 5; i++) {
+            char v[16];
+            snprintf(v, sizeof(v), "v%d", (int)(first + i));
+            CHECK_EQ(b.hdr.base_offset + b.records[i].offset_delta, first + i);
+            CHECK(b.records[i].value.len == 2 && memcmp(b.records[i].value.ptr, v, 2) == 0);
+        }
+        if (decoded)
+            krecords_batch_free(&b);
+        kfetch_resp_free(&a);
+    }
+    if (how == DLQ_ACK) {
+        CHECK(dead_mark_sent("eosproxy:svc:@pos q.a/0/0")); /* dead-lettered: "x" */
+        CHECK_EQ(g_metrics.dlq_skipped, skipped + 1);
+    } else {
+        CHECK(!dead_mark_sent("eosproxy:svc:@pos q.a/0/0"));
+        CHECK_EQ(g_metrics.dlq_skipped, skipped);
+    }
+    if (how == DLQ_FAIL || how == DLQ_GIVE_UP)
+        CHECK_EQ(g_metrics.dlq_write_failures, failures + 1);
+    CHECK_EQ(dq.cancels, how == DLQ_GIVE_UP);
+    env_close(&e);
+    free(frame);
+    kw_free(&recs);
+}
+
+/* The engine freed while a write is out: the write is cancelled, no
+ * answer comes, the gauge returns. */
+static void test_dlq_free_waiting(void)
+{
+    kwriter_t recs;
+    kw_init(&recs, 256);
+    put_kv_batch(&recs, 5);
+    size_t len;
+    uint8_t *frame = dlq_response(&recs, &len);
+    struct env e;
+    memset(&dq, 0, sizeof(dq));
+    int64_t inflight = g_metrics.dlq_inflight;
+    env_open_yaml(&e, dlq_yaml,
+                  &(dedup_test_hooks_t){.dlq_send = on_dlq_send, .dlq_cancel = on_dlq_cancel});
+    fake_redisc_set_up(1);
+    event_base_loop(e.base, EVLOOP_NONBLOCK);
+    CHECK_EQ(dedup_fetch_response(e.d, 11, frame, len, 1, 42), 1);
+    answer_delivered(3);
+    event_base_loop(e.base, EVLOOP_NONBLOCK);
+    CHECK_EQ(dq.sends, 1);
+    env_close(&e);
+    CHECK(dq.cancels == 1 && dq.cancelled == dq.id);
+    CHECK_EQ(got.n, 0);
+    CHECK_EQ(g_metrics.dlq_inflight, inflight);
+    free(frame);
+    kw_free(&recs);
+}
+
 int main(void)
 {
-    log_setup(LOG_ERROR, 0); /* Redis is unreachable on purpose */
+    log_setup(LOG_ERROR, 0); /* Redis down, writes failing: on purpose */
     test_record_budget();
     test_inflated_budget();
     test_held_bound();
+    test_dlq_poison(DLQ_ACK);
+    test_dlq_poison(DLQ_FAIL);
+    test_dlq_poison(DLQ_REFUSE);
+    test_dlq_poison(DLQ_GIVE_UP);
+    test_dlq_poison(DLQ_BELOW);
+    test_dlq_free_waiting();
     free(got.buf);
     return unit_done("dedup");
 }
