@@ -67,7 +67,8 @@ $(B)/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $(ASAN_OBJS)
 $(B)/asan/test_dedup: tests/unit/test_dedup.c tests/unit/unit.h tests/fuzz/fake_redisc.c $(ASAN_OBJS)
 	@echo "  LD asan $@"
 	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< tests/fuzz/fake_redisc.c \
-	  $(filter-out $(B)/asan/obj/proxy/redisc.o,$(ASAN_OBJS)) $(LIBS)
+	  $(filter-out $(B)/asan/obj/proxy/redisc.o $(B)/asan/obj/proxy/redisc_cluster.o \
+	  $(B)/asan/obj/proxy/redisc_sentinel.o,$(ASAN_OBJS)) $(LIBS)
 
 $(B)/mockcluster: tests/mockcluster/mockcluster.c | $(DEPS_STAMP)
 	$(CC) $(BASEFLAGS) -O2 -o $@ $< $(LIBS)
@@ -110,13 +111,18 @@ $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRCS) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iproxy -o $@ $< $(CODEC_SRCS) -lz -lsnappy -llz4 -lzstd
 
+# Redis Cluster slot routing: pure, but it reads replies hiredis parsed.
+$(B)/fuzz/fuzz_rcluster: tests/fuzz/fuzz_rcluster.c proxy/rcluster.c | $(DEPS_STAMP)
+	@mkdir -p $(B)/fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iproxy $(shell pkg-config --cflags hiredis 2>/dev/null) -o $@ $^ -lhiredis
+
 # Engine targets drive a whole engine through its public entry points. They
 # link every module but main.c, with the engine's I/O boundary replaced by an
 # in-process stand-in from tests/fuzz/ (fake_redisc.c for dedup, fake_lane.c
 # for the upgrade and txn engines), so generated input plays Redis or the brokers.
 ENGINE_FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DEOSPROXY_VERSION='"$(VERSION)"' -g -O1 -pthread -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -Iproxy -Ipolicy $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-$(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c $(filter-out proxy/redisc.c,$(SRCS)) | $(DEPS_STAMP)
+$(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c $(filter-out proxy/redisc.c proxy/redisc_cluster.c proxy/redisc_sentinel.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
 $(B)/fuzz/fuzz_upgrade: tests/fuzz/fuzz_upgrade.c tests/fuzz/fake_lane.c $(filter-out proxy/lane.c,$(SRCS)) | $(DEPS_STAMP)

@@ -12,6 +12,7 @@
  * silently ignored. Scalars go through ${ENV} expansion before parsing.
  */
 #include "config.h"
+#include "redisurl.h"
 
 #include "../policy/acl.h"
 
@@ -47,7 +48,7 @@ typedef enum ftype {
     T_HOST,       /* char *, host name, IPv4 or IPv6 address */
     T_HOSTPORT,   /* char *, "host:port" or "[v6]:port" */
     T_BOOTSTRAP,  /* char *, comma-separated "host:port" list */
-    T_REDIS_URL,  /* char *, "redis://host:port[/db]" */
+    T_REDIS_URL,  /* char *, a redisurl.h form */
     T_LOG_LEVEL,  /* char *, debug|info|warn|error */
     T_LOG_FORMAT, /* log_format_t */
     T_OUTAGE,     /* redis_outage_t: block|pass */
@@ -237,8 +238,11 @@ static const field_t admin_fields[] = {
 
 static const field_t redis_fields[] = {
     {"url", T_REDIS_URL, C(redis.url), NULL, 0, 0, 0, NULL,
-     "Redis server that keeps dedup eventIds. `db` is a database number. Credentials in the URL "
-     "(`user:pw@`) and `rediss://` are not supported by this version."},
+     "Redis that keeps dedup eventIds: one server `redis://host:port[/db]`; a Redis Cluster "
+     "`redis+cluster://host:port[,host:port...]` (seed nodes; database 0); or a primary found "
+     "through Sentinel `redis+sentinel://host:port[,host:port...]/master[/db]` (Sentinels, then "
+     "the monitored master's name). `db` is a database number; at most 16 hosts. Credentials in "
+     "the URL (`user:pw@`) and `rediss://` are not supported by this version."},
     {"on_unavailable", T_OUTAGE, C(redis.on_unavailable), "block", 0, 0, F_RELOAD, NULL,
      "While Redis is down: `block` holds a Fetch response of a dedup topic (then answers its "
      "partitions with NOT_LEADER_OR_FOLLOWER after `block_timeout`); `pass` delivers it unfiltered "
@@ -691,33 +695,13 @@ static const char *check_bootstrap(const char *s)
     }
 }
 
-/* "redis://host:port" with an optional "/db" number. */
+/* redis.url in one of redisurl.h's three forms. */
 static const char *check_redis_url(const char *s)
 {
-    static const char form[] = "must be \"redis://host:port\" or \"redis://host:port/db\"";
-    char auth[CONFIG_VALUE_MAX + 1];
-    if (strncmp(s, "rediss://", 9) == 0)
-        return "rediss:// (TLS) is not supported by this version of eosproxy";
-    if (strncmp(s, "redis://", 8) != 0)
-        return form;
-    const char *a = s + 8;
-    size_t n = strcspn(a, "/");
-    if (memchr(a, '@', n))
-        return "credentials in the URL are not supported by this version of eosproxy";
-    memcpy(auth, a, n);
-    auth[n] = '\0';
-    char *host;
-    int port;
-    if (config_parse_hostport(auth, &host, &port) < 0)
-        return form;
-    free(host);
-    if (a[n] == '/') {
-        uint64_t db;
-        const char *end = parse_digits(a + n + 1, &db);
-        if (end == NULL || *end != '\0' || db > 2147483647u)
-            return "the /db part must be a database number";
-    }
-    return NULL;
+    struct redisurl u;
+    const char *why = redisurl_parse(s, &u);
+    redisurl_free(&u);
+    return why;
 }
 
 static const char *check_log_level(const char *s)
@@ -1769,7 +1753,7 @@ static void ref_type(FILE *out, const field_t *f)
         [T_HOST] = "host",
         [T_HOSTPORT] = "host:port",
         [T_BOOTSTRAP] = "`host:port,host:port`",
-        [T_REDIS_URL] = "`redis://host:port` or `redis://host:port/db`",
+        [T_REDIS_URL] = "`redis://`, `redis+cluster://` or `redis+sentinel://` URL",
         [T_LOG_LEVEL] = "`debug` \\| `info` \\| `warn` \\| `error`",
         [T_LOG_FORMAT] = "`text` \\| `json`",
         [T_OUTAGE] = "`block` \\| `pass`",

@@ -338,6 +338,20 @@ static void render_redis(struct evbuffer *out)
            (long long)m->redis_commands);
     labelled(out, "eosproxy_redis_errors_total", "Redis errors, by kind.", "kind", redis_err_names,
              m->redis_errors, REDIS_ERR_KINDS);
+    static const char *const redirect_names[] = {"moved", "ask"};
+    static const char *const refresh_names[] = {"ok", "unusable"};
+    labelled(out, "eosproxy_redis_cluster_redirects_total",
+             "Redis Cluster: MOVED and ASK redirections followed.", "kind", redirect_names,
+             m->redis_cluster_redirects, 2);
+    labelled(out, "eosproxy_redis_cluster_refreshes_total",
+             "Redis Cluster: slot map reads (CLUSTER SLOTS), by result.", "result", refresh_names,
+             m->redis_cluster_refreshes, 2);
+    scalar(out, "eosproxy_redis_cluster_slots_served", "gauge",
+           "Redis Cluster: hash slots mapped to a master (16384 when the map is whole).",
+           m->redis_cluster_slots_served);
+    scalar(out, "eosproxy_redis_sentinel_switches_total", "counter",
+           "Redis Sentinel: master switches to another address followed.",
+           (long long)m->redis_sentinel_switches);
     header(out, "eosproxy_redis_round_trip_seconds", "histogram",
            "Time from a pipeline written to Redis to its last reply.");
     histogram(out, "eosproxy_redis_round_trip_seconds", "", m->redis_lat_bucket, m->redis_lat_count,

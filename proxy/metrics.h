@@ -155,6 +155,11 @@ struct metrics {
     uint64_t redis_lat_bucket[METRICS_LAT_BUCKETS];
     uint64_t redis_lat_count;
     uint64_t redis_lat_sum_us;
+    /* redis.url: Redis Cluster (redisc_cluster.c) and Sentinel (redisc.c). */
+    uint64_t redis_cluster_redirects[2]; /* MOVED, ASK followed */
+    uint64_t redis_cluster_refreshes[2]; /* slot map reads: ok, unusable */
+    int64_t redis_cluster_slots_served;  /* slots mapped to a master (16384 when whole) */
+    uint64_t redis_sentinel_switches;    /* +switch-master to another address */
     /* Client authentication and ACLs (client.c, authworker.c). */
     uint64_t auth_successes[4];              /* logins by sasl_mech_t */
     uint64_t auth_failures[4];               /* refused logins by sasl_mech_t */

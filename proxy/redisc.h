@@ -4,12 +4,16 @@
  *
  * One connection to redis://host:port/db (SELECT db after connect),
  * reconnected with exponential backoff whenever it fails; callers never
- * see hiredis. Work is sent as a *batch*: commands pipelined in one write,
- * answered by one callback once every reply is in (one round trip). Each
- * batch has a timeout (hiredis 0.14 has none for async contexts): a batch
- * that is not fully answered in time fails, and the connection is dropped
- * and reopened, since a Redis that stopped answering one pipeline will not
- * answer the next one sooner.
+ * see hiredis. The same API serves the two other forms of redis.url
+ * (redisurl.h): redis+sentinel:// asks the Sentinels for the master before
+ * each connect, checks ROLE and follows +switch-master
+ * (redisc_sentinel.h); redis+cluster:// routes each command to its slot's
+ * master over one client per node (redisc_cluster.h), splitting a batch
+ * into per-node pipelines and merging the replies back in command order. Work is sent as a *batch*:
+ * commands pipelined in one write, answered by one callback once every reply is in (one round
+ * trip). Each batch has a timeout (hiredis 0.14 has none for async contexts): a batch that is not
+ * fully answered in time fails, and the connection is dropped and reopened, since a Redis that
+ * stopped answering one pipeline will not answer the next one sooner.
  *
  * Batches are named by ids, not pointers: redisc_cancel(id) guarantees the
  * callback never runs, whatever hiredis still holds, so an engine can free
@@ -73,7 +77,9 @@ struct redisc *redisc_new(struct event_base *base, const char *url, uint64_t tim
  * Must not be called from inside a redisc callback. */
 void redisc_free(struct redisc *rc);
 
-/* 1 while connected (and SELECTed): a batch sent now goes out at once. */
+/* 1 while connected (and SELECTed): a batch sent now goes out at once.
+ * Sentinel: connected to a node whose ROLE is master. Cluster: the slot
+ * map covers all 16384 slots and every master in it is connected. */
 int redisc_ready(const struct redisc *rc);
 
 /* A batch being built: commands encoded in RESP, not yet sent. */
@@ -97,5 +103,32 @@ uint64_t redisc_batch_send(struct redisc *rc, redisc_batch_t *b, redisc_batch_cb
 
 /* The batch's callback will not run. Unknown or finished ids are ignored. */
 void redisc_cancel(struct redisc *rc, uint64_t id);
+
+/* ---- for redisc's own modes (redisc_cluster.c); dedup never needs these */
+
+struct redisReply; /* hiredis */
+
+/* A raw command's answer: the reply as hiredis parsed it, or NULL when
+ * the command failed (not connected, dropped, timed out). */
+typedef void redisc_raw_cb(void *arg, const struct redisReply *reply);
+
+/*
+ * Sends one command (argv as in redisc_batch_add) whose reply reaches cb
+ * unparsed; same id, timeout and cancel rules as a batch. Single-node
+ * clients only (not a cluster or a Sentinel client). 0 when not ready.
+ */
+uint64_t redisc_raw_send(struct redisc *rc, int argc, const char *const *argv, const size_t *lens,
+                         redisc_raw_cb *cb, void *arg);
+
+/* A client for one cluster node host:port (database 0) that leaves the
+ * global redis_connected metric to its cluster. NULL on OOM. */
+struct redisc *redisc_new_node(struct event_base *base, const char *host, int port,
+                               uint64_t timeout_ms, redisc_state_cb *on_state, void *arg);
+
+/* Command i (< redisc_batch_count) of b as its RESP bytes; NULL past the end. */
+const char *redisc_batch_command(const redisc_batch_t *b, size_t i, size_t *len);
+
+/* Appends one command already encoded in RESP (from redisc_batch_command). */
+int redisc_batch_add_resp(redisc_batch_t *b, const char *resp, size_t len);
 
 #endif

@@ -440,6 +440,55 @@ static void test_duration_size_errors(void)
     EXPECT_ERR(MOCK "listen:\n  buffer_bytes: 65GiB\n", "t.yaml:4: listen.buffer_bytes:");
 }
 
+/* redis+cluster:// and redis+sentinel://: the accepted forms and one
+ * clear sentence for each malformed one. */
+static void test_redis_cluster_sentinel_urls(void)
+{
+    static const char *const good[] = {
+        "redis+cluster://h:7000",
+        "redis+cluster://h:7000,h:7001,[::1]:7002",
+        "redis+sentinel://s1:26379/mymaster",
+        "redis+sentinel://s1:26379,s2:26379,[::1]:26380/my-master.1/3",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof(yaml), MOCK "redis:\n  url: \"%s\"\n", good[i]);
+        config_t *c = EXPECT_OK(yaml);
+        if (c) {
+            CHECK_STR(c->redis.url, good[i]);
+            config_free(c);
+        }
+    }
+    static const struct {
+        const char *url, *want;
+    } bad[] = {
+        {"redis+cluster://", "has an empty host:port entry"},
+        {"redis+cluster://h:1,", "has an empty host:port entry"},
+        {"redis+cluster://h:1,,h:2", "has an empty host:port entry"},
+        {"redis+cluster://h:1,h", "each host must be \"host:port\""},
+        {"redis+cluster://h:1/0", "a Redis Cluster has database 0 only"},
+        {"redis+cluster://u:p@h:1", "credentials in the URL are not supported"},
+        {"rediss+cluster://h:1", "rediss:// (TLS) is not supported"},
+        {"redis+sentinel://s:1", "needs the master's name"},
+        {"redis+sentinel://s:1/", "needs the master's name"},
+        {"redis+sentinel://s:1/m/x", "the /db part after the master name must be a database"},
+        {"redis+sentinel://s:1/m/1/2", "the /db part after the master name must be a database"},
+        {"redis+sentinel://s:0/m", "each host must be"},
+        {"redis+sentinel://s:1/m?x", "has a master name with a blank"},
+        {"redis+sentinels://s:1/m", "must be \"redis://host:port[/db]\""},
+        {"redis://a:1,b:2", "redis:// takes one host:port"},
+        {"redis+cluster://a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9,a:10,a:11,a:12,a:13,a:14,a:15,a:16,"
+         "a:17",
+         "names more than 16 hosts"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char yaml[512], want[256];
+        snprintf(yaml, sizeof(yaml), MOCK "redis:\n  url: \"%s\"\n", bad[i].url);
+        snprintf(want, sizeof(want), "t.yaml:4: redis.url: %s", bad[i].want);
+        EXPECT_ERR(yaml, want);
+    }
+}
+
 static void test_address_errors(void)
 {
     EXPECT_ERR("upstream:\n  bootstrap: localhost\n",
@@ -463,6 +512,7 @@ static void test_address_errors(void)
     EXPECT_ERR(MOCK "redis:\n  url: redis://user:pw@h:1\n",
                "t.yaml:4: redis.url: credentials in the URL are not supported");
     EXPECT_ERR(MOCK "redis:\n  url: rediss://h:1\n", "t.yaml:4: redis.url: rediss:// (TLS)");
+    test_redis_cluster_sentinel_urls();
 }
 
 static void test_cross_key_errors(void)
