@@ -274,6 +274,16 @@ struct dcommit {
 };
 TAILQ_HEAD(dcommit_q, dcommit);
 
+/* The last offset committed on a (scope, topic, partition) through this
+ * process, and when (a commit sequence number): a direct-mapped table by
+ * hash, where a collision only loses a hint (dlq poison choice). */
+#define DD_LASTCOMMIT_SLOTS 4096u
+struct dlastcommit {
+    uint64_t hash; /* 0: empty */
+    int64_t offset;
+    uint64_t seq;
+};
+
 /* The consumer group last seen committing a topic of a scope through this
  * process (kafka_dlt-original-consumer-group). */
 #define DD_GROUPS_MAX 256u /* then the oldest entry is replaced */
@@ -311,6 +321,8 @@ struct dedup {
     int warned_old_fetch;
     int warned_held;                     /* the held-bytes bound was reached (reset below half) */
     struct dgroup groups[DD_GROUPS_MAX]; /* who commits a topic: the DLQ's group header */
+    struct dlastcommit lastcommit[DD_LASTCOMMIT_SLOTS];
+    uint64_t commit_seq;
     size_t ngroups, next_group;
     dedup_test_hooks_t hooks; /* dedup_set_test_hooks; zeroed: none */
 };
@@ -775,6 +787,8 @@ static void flush_marks(struct dedup *d)
 static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topic,
                          int32_t partition, int64_t offset)
 {
+    uint64_t h = track_hash(rule_scope(d, rule), topic, partition) | 1;
+    d->lastcommit[h % DD_LASTCOMMIT_SLOTS] = (struct dlastcommit){h, offset, ++d->commit_seq};
     struct track *t = track_get(d, rule_scope(d, rule), topic, partition, 0);
     if (!t)
         return;
@@ -1044,27 +1058,49 @@ static void find_heads(struct djob *j)
     }
 }
 
+/* When the consumers of dp's scope last committed exactly at its head's
+ * offset (they processed everything before it, then stopped there): that
+ * commit's sequence number, else 0. */
+static uint64_t commit_evidence(const struct dedup *d, const struct dpart *dp)
+{
+    uint64_t h = track_hash(dp->scope, dp->topic, dp->p->index) | 1;
+    const struct dlastcommit *c = &d->lastcommit[h % DD_LASTCOMMIT_SLOTS];
+    return c->hash == h && dp->head && c->offset == dp->head->offset ? c->seq : 0;
+}
+
 /*
  * Marks the poison record of j, if any: a partition's head (find_heads)
- * delivered dlq.max_deliveries times already. Of such heads only the first
- * in the response is marked: a consumer that fails on one record never
- * reaches the partitions it would have processed after it, so their heads
- * pile up deliveries too. The application processes a response in about
- * its order, and once the one record is gone it reaches the others and
- * commits past them; if one is really poison too, a later response takes
- * it. Returns how many were marked (0 or 1).
+ * delivered dlq.max_deliveries times already. Only one per response: a
+ * consumer that fails on one record never reaches the partitions it would
+ * have processed after it, so their heads pile up deliveries too. Which
+ * one: the head the consumers reached by committing up to it (the last
+ * commit seen on its partition is its offset), the most recently
+ * committed first; without such evidence, the first due head in the
+ * response (clients process a response in about its order). Once it is
+ * gone the consumer reaches the others and commits past them; if one is
+ * really poison too, a later response takes it. Returns 0 or 1.
  */
 static size_t find_poison(struct djob *j)
 {
+    struct ditem *first = NULL, *best = NULL;
+    uint64_t best_seq = 0;
     for (size_t i = 0; i < j->nparts; i++) {
-        struct ditem *head = j->parts[i].head;
-        if (head && head->state == DI_AGAIN &&
-            head->deliveries > j->parts[i].rule->dlq.max_deliveries) {
-            head->state = DI_POISON;
-            return 1;
+        struct dpart *dp = &j->parts[i];
+        struct ditem *head = dp->head;
+        if (!head || head->state != DI_AGAIN || head->deliveries <= dp->rule->dlq.max_deliveries)
+            continue;
+        uint64_t seq = commit_evidence(j->d, dp);
+        if (!first)
+            first = head;
+        if (seq > best_seq) {
+            best = head;
+            best_seq = seq;
         }
     }
-    return 0;
+    struct ditem *poison = best ? best : first;
+    if (poison)
+        poison->state = DI_POISON;
+    return poison != NULL;
 }
 
 /* A poison record's write is over: it is dead-lettered (left out, and

@@ -566,7 +566,6 @@ struct actx {
     struct smap seen; /* keys kept so far */
     struct smap all;  /* keys met so far: the first occurrence decides */
     int cut, first;
-    int dlq_taken; /* a partition earlier in the response had its head due */
 };
 
 /* ... and through one partition: its first record still to be processed. */
@@ -660,7 +659,7 @@ static void check_filtered(const struct resp *r, const policy_rule_t *rule, int 
 }
 
 /* One dedup partition of an answer that was not failed; *cand: the
- * offset due for the DLQ there, -1 for none. */
+ * offset of its head when that head is due for the DLQ, -1 for none. */
 static void check_partition(const struct resp *r, const policy_rule_t *rule, int t,
                             const kfetch_partition_t *op, const kfetch_partition_t *ap,
                             struct actx *ac, int64_t *cand)
@@ -702,10 +701,8 @@ static void check_partition(const struct resp *r, const policy_rule_t *rule, int
             krecords_batch_free(&b);
         }
     }
-    if (pc.poison && !ac->dlq_taken) { /* at most one per response: the first due */
+    if (pc.poison)
         *cand = pc.head;
-        ac->dlq_taken = 1;
-    }
     free(ob);
     free(ab);
 }
@@ -752,7 +749,7 @@ static void check_answer(struct resp *r, struct evbuffer *out)
     }
     CHECK(!failed || !F.pass);
     struct actx ac = {{0}, {0}, 0, 1};
-    int e = 0;
+    int e = 0, writes = 0, first_due = -1, due = 0;
     for (int32_t i = 0; i < o.ntopics; i++) {
         const policy_rule_t *rule = dedup_rule(o.topics[i].name);
         int t = topic_index(o.topics[i].name);
@@ -775,10 +772,20 @@ static void check_answer(struct resp *r, struct evbuffer *out)
                       (op->records.len <= 0 ||
                        memcmp(ap->records.ptr, op->records.ptr, (size_t)op->records.len) == 0));
             }
-            /* dead-letter writes: exactly the partition heads due */
-            CHECK(e < r->nents && r->ents[e].cand == cand);
+            /* dead-letter writes: only a due head, at most one per response
+             * (below); another than the first due one only where a commit
+             * was seen on its partition (the engine's commit evidence) */
+            CHECK(e < r->nents && (r->ents[e].cand < 0 || r->ents[e].cand == cand));
+            if (cand >= 0 && first_due < 0)
+                first_due = e;
+            due += cand >= 0;
+            if (r->ents[e].cand >= 0) {
+                writes++;
+                CHECK(e == first_due || F.committed[t][op->index] != INT64_MIN);
+            }
         }
     }
+    CHECK(writes == (due > 0));
     CHECK(!ac.cut || g_metrics.dedup_responses_cut > r->cuts_at_take);
     smap_free(&ac.seen, 0);
     smap_free(&ac.all, 0);
@@ -1193,7 +1200,7 @@ static uint64_t on_dlq_send(void *arg, const dlqw_record_t *w,
         fqcn += strcmp(h->name, KDLT_EXCEPTION_FQCN) == 0 && h->len == strlen(KDLT_FQCN_VALUE) &&
                 memcmp(h->value, KDLT_FQCN_VALUE, h->len) == 0;
     }
-    CHECK(fqcn == 1 && !o.group);
+    CHECK(fqcn == 1 && (!o.group || (o.group_len == 1 && o.group[0] == 'g'))); /* commits say "g" */
     struct resp *r = find_resp_by_offset(o.offset);
     CHECK(r); /* a held response's record */
     int e = ent_of(r, o.offset);

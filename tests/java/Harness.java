@@ -34,22 +34,70 @@
 //       Admin.describeCluster. Out: {"cluster_id", "controller": {id, host,
 //       port}, "nodes": [{id, host, port}], "error": ERR|null}.
 //
+//   poison-consume --bootstrap B --topic T --group G [--poison VALUE]
+//             [--crash close|halt] [--instance-id ID] [--timeout-ms MS]
+//       A consumer in group G (classic protocol, subscribe) that processes
+//       records one by one and commits each (commitSync of offset+1) before
+//       the next. A record whose value is VALUE (default POISON) makes it
+//       "crash" without committing it: --crash close closes the consumer (a
+//       LeaveGroup, so a restart joins at once) and exits 3; halt prints the
+//       JSON line and halts the JVM with 3 (no LeaveGroup: pair it with
+//       --instance-id, static membership, for a quick restart). Exits 0 once
+//       it owns every partition of T and each position reached the end
+//       offset read at start; 4 at the deadline; 5 on a client error.
+//       Out: {"records": [{partition, offset, value}] (processed and
+//       committed), "outcome": "done"|"poison"|"timeout"|"error",
+//       "poison": {partition, offset, value}|null, "committed_at_start":
+//       {partition: offset|null}, and when done "positions" and "end"
+//       ({partition: offset}), "error": ERR|null}.
+//
+//   dlt-read  --bootstrap B --topic DLQ [--timeout-ms MS] [--reference-bootstrap O]
+//       Reads a dead-letter topic from the beginning to its end offsets and
+//       decodes each record's DLT headers as Spring Kafka reads what its
+//       DeadLetterPublishingRecoverer writes: the KafkaHeaders.DLT_* names,
+//       the last header of each name, ByteBuffer big-endian int (partition)
+//       and longs (offset, timestamp), UTF-8 strings, TimestampType.forName
+//       for the type. With --reference-bootstrap, each record's original
+//       (the topic, partition and offset its headers name, read from
+//       cluster O) goes through Spring's own DeadLetterRecordManager, whose
+//       original-* headers are compared byte for byte with the DLQ record's,
+//       and so are the key, value, timestamp and the other headers.
+//       Out: {"records": [{partition, offset, key, value, key_hex, value_hex,
+//       timestamp, timestamp_type, headers: [[name, hex|null]], dlt: {topic,
+//       partition, offset, timestamp, timestamp_type, consumer_group,
+//       exception_fqcn, exception_message: the ones present}, dlt_errors:
+//       [text], reference: {HEADER|key|value|timestamp|headers: bool, ...}
+//       (with --reference-bootstrap)}], "error": ERR|null}.
+//
+//   spring-dlt-publish --bootstrap B --topic T --partition P --offset O
+//             --dlt DLQ [--group G] [--message M]
+//       Reads the record T/P/O and dead-letters it to DLQ partition 0 with
+//       Spring Kafka's own DeadLetterPublishingRecoverer and KafkaTemplate,
+//       as a listener container of group G does after an exception with
+//       message M: genuine Spring DLT records, to check dlt-read against.
+//       Out: {"published": true, "error": ERR|null}.
+//
 // Any command also takes --prop key=value (repeatable): extra client
 // properties. ERR is {"type": exception class, "message": text} of the
 // innermost cause.
 
 import com.fasterxml.jackson.databind.ObjectMapper;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.HashSet;
+import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.Future;
 import java.util.function.BooleanSupplier;
@@ -61,6 +109,7 @@ import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -68,8 +117,19 @@ import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.header.Headers;
+import org.apache.kafka.common.record.TimestampType;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+import org.springframework.kafka.core.DefaultKafkaProducerFactory;
+import org.springframework.kafka.core.KafkaTemplate;
+import org.springframework.kafka.listener.DeadLetterPublishingRecoverer;
+import org.springframework.kafka.listener.DeadLetterRecordManager;
+import org.springframework.kafka.listener.ListenerExecutionFailedException;
+import org.springframework.kafka.support.KafkaHeaders;
 
 public final class Harness {
     private final Map<String, List<String>> args = new HashMap<>();
@@ -84,7 +144,8 @@ public final class Harness {
 
     public static void main(String[] argv) throws Exception {
         if (argv.length < 1) {
-            System.err.println("usage: Harness produce|consume|group|cluster --key value ...");
+            System.err.println("usage: Harness produce|consume|group|cluster|poison-consume|dlt-read|"
+                               + "spring-dlt-publish --key value ...");
             System.exit(2);
         }
         Harness h = new Harness(argv, 1);
@@ -96,6 +157,9 @@ public final class Harness {
                 case "consume" -> h.consume(out);
                 case "group" -> h.group(out);
                 case "cluster" -> h.cluster(out);
+                case "poison-consume" -> h.poisonConsume(out);
+                case "dlt-read" -> h.dltRead(out);
+                case "spring-dlt-publish" -> h.springDltPublish(out);
                 default -> throw new IllegalArgumentException("unknown command " + argv[0]);
             }
         } catch (IllegalArgumentException e) {
@@ -103,11 +167,16 @@ public final class Harness {
             System.exit(2);
         } catch (Exception e) {
             out.put("error", describe(e));
+            if (out.containsKey("outcome")) { // poison-consume: a client error
+                out.put("outcome", "error");
+                out.put("exit_code", 5);
+            }
         }
+        Object code = out.remove("exit_code");
         System.out.println(new ObjectMapper().writeValueAsString(out));
         System.out.flush();
         // Client threads left behind by a failure must not keep the JVM up.
-        System.exit(0);
+        System.exit(code instanceof Integer ? (Integer) code : 0);
     }
 
     // ---------------------------------------------------------------- arguments
@@ -429,5 +498,332 @@ public final class Harness {
         m.put("host", n.host());
         m.put("port", n.port());
         return m;
+    }
+
+    // ---------------------------------------------------------------- poison-consume
+
+    private static final class Poison extends RuntimeException {
+        Poison() {
+            super("poison record", null, false, false);
+        }
+    }
+
+    private void poisonConsume(Map<String, Object> out) throws Exception {
+        String topic = get("topic", null);
+        String poison = get("poison", "POISON");
+        String crash = get("crash", "close");
+        if (!crash.equals("close") && !crash.equals("halt"))
+            throw new IllegalArgumentException("--crash wants close or halt");
+        long deadline = System.currentTimeMillis() + getInt("timeout-ms", 60000);
+        List<Map<String, Object>> records = new ArrayList<>();
+        out.put("records", records);
+        out.put("outcome", "timeout");
+        out.put("poison", null);
+        out.put("exit_code", 4);
+        Map<String, Object> extra = new HashMap<>();
+        extra.put(ConsumerConfig.GROUP_ID_CONFIG, get("group", null));
+        extra.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        extra.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 10000);
+        extra.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 500);
+        String instance = get("instance-id", "");
+        if (!instance.isEmpty())
+            extra.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instance);
+        KafkaConsumer<String, String> c = consumer(extra);
+        try {
+            List<TopicPartition> all = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(topic, Duration.ofSeconds(30)))
+                all.add(new TopicPartition(topic, pi.partition()));
+            Map<TopicPartition, Long> end = c.endOffsets(all, Duration.ofSeconds(30));
+            Map<String, Object> committed = new TreeMap<>();
+            for (Map.Entry<TopicPartition, OffsetAndMetadata> e :
+                 c.committed(new HashSet<>(all), Duration.ofSeconds(30)).entrySet())
+                committed.put(Integer.toString(e.getKey().partition()),
+                              e.getValue() == null ? null : e.getValue().offset());
+            out.put("committed_at_start", committed); // for messages
+            c.subscribe(List.of(topic));
+            while (System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    Map<String, Object> m = rec(r.partition(), r.offset(), r.value());
+                    if (poison.equals(r.value())) {
+                        out.put("outcome", "poison");
+                        out.put("poison", m);
+                        out.put("exit_code", 3);
+                        if (crash.equals("halt")) {
+                            out.remove("exit_code");
+                            System.out.println(new ObjectMapper().writeValueAsString(out));
+                            System.out.flush();
+                            Runtime.getRuntime().halt(3);
+                        }
+                        throw new Poison();
+                    }
+                    c.commitSync(Map.of(new TopicPartition(r.topic(), r.partition()),
+                                        new OffsetAndMetadata(r.offset() + 1)));
+                    records.add(m);
+                }
+                if (c.assignment().containsAll(all)) {
+                    boolean done = true;
+                    Map<String, Object> positions = new TreeMap<>();
+                    for (TopicPartition tp : all) {
+                        long pos = c.position(tp, Duration.ofSeconds(30));
+                        positions.put(Integer.toString(tp.partition()), pos);
+                        if (pos < end.get(tp))
+                            done = false;
+                    }
+                    if (done) {
+                        out.put("outcome", "done");
+                        out.put("exit_code", 0);
+                        out.put("positions", positions);
+                        Map<String, Object> ends = new TreeMap<>();
+                        for (TopicPartition tp : all)
+                            ends.put(Integer.toString(tp.partition()), end.get(tp));
+                        out.put("end", ends);
+                        return;
+                    }
+                }
+            }
+        } catch (Poison p) {
+            // the crash: nothing committed for it
+        } finally {
+            // No commit here: enable.auto.commit is false. close() leaves the group.
+            c.close(Duration.ofSeconds(10));
+        }
+    }
+
+    // ---------------------------------------------------------------- dlt-read
+
+    private static final String[] DLT_STRING_HEADERS = {
+        KafkaHeaders.DLT_ORIGINAL_TOPIC, KafkaHeaders.DLT_ORIGINAL_TIMESTAMP_TYPE,
+        KafkaHeaders.DLT_ORIGINAL_CONSUMER_GROUP, KafkaHeaders.DLT_EXCEPTION_FQCN,
+        KafkaHeaders.DLT_EXCEPTION_MESSAGE,
+    };
+
+    private static String hex(byte[] b) {
+        return b == null ? null : HexFormat.of().formatHex(b);
+    }
+
+    private static String utf8(byte[] b) {
+        return b == null ? null : new String(b, StandardCharsets.UTF_8);
+    }
+
+    private static String dltKey(String header) {
+        // kafka_dlt-original-topic -> topic, kafka_dlt-exception-fqcn -> exception_fqcn
+        String k = header.substring("kafka_dlt-".length());
+        if (k.startsWith("original-"))
+            k = k.substring("original-".length());
+        return k.replace('-', '_');
+    }
+
+    /* The DLT headers of one record, decoded as a Spring @DltHandler reads
+     * what DeadLetterPublishingRecoverer wrote: the last header of each name. */
+    private static Map<String, Object> decodeDlt(Headers hs, List<String> errors) {
+        Map<String, Object> d = new LinkedHashMap<>();
+        for (String name : DLT_STRING_HEADERS) {
+            Header h = hs.lastHeader(name);
+            if (h != null)
+                d.put(dltKey(name), utf8(h.value()));
+        }
+        Header p = hs.lastHeader(KafkaHeaders.DLT_ORIGINAL_PARTITION);
+        if (p != null) {
+            if (p.value() == null || p.value().length != Integer.BYTES)
+                errors.add(KafkaHeaders.DLT_ORIGINAL_PARTITION + " is " + (p.value() == null ? "null" : p.value().length + " bytes") + ", not 4");
+            else
+                d.put("partition", ByteBuffer.wrap(p.value()).getInt());
+        }
+        for (String name : new String[] {KafkaHeaders.DLT_ORIGINAL_OFFSET, KafkaHeaders.DLT_ORIGINAL_TIMESTAMP}) {
+            Header h = hs.lastHeader(name);
+            if (h == null)
+                continue;
+            if (h.value() == null || h.value().length != Long.BYTES)
+                errors.add(name + " is " + (h.value() == null ? "null" : h.value().length + " bytes") + ", not 8");
+            else
+                d.put(dltKey(name), ByteBuffer.wrap(h.value()).getLong());
+        }
+        Object tt = d.get("timestamp_type");
+        if (tt != null) {
+            try {
+                TimestampType.forName((String) tt);
+            } catch (RuntimeException e) {
+                errors.add("timestamp type " + tt + " is not a TimestampType name");
+            }
+        }
+        for (Header h : hs) {
+            if (h.key().startsWith("kafka_dlt-")) {
+                int n = 0;
+                for (Header x : hs.headers(h.key()))
+                    n++;
+                if (n > 1 && !errors.contains(h.key() + " appears " + n + " times"))
+                    errors.add(h.key() + " appears " + n + " times");
+            }
+        }
+        return d;
+    }
+
+    private KafkaConsumer<byte[], byte[]> bytesConsumer(String bootstrap) {
+        Properties p = props(Map.of());
+        p.put("bootstrap.servers", bootstrap);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, "eosproxy-it-java-dlt");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        return new KafkaConsumer<>(p);
+    }
+
+    private static List<Object> headerList(Headers hs, boolean dlt) {
+        List<Object> out = new ArrayList<>();
+        for (Header h : hs)
+            if (dlt || !h.key().startsWith("kafka_dlt-"))
+                out.add(Arrays.asList(h.key(), hex(h.value())));
+        return out;
+    }
+
+    private void dltRead(Map<String, Object> out) throws Exception {
+        String topic = get("topic", null);
+        String ref = get("reference-bootstrap", "");
+        long deadline = System.currentTimeMillis() + getInt("timeout-ms", 60000);
+        List<Map<String, Object>> records = new ArrayList<>();
+        List<ConsumerRecord<byte[], byte[]>> raw = new ArrayList<>();
+        out.put("records", records);
+        try (KafkaConsumer<byte[], byte[]> c = bytesConsumer(get("bootstrap", null))) {
+            List<TopicPartition> tps = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(topic, Duration.ofSeconds(30)))
+                tps.add(new TopicPartition(topic, pi.partition()));
+            c.assign(tps);
+            c.seekToBeginning(tps);
+            Map<TopicPartition, Long> end = c.endOffsets(tps, Duration.ofSeconds(30));
+            while (true) {
+                boolean done = true;
+                for (TopicPartition tp : tps)
+                    if (c.position(tp, Duration.ofSeconds(30)) < end.get(tp))
+                        done = false;
+                if (done)
+                    break;
+                if (System.currentTimeMillis() > deadline)
+                    throw new IllegalStateException("timed out before the end offsets " + end);
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200)))
+                    raw.add(r);
+            }
+        }
+        for (ConsumerRecord<byte[], byte[]> r : raw) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("partition", r.partition());
+            m.put("offset", r.offset());
+            m.put("key", utf8(r.key()));
+            m.put("value", utf8(r.value()));
+            m.put("key_hex", hex(r.key()));
+            m.put("value_hex", hex(r.value()));
+            m.put("timestamp", r.timestamp());
+            m.put("timestamp_type", r.timestampType().toString());
+            m.put("headers", headerList(r.headers(), true));
+            List<String> errors = new ArrayList<>();
+            m.put("dlt", decodeDlt(r.headers(), errors));
+            m.put("dlt_errors", errors);
+            records.add(m);
+        }
+        if (ref.isEmpty())
+            return;
+        try (KafkaConsumer<byte[], byte[]> o = bytesConsumer(ref)) {
+            for (int i = 0; i < raw.size(); i++)
+                records.get(i).put("reference", reference(o, raw.get(i), topic, deadline));
+        }
+    }
+
+    /* What Spring's DeadLetterRecordManager makes of the original record,
+     * compared with what the DLQ holds. */
+    @SuppressWarnings("unchecked")
+    private static Map<String, Object> reference(KafkaConsumer<byte[], byte[]> o,
+                                                 ConsumerRecord<byte[], byte[]> dl, String dlq,
+                                                 long deadline) throws Exception {
+        Map<String, Object> res = new LinkedHashMap<>();
+        Map<String, Object> d = decodeDlt(dl.headers(), new ArrayList<>());
+        if (!(d.get("topic") instanceof String) || !(d.get("partition") instanceof Integer) ||
+            !(d.get("offset") instanceof Long)) {
+            res.put("error", "no original topic/partition/offset to look up");
+            return res;
+        }
+        TopicPartition tp = new TopicPartition((String) d.get("topic"), (Integer) d.get("partition"));
+        long offset = (Long) d.get("offset");
+        o.assign(List.of(tp));
+        o.seek(tp, offset);
+        ConsumerRecord<byte[], byte[]> orig = null;
+        while (orig == null && System.currentTimeMillis() < deadline) {
+            for (ConsumerRecord<byte[], byte[]> r : o.poll(Duration.ofMillis(200))) {
+                if (r.offset() == offset && orig == null)
+                    orig = r;
+            }
+            if (orig == null && o.position(tp) > offset)
+                break;
+        }
+        if (orig == null) {
+            res.put("error", "original " + tp + "@" + offset + " not found");
+            return res;
+        }
+        DeadLetterRecordManager mgr = new DeadLetterRecordManager();
+        org.apache.kafka.clients.producer.ProducerRecord<byte[], byte[]> spring =
+            mgr.enrichHeadersAndCreateProducerRecord(orig, new RuntimeException("reference"),
+                                                     new TopicPartition(dlq, -1));
+        for (String name : new String[] {KafkaHeaders.DLT_ORIGINAL_TOPIC, KafkaHeaders.DLT_ORIGINAL_PARTITION,
+                                         KafkaHeaders.DLT_ORIGINAL_OFFSET, KafkaHeaders.DLT_ORIGINAL_TIMESTAMP,
+                                         KafkaHeaders.DLT_ORIGINAL_TIMESTAMP_TYPE}) {
+            Header want = spring.headers().lastHeader(name);
+            Header got = dl.headers().lastHeader(name);
+            boolean same = want != null && got != null && Arrays.equals(want.value(), got.value());
+            res.put(name, same);
+            if (!same)
+                res.put(name + ":spring", want == null ? null : hex(want.value()));
+        }
+        res.put("key", Arrays.equals(orig.key(), dl.key()));
+        res.put("value", Arrays.equals(orig.value(), dl.value()));
+        res.put("timestamp", orig.timestamp() == dl.timestamp());
+        List<Object> oh = headerList(orig.headers(), false);
+        List<Object> dh = headerList(dl.headers(), false);
+        res.put("headers", oh.equals(dh));
+        if (!oh.equals(dh))
+            res.put("headers:original", oh);
+        res.put("original_timestamp", orig.timestamp());
+        res.put("original_timestamp_type", orig.timestampType().toString());
+        return res;
+    }
+
+    // ---------------------------------------------------------------- spring-dlt-publish
+
+    private void springDltPublish(Map<String, Object> out) throws Exception {
+        TopicPartition tp = new TopicPartition(get("topic", null), getInt("partition", 0));
+        long offset = Long.parseLong(get("offset", null));
+        String dlt = get("dlt", null);
+        long deadline = System.currentTimeMillis() + getInt("timeout-ms", 60000);
+        ConsumerRecord<byte[], byte[]> orig = null;
+        try (KafkaConsumer<byte[], byte[]> c = bytesConsumer(get("bootstrap", null))) {
+            c.assign(List.of(tp));
+            c.seek(tp, offset);
+            while (orig == null) {
+                if (System.currentTimeMillis() > deadline)
+                    throw new IllegalStateException("record " + tp + "@" + offset + " not read");
+                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(200)))
+                    if (r.offset() == offset && orig == null)
+                        orig = r;
+            }
+        }
+        Map<String, Object> pc = new HashMap<>();
+        pc.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, get("bootstrap", null));
+        pc.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        pc.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        DefaultKafkaProducerFactory<byte[], byte[]> pf = new DefaultKafkaProducerFactory<>(pc);
+        try {
+            KafkaTemplate<byte[], byte[]> template = new KafkaTemplate<>(pf);
+            DeadLetterPublishingRecoverer rec =
+                new DeadLetterPublishingRecoverer(template, (r, e) -> new TopicPartition(dlt, 0));
+            rec.setFailIfSendResultIsError(true);
+            rec.setWaitForSendResultTimeout(Duration.ofSeconds(30));
+            Exception cause = new IllegalStateException(get("message", "spring reference"));
+            String group = get("group", "");
+            Exception e = group.isEmpty() ? cause
+                : new ListenerExecutionFailedException("listener failed", group, cause);
+            rec.accept(orig, null, e);
+            template.flush();
+            out.put("published", true);
+        } finally {
+            pf.destroy();
+        }
     }
 }
