@@ -113,10 +113,15 @@ static void fuzz_records(int16_t ver, kbytes_t records)
     if (!copy)
         return;
     memcpy(copy, records.ptr, b.size);
+    /* The CRC is patched, never recomputed: valid stays valid, a corrupt
+     * batch stays corrupt (never re-signed). */
+    int crc_ok = krecord_batch_crc(records.ptr, b.size) == b.crc;
     if (krecord_set_producer(copy, b.size, 0x1122334455667788LL, 9, 12345, 1) != 0)
         abort();
     kbytes_t rewritten = {copy, (int32_t)b.size};
-    if (kproduce_check_records(ver, rewritten, &b2, 1) != KREC_OK)
+    if (kproduce_check_records(ver, rewritten, &b2, crc_ok) != KREC_OK)
+        abort();
+    if (!crc_ok && krecord_batch_crc(copy, b.size) == b2.crc)
         abort();
     if (b2.producer_id != 0x1122334455667788LL || b2.producer_epoch != 9 ||
         b2.base_sequence != 12345 || !krecord_attrs(b2.attributes).transactional ||
