@@ -284,6 +284,21 @@ struct dlastcommit {
     uint64_t seq;
 };
 
+/* Per (scope, topic), direct-mapped like dlastcommit: the sequence number
+ * of its last commit, and its last dead-letter (when, and the commit
+ * sequence then). After a dead-letter, a poison head without commit
+ * evidence is taken only once the consumers committed again on the topic
+ * or DD_DLQ_QUIET_MS passed: a consumer that fetches its partitions in
+ * separate requests shows the heads it never reached one response later. */
+#define DD_TOPICSTATE_SLOTS 1024u
+#define DD_DLQ_QUIET_MS 30000u
+struct dtopicstate {
+    uint64_t hash; /* 0: empty */
+    uint64_t commit_seq;
+    uint64_t dead_ms;
+    uint64_t dead_commit_seq;
+};
+
 /* The consumer group last seen committing a topic of a scope through this
  * process (kafka_dlt-original-consumer-group). */
 #define DD_GROUPS_MAX 256u /* then the oldest entry is replaced */
@@ -322,6 +337,7 @@ struct dedup {
     int warned_held;                     /* the held-bytes bound was reached (reset below half) */
     struct dgroup groups[DD_GROUPS_MAX]; /* who commits a topic: the DLQ's group header */
     struct dlastcommit lastcommit[DD_LASTCOMMIT_SLOTS];
+    struct dtopicstate topics[DD_TOPICSTATE_SLOTS];
     uint64_t commit_seq;
     size_t ngroups, next_group;
     dedup_test_hooks_t hooks; /* dedup_set_test_hooks; zeroed: none */
@@ -778,6 +794,16 @@ static void flush_marks(struct dedup *d)
     d->nmarks_sent = n;
 }
 
+/* The state slot of (scope, topic), taken over when another topic held it. */
+static struct dtopicstate *topic_state(struct dedup *d, const char *scope, kstr_t topic)
+{
+    uint64_t h = track_hash(scope, topic, -1) | 1;
+    struct dtopicstate *t = &d->topics[h % DD_TOPICSTATE_SLOTS];
+    if (t->hash != h)
+        *t = (struct dtopicstate){h, 0, 0, 0};
+    return t;
+}
+
 /*
  * A commit of (scope, topic, partition) at offset succeeded: every
  * eventId delivered there below offset becomes done. A position key
@@ -789,6 +815,7 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
 {
     uint64_t h = track_hash(rule_scope(d, rule), topic, partition) | 1;
     d->lastcommit[h % DD_LASTCOMMIT_SLOTS] = (struct dlastcommit){h, offset, ++d->commit_seq};
+    topic_state(d, rule_scope(d, rule), topic)->commit_seq = d->commit_seq;
     struct track *t = track_get(d, rule_scope(d, rule), topic, partition, 0);
     if (!t)
         return;
@@ -1058,6 +1085,15 @@ static void find_heads(struct djob *j)
     }
 }
 
+/* 1 while dp's topic had a dead-letter less than DD_DLQ_QUIET_MS ago and
+ * no commit since (see struct dtopicstate). */
+static int dlq_quiet(struct dedup *d, const struct dpart *dp)
+{
+    const struct dtopicstate *t = topic_state(d, dp->scope, dp->topic);
+    return t->dead_ms && now_ms(d) - t->dead_ms < DD_DLQ_QUIET_MS &&
+           t->commit_seq == t->dead_commit_seq;
+}
+
 /* When the consumers of dp's scope last committed exactly at its head's
  * offset (they processed everything before it, then stopped there): that
  * commit's sequence number, else 0. */
@@ -1076,7 +1112,8 @@ static uint64_t commit_evidence(const struct dedup *d, const struct dpart *dp)
  * one: the head the consumers reached by committing up to it (the last
  * commit seen on its partition is its offset), the most recently
  * committed first; without such evidence, the first due head in the
- * response (clients process a response in about its order). Once it is
+ * response (clients process a response in about its order), unless the
+ * topic is quiet after a dead-letter (dlq_quiet). Once it is
  * gone the consumer reaches the others and commits past them; if one is
  * really poison too, a later response takes it. Returns 0 or 1.
  */
@@ -1090,7 +1127,7 @@ static size_t find_poison(struct djob *j)
         if (!head || head->state != DI_AGAIN || head->deliveries <= dp->rule->dlq.max_deliveries)
             continue;
         uint64_t seq = commit_evidence(j->d, dp);
-        if (!first)
+        if (!first && !dlq_quiet(j->d, dp))
             first = head;
         if (seq > best_seq) {
             best = head;
@@ -1098,9 +1135,20 @@ static size_t find_poison(struct djob *j)
         }
     }
     struct ditem *poison = best ? best : first;
-    if (poison)
-        poison->state = DI_POISON;
-    return poison != NULL;
+    if (!poison)
+        return 0;
+    poison->state = DI_POISON;
+    /* The other due heads start counting again: they were delivered as
+     * often because the consumer kept failing before reaching them; once
+     * the poison is gone it reaches them (and commits past them), and one
+     * that is poison too is moved after max_deliveries more deliveries. */
+    for (size_t i = 0; i < j->nparts; i++) {
+        struct ditem *head = j->parts[i].head;
+        if (head && head != poison && head->state == DI_AGAIN &&
+            head->deliveries > j->parts[i].rule->dlq.max_deliveries)
+            head->deliveries = 1;
+    }
+    return 1;
 }
 
 /* A poison record's write is over: it is dead-lettered (left out, and
@@ -1114,6 +1162,9 @@ static void dlq_settle(struct dedup *d, struct djob *j, struct ditem *it, int ok
     }
     const policy_rule_t *r = it->part->rule;
     char *k = strndup(it->key, it->klen);
+    struct dtopicstate *t = topic_state(d, it->part->scope, it->part->topic);
+    t->dead_ms = now_ms(d);
+    t->dead_commit_seq = t->commit_seq;
     it->state = DI_DEAD;
     metrics_dlq_record(it->part->topic.ptr, (size_t)it->part->topic.len, DLQ_REASON_REDELIVERED);
     cache_put(&d->cache, it->key, it->klen, dead_ttl(r), now_ms(d));
@@ -1324,8 +1375,9 @@ static void job_replies(void *arg, int err, const redisc_reply_t *replies, size_
     }
     j->nask = 0;
     find_heads(j);
+    size_t npoison = find_poison(j);
     send_redeliveries(d, j);
-    if (find_poison(j) && dlq_start(d, j) > 0)
+    if (npoison && dlq_start(d, j) > 0)
         return; /* J_DLQ: ready once the dead-letter writes are answered */
     job_ready(d, j);
 }
