@@ -456,12 +456,25 @@ static uint64_t triple_key(uint32_t part, int64_t pid, int16_t epoch, uint64_t a
                 (uint64_t)pid ^ ((uint64_t)(uint16_t)epoch << 48), abs);
 }
 
+/* The triple of an attempt; a pending one first: batches of about 2^28
+ * records can carry a partition's sequence more than 2^31 past an attempt
+ * before its answer, so its sequence is looked up a few wraps back too. */
 static struct triple *triple_find(struct run *R, uint32_t part, int64_t pid, int16_t epoch,
                                   int32_t seq, int32_t count)
 {
     uint64_t abs = seq_abs(pe_get(R, part, pid, epoch), seq);
-    uint32_t *v = hmap_find(&R->m_triple, triple_key(part, pid, epoch, abs, count));
-    return v ? &R->triples[*v] : NULL;
+    struct triple *found = NULL;
+    for (int k = 0; k < 4 && abs != UINT64_MAX; k++) {
+        uint32_t *v = hmap_find(&R->m_triple, triple_key(part, pid, epoch, abs, count));
+        if (v && R->triples[*v].pending)
+            return &R->triples[*v];
+        if (v && !found)
+            found = &R->triples[*v];
+        if (abs < SEQ_SPACE)
+            break;
+        abs -= SEQ_SPACE;
+    }
+    return found;
 }
 
 /* Kafka's sequence arithmetic, written again here (not seqstate.c's). */
