@@ -47,6 +47,8 @@ static void rule_clear(policy_rule_t *r)
     free(r->dedup.name);
     free(r->dedup.scope);
     free(r->dlq.topic);
+    free(r->bind_group);
+    r->bind_group = NULL;
     r->match = NULL;
     r->dedup.name = NULL;
     r->dedup.scope = NULL;
@@ -106,6 +108,7 @@ int policy_add(policy_t *p, const policy_rule_t *rule)
     copy.dedup.name = dup_or_null(rule->dedup.name, &ok);
     copy.dedup.scope = dup_or_null(rule->dedup.scope, &ok);
     copy.dlq.topic = dup_or_null(rule->dlq.topic, &ok);
+    copy.bind_group = dup_or_null(rule->bind_group, &ok);
     if (!ok) {
         rule_clear(&copy);
         return -1;
@@ -266,6 +269,28 @@ int policy_has_transactional(const policy_t *p)
 {
     for (size_t i = 0; p && i < p->n; i++) {
         if (p->rules[i].delivery == DELIVERY_TRANSACTIONAL)
+            return 1;
+    }
+    return 0;
+}
+
+const char *policy_bind_group(const policy_t *p, const char *const *names, const size_t *lens,
+                              size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const policy_rule_t *r = policy_lookup(p, names[i], lens[i]);
+        if (r && r->delivery == DELIVERY_TRANSACTIONAL && r->bind_group)
+            return r->bind_group;
+    }
+    return NULL;
+}
+
+int policy_binds_group(const policy_t *p, const char *group, size_t len)
+{
+    for (size_t i = 0; p && i < p->n; i++) {
+        const char *g = p->rules[i].bind_group;
+        if (p->rules[i].delivery == DELIVERY_TRANSACTIONAL && g && strlen(g) == len &&
+            memcmp(g, group, len) == 0)
             return 1;
     }
     return 0;

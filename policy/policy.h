@@ -60,7 +60,10 @@ typedef struct policy_rule {
     delivery_t delivery;
     policy_dedup_t dedup;
     policy_dlq_t dlq;
-    int line; /* config line of the rule, for messages */
+    char *bind_group; /* transactional.bind_group: the consumer group whose
+                       * offset commits close this rule's transactions
+                       * (txn.h's bound mode); NULL when unbound */
+    int line;         /* config line of the rule, for messages */
 } policy_rule_t;
 
 typedef struct policy {
@@ -158,6 +161,16 @@ const char *policy_dlq_topic(const policy_rule_t *r, const char *topic, size_t l
 
 /* 1 if any rule's delivery is transactional. */
 int policy_has_transactional(const policy_t *p);
+
+/*
+ * The consumer group a request's transactional output is bound to: the
+ * bind_group of the first of names[0..n) whose rule is transactional with
+ * one, or NULL (the request is not bound). Owned by p.
+ */
+const char *policy_bind_group(const policy_t *p, const char *const *names, const size_t *lens,
+                              size_t n);
+/* 1 if some transactional rule binds its output to group[0..len). */
+int policy_binds_group(const policy_t *p, const char *group, size_t len);
 
 /* 1 if any rule asks for something other than at-least-once. */
 int policy_enforces(const policy_t *p);

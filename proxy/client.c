@@ -24,6 +24,7 @@
 #include "authworker.h"
 #include "dlqprod.h"
 #include "kerror.h"
+#include "kcommit.h"
 #include "kfetch.h"
 #include "kproduce.h"
 #include "kproto.h"
@@ -792,11 +793,11 @@ static int route_at_most_once(struct client *c, const kreq_hdr_t *h, uint8_t *fr
 
 /*
  * The routes an engine carries out (the idempotent upgrade, or the
- * transactional engine when txn is 1): the engine answers later through
- * the slot. Returns REQ_LOCAL, or REQ_CLOSED.
+ * transactional engine txn when not NULL): the engine answers later
+ * through the slot. Returns REQ_LOCAL, or REQ_CLOSED.
  */
 static int route_engine(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
-                        const struct produce_view *v, int acks, int txn)
+                        const struct produce_view *v, int acks, struct txn *txn)
 {
     /* acks=0 books no slot: c->tail would name the next request's slot,
      * and the engine's NULL completion would then close the client. */
@@ -805,10 +806,10 @@ static int route_engine(struct client *c, const kreq_hdr_t *h, const uint8_t *fr
         slot_push(c, h, SLOT_LOCAL);
     struct proxy *px = c->px;
     int err =
-        txn ? txn_submit(px->txn, c->up_broker, h, frame, size, acks == 0, c->id, token)
+        txn ? txn_submit(txn, c->up_broker, h, frame, size, acks == 0, c->id, token)
             : upgrade_submit(px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);
     if (err == 0) {
-        if (txn ? txn_busy(px->txn) : upgrade_busy(px->upgrade))
+        if (txn ? txn_busy(txn) : upgrade_busy(px->upgrade))
             pause_client(c, PAUSE_UPGRADE);
         return REQ_LOCAL;
     }
@@ -825,6 +826,82 @@ static int route_engine(struct client *c, const kreq_hdr_t *h, const uint8_t *fr
             return REQ_CLOSED;
     }
     return REQ_LOCAL;
+}
+
+/*
+ * A request for a transactional topic goes to the engine of its rule's
+ * bind_group (policy_bind_group), or to the unbound engine.
+ */
+static int route_txn(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size,
+                     const struct produce_view *v, int acks)
+{
+    struct proxy *px = c->px;
+    const char *group = policy_bind_group(px->cfg->policy, v->names, v->lens, v->ntopics);
+    struct txn *t = group ? proxy_bind(px, group, strlen(group), 1) : px->txn;
+    if (!t)
+        return acks != 0 && answer_produce_error(c, h, v, KERR_REQUEST_TIMED_OUT) ? REQ_CLOSED
+                                                                                  : REQ_LOCAL;
+    return route_engine(c, h, frame, size, v, acks, t);
+}
+
+/* The GroupId that opens the body of OffsetCommit, JoinGroup and
+ * LeaveGroup (validated already). Its length is -1 if it cannot be read. */
+static kstr_t group_id_of(const kreq_hdr_t *h, const uint8_t *frame, size_t size)
+{
+    kreader_t r;
+    kr_init(&r, frame + h->body_off, size - h->body_off);
+    kstr_t g = kr_str_nn(&r, kproto_is_flexible(h->api_key, h->api_version));
+    return kr_ok(&r) ? g : (kstr_t){NULL, -1};
+}
+
+/* An OffsetCommit refused at the bound engine's limit: every partition
+ * gets COORDINATOR_LOAD_IN_PROGRESS, which consumers retry. */
+static int answer_commit_busy(struct client *c, const kreq_hdr_t *h, const uint8_t *frame,
+                              size_t size)
+{
+    kcommit_t kc;
+    kwriter_t w;
+    kw_init(&w, 128);
+    if (kcommit_req_parse(h->api_key, h->api_version, frame + h->body_off, size - h->body_off, &kc,
+                          NULL) ||
+        kcommit_resp_write(&w, h->api_version, h->correlation_id, &kc,
+                           KERR_COORDINATOR_LOAD_IN_PROGRESS, 0)) {
+        kcommit_free(&kc);
+        kw_free(&w);
+        protocol_error(c, h, h->body_off, "cannot answer OffsetCommit");
+        return REQ_CLOSED;
+    }
+    kcommit_free(&kc);
+    answer_local(c, h, &w);
+    return REQ_LOCAL;
+}
+
+/*
+ * Group requests of a bind_group (OffsetCommit, JoinGroup, LeaveGroup)
+ * go to its engine: an OffsetCommit with output pending is answered by
+ * the engine once the output committed with it (REQ_LOCAL); a JoinGroup
+ * or LeaveGroup aborts output no commit covers, and goes on. REQ_FORWARD
+ * for everything else.
+ */
+static int route_group(struct client *c, const kreq_hdr_t *h, const uint8_t *frame, size_t size)
+{
+    kstr_t g = group_id_of(h, frame, size);
+    struct txn *t = g.len >= 0 ? proxy_bind(c->px, g.ptr, (size_t)g.len, 0) : NULL;
+    if (!t)
+        return REQ_FORWARD;
+    if (h->api_key != KAPI_OffsetCommit) {
+        txn_group_rebalance(t, h->api_key == KAPI_JoinGroup ? "JoinGroup" : "LeaveGroup");
+        return REQ_FORWARD;
+    }
+    switch (txn_commit_submit(t, h, frame, size, c->id, c->tail)) {
+    case TXN_COMMIT_TAKEN:
+        slot_push(c, h, SLOT_LOCAL);
+        return REQ_LOCAL;
+    case TXN_COMMIT_BUSY:
+        return answer_commit_busy(c, h, frame, size);
+    default:
+        return REQ_FORWARD;
+    }
 }
 
 /* The producer-path dead-letter engine of px (made on first use: a live
@@ -979,10 +1056,10 @@ static int route_produce(struct client *c, const kreq_hdr_t *h0, uint8_t *frame,
         rc = route_at_most_once(c, h, frame, &v, acks);
         break;
     case ROUTE_UPGRADE:
-        rc = route_engine(c, h, frame, size, &v, acks, 0);
+        rc = route_engine(c, h, frame, size, &v, acks, NULL);
         break;
     case ROUTE_TXN:
-        rc = route_engine(c, h, frame, size, &v, acks, c->px->txn != NULL);
+        rc = route_txn(c, h, frame, size, &v, acks);
         break;
     case ROUTE_REFUSE_FORMAT:
         log_info("client %llu (%s): refusing Produce v%d for an idempotent or transactional topic: "
@@ -1561,7 +1638,13 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
     if (h.api_key == KAPI_Fetch && c->px->txn)
         fetch_read_committed(c, &h, frame, size);
     int rc = REQ_FORWARD;
-    if (h.api_key == KAPI_Produce && (c->px->enforce || dlqprod_policy_active(c->px->cfg->policy)))
+    if (c->px->nbinds && (h.api_key == KAPI_OffsetCommit || h.api_key == KAPI_JoinGroup ||
+                          h.api_key == KAPI_LeaveGroup))
+        rc = route_group(c, &h, frame, size);
+    if (rc != REQ_FORWARD)
+        ;
+    else if (h.api_key == KAPI_Produce &&
+             (c->px->enforce || dlqprod_policy_active(c->px->cfg->policy)))
         rc = route_produce(c, &h, frame, size, acks, 0);
     else
         expect_response(c, &h, acks);

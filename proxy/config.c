@@ -334,6 +334,14 @@ static const field_t dlq_fields[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
+static const field_t rule_txn_fields[] = {
+    {"bind_group", T_STRING, R(bind_group), NULL, 0, 0, 0, NULL,
+     "Consume-process-produce: records produced to the matched topics join a transaction that "
+     "commits together with the next offset commit of this consumer group through eosproxy (see "
+     "\"Exactly-once consume-process-produce\"). Needs `delivery: transactional`."},
+    {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
+};
+
 static const field_t rule_fields[] = {
     {"match", T_MATCH, R(match), NULL, 0, 0, F_REQUIRED, NULL,
      "An exact topic name (compared fastest), or a glob: `*` matches any run of characters (also "
@@ -347,6 +355,8 @@ static const field_t rule_fields[] = {
     {"dlq", T_SECTION, 0, NULL, 0, 0, 0, dlq_fields,
      "Dead-letter routing for the matched topics (see \"Dead-letter topics\"). Needs "
      "`redis.url`."},
+    {"transactional", T_SECTION, 0, NULL, 0, 0, 0, rule_txn_fields,
+     "Options of `delivery: transactional`."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -1377,6 +1387,24 @@ static int check_dlq(struct ctx *c)
     return 0;
 }
 
+/* A bound rule is a transactional one, and its group has a name. */
+static int check_bind(struct ctx *c)
+{
+    const policy_t *p = c->cfg->policy;
+    char key[CONFIG_KEY_MAX];
+    for (size_t i = 0; p && i < p->n; i++) {
+        const policy_rule_t *r = &p->rules[i];
+        if (!r->bind_group)
+            continue;
+        snprintf(key, sizeof(key), "topics[%zu].transactional.bind_group", i);
+        if (r->delivery != DELIVERY_TRANSACTIONAL)
+            return fail(c, r->line, key, "needs delivery: transactional");
+        if (!r->bind_group[0] || strlen(r->bind_group) > 249)
+            return fail(c, r->line, key, "must be a group id of 1 to 249 characters");
+    }
+    return 0;
+}
+
 /* Mock brokers have node ids 1..mock_brokers, served on base+id. */
 static int check_ports(struct ctx *c)
 {
@@ -1459,7 +1487,7 @@ static int finish(struct ctx *c)
         if (cfg->listen.advertised_host == NULL)
             return fail(c, 1, "listen.advertised_host", "out of memory");
     }
-    if (check_upstream(c) < 0 || check_dlq(c) < 0)
+    if (check_upstream(c) < 0 || check_dlq(c) < 0 || check_bind(c) < 0)
         return -1;
     return check_ports(c);
 }

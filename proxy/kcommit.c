@@ -47,11 +47,10 @@ static void req_partition(kreader_t *r, const struct shape *s, kcommit_partition
 {
     p->index = kr_i32(r);
     p->committed_offset = kr_i64(r);
-    if (s->ver >= (s->txn ? 2 : 6))
-        (void)kr_i32(r); /* CommittedLeaderEpoch */
+    p->committed_leader_epoch = s->ver >= (s->txn ? 2 : 6) ? kr_i32(r) : -1;
     if (!s->txn && s->ver == 1)
-        (void)kr_i64(r);      /* CommitTimestamp */
-    (void)kr_str(r, s->flex); /* CommittedMetadata */
+        (void)kr_i64(r); /* CommitTimestamp */
+    p->committed_metadata = kr_str(r, s->flex);
     kr_tags_if(r, s->flex);
 }
 
@@ -60,6 +59,8 @@ static void resp_partition(kreader_t *r, const struct shape *s, kcommit_partitio
 {
     p->index = kr_i32(r);
     p->committed_offset = -1;
+    p->committed_leader_epoch = -1;
+    p->committed_metadata = (kstr_t){NULL, -1};
     p->error_code = kr_i16(r);
     kr_tags_if(r, s->flex);
 }
@@ -117,24 +118,27 @@ int kcommit_req_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t 
     kreader_t r;
     kr_init(&r, body, len);
     out->transactional_id = (kstr_t){NULL, -1};
+    out->generation_id = -1;
+    out->member_id = (kstr_t){"", 0};
+    out->group_instance_id = (kstr_t){NULL, -1};
     if (s.txn) {
         out->transactional_id = kr_str_nn(&r, s.flex);
         out->group_id = kr_str_nn(&r, s.flex);
         (void)kr_i64(&r); /* ProducerId */
         (void)kr_i16(&r); /* ProducerEpoch */
         if (ver >= 3) {
-            (void)kr_i32(&r);            /* GenerationId */
-            (void)kr_str_nn(&r, s.flex); /* MemberId */
-            (void)kr_str(&r, s.flex);    /* GroupInstanceId */
+            out->generation_id = kr_i32(&r);
+            out->member_id = kr_str_nn(&r, s.flex);
+            out->group_instance_id = kr_str(&r, s.flex);
         }
     } else {
         out->group_id = kr_str_nn(&r, s.flex);
         if (ver >= 1) {
-            (void)kr_i32(&r);            /* GenerationId */
-            (void)kr_str_nn(&r, s.flex); /* MemberId */
+            out->generation_id = kr_i32(&r);
+            out->member_id = kr_str_nn(&r, s.flex);
         }
         if (ver >= 7)
-            (void)kr_str(&r, s.flex); /* GroupInstanceId */
+            out->group_instance_id = kr_str(&r, s.flex);
         if (ver >= 2 && ver <= 4)
             (void)kr_i64(&r); /* RetentionTimeMs */
     }
@@ -160,6 +164,38 @@ int kcommit_resp_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t
         out->throttle_time_ms = kr_i32(&r);
     topics(&r, &s, 0, out);
     return finish(&r, out, err_off);
+}
+
+int kcommit_resp_write(kwriter_t *w, int16_t ver, int32_t correlation_id, const kcommit_t *c,
+                       int16_t error_code, int per_partition)
+{
+    if (ver < 0 || ver > KCOMMIT_OFFSET_MAX_VERSION)
+        return -1;
+    int flex = ver >= KCOMMIT_OFFSET_FLEX_VERSION;
+    size_t start = w->len;
+    kw_i32(w, 0);
+    kw_i32(w, correlation_id);
+    if (flex)
+        kw_tags_empty(w);
+    if (ver >= 3)
+        kw_i32(w, 0); /* ThrottleTimeMs */
+    kw_array(w, flex, c->ntopics);
+    for (int32_t i = 0; i < c->ntopics; i++) {
+        const kcommit_topic_t *t = &c->topics[i];
+        kw_kstr(w, flex, t->name);
+        kw_array(w, flex, t->npartitions);
+        for (int32_t j = 0; j < t->npartitions; j++) {
+            kw_i32(w, t->partitions[j].index);
+            kw_i16(w, per_partition ? t->partitions[j].error_code : error_code);
+            if (flex)
+                kw_tags_empty(w);
+        }
+        if (flex)
+            kw_tags_empty(w);
+    }
+    if (flex)
+        kw_tags_empty(w);
+    return kw_finish_frame(w, start);
 }
 
 void kcommit_free(kcommit_t *c)

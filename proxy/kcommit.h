@@ -26,8 +26,10 @@
 /* One partition: a request's CommittedOffset, or a response's ErrorCode. */
 typedef struct kcommit_partition {
     int32_t index;
-    int64_t committed_offset; /* request only; -1 in a response */
-    int16_t error_code;       /* response only; 0 in a request */
+    int64_t committed_offset;       /* request only; -1 in a response */
+    int16_t error_code;             /* response only; 0 in a request */
+    int32_t committed_leader_epoch; /* request, where the version has it; else -1 */
+    kstr_t committed_metadata;      /* request only; nullable */
 } kcommit_partition_t;
 
 typedef struct kcommit_topic {
@@ -40,6 +42,9 @@ typedef struct kcommit_topic {
 typedef struct kcommit {
     kstr_t group_id;          /* request only; null in a response */
     kstr_t transactional_id;  /* TxnOffsetCommit request only; else null */
+    int32_t generation_id;    /* request; -1 where the version has none */
+    kstr_t member_id;         /* request; "" where the version has none */
+    kstr_t group_instance_id; /* request; null where the version has none */
     int32_t throttle_time_ms; /* response only (OffsetCommit v3+, TxnOffsetCommit v0+) */
     int32_t ntopics;
     kcommit_topic_t *topics;
@@ -76,6 +81,15 @@ int kcommit_req_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t 
  */
 int kcommit_resp_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t len,
                        kcommit_t *out, size_t *err_off);
+
+/*
+ * Appends an OffsetCommitResponse frame (size prefix and header included)
+ * for an OffsetCommit request c of version ver (0..KCOMMIT_OFFSET_MAX_
+ * VERSION): every partition of c, in c's order, gets its own error_code
+ * when per_partition is 1, else error_code. Returns 0 or -1.
+ */
+int kcommit_resp_write(kwriter_t *w, int16_t ver, int32_t correlation_id, const kcommit_t *c,
+                       int16_t error_code, int per_partition);
 
 /* Frees the arrays; kcommit_free on a zeroed struct is safe. */
 void kcommit_free(kcommit_t *c);

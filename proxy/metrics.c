@@ -233,6 +233,21 @@ static void render_txn(struct evbuffer *out)
     scalar(out, "eosproxy_fetch_read_committed_total", "counter",
            "Fetch requests naming a `transactional` topic raised to read_committed.",
            (long long)m->txn_fetch_upgraded);
+    scalar(out, "eosproxy_bind_commits_total", "counter",
+           "Offset commits of a bind_group committed together with the group's output.",
+           (long long)m->bind_commits);
+    scalar(out, "eosproxy_bind_commits_refused_total", "counter",
+           "Offset commits of a bind_group refused (ILLEGAL_GENERATION or the coordinator's "
+           "error) because their output was aborted: the consumer reads that input again.",
+           (long long)m->bind_refused);
+    scalar(out, "eosproxy_bind_rebalance_aborts_total", "counter",
+           "Open transactions of a bind_group aborted because the group rebalanced before "
+           "committing.",
+           (long long)m->bind_rebalance_aborts);
+    scalar(out, "eosproxy_bind_expired_total", "counter",
+           "Open transactions of a bind_group aborted after 9/10 of transactions.timeout without "
+           "an offset commit.",
+           (long long)m->bind_expired);
     header(out, "eosproxy_txn_commit_duration_seconds", "histogram",
            "From a transaction's first upstream request to its commit acknowledged.");
     histogram(out, "eosproxy_txn_commit_duration_seconds", "", m->txn_lat_bucket, m->txn_lat_count,

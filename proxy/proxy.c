@@ -512,6 +512,30 @@ int proxy_start(struct proxy *px)
     return 0;
 }
 
+struct txn *proxy_bind(struct proxy *px, const char *group, size_t len, int create)
+{
+    for (size_t i = 0; i < px->nbinds; i++) {
+        const char *g = txn_group(px->binds[i]);
+        if (strlen(g) == len && memcmp(g, group, len) == 0)
+            return px->binds[i];
+    }
+    if (!create)
+        return NULL;
+    char *name = strndup(group, len);
+    struct txn **nb = name ? realloc(px->binds, (px->nbinds + 1) * sizeof(*nb)) : NULL;
+    struct txn *t = nb ? txn_new_opts(px, name, NULL) : NULL;
+    free(name);
+    if (nb)
+        px->binds = nb;
+    if (!t) {
+        log_error("cannot start the transactional engine of bind_group \"%.*s\" (out of memory)",
+                  (int)len, group);
+        return NULL;
+    }
+    px->binds[px->nbinds++] = t;
+    return t;
+}
+
 void proxy_free(struct proxy *px)
 {
     if (!px)
@@ -521,6 +545,9 @@ void proxy_free(struct proxy *px)
     dlqprod_free(px->dlqprod); /* before the writer: its requests answer clients now gone */
     control_free(px->ctl);
     txn_free(px->txn);
+    for (size_t i = 0; i < px->nbinds; i++)
+        txn_free(px->binds[i]);
+    free(px->binds);
     upgrade_free(px->upgrade);
     dedup_free(px->dedup);
     dlqw_free(px->dlqw);

@@ -54,8 +54,10 @@ struct proxy {
     struct control *ctl;
     struct admin *admin;
     struct mock *mock;
-    struct upgrade *upgrade;    /* the idempotent upgrade; NULL if no rule needs it */
-    struct txn *txn;            /* transactional delivery; NULL until a rule needs it */
+    struct upgrade *upgrade; /* the idempotent upgrade; NULL if no rule needs it */
+    struct txn *txn;         /* transactional delivery; NULL until a rule needs it */
+    struct txn **binds;      /* one bound engine per bind_group, made on first use */
+    size_t nbinds;
     struct dedup *dedup;        /* consumer dedup; NULL if no rule has dedup or dlq */
     struct dlqw *dlqw;          /* dead-letter writer; NULL until a rule has dlq */
     struct dlqprod *dlqprod;    /* producer-path dead letters; made on first use (client.c) */
@@ -82,6 +84,11 @@ struct proxy {
 struct proxy *proxy_new(config_t *cfg, struct event_base *base);
 /* Closes everything; proxy_free(NULL) is safe. */
 void proxy_free(struct proxy *px);
+
+/* The bound transactional engine of consumer group group[0..len) (txn.h),
+ * made on first use when create is 1. NULL when there is none (or OOM).
+ * Owned by px. */
+struct txn *proxy_bind(struct proxy *px, const char *group, size_t len, int create);
 /* Starts the mock (if configured), the control connection, admin and signals. */
 int proxy_start(struct proxy *px);
 

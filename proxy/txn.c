@@ -79,6 +79,8 @@
 
 #include "client.h"
 #include "config.h"
+#include "dedup.h"
+#include "kcommit.h"
 #include "kinitpid.h"
 #include "kproduce.h"
 #include "krecord.h"
@@ -104,6 +106,11 @@ enum {
     KERR_COORDINATOR_LOAD_IN_PROGRESS = 14,
     KERR_COORDINATOR_NOT_AVAILABLE = 15,
     KERR_NOT_COORDINATOR = 16,
+    KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
+    KERR_ILLEGAL_GENERATION = 22,
+    KERR_UNKNOWN_MEMBER_ID = 25,
+    KERR_TOPIC_AUTHORIZATION_FAILED = 29,
+    KERR_GROUP_AUTHORIZATION_FAILED = 30,
     KERR_INVALID_REQUEST = 42,
     KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
     KERR_DUPLICATE_SEQUENCE_NUMBER = 46,
@@ -111,6 +118,7 @@ enum {
     KERR_CONCURRENT_TRANSACTIONS = 51,
     KERR_OPERATION_NOT_ATTEMPTED = 55,
     KERR_INVALID_RECORD = 87,
+    KERR_FENCED_INSTANCE_ID = 82,
     KERR_PRODUCER_FENCED = 90,
 };
 
@@ -126,10 +134,13 @@ enum {
 #define TXN_MAX_PARTITIONS 65536u
 #define TXN_MIN_DEADLINE_MS 1000u
 #define TXN_TICK_MS 100
+#define TXN_COMMIT_DEADLINE_MS 10000u /* a bound OffsetCommit's answer, at the latest */
 
 enum tstate { TS_READY, TS_FENCED };
-enum txstate { TX_OPEN, TX_CLOSED, TX_ADD, TX_PRODUCE, TX_END };
-enum opkind { OP_FIND, OP_INIT, OP_ADD, OP_END };
+/* TX_OFFSETS and TX_GROUP are a bound commit's (AddOffsetsToTxn sent,
+ * then TxnOffsetCommit to send). */
+enum txstate { TX_OPEN, TX_CLOSED, TX_ADD, TX_PRODUCE, TX_END, TX_OFFSETS, TX_GROUP };
+enum opkind { OP_FIND, OP_INIT, OP_ADD, OP_END, OP_OFFSETS, OP_FINDGROUP, OP_TXNOFFSET };
 
 struct tx;
 
@@ -141,6 +152,7 @@ struct tpart {
     int want;          /* open_for's scratch: batches of it in the request */
     int32_t node_id;   /* where they all go */
     size_t queued;     /* batches of it in any queued transaction */
+    uint64_t added;    /* the Kafka transaction (t->ktx) it was added to, 0 none */
 };
 
 /* A client ProduceRequest; all its batches are in one transaction. */
@@ -157,6 +169,19 @@ struct treq {
     TAILQ_ENTRY(treq) link;
 };
 TAILQ_HEAD(treq_q, treq);
+
+/* A client's OffsetCommit for a bound group: a commit item's. */
+struct tcommit {
+    uint64_t client_id, token;
+    int16_t ver;
+    int32_t corr;
+    uint8_t *frame; /* copy; c's views point into it */
+    size_t len;
+    kcommit_t c;
+    int16_t answer; /* ErrorCode for every partition */
+    TAILQ_ENTRY(tcommit) link;
+};
+TAILQ_HEAD(tcommit_q, tcommit);
 
 /* One client batch, rewritten with eosproxy's ids when produced. */
 struct tbatch {
@@ -179,8 +204,10 @@ struct tx {
     int nflights;    /* Produce requests on the wire */
     size_t nwaiting; /* batches without an outcome */
     int failed;
-    int end_sent; /* an EndTxn(COMMIT) may have reached the coordinator */
-    int dead;     /* answered and dequeued; freed when nflights is 0 */
+    int end_sent;           /* an EndTxn(COMMIT) may have reached the coordinator */
+    int dead;               /* answered and dequeued; freed when nflights is 0 */
+    int stale;              /* bound: queued when the group rebalanced */
+    struct tcommit *commit; /* bound: a commit item (no batches), else NULL */
     TAILQ_ENTRY(tx) link;
 };
 TAILQ_HEAD(tx_q, tx);
@@ -207,6 +234,17 @@ struct txn {
     struct proxy *px;
     struct txn_opts o; /* every member set (txn_new_opts) */
     char *id;
+    char *group; /* bound mode: the consumer group; NULL otherwise */
+    kstr_t kgroup;
+    int32_t gcoord; /* the group's coordinator, -1 unknown */
+    /* The Kafka transaction under way (a bound one spans many tx): its
+     * number, partitions added to it, client requests acknowledged from
+     * it, when its first partition was added. Bumped by EndTxn and by a
+     * new epoch. */
+    uint64_t ktx;
+    size_t ktx_parts, ktx_acked;
+    uint64_t ktx_started_ms;
+    int doomed; /* bound: acknowledged output was aborted: refuse the next commit */
     kstr_t kid;
     struct lane **lanes;
     size_t nlanes;
@@ -223,8 +261,9 @@ struct txn {
     size_t rr;
     struct seqtab parts;
     struct tx_q txs;
-    struct tx_q dead;   /* given up, with Produce requests still on the wire */
-    struct treq_q done; /* answered, to hand to the clients from the loop */
+    struct tx_q dead;       /* given up, with Produce requests still on the wire */
+    struct treq_q done;     /* answered, to hand to the clients from the loop */
+    struct tcommit_q cdone; /* bound commits answered, likewise */
     uint64_t next_tx_id, last_finish_ms;
     size_t nreqs, bytes, nclosed;
     struct event *kick, *wake, *tick;
@@ -316,9 +355,45 @@ static struct evbuffer *build_response(struct treq *r)
     return client_produce_response(r->ver, &r->resp, r->client_id);
 }
 
+static void tcommit_free(struct txn *t, struct tcommit *tc)
+{
+    if (!tc)
+        return;
+    kcommit_free(&tc->c);
+    free(tc->frame);
+    t->bytes -= tc->len;
+    t->nreqs--;
+    free(tc);
+}
+
+/* tc's OffsetCommitResponse (NULL on OOM: the client is closed). Dedup's
+ * commit tracking sees it as if it came from the coordinator. */
+static struct evbuffer *commit_response(struct txn *t, const struct tcommit *tc)
+{
+    kwriter_t w;
+    kw_init(&w, 128);
+    struct evbuffer *resp = NULL;
+    if (kcommit_resp_write(&w, tc->ver, tc->corr, &tc->c, tc->answer, 0) == 0 &&
+        (resp = evbuffer_new()) && evbuffer_add(resp, w.buf, w.len)) {
+        evbuffer_free(resp);
+        resp = NULL;
+    }
+    if (resp && t->px->dedup)
+        dedup_commit_response(t->px->dedup, KAPI_OffsetCommit, tc->ver, w.buf + 4, w.len - 4,
+                              tc->client_id, tc->corr);
+    kw_free(&w);
+    return resp;
+}
+
 /* Hands every answered request to its client (from the loop only). */
 static void deliver_done(struct txn *t)
 {
+    struct tcommit *tc;
+    while ((tc = TAILQ_FIRST(&t->cdone))) {
+        TAILQ_REMOVE(&t->cdone, tc, link);
+        t->o.slot_done(t->px, tc->client_id, tc->token, commit_response(t, tc));
+        tcommit_free(t, tc);
+    }
     struct treq *r;
     while ((r = TAILQ_FIRST(&t->done))) {
         TAILQ_REMOVE(&t->done, r, link);
@@ -342,6 +417,7 @@ static void tx_free(struct txn *t, struct tx *x)
         free(b);
     }
     free(x->b);
+    tcommit_free(t, x->commit);
     struct treq *r;
     while ((r = TAILQ_FIRST(&x->reqs))) {
         TAILQ_REMOVE(&x->reqs, r, link);
@@ -405,6 +481,69 @@ static void answer_all(struct txn *t, struct tx *x)
 }
 
 /*
+ * What a failed bound commit answers: the group coordinator's own verdict
+ * on the member (UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) and authorization
+ * errors as they are; anything else ILLEGAL_GENERATION, on which Kafka's
+ * consumers (Java, librdkafka) count their partitions lost and read them
+ * again from the committed offsets: the input of the aborted output is
+ * processed again, whether or not the commit happened.
+ */
+static int16_t commit_error(int16_t e)
+{
+    switch (e) {
+    case KERR_UNKNOWN_MEMBER_ID:
+    case KERR_FENCED_INSTANCE_ID:
+    case KERR_TOPIC_AUTHORIZATION_FAILED:
+    case KERR_GROUP_AUTHORIZATION_FAILED:
+        return e;
+    default:
+        return KERR_ILLEGAL_GENERATION;
+    }
+}
+
+/* Answers x's commit with e for every partition and dequeues x. */
+static void commit_answer(struct txn *t, struct tx *x, int16_t e)
+{
+    struct tcommit *tc = x->commit;
+    x->commit = NULL;
+    tc->answer = e;
+    TAILQ_INSERT_TAIL(&t->cdone, tc, link);
+    tx_retire(t, x);
+}
+
+/* Aborts the Kafka transaction under way (a new epoch, between
+ * transactions). doom: output acknowledged from it is lost, so the
+ * group's next commit is refused (init_done decides). */
+static void abort_ktx(struct txn *t, int doom)
+{
+    if (!doom)
+        t->ktx_acked = 0;
+    if (t->ktx_parts)
+        t->need_init = 1;
+}
+
+/*
+ * A bound commit failed: its output is aborted and the committing
+ * consumer is answered with an error that makes it read its partitions
+ * again from the committed offsets (commit_error), so nothing is lost and
+ * nothing is committed twice. That answer is the refusal a doomed
+ * transaction waits for: no doom is left.
+ */
+static void commit_fail(struct txn *t, struct tx *x, int16_t e, const char *why)
+{
+    log_warn("txn %s: the offset commit of group \"%s\" failed (%s); its output is aborted and "
+             "the consumer reads again from its committed offsets",
+             t->id, t->group, why);
+    if (x->end_sent)
+        g_metrics.txn_commit_unknown++;
+    g_metrics.txn_aborted++;
+    g_metrics.bind_refused++;
+    t->doomed = 0;
+    abort_ktx(t, 0);
+    commit_answer(t, x, commit_error(e));
+}
+
+/*
  * Gives up x: slots without an error of their own get e (their batch may
  * have been written, but the transaction is never committed), then every
  * request is answered. bump: re-initialize the id, which aborts the
@@ -414,6 +553,10 @@ static void tx_fail(struct txn *t, struct tx *x, int16_t e, int bump, const char
 {
     if (x->dead)
         return;
+    if (x->commit) {
+        commit_fail(t, x, e, why);
+        return;
+    }
     log_warn("txn %s: transaction of %zu batch(es) failed (%s); answering its clients with "
              "errors%s",
              t->id, x->nb, why, bump ? " and aborting it" : "");
@@ -435,6 +578,12 @@ static void tx_fail(struct txn *t, struct tx *x, int16_t e, int bump, const char
 static void tx_committed(struct txn *t, struct tx *x)
 {
     g_metrics.txn_committed++;
+    if (x->commit) {
+        g_metrics.bind_commits++;
+        metrics_observe_txn_latency((t->o.now_ms() - x->started_ms) * 1000);
+        commit_answer(t, x, KERR_NONE);
+        return;
+    }
     g_metrics.txn_batches += x->nb;
     struct treq *r;
     TAILQ_FOREACH(r, &x->reqs, link)
@@ -442,6 +591,16 @@ static void tx_committed(struct txn *t, struct tx *x)
     metrics_observe_txn_latency((t->o.now_ms() - x->started_ms) * 1000);
     answer_all(t, x);
     tx_retire(t, x);
+}
+
+/* The Kafka transaction ended (EndTxn answered, or a new epoch): the next
+ * one adds its partitions again. */
+static void ktx_next(struct txn *t)
+{
+    t->ktx++;
+    t->ktx_parts = 0;
+    t->ktx_acked = 0;
+    t->ktx_started_ms = 0;
 }
 
 /* Fenced: every queued transaction fails, and so does every new request. */
@@ -565,6 +724,13 @@ static void init_done(void *arg, const uint8_t *frame, size_t len)
         t->pid = resp.producer_id;
         t->epoch = resp.producer_epoch;
         t->gen++;
+        if (t->group && t->ktx_acked) {
+            log_warn("txn %s: output of group \"%s\" acknowledged to its producers was aborted; "
+                     "its next offset commit is refused so the consumer reads that input again",
+                     t->id, t->group);
+            t->doomed = 1;
+        }
+        ktx_next(t);
         t->need_init = 0;
         t->backoff_ms = TXN_BACKOFF_MS;
         t->concurrent_tries = 0;
@@ -661,15 +827,16 @@ static int by_topic_name(const void *a, const void *b)
     return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
 }
 
-/* The distinct partitions of x, sorted by topic; *n of them. NULL on OOM. */
-static struct seqpart **tx_partitions(const struct tx *x, size_t *n)
+/* The distinct partitions of x not yet in the Kafka transaction under way,
+ * sorted by topic; *n of them. NULL on OOM. */
+static struct seqpart **tx_partitions(const struct txn *t, const struct tx *x, size_t *n)
 {
     struct seqpart **ps = malloc((x->nb ? x->nb : 1) * sizeof(*ps));
     if (!ps)
         return NULL;
     *n = 0;
     for (size_t i = 0; i < x->nb; i++)
-        if (x->b[i]->round == 0)
+        if (x->b[i]->round == 0 && x->b[i]->part->added != t->ktx)
             ps[(*n)++] = &x->b[i]->part->sp;
     qsort(ps, *n, sizeof(*ps), by_topic_name);
     return ps;
@@ -679,7 +846,7 @@ static struct seqpart **tx_partitions(const struct tx *x, size_t *n)
 static int write_add(struct txn *t, struct tx *x, kwriter_t *w, int16_t ver, int32_t corr)
 {
     size_t n = 0;
-    struct seqpart **ps = tx_partitions(x, &n);
+    struct seqpart **ps = tx_partitions(t, x, &n);
     ktxn_topic_t *topics = calloc(n ? n : 1, sizeof(*topics));
     int32_t *parts = malloc((n ? n : 1) * sizeof(*parts));
     int rc = -1;
@@ -703,6 +870,22 @@ static int write_add(struct txn *t, struct tx *x, kwriter_t *w, int16_t ver, int
 }
 
 static void send_produce(struct txn *t, struct tx *x);
+
+/* x's partitions are in the Kafka transaction now (the first ones begin
+ * it). */
+static void mark_added(struct txn *t, struct tx *x)
+{
+    for (size_t i = 0; i < x->nb; i++) {
+        struct tpart *p = x->b[i]->part;
+        if (p->added == t->ktx)
+            continue;
+        p->added = t->ktx;
+        if (!t->ktx_parts++) {
+            t->ktx_started_ms = t->o.now_ms();
+            g_metrics.txn_begun++;
+        }
+    }
+}
 
 /* Sets the partition errors of an AddPartitionsToTxn answer on x's slots.
  * OPERATION_NOT_ATTEMPTED only says another partition was refused: those
@@ -753,6 +936,7 @@ static void add_done(void *arg, const uint8_t *frame, size_t len)
         t->backoff_ms = TXN_BACKOFF_MS;
         t->concurrent_ms = 0;
         t->concurrent_tries = 0;
+        mark_added(t, x);
         send_produce(t, x);
     } else if (is_fencing(e)) {
         fenced(t, e, "AddPartitionsToTxn");
@@ -768,8 +952,35 @@ static void add_done(void *arg, const uint8_t *frame, size_t len)
     kick(t);
 }
 
+/* 1 if some partition of x is not in the Kafka transaction yet. */
+static int has_new_partitions(const struct txn *t, const struct tx *x)
+{
+    for (size_t i = 0; i < x->nb; i++)
+        if (x->b[i]->part->added != t->ktx)
+            return 1;
+    return 0;
+}
+
+/* x starts: closed -> under way (from the commit item too). */
+static void tx_start(struct txn *t, struct tx *x, enum txstate st)
+{
+    if (x->st == TX_CLOSED) {
+        x->started_ms = t->o.now_ms();
+        t->nclosed--;
+    }
+    x->st = st;
+}
+
+/* Starts x with AddPartitionsToTxn for the partitions not in the Kafka
+ * transaction yet; when it has none (a bound transaction's later
+ * requests), with its batches at once. */
 static void start_add(struct txn *t, struct tx *x)
 {
+    if (!has_new_partitions(t, x)) {
+        tx_start(t, x, TX_ADD);
+        send_produce(t, x);
+        return;
+    }
     int16_t ver = version(t, KAPI_AddPartitionsToTxn, 3);
     struct lane *l = lane_to(t, t->coord);
     kwriter_t w;
@@ -779,13 +990,7 @@ static void start_add(struct txn *t, struct tx *x)
         op_backoff(t);
         return;
     }
-    if (x->st == TX_CLOSED) {
-        uint64_t now = t->o.now_ms();
-        x->st = TX_ADD;
-        x->started_ms = now;
-        t->nclosed--;
-        g_metrics.txn_begun++;
-    }
+    tx_start(t, x, TX_ADD);
     op_send(t, t->coord, OP_ADD, ver, x, &w, add_done);
 }
 
@@ -966,6 +1171,7 @@ static void end_done(void *arg, const uint8_t *frame, size_t len)
         lost_coordinator(t, frame ? "sent a malformed EndTxn response" : "did not answer EndTxn");
     } else if (r.error_code == KERR_NONE) {
         t->backoff_ms = TXN_BACKOFF_MS;
+        ktx_next(t);
         tx_committed(t, x);
     } else if (is_fencing(r.error_code)) {
         fenced(t, r.error_code, "EndTxn");
@@ -997,8 +1203,6 @@ static void start_end(struct txn *t, struct tx *x)
         x->end_sent = 1;
 }
 
-/* ---------------------------------------------------------------- driver */
-
 /*
  * Whether every client of x can still be answered. One that has gone
  * (its connection closed while x was under way) will send its records
@@ -1016,6 +1220,302 @@ static int clients_waiting(const struct txn *t, const struct tx *x)
     }
     return 1;
 }
+
+/* ---------------------------------------------------------------- bound commits */
+
+/* The group's coordinator answered FindCoordinator(GROUP). */
+static void find_group_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct op *o = op_take(arg);
+    if (!o)
+        return;
+    struct txn *t = o->t;
+    ktxn_coord_t c;
+    if (!frame || ktxn_findcoord_resp_parse(o->ver, frame, len, t->kgroup, &c) ||
+        c.error_code != KERR_NONE || c.node_id < 0) {
+        log_warn("txn %s: FindCoordinator for group \"%s\" failed; retrying", t->id, t->group);
+        op_backoff(t);
+    } else {
+        t->gcoord = c.node_id;
+        t->backoff_ms = TXN_BACKOFF_MS;
+    }
+    free(o);
+    kick(t);
+}
+
+static void start_find_group(struct txn *t)
+{
+    struct proxy *px = t->px;
+    int16_t ver = version(t, KAPI_FindCoordinator, KTXN_FINDCOORD_MAX_VERSION);
+    if (!px->nbrokers || ver < 0) {
+        op_backoff(t);
+        return;
+    }
+    struct broker *b = px->brokers[t->rr++ % px->nbrokers];
+    struct lane *l = lane_to(t, b->node_id);
+    kwriter_t w;
+    kw_init(&w, 64);
+    if (!l ||
+        ktxn_findcoord_req_write(&w, ver, lane_next_correlation(l), client_kid(), 0, t->kgroup)) {
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    op_send(t, b->node_id, OP_FINDGROUP, ver, NULL, &w, find_group_done);
+}
+
+static void offsets_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct op *o = op_take(arg);
+    if (!o)
+        return;
+    struct txn *t = o->t;
+    struct tx *x = o->tx;
+    ktxn_addoffsets_resp_t r;
+    int parsed = frame && !ktxn_addoffsets_resp_parse(o->ver, frame, len, &r);
+    if (!x || t->state == TS_FENCED) {
+        /* failed meanwhile (deadline) */
+    } else if (!parsed) {
+        lost_coordinator(t, frame ? "sent a malformed AddOffsetsToTxn response"
+                                  : "did not answer AddOffsetsToTxn");
+    } else if (r.error_code == KERR_NONE) {
+        t->backoff_ms = TXN_BACKOFF_MS;
+        x->st = TX_GROUP;
+        if (!t->ktx_parts++)
+            t->ktx_started_ms = t->o.now_ms();
+    } else if (is_fencing(r.error_code)) {
+        fenced(t, r.error_code, "AddOffsetsToTxn");
+    } else if (!coordinator_retry(t, r.error_code)) {
+        char why[64];
+        snprintf(why, sizeof(why), "AddOffsetsToTxn answered ErrorCode %d", (int)r.error_code);
+        tx_fail(t, x, r.error_code, 1, why);
+    }
+    free(o);
+    kick(t);
+}
+
+static void start_offsets(struct txn *t, struct tx *x)
+{
+    int16_t ver = version(t, KAPI_AddOffsetsToTxn, 3); /* v4 is transaction version 2 */
+    struct lane *l = lane_to(t, t->coord);
+    kwriter_t w;
+    kw_init(&w, 128);
+    if (ver < 0 || !l ||
+        ktxn_addoffsets_req_write(&w, ver, lane_next_correlation(l), client_kid(), t->kid, t->pid,
+                                  t->epoch, t->kgroup)) {
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    op_send(t, t->coord, OP_OFFSETS, ver, x, &w, offsets_done);
+}
+
+/* The first ErrorCode of a TxnOffsetCommit answer, 0 if none. */
+static int16_t txnoffset_error(const ktxn_txnoffset_resp_t *r)
+{
+    for (int32_t i = 0; i < r->nresults; i++)
+        if (r->results[i].error_code)
+            return r->results[i].error_code;
+    return KERR_NONE;
+}
+
+/*
+ * TxnOffsetCommit's errors, as Kafka's producer takes them: the group
+ * coordinator moved or is loading, or the partition is not known yet:
+ * resent (after looking the coordinator up again, or a backoff). Fencing
+ * of the producer: fenced. Anything else (ILLEGAL_GENERATION,
+ * UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID, authorization...): the commit
+ * fails (commit_fail).
+ */
+static void txnoffset_done(void *arg, const uint8_t *frame, size_t len)
+{
+    struct op *o = op_take(arg);
+    if (!o)
+        return;
+    struct txn *t = o->t;
+    struct tx *x = o->tx;
+    ktxn_txnoffset_resp_t r;
+    int parsed = frame && !ktxn_txnoffset_resp_parse(o->ver, frame, len, &r);
+    int16_t e = parsed ? txnoffset_error(&r) : KERR_NETWORK_EXCEPTION;
+    if (!x || t->state == TS_FENCED) {
+        /* failed meanwhile (deadline) */
+    } else if (e == KERR_NONE) {
+        t->backoff_ms = TXN_BACKOFF_MS;
+        x->st = TX_END;
+    } else if (!parsed || e == KERR_NOT_COORDINATOR || e == KERR_COORDINATOR_NOT_AVAILABLE) {
+        log_info("txn %s: group \"%s\"'s coordinator %d %s; looking it up again", t->id, t->group,
+                 (int)t->gcoord, parsed ? "moved" : "did not answer");
+        t->gcoord = -1;
+        op_backoff(t);
+    } else if (e == KERR_COORDINATOR_LOAD_IN_PROGRESS || e == KERR_CONCURRENT_TRANSACTIONS ||
+               e == KERR_UNKNOWN_TOPIC_OR_PARTITION || e == KERR_REQUEST_TIMED_OUT) {
+        op_backoff(t);
+    } else if (is_fencing(e)) {
+        fenced(t, e, "TxnOffsetCommit");
+    } else {
+        char why[64];
+        snprintf(why, sizeof(why), "TxnOffsetCommit answered ErrorCode %d", (int)e);
+        tx_fail(t, x, e, 1, why);
+    }
+    if (parsed)
+        ktxn_txnoffset_resp_free(&r);
+    free(o);
+    kick(t);
+}
+
+/* tc's offsets as TxnOffsetCommit wants them: *topics (with one parts
+ * array behind them, freed with it). 0, or -1 on OOM. */
+static int offset_topics(const struct tcommit *tc, ktxn_offset_topic_t **topics)
+{
+    size_t np = 0;
+    for (int32_t i = 0; i < tc->c.ntopics; i++)
+        np += (size_t)tc->c.topics[i].npartitions;
+    size_t tsz = (size_t)(tc->c.ntopics ? tc->c.ntopics : 1) * sizeof(ktxn_offset_topic_t);
+    ktxn_offset_topic_t *ts = malloc(tsz + (np ? np : 1) * sizeof(ktxn_offset_part_t));
+    if (!ts)
+        return -1;
+    ktxn_offset_part_t *ps = (ktxn_offset_part_t *)((uint8_t *)ts + tsz);
+    for (int32_t i = 0; i < tc->c.ntopics; i++) {
+        const kcommit_topic_t *ct = &tc->c.topics[i];
+        ts[i] = (ktxn_offset_topic_t){ct->name, ct->npartitions, ps};
+        for (int32_t j = 0; j < ct->npartitions; j++) {
+            const kcommit_partition_t *cp = &ct->partitions[j];
+            *ps++ = (ktxn_offset_part_t){cp->index, cp->committed_offset,
+                                         cp->committed_leader_epoch, cp->committed_metadata};
+        }
+    }
+    *topics = ts;
+    return 0;
+}
+
+static void start_txnoffset(struct txn *t, struct tx *x)
+{
+    const struct tcommit *tc = x->commit;
+    int16_t ver = version(t, KAPI_TxnOffsetCommit, KCOMMIT_TXN_MAX_VERSION);
+    struct lane *l = lane_to(t, t->gcoord);
+    ktxn_offset_topic_t *topics = NULL;
+    ktxn_txnoffset_req_t req = {t->kid,  t->kgroup,  t->pid,        t->epoch, -1,
+                                {"", 0}, {NULL, -1}, tc->c.ntopics, NULL};
+    if (ver >= KTXN_TXNOFFSET_MEMBER_VERSION) {
+        /* The member's generation lets the coordinator refuse a zombie's
+         * commit, as it refuses its plain OffsetCommit. */
+        req.generation_id = tc->c.generation_id;
+        req.member_id = tc->c.member_id;
+        req.group_instance_id = tc->c.group_instance_id;
+    }
+    kwriter_t w;
+    kw_init(&w, 256);
+    if (ver < 0 || !l || offset_topics(tc, &topics) ||
+        (req.topics = topics,
+         ktxn_txnoffset_req_write(&w, ver, lane_next_correlation(l), client_kid(), &req))) {
+        free(topics);
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    free(topics);
+    op_send(t, t->gcoord, OP_TXNOFFSET, ver, x, &w, txnoffset_done);
+}
+
+/* Whether the client of commit item x still waits for its answer. */
+static int commit_waiting(const struct txn *t, const struct tx *x)
+{
+    return t->o.slot_waiting(t->px, x->commit->client_id, x->commit->token);
+}
+
+/*
+ * One step of a commit item at the head: refused when the transaction's
+ * output was lost (doomed); else AddOffsetsToTxn -> FindCoordinator(GROUP)
+ * when unknown -> TxnOffsetCommit -> EndTxn(COMMIT) -> the answer. A
+ * committing client that has gone before the EndTxn went out aborts the
+ * transaction instead (the application died before its commit).
+ */
+static void drive_commit(struct txn *t, struct tx *x)
+{
+    if (x->st == TX_CLOSED && t->doomed) {
+        commit_fail(t, x, KERR_ILLEGAL_GENERATION, "output it covers was aborted before");
+        return;
+    }
+    if (!x->end_sent && !commit_waiting(t, x)) {
+        log_info("txn %s: the client committing for group \"%s\" has gone; aborting the "
+                 "group's output",
+                 t->id, t->group);
+        g_metrics.txn_aborted++;
+        abort_ktx(t, 0);
+        commit_answer(t, x, KERR_ILLEGAL_GENERATION);
+        return;
+    }
+    switch (x->st) {
+    case TX_CLOSED:
+        tx_start(t, x, TX_OFFSETS);
+        /* fall through */
+    case TX_OFFSETS:
+        start_offsets(t, x);
+        break;
+    case TX_GROUP:
+        if (t->gcoord < 0)
+            start_find_group(t);
+        else
+            start_txnoffset(t, x);
+        break;
+    default:
+        start_end(t, x);
+        break;
+    }
+}
+
+/*
+ * A bound step x was written: its clients get their acknowledgement now,
+ * while the Kafka transaction stays open for the group's commit. A client
+ * that has gone will send its records again: x fails instead (the
+ * transaction is aborted, and the group's next commit refused if output
+ * was acknowledged from it). A step queued before a rebalance dooms the
+ * transaction it lands in (its input may be processed again elsewhere).
+ */
+static void step_written(struct txn *t, struct tx *x)
+{
+    if (!clients_waiting(t, x)) {
+        tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "a client disconnected before its answer");
+        return;
+    }
+    if (x->stale && !t->doomed) {
+        log_warn("txn %s: output queued before group \"%s\" rebalanced was written; the "
+                 "group's next commit is refused so its input is read again",
+                 t->id, t->group);
+        t->doomed = 1;
+    }
+    struct treq *r;
+    TAILQ_FOREACH(r, &x->reqs, link)
+    {
+        t->ktx_acked++;
+        g_metrics.txn_requests++;
+    }
+    g_metrics.txn_batches += x->nb;
+    answer_all(t, x);
+    tx_retire(t, x);
+}
+
+/*
+ * A bound transaction open longer than 9/10 of transactions.timeout
+ * without a commit of its group is aborted before the coordinator does it
+ * (which would fence eosproxy's epoch): its output is lost, so the
+ * group's next commit is refused.
+ */
+static void bound_expire(struct txn *t, uint64_t now)
+{
+    uint64_t limit = cfg(t)->transactions.timeout_ms / 10 * 9;
+    const struct tx *x = TAILQ_FIRST(&t->txs);
+    if (!t->group || t->need_init || !t->ktx_started_ms || now - t->ktx_started_ms < limit ||
+        (x && x->commit && x->st != TX_CLOSED))
+        return;
+    log_warn("txn %s: group \"%s\" has not committed its offsets for %llu ms; aborting its "
+             "output (transactions.timeout)",
+             t->id, t->group, (unsigned long long)(now - t->ktx_started_ms));
+    g_metrics.bind_expired++;
+    abort_ktx(t, 1);
+}
+
+/* ---------------------------------------------------------------- driver */
 
 /* Whether the head transaction may start: closed, or open past its linger
  * (or it had to wait behind another one: no reason to wait more). */
@@ -1044,6 +1544,7 @@ static void drive(struct txn *t)
 {
     uint64_t now = t->o.now_ms();
     expire(t, now);
+    bound_expire(t, now);
     struct tx *x = TAILQ_FIRST(&t->txs);
     if (t->state == TS_FENCED || t->op)
         return;
@@ -1052,12 +1553,15 @@ static void drive(struct txn *t)
         wake_in(t, t->not_before_ms - now);
         return;
     }
-    if (!x || !may_start(t, x, now)) {
+    /* An abandoned transaction is aborted at once, not when the next one
+     * starts: it holds back read_committed consumers until then. */
+    int abort_now = t->need_init && t->ktx_parts && (!x || x->st == TX_OPEN);
+    if (!abort_now && (!x || !may_start(t, x, now))) {
         if (x && x->nb)
             wake_in(t, x->created_ms + cfg(t)->transactions.linger_ms - now);
         return;
     }
-    if (!x->nb && x->st == TX_CLOSED) {
+    if (x && !x->nb && !x->commit && x->st == TX_CLOSED) {
         tx_retire(t, x); /* every slot was answered at submit */
         return;
     }
@@ -1067,8 +1571,12 @@ static void drive(struct txn *t)
     }
     /* A new epoch only between transactions: InitProducerId aborts the
      * one under way. */
-    if (t->need_init && (x->st == TX_OPEN || x->st == TX_CLOSED)) {
+    if (t->need_init && (!x || x->st == TX_OPEN || x->st == TX_CLOSED)) {
         start_init(t);
+        return;
+    }
+    if (x->commit) {
+        drive_commit(t, x);
         return;
     }
     switch (x->st) {
@@ -1083,6 +1591,10 @@ static void drive(struct txn *t)
     case TX_PRODUCE:
         if (x->nwaiting || x->failed)
             break;
+        if (t->group) {
+            step_written(t, x);
+            break;
+        }
         /* fall through */
     case TX_END:
         /* Once an EndTxn(COMMIT) may have reached the coordinator, it is
@@ -1091,6 +1603,8 @@ static void drive(struct txn *t)
             tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "a client disconnected before the commit");
         else
             start_end(t, x);
+        break;
+    default: /* a commit item's (drive_commit) */
         break;
     }
 }
@@ -1112,7 +1626,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct txn *t = arg;
-    if (!TAILQ_EMPTY(&t->txs))
+    if (!TAILQ_EMPTY(&t->txs) || t->ktx_parts)
         kick_cb(fd, what, arg);
 }
 
@@ -1325,30 +1839,120 @@ const char *txn_id(const struct txn *t)
     return t->id;
 }
 
+const char *txn_group(const struct txn *t)
+{
+    return t->group;
+}
+
+/* The tail's commit item, or the last one queued; NULL if none. */
+static struct tx *last_commit(const struct txn *t)
+{
+    struct tx *x;
+    TAILQ_FOREACH_REVERSE(x, &t->txs, tx_q, link)
+    {
+        if (x->commit)
+            return x;
+    }
+    return NULL;
+}
+
+int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, size_t len,
+                      uint64_t client_id, uint64_t token)
+{
+    if (!t->group || h->body_off > len)
+        return TXN_COMMIT_PASS;
+    if (TAILQ_EMPTY(&t->txs) && !t->ktx_parts && !t->doomed)
+        return TXN_COMMIT_PASS; /* no output to bind: the plain commit is exact */
+    if (t->closing || t->nreqs >= t->o.max_requests || t->bytes + len > t->o.max_bytes)
+        return TXN_COMMIT_BUSY;
+    struct tcommit *tc = calloc(1, sizeof(*tc));
+    struct tx *x = calloc(1, sizeof(*x));
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!tc || !x || !copy) {
+        free(tc);
+        free(x);
+        free(copy);
+        return TXN_COMMIT_BUSY;
+    }
+    memcpy(copy, frame, len);
+    *tc = (struct tcommit){.client_id = client_id,
+                           .token = token,
+                           .ver = h->api_version,
+                           .corr = h->correlation_id,
+                           .frame = copy,
+                           .len = len};
+    t->nreqs++;
+    t->bytes += len;
+    if (kcommit_req_parse(KAPI_OffsetCommit, h->api_version, copy + h->body_off, len - h->body_off,
+                          &tc->c, NULL)) {
+        tcommit_free(t, tc);
+        free(x);
+        return TXN_COMMIT_PASS; /* validated already: cannot happen */
+    }
+    close_open(t);
+    x->id = ++t->next_tx_id;
+    x->st = TX_CLOSED;
+    x->created_ms = t->o.now_ms();
+    x->deadline_ms = x->created_ms + (cfg(t)->transactions.timeout_ms / 2 < TXN_COMMIT_DEADLINE_MS
+                                          ? cfg(t)->transactions.timeout_ms / 2
+                                          : TXN_COMMIT_DEADLINE_MS);
+    x->min_client_timeout_ms = INT32_MAX;
+    x->commit = tc;
+    TAILQ_INIT(&x->reqs);
+    TAILQ_INSERT_TAIL(&t->txs, x, link);
+    t->nclosed++;
+    kick(t);
+    return TXN_COMMIT_TAKEN;
+}
+
+void txn_group_rebalance(struct txn *t, const char *why)
+{
+    if (!t->group || t->state == TS_FENCED || (TAILQ_EMPTY(&t->txs) && !t->ktx_parts))
+        return;
+    struct tx *c = last_commit(t);
+    int stale = 0;
+    for (struct tx *x = c ? TAILQ_NEXT(c, link) : TAILQ_FIRST(&t->txs); x;
+         x = TAILQ_NEXT(x, link), stale++)
+        x->stale = 1;
+    log_info("txn %s: group \"%s\" rebalances (%s): %s%zu request(s) of its output queued", t->id,
+             t->group, why, c ? "its last commit goes on; " : "aborting its open transaction; ",
+             (size_t)stale);
+    if (!c) {
+        g_metrics.bind_rebalance_aborts++;
+        abort_ktx(t, 0);
+    }
+    kick(t);
+}
+
 /* ---------------------------------------------------------------- life */
 
-/* transactions.id, or "<service>-<host name>". NULL on OOM. */
-static char *make_id(const config_t *c)
+/* transactions.id, or "<service>-<host name>"; a bound engine's is that
+ * and "-<group>". NULL on OOM. */
+static char *make_id(const config_t *c, const char *group)
 {
-    if (c->transactions.id)
-        return strdup(c->transactions.id);
     char host[256] = "localhost";
-    if (gethostname(host, sizeof(host) - 1))
+    if (!c->transactions.id && gethostname(host, sizeof(host) - 1))
         strcpy(host, "localhost");
     host[sizeof(host) - 1] = '\0';
-    size_t n = strlen(c->service) + strlen(host) + 2;
+    size_t n = strlen(c->service) + strlen(host) +
+               (c->transactions.id ? strlen(c->transactions.id) : 0) + (group ? strlen(group) : 0) +
+               3;
     char *id = malloc(n);
-    if (id)
-        snprintf(id, n, "%s-%s", c->service, host);
+    if (!id)
+        return NULL;
+    if (c->transactions.id)
+        snprintf(id, n, "%s%s%s", c->transactions.id, group ? "-" : "", group ? group : "");
+    else
+        snprintf(id, n, "%s-%s%s%s", c->service, host, group ? "-" : "", group ? group : "");
     return id;
 }
 
 struct txn *txn_new(struct proxy *px)
 {
-    return txn_new_opts(px, NULL);
+    return txn_new_opts(px, NULL, NULL);
 }
 
-struct txn *txn_new_opts(struct proxy *px, const struct txn_opts *opts)
+struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_opts *opts)
 {
     struct txn *t = calloc(1, sizeof(*t));
     if (!t)
@@ -1371,7 +1975,15 @@ struct txn *txn_new_opts(struct proxy *px, const struct txn_opts *opts)
     TAILQ_INIT(&t->txs);
     TAILQ_INIT(&t->dead);
     TAILQ_INIT(&t->done);
-    t->id = make_id(px->cfg);
+    TAILQ_INIT(&t->cdone);
+    t->ktx = 1;
+    t->gcoord = -1;
+    t->id = make_id(px->cfg, group);
+    if (group && !(t->group = strdup(group))) {
+        txn_free(t);
+        return NULL;
+    }
+    t->kgroup = (kstr_t){t->group, group ? (int32_t)strlen(group) : -1};
     t->kick = event_new(px->base, -1, 0, kick_cb, t);
     t->wake = event_new(px->base, -1, 0, kick_cb, t);
     t->tick = event_new(px->base, -1, EV_PERSIST, tick_cb, t);
@@ -1383,7 +1995,11 @@ struct txn *txn_new_opts(struct proxy *px, const struct txn_opts *opts)
     t->kid = (kstr_t){t->id, (int32_t)strlen(t->id)};
     struct timeval tv = {0, TXN_TICK_MS * 1000};
     event_add(t->tick, &tv);
-    log_info("txn: transactional id \"%s\" (transactions.id)", t->id);
+    if (group)
+        log_info("txn: transactional id \"%s\" for the output of group \"%s\" (bind_group)", t->id,
+                 group);
+    else
+        log_info("txn: transactional id \"%s\" (transactions.id)", t->id);
     return t;
 }
 
@@ -1411,6 +2027,11 @@ void txn_free(struct txn *t)
         TAILQ_REMOVE(&t->done, r, link);
         treq_free(t, r);
     }
+    struct tcommit *tc;
+    while ((tc = TAILQ_FIRST(&t->cdone))) {
+        TAILQ_REMOVE(&t->cdone, tc, link);
+        tcommit_free(t, tc);
+    }
     seqtab_free(&t->parts);
     if (t->kick)
         event_free(t->kick);
@@ -1419,5 +2040,6 @@ void txn_free(struct txn *t)
     if (t->tick)
         event_free(t->tick);
     free(t->id);
+    free(t->group);
     free(t);
 }

@@ -21,6 +21,18 @@
  * (Kafka allows one per transactional id); up to transactions.max_inflight
  * closed ones wait behind it, beyond which clients are paused.
  *
+ * Bound mode (a rule's transactional.bind_group): one engine per consumer
+ * group, under "<transactions.id>-<group>". Its Kafka transaction stays
+ * open across many client requests, each acknowledged as soon as its
+ * batches are written (uncommitted); the group's next OffsetCommit through
+ * eosproxy becomes AddOffsetsToTxn + TxnOffsetCommit (with the member's
+ * generation) + EndTxn(COMMIT), and is answered after it. Output whose
+ * acknowledged records were aborted (a failed write, a client gone,
+ * transactions.timeout) dooms the transaction: the group's next commit is
+ * refused with ILLEGAL_GENERATION, on which the consumer reads again from
+ * its committed offsets. A rebalance (JoinGroup, LeaveGroup) aborts output
+ * not covered by a commit yet.
+ *
  * Completion is by id, as in upgrade.h: client_slot_done(px, client_id,
  * token, resp) once per accepted request, later, from the event loop.
  */
@@ -66,8 +78,9 @@ struct txn_opts {
 
 /* Creates the engine; it finds its coordinator lazily. NULL on OOM. */
 struct txn *txn_new(struct proxy *px);
-/* The same with opts (NULL: txn_new); opts is copied. */
-struct txn *txn_new_opts(struct proxy *px, const struct txn_opts *opts);
+/* The same with opts (NULL: the defaults; copied), bound to consumer
+ * group `group` when not NULL (copied). */
+struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_opts *opts);
 /* Fails what is pending (clients' slots are dropped), closes; NULL safe. */
 void txn_free(struct txn *t);
 
@@ -89,5 +102,28 @@ int txn_busy(const struct txn *t);
 
 /* The transactional id in use (for logs and tests). */
 const char *txn_id(const struct txn *t);
+/* The bound group, or NULL for the unbound engine. */
+const char *txn_group(const struct txn *t);
+
+enum {
+    TXN_COMMIT_PASS = 0,  /* not taken: forward the OffsetCommit unchanged */
+    TXN_COMMIT_TAKEN = 1, /* answered later through slot_done */
+    TXN_COMMIT_BUSY = 2,  /* at a bound: answer COORDINATOR_LOAD_IN_PROGRESS (retriable) */
+};
+
+/*
+ * Takes a client's validated OffsetCommit (frame: the bytes after the size
+ * prefix, h its header) for the bound group. With no output of the group
+ * pending, nothing needs binding: TXN_COMMIT_PASS. Otherwise the commit
+ * queues behind the group's output (TXN_COMMIT_TAKEN) and is answered
+ * once the transaction committed, or with an error (see txn.c).
+ */
+int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, size_t len,
+                      uint64_t client_id, uint64_t token);
+
+/* The bound group rebalances (a JoinGroup or LeaveGroup of it went
+ * through eosproxy; why names it for the log): output not covered by a
+ * queued commit is aborted. */
+void txn_group_rebalance(struct txn *t, const char *why);
 
 #endif

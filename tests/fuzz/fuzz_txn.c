@@ -2219,7 +2219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.slot_done = on_slot_done;
     o.resume = on_resume;
     o.slot_waiting = on_slot_waiting;
-    R->t = txn_new_opts(g_px, &o);
+    R->t = txn_new_opts(g_px, NULL, &o);
     if (!R->t)
         abort();
     event_base_foreach_event(g_base, find_tick, R);
