@@ -121,9 +121,15 @@ enum {
 int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, size_t len,
                       uint64_t client_id, uint64_t token);
 
-/* The bound group rebalances (a JoinGroup or LeaveGroup of it went
+/*
+ * The bound group rebalances (a JoinGroup or LeaveGroup of it went
  * through eosproxy; why names it for the log): output not covered by a
- * queued commit is aborted. */
-void txn_group_rebalance(struct txn *t, const char *why);
+ * queued commit is aborted. keeps: the member may keep partitions and
+ * their positions through it (a cooperative assignor is offered), so
+ * acknowledged output aborted here would not be produced again: the
+ * group's next commit is refused too, sending the consumer back to its
+ * committed offsets.
+ */
+void txn_group_rebalance(struct txn *t, const char *why, int keeps);
 
 #endif

@@ -626,6 +626,25 @@ static void test_security_keys(void)
 #undef BOOT
 }
 
+/* transactional.bind_group lands in the rule, and policy_bind_group finds
+ * it for a request's topics. */
+static void test_bind_group(void)
+{
+    config_t *c = load(MOCK "topics:\n  - match: \"out.*\"\n    delivery: transactional\n"
+                            "    transactional:\n      bind_group: invoicer\n"
+                            "  - {match: plain, delivery: transactional}\n");
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    const char *names[] = {"plain", "out.x"};
+    size_t lens[] = {5, 5};
+    CHECK_STR(policy_bind_group(c->policy, names, lens, 2), "invoicer");
+    CHECK(policy_bind_group(c->policy, names, lens, 1) == NULL);
+    CHECK(policy_binds_group(c->policy, "invoicer", 8));
+    CHECK(!policy_binds_group(c->policy, "invoice", 7));
+    config_free(c);
+}
+
 static void test_topic_errors(void)
 {
     EXPECT_ERR(MOCK "topics:\n  - delivery: idempotent\n",
@@ -678,6 +697,15 @@ static void test_topic_errors(void)
                "t.yaml:7: topics[0].dlq.topic: may only hold topic characters [a-zA-Z0-9._-]");
     EXPECT_ERR(MOCK "topics:\n  - match: a\n    delivery: idempotent\n    dlq: a.dlq\n",
                "t.yaml:6: topics[0].dlq: expected a map, got a scalar");
+    EXPECT_ERR(MOCK "topics:\n  - match: a\n    delivery: idempotent\n    transactional:\n"
+                    "      bind_group: g\n",
+               "t.yaml:4: topics[0].transactional.bind_group: needs delivery: transactional");
+    EXPECT_ERR(MOCK "topics:\n  - match: a\n    delivery: transactional\n    transactional:\n"
+                    "      bind_group: \"\"\n",
+               "t.yaml:7: topics[0].transactional.bind_group: must not be empty");
+    EXPECT_ERR(MOCK "topics:\n  - match: a\n    delivery: transactional\n    transactional:\n"
+                    "      bind_grp: g\n",
+               "t.yaml:7: topics[0].transactional.bind_grp: unknown key");
     /* A self-referencing alias must fail cleanly, not loop. */
     EXPECT_ERR(MOCK "topics: &t [*t]\n", "t.yaml:3: topics[0]: expected a map, got a list");
 
@@ -936,6 +964,7 @@ int main(void)
     test_cross_key_errors();
     test_security_keys();
     test_topic_errors();
+    test_bind_group();
     test_env();
     test_files();
     test_api_edges();

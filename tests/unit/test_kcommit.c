@@ -3,7 +3,9 @@
  * parsing: bodies hand-built field by field from Kafka's JSON specs for
  * every version, both flexible encodings, and refusals (truncation at
  * every length, trailing bytes, null arrays, hostile counts, unknown
- * versions).
+ * versions); the group fields a bound commit forwards (generation, member,
+ * instance id, leader epoch, metadata); the OffsetCommitResponse writer,
+ * read back by the parser for every version and byte for byte at v8.
  */
 #include "kcommit.h"
 #include "unit.h"
@@ -121,6 +123,23 @@ static void check_topics(const kcommit_t *c, int is_req)
     }
 }
 
+/* The member fields and the first partition's epoch and metadata, as
+ * build_req wrote them (or their defaults where the version has none). */
+static void check_group_fields(const kcommit_t *c, int api, int ver)
+{
+    int has_member = api == OC ? ver >= 1 : ver >= 3;
+    CHECK_EQ(c->generation_id, has_member ? 9 : -1);
+    CHECK_EQ(c->member_id.len, has_member ? 6 : 0);
+    int has_inst = api == OC ? ver >= 7 : 0;
+    CHECK_EQ(c->group_instance_id.len, has_inst ? 4 : -1);
+    if (c->ntopics < 1 || c->topics[0].npartitions < 2)
+        return;
+    const kcommit_partition_t *p = c->topics[0].partitions;
+    CHECK_EQ(p[0].committed_leader_epoch, ver >= (api == TOC ? 2 : 6) ? 17 : -1);
+    CHECK_EQ(p[0].committed_metadata.len, 4);
+    CHECK_EQ(p[1].committed_metadata.len, -1);
+}
+
 /* Every prefix of a valid body fails; the whole body plus a byte fails. */
 static void check_truncations(int api, int ver, int is_req, const kwriter_t *w)
 {
@@ -158,6 +177,7 @@ static void test_versions(int api, int maxver)
         CHECK_EQ(c.group_id.len, 7);
         CHECK(c.group_id.len == 7 && memcmp(c.group_id.ptr, "group-1", 7) == 0);
         check_topics(&c, 1);
+        check_group_fields(&c, api, ver);
         kcommit_free(&c);
         check_truncations(api, ver, 1, &w);
         kw_free(&w);
@@ -210,6 +230,69 @@ static void test_offset_commit_v8_bytes(void)
     kcommit_free(&c);
 }
 
+/* The response writer, read back by the parser: every version, a uniform
+ * error and errors per partition. */
+static void test_resp_write(void)
+{
+    for (int ver = 0; ver <= KCOMMIT_OFFSET_MAX_VERSION; ver++) {
+        kwriter_t w;
+        kw_init(&w, 128);
+        build_req(&w, OC, ver);
+        kcommit_t req, resp;
+        CHECK_EQ(kcommit_req_parse(OC, (int16_t)ver, w.buf, w.len, &req, NULL), 0);
+        req.topics[0].partitions[1].error_code = 25;
+        for (int per = 0; per < 2; per++) {
+            kwriter_t out;
+            kw_init(&out, 64);
+            CHECK_EQ(kcommit_resp_write(&out, (int16_t)ver, 77, &req, 22, per), 0);
+            CHECK_EQ((int32_t)kbe32(out.buf), (int32_t)out.len - 4);
+            CHECK_EQ((int32_t)kbe32(out.buf + 4), 77);
+            size_t hdr = ver >= 8 ? 9 : 8; /* size, CorrelationId (, tags) */
+            CHECK_EQ(kcommit_resp_parse(OC, (int16_t)ver, out.buf + hdr, out.len - hdr, &resp,
+                                        NULL),
+                     0);
+            CHECK_EQ(resp.throttle_time_ms, ver >= 3 ? 0 : -1);
+            CHECK_EQ(resp.ntopics, 2);
+            for (int t = 0; t < resp.ntopics && t < 2; t++)
+                for (int q = 0; q < resp.topics[t].npartitions; q++)
+                    CHECK_EQ(resp.topics[t].partitions[q].error_code,
+                             !per ? 22 : (t == 0 && q == 1) ? 25 : 0);
+            kcommit_free(&resp);
+            kw_free(&out);
+        }
+        kcommit_free(&req);
+        kw_free(&w);
+    }
+    kwriter_t w;
+    kw_init(&w, 16);
+    kcommit_t none = {0};
+    CHECK_EQ(kcommit_resp_write(&w, 9, 1, &none, 0, 0), -1);
+    kw_free(&w);
+}
+
+/* An OffsetCommitResponse v8 for one partition, byte for byte. */
+static void test_resp_v8_bytes(void)
+{
+    kcommit_partition_t part = {.index = 5, .error_code = 22};
+    kcommit_topic_t topic = {{"t", 1}, 1, &part};
+    kcommit_t c = {.ntopics = 1, .topics = &topic};
+    static const uint8_t want[] = {
+        0, 0, 0, 22,     /* size */
+        0, 0, 0, 3,      /* CorrelationId */
+        0,               /* header tags */
+        0, 0, 0, 0,      /* ThrottleTimeMs */
+        2, 2, 't', 2,    /* 1 topic "t", 1 partition */
+        0, 0, 0, 5, 0, 7, /* PartitionIndex 5, ErrorCode 7 */
+        0, 0, 0,         /* tags: partition, topic, body */
+    };
+    kwriter_t w;
+    kw_init(&w, 32);
+    CHECK_EQ(kcommit_resp_write(&w, 8, 3, &c, 7, 0), 0);
+    CHECK_EQ(w.len, sizeof(want));
+    CHECK(w.len == sizeof(want) && memcmp(w.buf, want, sizeof(want)) == 0);
+    kw_free(&w);
+}
+
 static void test_refusals(void)
 {
     kcommit_t c;
@@ -239,6 +322,8 @@ int main(void)
     test_versions(OC, KCOMMIT_OFFSET_MAX_VERSION);
     test_versions(TOC, KCOMMIT_TXN_MAX_VERSION);
     test_offset_commit_v8_bytes();
+    test_resp_write();
+    test_resp_v8_bytes();
     test_refusals();
     return unit_done("test_kcommit");
 }
