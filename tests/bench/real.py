@@ -31,6 +31,14 @@ that alternates every round:
          time queued in the saturated client. It has an eosproxy of its own
          (transactions.linger REAL_TXN_LINGER): a transactional rule caps the
          Fetch versions eosproxy offers at v12, which would change cons.
+  bind   case 5, both routes through case 4's eosproxy: a consume-
+         transform-produce loop (confluent-kafka, librdkafka) reads
+         REAL_COUNT_BIND 1 KB records of `rb-bin` (filled once, direct) from
+         offset 0 (assigned, no rebalance), writes one 1 KB record per input,
+         flushes and commits synchronously every REAL_BIND_BATCH inputs.
+         Route "bound": group `rb-bind` whose output topic `rb-bout-*` has
+         transactional.bind_group (each commit is a transaction with the
+         output); route "plain": another group to an at-least-once topic.
 
 Each run is checked, or the script exits 1 with `bench-real: FAILED:` and
 the reason: the tool exits 0 and prints its summary; the broker's own
@@ -53,7 +61,13 @@ eosproxy's /metrics transactions per second and batches, client requests
 and records per transaction). No timing is asserted: a target missed is
 printed as such.
 
-Knobs (environment): REAL_CASES (plain,idem,cons,txn: which cases run),
+Case 5 checks: the bound route's output read_committed holds exactly
+REAL_COUNT_BIND records and eosproxy_bind_commits_total rose by the
+commits made; the plain route's output holds at least as many, and no bound
+commit was counted.
+
+Knobs (environment): REAL_CASES (plain,idem,cons,txn,bind: which cases
+run), REAL_COUNT_BIND (20000), REAL_BIND_BATCH (500),
 REAL_ROUNDS (3), REAL_COUNT (200000 records per producer run), REAL_WARMUP
 (REAL_COUNT/5: the first records of a producer run, left out of its
 steady-state numbers), REAL_COUNT_CONSUME (400000), REAL_COUNT_TXN (20000,
@@ -110,6 +124,9 @@ TXN_RATE = int(os.environ.get("REAL_TXN_RATE", "2000"))  # records/s of the thro
 COUNT_TXN_LAT = int(os.environ.get("REAL_COUNT_TXN_LAT", "10000"))
 WARMUP_TXN_LAT = int(os.environ.get("REAL_WARMUP_TXN_LAT", str(COUNT_TXN_LAT // 4)))
 TXN_LINGER = os.environ.get("REAL_TXN_LINGER", "10ms")  # eosproxy's transactions.linger
+COUNT_BIND = int(os.environ.get("REAL_COUNT_BIND", "20000"))
+BIND_BATCH = int(os.environ.get("REAL_BIND_BATCH", "500"))
+BIND_GROUP = "rb-bind"
 
 
 class Failure(Exception):
@@ -378,6 +395,62 @@ class Bench:
         log(f"  round {rnd} {case} {route}: {what}")
         self.results.append({"round": rnd, "case": case, "target": route, "result": res})
 
+    def run_bind(self, rnd, route):
+        """Case 5: the consume-transform-produce loop through tproxy, route
+        "bound" (its commits bind the output) or "plain"."""
+        from confluent_kafka import Consumer, Producer, TopicPartition
+        c, p = self.cluster, self.tproxy
+        self.seq += 1
+        bound = route == "bound"
+        out = f"rb-bout-{self.seq}" if bound else f"rb-pout-{self.seq}"
+        group = BIND_GROUP if bound else f"rb-plain-{self.seq}"
+        create_topic(c, out)
+        k0 = metric(p, "eosproxy_bind_commits_total")
+        cons = Consumer({"bootstrap.servers": p.bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "log_level": 4})
+        prod = Producer({"bootstrap.servers": p.bootstrap, "enable.idempotence": False,
+                         "acks": "all", "linger.ms": 5, "log_level": 4})
+        cons.assign([TopicPartition("rb-bin", q, 0) for q in range(PARTITIONS)])
+        value, done, commits = b"x" * SIZE, 0, 0
+        t0 = time.monotonic()
+        try:
+            while done < COUNT_BIND:
+                if time.monotonic() - t0 > TIMEOUT:
+                    raise Failure(f"case 5 {route}: {done} of {COUNT_BIND} inputs processed in "
+                                  f"{TIMEOUT:.0f} s")
+                msgs = [m for m in cons.consume(min(BIND_BATCH, COUNT_BIND - done), 1.0)
+                        if m.error() is None]
+                if not msgs:
+                    continue
+                for m in msgs:
+                    prod.produce(out, value=value, key=m.value()[:16])
+                    prod.poll(0)
+                if prod.flush(60) != 0:
+                    raise Failure(f"case 5 {route}: output not acknowledged within 60 s")
+                cons.commit(asynchronous=False)
+                done += len(msgs)
+                commits += 1
+            secs = time.monotonic() - t0
+        finally:
+            cons.close()
+        k = metric(p, "eosproxy_bind_commits_total") - k0
+        if bound:
+            n, _ = committed_count(c, out)
+            if n != COUNT_BIND or k < commits:
+                raise Failure(f"case 5 bound: {n} output records read_committed ({COUNT_BIND} "
+                              f"expected), {k:.0f} bound commits counted for {commits} commits")
+        else:
+            n = check_count(c, out, COUNT_BIND, exact=False, target="case 5 plain")
+            if k:
+                raise Failure(f"case 5 plain: eosproxy counted {k:.0f} bound commits")
+        delete_topic(c, out)
+        res = {"records_per_s": done / secs, "mb_per_s": done * SIZE / secs / 2**20,
+               "commit_ms": 1e3 * secs / commits, "commits": commits}
+        log(f"  round {rnd} bind {route}: {res['records_per_s']:,.0f} inputs/s, {commits} commits "
+            f"({res['commit_ms']:.1f} ms per batch of {BIND_BATCH}), {n} outputs on the broker"
+            + (f", {k:.0f} bound commits" if bound else ""))
+        self.results.append({"round": rnd, "case": "bind", "target": route, "result": res})
+
     def run(self, rnd, case, target):
         c, p = self.cluster, self.proxy
         bootstrap = c.bootstrap if target == "direct" else p.bootstrap
@@ -523,6 +596,8 @@ def print_table(results, info):
     print()
     if any(r["case"] == "txn" for r in R):
         print_txn_table(R)
+    if any(r["case"] == "bind" for r in R):
+        print_bind_table(R)
     print(f"Run time: {info['elapsed']:.0f} s (broker start included"
           + (f"; case 4 {info['txn_secs']:.0f} s" if "txn_secs" in info else "")
           + f"). {info['checks']}")
@@ -606,15 +681,32 @@ def print_txn_table(R):
     print()
 
 
+def print_bind_table(R):
+    def row(route):
+        r, b = med(R, "bind", route, "records_per_s"), med(R, "bind", route, "commit_ms")
+        return "n/a" if r is None else f"{r:,.0f} inputs/s; {b:,.1f} ms per batch"
+    print(f"Case 5: a consume-transform-produce loop (confluent-kafka / librdkafka): "
+          f"{COUNT_BIND:,} x 1 KB inputs read from offset 0 (assigned), one 1 KB output each, "
+          f"flush and commitSync every {BIND_BATCH} inputs, both routes through case 4's "
+          "eosproxy, back to back in alternating order each round; medians.")
+    print()
+    print("| case 5 | plain (at-least-once output) | bound (bind_group) | bound/plain |")
+    print("|---|---|---|---|")
+    print(f"| 5. loop throughput | {row('plain')} | {row('bound')} "
+          f"| {fmt_ratio(paired(R, 'bind', 'records_per_s', 'bound', 'plain'))} |")
+    print()
+
+
 # ---------------------------------------------------------------- main
 
 def main():
     if not os.access(EOSPROXY_BIN, os.X_OK):
         log(f"FAILED: EOSPROXY_BIN {EOSPROXY_BIN} is missing (make build/eosproxy)")
         return 1
-    unknown = set(CASES) - {"plain", "idem", "cons", "txn"}
+    unknown = set(CASES) - {"plain", "idem", "cons", "txn", "bind"}
     if unknown:
-        log(f"FAILED: REAL_CASES names {sorted(unknown)}; the cases are plain, idem, cons, txn")
+        log(f"FAILED: REAL_CASES names {sorted(unknown)}; the cases are plain, idem, cons, txn, "
+            "bind")
         return 1
     work = pathlib.Path(tempfile.mkdtemp(prefix="eosproxy-bench-real."))
     cluster = proxy = tproxy = None
@@ -643,7 +735,7 @@ def main():
             "topics": [{"match": "rb-idem-*", "delivery": "idempotent"},
                        {"match": "*", "delivery": "at-least-once"}]})
         proxy._wait_ready()
-        if "txn" in CASES:
+        if "txn" in CASES or "bind" in CASES:
             # Case 4 has an eosproxy of its own: a transactional rule caps the
             # Fetch versions eosproxy offers (v12), which would change case 3.
             tproxy = Proxy(cluster, work, "eosproxy-txn", {
@@ -651,6 +743,8 @@ def main():
                 "transactions": {"id": f"bench-real-{uuid.uuid4().hex[:8]}",
                                  "linger": TXN_LINGER},
                 "topics": [{"match": "rb-txn-*", "delivery": "transactional"},
+                           {"match": "rb-bout-*", "delivery": "transactional",
+                            "transactional": {"bind_group": BIND_GROUP}},
                            {"match": "rb-idem-*", "delivery": "idempotent"},
                            {"match": "*", "delivery": "at-least-once"}]})
             tproxy._wait_ready()
@@ -661,6 +755,12 @@ def main():
             produce(cluster, cluster.bootstrap, "rb-cons", COUNT_CONSUME, 0,
                     ["enable.idempotence=true"])
             check_count(cluster, "rb-cons", COUNT_CONSUME, exact=True, target="direct")
+
+        if "bind" in CASES:
+            log(f"filling rb-bin with {COUNT_BIND:,} x 1 KB records (direct)")
+            create_topic(cluster, "rb-bin")
+            produce(cluster, cluster.bootstrap, "rb-bin", COUNT_BIND, 0,
+                    ["enable.idempotence=true"])
 
         bench = Bench(cluster, proxy, tproxy)
         for rnd in range(1, ROUNDS + 1):
@@ -678,6 +778,9 @@ def main():
                     for route in routes:
                         bench.run_txn(rnd, case, route)
                 info["txn_secs"] = info.get("txn_secs", 0) + time.monotonic() - t0
+            if "bind" in CASES:
+                for route in ("plain", "bound") if rnd % 2 else ("bound", "plain"):
+                    bench.run_bind(rnd, route)
 
         codes, bad, bad_logs = {}, [], ""
         for name, px in (("eosproxy", proxy), ("eosproxy (case 4)", tproxy)):
