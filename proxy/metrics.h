@@ -108,7 +108,7 @@ struct metrics {
     uint64_t producer_id_renewals;        /* new producer ids or epochs after the first */
     uint64_t upgrade_refused[UPG_BOUNDS]; /* partitions or requests refused by a bound */
     /* Transactional delivery (txn.c). */
-    uint64_t txn_begun;             /* transactions eosproxy started (AddPartitionsToTxn sent) */
+    uint64_t txn_begun;             /* Kafka transactions begun (first partition added) */
     uint64_t txn_committed;         /* EndTxn(COMMIT) acknowledged */
     uint64_t txn_aborted;           /* given up: clients answered with an error, aborted */
     uint64_t txn_commit_unknown;    /* given up after EndTxn(COMMIT) went out unanswered */
