@@ -776,7 +776,9 @@ static kstr_t client_kid(void)
     return (kstr_t){TXN_CLIENT_ID, (int32_t)strlen(TXN_CLIENT_ID)};
 }
 
-static void start_find(struct txn *t)
+/* FindCoordinator for key (key_type 1: a transactional id, 0: a group) on
+ * the next broker in turn, as op kind answered by cb. */
+static void start_find_key(struct txn *t, int8_t key_type, kstr_t key, enum opkind kind, lane_cb cb)
 {
     struct proxy *px = t->px;
     int16_t ver = version(t, KAPI_FindCoordinator, KTXN_FINDCOORD_MAX_VERSION);
@@ -791,12 +793,17 @@ static void start_find(struct txn *t)
     kwriter_t w;
     kw_init(&w, 64);
     if (!l ||
-        ktxn_findcoord_req_write(&w, ver, lane_next_correlation(l), client_kid(), 1, t->kid)) {
+        ktxn_findcoord_req_write(&w, ver, lane_next_correlation(l), client_kid(), key_type, key)) {
         kw_free(&w);
         op_backoff(t);
         return;
     }
-    op_send(t, b->node_id, OP_FIND, ver, NULL, &w, find_done);
+    op_send(t, b->node_id, kind, ver, NULL, &w, cb);
+}
+
+static void start_find(struct txn *t)
+{
+    start_find_key(t, 1, t->kid, OP_FIND, find_done);
 }
 
 static void start_init(struct txn *t)
@@ -1245,23 +1252,7 @@ static void find_group_done(void *arg, const uint8_t *frame, size_t len)
 
 static void start_find_group(struct txn *t)
 {
-    struct proxy *px = t->px;
-    int16_t ver = version(t, KAPI_FindCoordinator, KTXN_FINDCOORD_MAX_VERSION);
-    if (!px->nbrokers || ver < 0) {
-        op_backoff(t);
-        return;
-    }
-    struct broker *b = px->brokers[t->rr++ % px->nbrokers];
-    struct lane *l = lane_to(t, b->node_id);
-    kwriter_t w;
-    kw_init(&w, 64);
-    if (!l ||
-        ktxn_findcoord_req_write(&w, ver, lane_next_correlation(l), client_kid(), 0, t->kgroup)) {
-        kw_free(&w);
-        op_backoff(t);
-        return;
-    }
-    op_send(t, b->node_id, OP_FINDGROUP, ver, NULL, &w, find_group_done);
+    start_find_key(t, 0, t->kgroup, OP_FINDGROUP, find_group_done);
 }
 
 static void offsets_done(void *arg, const uint8_t *frame, size_t len)
