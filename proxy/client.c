@@ -22,6 +22,7 @@
 
 #include "../policy/acl.h"
 #include "authworker.h"
+#include "clock.h"
 #include "dlqprod.h"
 #include "kerror.h"
 #include "kcommit.h"
@@ -163,13 +164,6 @@ struct client {
     ksplit_t *held_split;           /* its ACL split, until it goes on */
 };
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static struct slot *slot_at(struct client *c, uint64_t pos)
 {
     return &c->slots[pos % c->cap];
@@ -199,7 +193,7 @@ void client_free(struct client *c)
                   "(correlation id %d), waited %llu ms %s",
                   (unsigned long long)c->id, c->peer, (unsigned long long)(c->tail - c->head),
                   kproto_api_name(h->api_key), (int)h->correlation_id,
-                  (unsigned long long)((now_us() - h->t0_us) / 1000),
+                  (unsigned long long)((clock_us() - h->t0_us) / 1000),
                   h->state == SLOT_LOCAL ? "for an engine" : "for the broker");
     }
     for (uint64_t p = c->head; p < c->tail; p++) {
@@ -403,7 +397,7 @@ static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
     s->api_version = h->api_version;
     s->state = (uint8_t)state;
     s->resp = NULL;
-    s->t0_us = now_us();
+    s->t0_us = clock_us();
     s->split = c->pending_split;
     c->pending_split = NULL;
     s->hide_topics = (uint8_t)c->pending_hide;
@@ -517,7 +511,7 @@ static void slot_complete(struct client *c, struct slot *s, struct evbuffer *res
         resp = merge_dlq(c, s, resp);
     dlqprod_req_free(s->dj);
     s->dj = NULL;
-    metrics_observe_latency(s->api_key, now_us() - s->t0_us);
+    metrics_observe_latency(s->api_key, clock_us() - s->t0_us);
     s->state = SLOT_READY;
     s->resp = resp;
     flush_ready(c);
@@ -1982,7 +1976,7 @@ static int handle_response(struct client *c, struct evbuffer *in, size_t size)
     }
     if (s == slot_at(c, c->head) && !s->split && !s->dj) {
         /* Fast path: it is next in line, so move it straight to the client. */
-        metrics_observe_latency(s->api_key, now_us() - s->t0_us);
+        metrics_observe_latency(s->api_key, clock_us() - s->t0_us);
         g_metrics.response_bytes += size + 4;
         evbuffer_remove_buffer(in, bufferevent_get_output(c->bev), size + 4);
         s->state = SLOT_READY;

@@ -23,6 +23,7 @@
 #include "dlqprod.h"
 
 #include "../policy/policy.h"
+#include "clock.h"
 #include "dlqw.h"
 #include "kdlt.h"
 #include "kerror.h"
@@ -339,17 +340,10 @@ struct dlqprod {
     uint64_t last_log_ms[2];
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* 1 if the log line of kind may be written now (at most every 10 s). */
 static int may_log(struct dlqprod *dp, int kind)
 {
-    uint64_t now = now_ms();
+    uint64_t now = clock_ms();
     if (dp->last_log_ms[kind] && now - dp->last_log_ms[kind] < DP_LOG_EVERY_MS)
         return 0;
     dp->last_log_ms[kind] = now ? now : 1;

@@ -3,6 +3,7 @@
  */
 #include "lane.h"
 
+#include "clock.h"
 #include "config.h"
 #include "kbuf.h"
 #include "log.h"
@@ -49,13 +50,6 @@ struct lane {
     uint64_t backoff_ms;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timeval tv;
-    evutil_gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 static void arm(struct lane *l, uint64_t ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
@@ -71,7 +65,7 @@ static void arm_deadline(struct lane *l)
         evtimer_del(l->timer);
         return;
     }
-    uint64_t now = now_ms();
+    uint64_t now = clock_ms();
     arm(l, l->head->deadline_ms > now ? l->head->deadline_ms - now : 0);
 }
 
@@ -87,7 +81,7 @@ static uint64_t deadline(const struct lane *l, const struct lane_req *r, uint64_
 /* Stamps the requests held while there was no connection (at connect). */
 static void stamp_deadlines(struct lane *l)
 {
-    uint64_t now = now_ms();
+    uint64_t now = clock_ms();
     for (struct lane_req *r = l->head; r; r = r->next)
         if (!r->deadline_ms)
             r->deadline_ms = deadline(l, r, now);
@@ -211,7 +205,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             lane_connect(l);
         return;
     }
-    if (l->head && l->head->deadline_ms && now_ms() >= l->head->deadline_ms) {
+    if (l->head && l->head->deadline_ms && clock_ms() >= l->head->deadline_ms) {
         lane_fail(l, UPERR_TIMEOUT, "request overdue");
         return;
     }
@@ -329,7 +323,7 @@ int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, l
     if (l->bev) {
         /* Those before it were stamped at connect or when sent: only this
          * one (a walk over all would cost O(pending) per send). */
-        r->deadline_ms = deadline(l, r, now_ms());
+        r->deadline_ms = deadline(l, r, clock_ms());
         if (!evtimer_pending(l->timer, NULL))
             arm_deadline(l);
     } else if (l->state == LANE_DOWN) {

@@ -3,6 +3,7 @@
  */
 #include "loopwatch.h"
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -37,27 +38,13 @@ struct loopwatch {
     int stopping; /* under mu */
 };
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Loop thread: how late this tick is is the lag; it is also the heartbeat. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct loopwatch *lw = arg;
     (void)fd;
     (void)what;
-    uint64_t now = mono_us();
+    uint64_t now = clock_us();
     uint64_t due = lw->last_tick_us + LOOPWATCH_TICK_MS * 1000u;
     metrics_observe_loop_lag(now > due ? now - due : 0);
     lw->last_tick_us = now;
@@ -112,10 +99,10 @@ static void *watch_main(void *arg)
         period = WATCH_PERIOD_MAX_MS;
     if (period == 0)
         period = 1;
-    uint64_t prev = mono_ms();
+    uint64_t prev = clock_ms();
     while (!watch_sleep(lw, period)) {
         uint64_t beat = atomic_load_explicit(&lw->beat_ms, memory_order_relaxed);
-        uint64_t now = mono_ms();
+        uint64_t now = clock_ms();
         /* Woken far too late: the whole process was stopped (SIGSTOP, a
          * paused container or VM); give the loop a turn before judging. */
         int overslept = now - prev > 2 * period + LOOPWATCH_TICK_MS;
@@ -173,7 +160,7 @@ struct loopwatch *loopwatch_new(struct event_base *base, uint64_t stall_abort_ms
         return NULL;
     lw->stall_ms = stall_abort_ms;
     lw->loop_thread = pthread_self();
-    lw->last_tick_us = mono_us();
+    lw->last_tick_us = clock_us();
     atomic_store(&lw->beat_ms, lw->last_tick_us / 1000u);
     struct timeval tv = {0, (suseconds_t)LOOPWATCH_TICK_MS * 1000};
     lw->tick = event_new(base, -1, EV_PERSIST, tick_cb, lw);

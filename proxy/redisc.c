@@ -30,6 +30,7 @@
  */
 #include "redisc.h"
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "redisc_cluster.h"
@@ -97,19 +98,6 @@ struct redisc {
     int readonly_seen;      /* a READONLY reply: drop after this callback */
 };
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static struct timeval ms_tv(uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    return tv;
-}
-
 /* ---------------------------------------------------------------- url */
 
 /* A redis:// url into rc->host/port/db; -1 if malformed. */
@@ -138,7 +126,7 @@ static void schedule_reconnect(struct redisc *rc)
     rc->state = RC_DOWN;
     if (rc->freeing)
         return;
-    struct timeval tv = ms_tv(rc->backoff_ms);
+    struct timeval tv = clock_tv(rc->backoff_ms);
     evtimer_add(rc->reconnect_timer, &tv);
     rc->backoff_ms *= 2;
     if (rc->backoff_ms > RC_BACKOFF_MAX_MS)
@@ -364,7 +352,7 @@ static void connect_now(struct redisc *rc)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     rc->ac = ac;
     rc->state = RC_CONNECTING;
-    struct timeval tv = ms_tv(rc->timeout_ms);
+    struct timeval tv = clock_tv(rc->timeout_ms);
     evtimer_add(rc->connect_timer, &tv);
 }
 
@@ -508,7 +496,7 @@ static void finish(struct rbatch *rb, int err)
     if (err == REDISC_OK) {
         g_metrics.redis_round_trips++;
         g_metrics.redis_commands += rb->n;
-        metrics_observe_redis_latency(now_us() - rb->sent_us);
+        metrics_observe_redis_latency(clock_us() - rb->sent_us);
     }
     redisc_batch_cb *cb = rb->cb;
     rb->cb = NULL;
@@ -610,7 +598,7 @@ static uint64_t queue_batch(struct redisc *rc, struct rbatch *rb, redisc_batch_t
     rb->rc = rc;
     rb->id = ++rc->next_id;
     rb->n = b->n;
-    rb->sent_us = now_us();
+    rb->sent_us = clock_us();
     LIST_INSERT_HEAD(&rc->batches, rb, link);
     size_t start = 0;
     for (size_t i = 0; i < b->n; i++) {
@@ -630,7 +618,7 @@ static uint64_t queue_batch(struct redisc *rc, struct rbatch *rb, redisc_batch_t
         start = b->ends[i];
     }
     redisc_batch_free(b);
-    struct timeval tv = ms_tv(rc->timeout_ms);
+    struct timeval tv = clock_tv(rc->timeout_ms);
     evtimer_add(rb->timer, &tv);
     return rb->id;
 }

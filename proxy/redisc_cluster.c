@@ -28,6 +28,7 @@
  */
 #include "redisc_cluster.h"
 
+#include "clock.h"
 #include "log.h"
 #include "metrics.h"
 #include "rcluster.h"
@@ -124,19 +125,6 @@ struct rcc {
     struct redisurl_host seeds[REDISURL_MAX_HOSTS]; /* copies */
     int freeing;
 };
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static struct timeval ms_tv(uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    return tv;
-}
 
 /* ---------------------------------------------------------------- readiness */
 
@@ -316,11 +304,11 @@ static void refresh_in(struct rcc *cl, uint64_t delay_ms)
 {
     if (cl->freeing)
         return;
-    uint64_t due = now_us() + delay_ms * 1000;
+    uint64_t due = clock_us() + delay_ms * 1000;
     if (evtimer_pending(cl->refresh_ev, NULL) && cl->refresh_due_us <= due)
         return;
     cl->refresh_due_us = due;
-    struct timeval tv = ms_tv(delay_ms);
+    struct timeval tv = clock_tv(delay_ms);
     evtimer_add(cl->refresh_ev, &tv);
 }
 
@@ -331,7 +319,7 @@ static void refresh_soon(struct rcc *cl)
         cl->refresh_again = 1;
         return;
     }
-    uint64_t next = cl->last_refresh_us + RCC_REFRESH_GAP_MS * 1000, now = now_us();
+    uint64_t next = cl->last_refresh_us + RCC_REFRESH_GAP_MS * 1000, now = clock_us();
     refresh_in(cl, next > now ? (next - now) / 1000 + 1 : 0);
 }
 
@@ -388,7 +376,7 @@ static void refresh_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         nd->busy++;
         cl->refreshing = nd;
-        cl->last_refresh_us = now_us();
+        cl->last_refresh_us = clock_us();
         return;
     }
     /* Nobody connected: back to the seeds (a node coming up asks again,
@@ -534,12 +522,12 @@ static int dispatch_or_wait(struct cbatch *cb)
     int r = dispatch(cb);
     if (r <= 0)
         return r;
-    uint64_t now = now_us();
+    uint64_t now = clock_us();
     if (!cb->wait_until_us)
         cb->wait_until_us = now + cb->cl->timeout_ms * 1000;
     if (now >= cb->wait_until_us)
         return -1;
-    struct timeval tv = ms_tv(RCC_WAIT_STEP_MS);
+    struct timeval tv = clock_tv(RCC_WAIT_STEP_MS);
     evtimer_add(cb->timer, &tv);
     return 0;
 }

@@ -18,6 +18,7 @@
  */
 #include "redisc_sentinel.h"
 
+#include "clock.h"
 #include "log.h"
 #include "redisurl.h"
 
@@ -51,12 +52,6 @@ struct rsent {
     redisAsyncContext *sub;
     struct event *sub_ev;
 };
-
-static struct timeval ms_tv(uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    return tv;
-}
 
 const char *rsent_master(const struct rsent *s)
 {
@@ -169,7 +164,7 @@ static void sub_disconnect(const redisAsyncContext *cac, int status)
     (void)status;
     if (s && cac == s->sub) {
         s->sub = NULL;
-        struct timeval tv = ms_tv(RSENT_SUB_RETRY_MS);
+        struct timeval tv = clock_tv(RSENT_SUB_RETRY_MS);
         evtimer_add(s->sub_ev, &tv);
     }
 }
@@ -308,7 +303,7 @@ static void step_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     s->qac = ac;
-    struct timeval tv = ms_tv(s->timeout_ms);
+    struct timeval tv = clock_tv(s->timeout_ms);
     evtimer_add(s->timeout_ev, &tv);
 }
 

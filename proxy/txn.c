@@ -78,6 +78,7 @@
 #include "txn.h"
 
 #include "client.h"
+#include "clock.h"
 #include "config.h"
 #include "dedup.h"
 #include "kcommit.h"
@@ -270,13 +271,6 @@ struct txn {
     uint64_t wake_at;
     int closing, busy;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void kick(struct txn *t)
 {
@@ -1954,7 +1948,7 @@ struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_o
     t->o.max_requests = t->o.max_requests ? t->o.max_requests : TXN_MAX_REQUESTS;
     t->o.max_bytes = t->o.max_bytes ? t->o.max_bytes : TXN_MAX_BYTES;
     t->o.max_partitions = t->o.max_partitions ? t->o.max_partitions : TXN_MAX_PARTITIONS;
-    t->o.now_ms = t->o.now_ms ? t->o.now_ms : mono_ms;
+    t->o.now_ms = t->o.now_ms ? t->o.now_ms : clock_ms;
     t->o.slot_done = t->o.slot_done ? t->o.slot_done : client_slot_done;
     t->o.resume = t->o.resume ? t->o.resume : client_resume_upgrade_paused;
     t->o.slot_waiting = t->o.slot_waiting ? t->o.slot_waiting : client_slot_waiting;

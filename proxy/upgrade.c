@@ -106,6 +106,7 @@
 #include "upgrade.h"
 
 #include "client.h"
+#include "clock.h"
 #include "config.h"
 #include "kinitpid.h"
 #include "kproduce.h"
@@ -335,13 +336,6 @@ struct upgrade {
     struct refusals refused;
     struct upgrade_opts o; /* bounds and hooks, defaults filled in */
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Runs kick_cb soon from the loop (coalesces many submits/responses). */
 static void kick(struct upgrade *u)
@@ -1731,7 +1725,7 @@ static struct upgrade_opts fill_opts(const struct upgrade_opts *opts)
     o.flight_bytes = or_default(o.flight_bytes, UPG_FLIGHT_MAX_BYTES);
     o.fpc_ttl_ms = or_default(o.fpc_ttl_ms, UPG_FPC_TTL_MS);
     o.delivery_timeout_ms = or_default(o.delivery_timeout_ms, UPG_DELIVERY_TIMEOUT_MS);
-    o.now_ms = o.now_ms ? o.now_ms : mono_ms;
+    o.now_ms = o.now_ms ? o.now_ms : clock_ms;
     o.slot_done = o.slot_done ? o.slot_done : client_slot_done;
     o.resume = o.resume ? o.resume : client_resume_upgrade_paused;
     return o;
