@@ -219,6 +219,7 @@ struct op {
     enum opkind kind;
     int16_t ver;
     struct tx *tx; /* OP_ADD, OP_END */
+    size_t nb;     /* OP_ADD: the partitions of tx->b[0..nb) were in it */
 };
 
 /* A Produce request of the head transaction in flight. */
@@ -564,7 +565,7 @@ static void tx_fail(struct txn *t, struct tx *x, int16_t e, int bump, const char
         g_metrics.txn_commit_unknown++;
     g_metrics.txn_aborted++;
     answer_all(t, x);
-    if (bump && x->st != TX_OPEN && x->st != TX_CLOSED)
+    if (bump && ((x->st != TX_OPEN && x->st != TX_CLOSED) || t->ktx_parts))
         t->need_init = 1;
     tx_retire(t, x);
 }
@@ -754,7 +755,7 @@ static int op_send(struct txn *t, int32_t node, enum opkind kind, int16_t ver, s
         op_backoff(t);
         return -1;
     }
-    *o = (struct op){t, kind, ver, x};
+    *o = (struct op){t, kind, ver, x, x ? x->nb : 0};
     if (send_w(l, w, cb, o)) {
         free(o);
         kw_free(w);
@@ -872,11 +873,11 @@ static int write_add(struct txn *t, struct tx *x, kwriter_t *w, int16_t ver, int
 
 static void send_produce(struct txn *t, struct tx *x);
 
-/* x's partitions are in the Kafka transaction now (the first ones begin
- * it). */
-static void mark_added(struct txn *t, struct tx *x)
+/* The partitions of x->b[0..nb) are in the Kafka transaction now (the
+ * first ones begin it). Batches after nb came after the request went. */
+static void mark_added(struct txn *t, struct tx *x, size_t nb)
 {
-    for (size_t i = 0; i < x->nb; i++) {
+    for (size_t i = 0; i < nb; i++) {
         struct tpart *p = x->b[i]->part;
         if (p->added == t->ktx)
             continue;
@@ -937,8 +938,9 @@ static void add_done(void *arg, const uint8_t *frame, size_t len)
         t->backoff_ms = TXN_BACKOFF_MS;
         t->concurrent_ms = 0;
         t->concurrent_tries = 0;
-        mark_added(t, x);
-        send_produce(t, x);
+        mark_added(t, x, o->nb);
+        if (x->st == TX_ADD)
+            send_produce(t, x); /* else added early, during its linger */
     } else if (is_fencing(e)) {
         fenced(t, e, "AddPartitionsToTxn");
     } else if (!coordinator_retry(t, e)) {
@@ -972,9 +974,29 @@ static void tx_start(struct txn *t, struct tx *x, enum txstate st)
     x->st = st;
 }
 
+/*
+ * Adds the partitions of the open transaction x that are not in the Kafka
+ * transaction yet, while x waits out its linger: when x closes, its
+ * batches go at once, and the wait for the previous transaction's markers
+ * (CONCURRENT_TRANSACTIONS) is spent inside the linger.
+ */
+static void start_early_add(struct txn *t, struct tx *x)
+{
+    int16_t ver = version(t, KAPI_AddPartitionsToTxn, 3);
+    struct lane *l = lane_to(t, t->coord);
+    kwriter_t w;
+    kw_init(&w, 256);
+    if (ver < 0 || !l || write_add(t, x, &w, ver, lane_next_correlation(l))) {
+        kw_free(&w);
+        op_backoff(t);
+        return;
+    }
+    op_send(t, t->coord, OP_ADD, ver, x, &w, add_done);
+}
+
 /* Starts x with AddPartitionsToTxn for the partitions not in the Kafka
- * transaction yet; when it has none (a bound transaction's later
- * requests), with its batches at once. */
+ * transaction yet; when it has none (added early, or a bound
+ * transaction's later requests), with its batches at once. */
 static void start_add(struct txn *t, struct tx *x)
 {
     if (!has_new_partitions(t, x)) {
@@ -1542,8 +1564,11 @@ static void drive(struct txn *t)
      * starts: it holds back read_committed consumers until then. */
     int abort_now = t->need_init && t->ktx_parts && (!x || x->st == TX_OPEN);
     if (!abort_now && (!x || !may_start(t, x, now))) {
-        if (x && x->nb)
+        if (x && x->nb) {
             wake_in(t, x->created_ms + cfg(t)->transactions.linger_ms - now);
+            if (t->coord >= 0 && !t->need_init && has_new_partitions(t, x))
+                start_early_add(t, x);
+        }
         return;
     }
     if (x && !x->nb && !x->commit && x->st == TX_CLOSED) {
