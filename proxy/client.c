@@ -848,41 +848,6 @@ static kstr_t group_id_of(const kreq_hdr_t *h, const uint8_t *frame, size_t size
     return kr_ok(&r) ? g : (kstr_t){NULL, -1};
 }
 
-/*
- * 1 if a JoinGroup (validated already) offers cooperative assignors only
- * (every protocol name holds "cooperative", as "cooperative-sticky"): the
- * member then rebalances cooperatively and may keep partitions, and their
- * positions, through the rebalance. Java's consumer, like librdkafka,
- * rebalances eagerly as soon as one of its assignors is eager (its default
- * [range, cooperative-sticky] is eager).
- *   JoinGroup => GroupId SessionTimeoutMs RebalanceTimeoutMs(1+) MemberId
- *     GroupInstanceId(5+) ProtocolType [Protocols => Name Metadata] ...
- */
-static int join_offers_cooperative(const kreq_hdr_t *h, const uint8_t *frame, size_t size)
-{
-    int flex = kproto_is_flexible(h->api_key, h->api_version);
-    kreader_t r;
-    kr_init(&r, frame + h->body_off, size - h->body_off);
-    (void)kr_str_nn(&r, flex);
-    (void)kr_i32(&r);
-    if (h->api_version >= 1)
-        (void)kr_i32(&r);
-    (void)kr_str_nn(&r, flex);
-    if (h->api_version >= 5)
-        (void)kr_str(&r, flex);
-    (void)kr_str_nn(&r, flex);
-    int32_t n = kr_array(&r, flex, flex ? 3 : 6);
-    int coop = n > 0;
-    for (int32_t i = 0; i < n && kr_ok(&r); i++) {
-        kstr_t name = kr_str_nn(&r, flex);
-        (void)kr_bytes(&r, flex);
-        kr_tags_if(&r, flex);
-        if (kr_ok(&r) && !memmem(name.ptr, (size_t)name.len, "cooperative", 11))
-            coop = 0;
-    }
-    return coop && kr_ok(&r);
-}
-
 /* An OffsetCommit refused at the bound engine's limit: every partition
  * gets COORDINATOR_LOAD_IN_PROGRESS, which consumers retry. */
 static int answer_commit_busy(struct client *c, const kreq_hdr_t *h, const uint8_t *frame,
@@ -919,8 +884,7 @@ static int route_group(struct client *c, const kreq_hdr_t *h, const uint8_t *fra
     if (!t)
         return REQ_FORWARD;
     if (h->api_key != KAPI_OffsetCommit) {
-        int coop = h->api_key == KAPI_JoinGroup && join_offers_cooperative(h, frame, size);
-        txn_group_rebalance(t, h->api_key == KAPI_JoinGroup ? "JoinGroup" : "LeaveGroup", coop);
+        txn_group_rebalance(t, h->api_key == KAPI_JoinGroup ? "JoinGroup" : "LeaveGroup");
         return REQ_FORWARD;
     }
     switch (txn_commit_submit(t, h, frame, size, c->id, c->tail)) {

@@ -1915,7 +1915,7 @@ int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, 
     return TXN_COMMIT_TAKEN;
 }
 
-void txn_group_rebalance(struct txn *t, const char *why, int keeps)
+void txn_group_rebalance(struct txn *t, const char *why)
 {
     if (!t->group || t->state == TS_FENCED || (TAILQ_EMPTY(&t->txs) && !t->ktx_parts))
         return;
@@ -1929,7 +1929,7 @@ void txn_group_rebalance(struct txn *t, const char *why, int keeps)
              (size_t)stale);
     if (!c) {
         g_metrics.bind_rebalance_aborts++;
-        abort_ktx(t, keeps);
+        abort_ktx(t, 1);
     }
     kick(t);
 }

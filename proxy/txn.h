@@ -124,12 +124,13 @@ int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, 
 /*
  * The bound group rebalances (a JoinGroup or LeaveGroup of it went
  * through eosproxy; why names it for the log): output not covered by a
- * queued commit is aborted. keeps: the member may keep partitions and
- * their positions through it (a cooperative assignor is offered), so
- * acknowledged output aborted here would not be produced again: the
- * group's next commit is refused too, sending the consumer back to its
- * committed offsets.
+ * queued commit is aborted, and if some of it was acknowledged, the
+ * group's next commit is refused. That commit may be one of the old
+ * generation, for input whose output is gone; or the member kept its
+ * partitions and positions through the rebalance (cooperative, static
+ * membership). The refusal sends the consumer back to its committed
+ * offsets.
  */
-void txn_group_rebalance(struct txn *t, const char *why, int keeps);
+void txn_group_rebalance(struct txn *t, const char *why);
 
 #endif

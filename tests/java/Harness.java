@@ -77,6 +77,19 @@
 //       message M: genuine Spring DLT records, to check dlt-read against.
 //       Out: {"published": true, "error": ERR|null}.
 //
+//   process-loop --bootstrap B --in T --out O --group G [--commit-delay-ms MS]
+//             [--idle-ms MS] [--timeout-ms MS]
+//       An unchanged consume-transform-produce application: a KafkaConsumer
+//       of group G (classic protocol, subscribe, auto-commit off) and a plain
+//       KafkaProducer (idempotence off, acks=all, no transactional id). For
+//       each poll: every record is written to O (key: its topic/partition/
+//       offset, value "out:" + its value), the producer is flushed, the line
+//       "flushed N" is printed (N records so far), MS are slept (default 0:
+//       the window where a crash duplicates output), commitSync, and the
+//       line "committed N". Exits 0 once it has had partitions and saw no
+//       record for --idle-ms (default 4000); the test kills it with SIGKILL
+//       at the lines it chooses. Out: {"processed": N, "error": ERR|null}.
+//
 // Any command also takes --prop key=value (repeatable): extra client
 // properties. ERR is {"type": exception class, "message": text} of the
 // innermost cause.
@@ -145,7 +158,7 @@ public final class Harness {
     public static void main(String[] argv) throws Exception {
         if (argv.length < 1) {
             System.err.println("usage: Harness produce|consume|group|cluster|poison-consume|dlt-read|"
-                               + "spring-dlt-publish --key value ...");
+                               + "spring-dlt-publish|process-loop --key value ...");
             System.exit(2);
         }
         Harness h = new Harness(argv, 1);
@@ -160,6 +173,7 @@ public final class Harness {
                 case "poison-consume" -> h.poisonConsume(out);
                 case "dlt-read" -> h.dltRead(out);
                 case "spring-dlt-publish" -> h.springDltPublish(out);
+                case "process-loop" -> h.processLoop(out);
                 default -> throw new IllegalArgumentException("unknown command " + argv[0]);
             }
         } catch (IllegalArgumentException e) {
@@ -501,6 +515,61 @@ public final class Harness {
     }
 
     // ---------------------------------------------------------------- poison-consume
+
+    private void processLoop(Map<String, Object> out) throws Exception {
+        String in = get("in", null), outTopic = get("out", null);
+        int delay = getInt("commit-delay-ms", 0), idle = getInt("idle-ms", 4000);
+        long deadline = System.currentTimeMillis() + getInt("timeout-ms", 120000);
+        Map<String, Object> extra = new HashMap<>();
+        extra.put(ConsumerConfig.GROUP_ID_CONFIG, get("group", null));
+        extra.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        extra.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 6000);
+        extra.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 500);
+        extra.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 25);
+        long n = 0;
+        out.put("processed", 0);
+        try (KafkaConsumer<String, String> c = consumer(extra);
+             KafkaProducer<String, String> p = producer(Map.of(
+                 ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false", ProducerConfig.ACKS_CONFIG, "all",
+                 ProducerConfig.LINGER_MS_CONFIG, 5))) {
+            c.subscribe(List.of(in));
+            long lastRecord = 0;
+            while (System.currentTimeMillis() < deadline) {
+                ConsumerRecords<String, String> rs = c.poll(Duration.ofMillis(200));
+                long now = System.currentTimeMillis();
+                if (rs.isEmpty()) {
+                    if (!c.assignment().isEmpty() && lastRecord == 0)
+                        lastRecord = now;
+                    if (lastRecord != 0 && now - lastRecord >= idle)
+                        break;
+                    continue;
+                }
+                lastRecord = now;
+                for (ConsumerRecord<String, String> r : rs)
+                    p.send(new ProducerRecord<>(outTopic, r.topic() + "/" + r.partition() + "/"
+                                                + r.offset(), "out:" + r.value()));
+                p.flush();
+                n += rs.count();
+                System.out.println("flushed " + n);
+                System.out.flush();
+                if (delay > 0)
+                    Thread.sleep(delay);
+                try {
+                    c.commitSync();
+                } catch (org.apache.kafka.clients.consumer.CommitFailedException
+                         | org.apache.kafka.common.errors.RebalanceInProgressException e) {
+                    // Refused (a rebalance, or eosproxy aborted the output):
+                    // the records come again, as for any consumer.
+                    System.out.println("commit failed " + e.getClass().getSimpleName());
+                    System.out.flush();
+                    continue;
+                }
+                System.out.println("committed " + n);
+                System.out.flush();
+                out.put("processed", n);
+            }
+        }
+    }
 
     private static final class Poison extends RuntimeException {
         Poison() {
