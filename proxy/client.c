@@ -24,6 +24,7 @@
 #include "authworker.h"
 #include "clock.h"
 #include "dlqprod.h"
+#include "kaborted.h"
 #include "kerror.h"
 #include "kcommit.h"
 #include "kfetch.h"
@@ -99,6 +100,7 @@ struct slot {
     uint64_t t0_us;
     ksplit_t *split;        /* topics auth.acls took out; answered in the response */
     uint8_t hide_topics;    /* Metadata: leave out topics the user may not use */
+    uint8_t drop_aborted;   /* Fetch raised to read_committed: aborted batches go (kaborted.h) */
     struct dlqprod_req *dj; /* Produce: partitions dlqprod answers or keeps for the response */
 };
 
@@ -155,8 +157,9 @@ struct client {
     /* auth.acls: the request rewritten without denied topics, and their record. */
     uint8_t *repl;
     size_t repl_len;
-    ksplit_t *pending_split; /* attached to the next slot pushed */
-    int pending_hide;        /* likewise hide_topics */
+    ksplit_t *pending_split;  /* attached to the next slot pushed */
+    int pending_hide;         /* likewise hide_topics */
+    int pending_drop_aborted; /* likewise drop_aborted */
 
     /* Producer-path dead letters (dlqprod.h). */
     struct dlqprod_req *pending_dj; /* attached to the next slot pushed */
@@ -402,6 +405,8 @@ static struct slot *slot_push(struct client *c, const kreq_hdr_t *h, int state)
     c->pending_split = NULL;
     s->hide_topics = (uint8_t)c->pending_hide;
     c->pending_hide = 0;
+    s->drop_aborted = (uint8_t)c->pending_drop_aborted;
+    c->pending_drop_aborted = 0;
     s->dj = c->pending_dj;
     c->pending_dj = NULL;
     g_metrics.inflight++;
@@ -1576,6 +1581,7 @@ static void fetch_read_committed(struct client *c, const kreq_hdr_t *h, uint8_t 
             return;
     }
     frame[off] = 1;
+    c->pending_drop_aborted = 1;
     g_metrics.txn_fetch_upgraded++;
 }
 
@@ -1647,6 +1653,7 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
     ksplit_free(c->pending_split); /* not taken by a slot: nothing to answer */
     c->pending_split = NULL;
     c->pending_hide = 0;
+    c->pending_drop_aborted = 0;
     dlqprod_req_free(c->pending_dj);
     c->pending_dj = NULL;
     return rc;
@@ -1844,6 +1851,41 @@ static struct evbuffer *rewrite_response(struct client *c, struct slot *s, struc
 }
 
 /*
+ * A Fetch eosproxy raised to read_committed for a read_uncommitted client:
+ * the batches of aborted transactions the broker still sends are replaced
+ * by empty ones (the client would not drop them itself). The frame at the
+ * head of in is replaced in place; *size becomes the new frame's. Returns
+ * 0, or -1 when the response is malformed (c is closed).
+ */
+static int drop_aborted(struct client *c, const struct slot *s, struct evbuffer *in, size_t *size)
+{
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)(*size + 4));
+    kwriter_t w;
+    kw_init(&w, *size + 64);
+    size_t dropped = 0;
+    int rc = p ? kaborted_filter(s->api_version, p + 4, *size, &w, &dropped) : -1;
+    if (rc < 0) {
+        kw_free(&w);
+        log_warn("client %llu (%s): bad Fetch v%d response from broker", (unsigned long long)c->id,
+                 c->peer, s->api_version);
+        upstream_failed(c, UPERR_PROTOCOL, "sent a malformed response");
+        return -1;
+    }
+    if (rc == 1) {
+        evbuffer_drain(in, *size + 4);
+        if (evbuffer_prepend(in, w.buf, w.len)) {
+            kw_free(&w);
+            upstream_failed(c, UPERR_PROTOCOL, "out of memory");
+            return -1;
+        }
+        *size = w.len - 4;
+        g_metrics.txn_fetch_aborted_batches += dropped;
+    }
+    kw_free(&w);
+    return 0;
+}
+
+/*
  * Consumer dedup hooks on the response side: a Fetch response may be taken
  * by the dedup engine (the slot then waits for client_slot_done), and a
  * commit response tells the engine which deliveries are done. Returns 1 if
@@ -1922,6 +1964,8 @@ static int handle_response(struct client *c, struct evbuffer *in, size_t size)
         return -1;
     }
     uint64_t pos = c->up_next++;
+    if (s->drop_aborted && drop_aborted(c, s, in, &size))
+        return -1;
     if (c->px->dedup) {
         int rc = dedup_response(c, s, pos, in, size);
         if (rc)

@@ -657,7 +657,7 @@ static void write_record(kwriter_t *w, int32_t offset_delta, const uint8_t *key,
 }
 
 /* The empty-batch representations (see the comment at the top). */
-static int write_empty(kwriter_t *w, const krecord_batch_t *h, int mode)
+int krecords_write_empty(kwriter_t *w, const krecord_batch_t *h, int mode)
 {
     int16_t attrs = (int16_t)(h->attributes & ~KRECORD_ATTR_COMPRESSION_MASK);
     kwriter_t rec;
@@ -699,7 +699,7 @@ int krecords_filter(kwriter_t *w, const krecords_batch_t *b, const uint8_t *orig
         return w->err ? -1 : 0;
     }
     if (kept == 0)
-        return write_empty(w, &b->hdr, empty_mode);
+        return krecords_write_empty(w, &b->hdr, empty_mode);
     kwriter_t recs;
     kw_init(&recs, b->inflated_len ? b->inflated_len : 1024);
     for (int32_t i = 0; i < b->nrecords; i++) {

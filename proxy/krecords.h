@@ -106,6 +106,13 @@ int krecords_filter(kwriter_t *w, const krecords_batch_t *b, const uint8_t *orig
                     const uint8_t *keep, int empty_mode);
 
 /*
+ * Writes the empty form (enum krecords_empty_mode) of the batch whose
+ * header is h, without its records: what krecords_filter writes when it
+ * keeps none. Returns 0, or -1 (w's error set or an unknown mode).
+ */
+int krecords_write_empty(kwriter_t *w, const krecord_batch_t *h, int empty_mode);
+
+/*
  * The empty mode to use for a fully filtered batch in a Fetch response of
  * version fetch_version, for the partition chunk's first batch (first) or
  * a later one. kafka-python 2.0.2 is the only client of the test matrix

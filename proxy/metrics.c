@@ -233,6 +233,10 @@ static void render_txn(struct evbuffer *out)
     scalar(out, "eosproxy_fetch_read_committed_total", "counter",
            "Fetch requests naming a `transactional` topic raised to read_committed.",
            (long long)m->txn_fetch_upgraded);
+    scalar(out, "eosproxy_fetch_aborted_batches_dropped_total", "counter",
+           "Batches of aborted transactions taken out of Fetch responses eosproxy raised to "
+           "read_committed (the client asked for read_uncommitted and would keep them).",
+           (long long)m->txn_fetch_aborted_batches);
     scalar(out, "eosproxy_bind_commits_total", "counter",
            "Offset commits of a bind_group committed together with the group's output.",
            (long long)m->bind_commits);

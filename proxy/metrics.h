@@ -118,6 +118,7 @@ struct metrics {
     int64_t txn_fenced_now;         /* 1 while fenced: transactional writes are refused */
     uint64_t txn_coordinator_moves; /* coordinator looked up again (NOT_COORDINATOR, loss) */
     uint64_t txn_fetch_upgraded;    /* Fetch requests raised to read_committed */
+    uint64_t txn_fetch_aborted_batches; /* aborted batches taken out of their responses */
     uint64_t bind_commits;          /* bound OffsetCommits committed with their group's output */
     uint64_t bind_refused;          /* bound OffsetCommits refused: the consumer reads again */
     uint64_t bind_rebalance_aborts; /* bound output aborted because its group rebalanced */

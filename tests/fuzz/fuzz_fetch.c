@@ -22,8 +22,14 @@
  *    its CRC checked, keeps baseOffset and lastOffsetDelta, holds the
  *    kept records byte for byte with their offset deltas (a batch with
  *    no records comes back unchanged);
- *  - eventId extraction never reads outside the record or the scratch.
+ *  - eventId extraction never reads outside the record or the scratch;
+ *  - the aborted-transaction filter (kaborted.c) on a parsed response
+ *    either leaves it alone or writes a response that parses, with the
+ *    same topics and partitions, whose filtered partitions keep their
+ *    length within what the empty forms add, and that the filter then
+ *    leaves alone or filters again without error.
  */
+#include "kaborted.h"
 #include "kfetch.h"
 #include "krecords.h"
 
@@ -126,6 +132,38 @@ static void fuzz_records(kbytes_t rec)
     }
 }
 
+/* kaborted_filter on a response that parsed as resp. */
+static void fuzz_aborted(int16_t ver, const uint8_t *frame, size_t len, const kfetch_resp_t *resp)
+{
+    kwriter_t w;
+    kw_init(&w, len + 64);
+    size_t dropped = 0;
+    int rc = kaborted_filter(ver, frame, len, &w, &dropped);
+    if (rc < 0 || (rc == 0 && w.len != 0) || (rc == 1 && dropped == 0))
+        abort(); /* it parsed: only OOM may fail, and fuzzing has memory */
+    if (rc == 1) {
+        kfetch_resp_t f;
+        if (kfetch_resp_parse(ver, w.buf + 4, w.len - 4, &f, NULL) != 0 ||
+            f.ntopics != resp->ntopics)
+            abort();
+        for (int32_t i = 0; i < f.ntopics; i++) {
+            if (f.topics[i].npartitions != resp->topics[i].npartitions)
+                abort();
+            for (int32_t j = 0; j < f.topics[i].npartitions; j++)
+                if (f.topics[i].partitions[j].index != resp->topics[i].partitions[j].index ||
+                    f.topics[i].partitions[j].naborted != resp->topics[i].partitions[j].naborted)
+                    abort();
+        }
+        kfetch_resp_free(&f);
+        kwriter_t w2;
+        kw_init(&w2, w.len);
+        if (kaborted_filter(ver, w.buf + 4, w.len - 4, &w2, NULL) < 0)
+            abort();
+        kw_free(&w2);
+    }
+    kw_free(&w);
+}
+
 static void fuzz_response(int16_t ver, const uint8_t *frame, size_t len)
 {
     kfetch_resp_t resp, again;
@@ -144,6 +182,7 @@ static void fuzz_response(int16_t ver, const uint8_t *frame, size_t len)
         memcmp(w2.buf, w.buf, w.len) != 0)
         abort();
     kfetch_resp_free(&again);
+    fuzz_aborted(ver, frame, len, &resp);
     for (int32_t i = 0; i < resp.ntopics; i++)
         for (int32_t j = 0; j < resp.topics[i].npartitions; j++)
             fuzz_records(resp.topics[i].partitions[j].records);

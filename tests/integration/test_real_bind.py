@@ -55,11 +55,12 @@ def committed_all(kafka, group, topic):
         c.close()
 
 
-def read_committed(kafka, topic):
+def read_committed(kafka, topic, bootstrap=None, isolation="read_committed"):
     """Every value of topic as a read_committed consumer sees it, read up to
-    the last stable offsets (which are the ends once nothing is open)."""
-    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": unique("chk"),
-                  "isolation.level": "read_committed", "enable.partition.eof": True,
+    the last stable offsets (which are the ends once nothing is open); or
+    with another isolation level, through another bootstrap (eosproxy)."""
+    c = Consumer({"bootstrap.servers": bootstrap or kafka.bootstrap, "group.id": unique("chk"),
+                  "isolation.level": isolation, "enable.partition.eof": True,
                   "auto.offset.reset": "earliest", "log_level": 3})
     c.assign([TopicPartition(topic, p, 0) for p in range(PARTS)])
     out, eof, deadline = [], set(), time.time() + 30
@@ -266,3 +267,9 @@ def test_output_never_committed_is_aborted_at_the_timeout(kafka, kproxy_factory)
     assert direct.flush(30) == 0
     got = read_committed(kafka, tout)
     assert sorted(got) == [f"later-{q}" for q in range(PARTS)], got
+    # A read_uncommitted consumer behind eosproxy: its Fetch is raised to
+    # read_committed, and the aborted batches the broker still sends are
+    # taken out for it (it would not drop them itself).
+    behind = read_committed(kafka, tout, bootstrap=proxy.bootstrap, isolation="read_uncommitted")
+    assert sorted(behind) == [f"later-{q}" for q in range(PARTS)], behind
+    assert proxy.metrics().get_value("eosproxy_fetch_aborted_batches_dropped_total") >= 1
