@@ -246,7 +246,8 @@ struct txn {
     uint64_t ktx;
     size_t ktx_parts, ktx_acked;
     uint64_t ktx_started_ms;
-    int doomed; /* bound: acknowledged output was aborted: refuse the next commit */
+    int doomed;  /* bound: acknowledged output was aborted: refuse the next commit */
+    int refused; /* bound: a commit was refused since the last one that went through */
     kstr_t kid;
     struct lane **lanes;
     size_t nlanes;
@@ -534,6 +535,7 @@ static void commit_fail(struct txn *t, struct tx *x, int16_t e, const char *why)
     g_metrics.txn_aborted++;
     g_metrics.bind_refused++;
     t->doomed = 0;
+    t->refused = 1;
     abort_ktx(t, 0);
     commit_answer(t, x, commit_error(e));
 }
@@ -575,6 +577,7 @@ static void tx_committed(struct txn *t, struct tx *x)
     g_metrics.txn_committed++;
     if (x->commit) {
         g_metrics.bind_commits++;
+        t->refused = 0;
         metrics_observe_txn_latency((t->o.now_ms() - x->started_ms) * 1000);
         commit_answer(t, x, KERR_NONE);
         return;
@@ -1519,6 +1522,7 @@ static void bound_expire(struct txn *t, uint64_t now)
              "output (transactions.timeout)",
              t->id, t->group, (unsigned long long)(now - t->ktx_started_ms));
     g_metrics.bind_expired++;
+    g_metrics.txn_aborted++;
     abort_ktx(t, 1);
 }
 
@@ -1871,8 +1875,10 @@ int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, 
 {
     if (!t->group || h->body_off > len)
         return TXN_COMMIT_PASS;
-    if (TAILQ_EMPTY(&t->txs) && !t->ktx_parts && !t->doomed)
+    if (TAILQ_EMPTY(&t->txs) && !t->ktx_parts && !t->doomed) {
+        t->refused = 0;
         return TXN_COMMIT_PASS; /* no output to bind: the plain commit is exact */
+    }
     if (t->closing || t->nreqs >= t->o.max_requests || t->bytes + len > t->o.max_bytes)
         return TXN_COMMIT_BUSY;
     struct tcommit *tc = calloc(1, sizeof(*tc));
@@ -1919,17 +1925,24 @@ void txn_group_rebalance(struct txn *t, const char *why)
 {
     if (!t->group || t->state == TS_FENCED || (TAILQ_EMPTY(&t->txs) && !t->ktx_parts))
         return;
+    /* After a refusal the member rejoins with its partitions lost (it
+     * reads them again from the committed offsets): no further refusal is
+     * needed, and one would refuse an auto-committing consumer for ever
+     * (it produces between its refused commit and its rejoin). */
+    int doom = !t->refused;
     struct tx *c = last_commit(t);
-    int stale = 0;
+    size_t stale = 0;
     for (struct tx *x = c ? TAILQ_NEXT(c, link) : TAILQ_FIRST(&t->txs); x;
          x = TAILQ_NEXT(x, link), stale++)
-        x->stale = 1;
-    log_info("txn %s: group \"%s\" rebalances (%s): %s%zu request(s) of its output queued", t->id,
+        x->stale = doom;
+    log_info("txn %s: group \"%s\" rebalances (%s): %s%zu request(s) of its output queued%s", t->id,
              t->group, why, c ? "its last commit goes on; " : "aborting its open transaction; ",
-             (size_t)stale);
+             stale, doom ? "" : " (after a refused commit)");
     if (!c) {
         g_metrics.bind_rebalance_aborts++;
-        abort_ktx(t, 1);
+        if (t->ktx_parts)
+            g_metrics.txn_aborted++;
+        abort_ktx(t, doom);
     }
     kick(t);
 }

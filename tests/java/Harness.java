@@ -77,18 +77,39 @@
 //       message M: genuine Spring DLT records, to check dlt-read against.
 //       Out: {"published": true, "error": ERR|null}.
 //
-//   process-loop --bootstrap B --in T --out O --group G [--commit-delay-ms MS]
-//             [--idle-ms MS] [--timeout-ms MS]
-//       An unchanged consume-transform-produce application: a KafkaConsumer
-//       of group G (classic protocol, subscribe, auto-commit off) and a plain
-//       KafkaProducer (idempotence off, acks=all, no transactional id). For
-//       each poll: every record is written to O (key: its topic/partition/
-//       offset, value "out:" + its value), the producer is flushed, the line
-//       "flushed N" is printed (N records so far), MS are slept (default 0:
-//       the window where a crash duplicates output), commitSync, and the
-//       line "committed N". Exits 0 once it has had partitions and saw no
-//       record for --idle-ms (default 4000); the test kills it with SIGKILL
-//       at the lines it chooses. Out: {"processed": N, "error": ERR|null}.
+//   process-loop --bootstrap B --in T --out O --group G [--max-records N]
+//             [--commit-delay-ms MS] [--idle-ms MS] [--max-poll-records N]
+//             [--auto-commit true|false] [--instance-id ID]
+//             [--session-timeout-ms MS] [--timeout-ms MS]
+//       An unchanged consume-process-produce application (tests/integration/
+//       test_real_bind.py): a plain KafkaConsumer in group G (classic
+//       protocol, subscribe to T, auto.offset.reset earliest, the default
+//       read_uncommitted, enable.auto.commit false) and a plain KafkaProducer
+//       (enable.idempotence false, acks all, no transactional.id). Each poll
+//       (at most --max-poll-records, default 20): for each input record
+//       P/OFF (key K) one record to O, partition P % partitions(O), key K,
+//       value "P/OFF"; producer.flush(); sleep --commit-delay-ms (default
+//       0: widens the window between output written and input committed);
+//       commitSync(). A failed commit (a rebalance, eosproxy's refusal) is
+//       printed and the loop goes on, as such applications do. With
+//       --auto-commit true there is no commitSync: the consumer commits
+//       what earlier polls returned (auto.commit.interval.ms 200, or
+//       --prop) inside poll(), after their output was flushed.
+//       --instance-id makes it a static member (group.instance.id).
+//       Progress lines on stdout, each flushed at once, before the JSON line
+//       (a test reads them to SIGKILL the process at a chosen point):
+//         start | assigned P,P.. | revoked P,.. | lost P,..
+//         polled N | sent N | flushed N TOTAL | committed N TOTAL
+//         commit-failed TYPE MESSAGE | end OUTCOME
+//       (N: records of this poll; TOTAL: of this run.) Ends "done" when a
+//       poll brings nothing and the group's committed offsets of every
+//       partition of T reach the end offsets read at start, "max" once N
+//       records are processed and committed, "idle" after --idle-ms
+//       (default 60000) with no record, "timeout" at --timeout-ms (default
+//       300000); exit 0 in each case, 5 on a client error (a failed send).
+//       Out: {"outcome", "processed": records whose output was flushed,
+//       "committed": records covered by a successful commitSync,
+//       "commit_failures": n, "error": ERR|null}.
 //
 // Any command also takes --prop key=value (repeatable): extra client
 // properties. ERR is {"type": exception class, "message": text} of the
@@ -181,7 +202,7 @@ public final class Harness {
             System.exit(2);
         } catch (Exception e) {
             out.put("error", describe(e));
-            if (out.containsKey("outcome")) { // poison-consume: a client error
+            if (out.containsKey("outcome")) { // poison-consume, process-loop: a client error
                 out.put("outcome", "error");
                 out.put("exit_code", 5);
             }
@@ -516,61 +537,6 @@ public final class Harness {
 
     // ---------------------------------------------------------------- poison-consume
 
-    private void processLoop(Map<String, Object> out) throws Exception {
-        String in = get("in", null), outTopic = get("out", null);
-        int delay = getInt("commit-delay-ms", 0), idle = getInt("idle-ms", 4000);
-        long deadline = System.currentTimeMillis() + getInt("timeout-ms", 120000);
-        Map<String, Object> extra = new HashMap<>();
-        extra.put(ConsumerConfig.GROUP_ID_CONFIG, get("group", null));
-        extra.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
-        extra.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 6000);
-        extra.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 500);
-        extra.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 25);
-        long n = 0;
-        out.put("processed", 0);
-        try (KafkaConsumer<String, String> c = consumer(extra);
-             KafkaProducer<String, String> p = producer(Map.of(
-                 ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false", ProducerConfig.ACKS_CONFIG, "all",
-                 ProducerConfig.LINGER_MS_CONFIG, 5))) {
-            c.subscribe(List.of(in));
-            long lastRecord = 0;
-            while (System.currentTimeMillis() < deadline) {
-                ConsumerRecords<String, String> rs = c.poll(Duration.ofMillis(200));
-                long now = System.currentTimeMillis();
-                if (rs.isEmpty()) {
-                    if (!c.assignment().isEmpty() && lastRecord == 0)
-                        lastRecord = now;
-                    if (lastRecord != 0 && now - lastRecord >= idle)
-                        break;
-                    continue;
-                }
-                lastRecord = now;
-                for (ConsumerRecord<String, String> r : rs)
-                    p.send(new ProducerRecord<>(outTopic, r.topic() + "/" + r.partition() + "/"
-                                                + r.offset(), "out:" + r.value()));
-                p.flush();
-                n += rs.count();
-                System.out.println("flushed " + n);
-                System.out.flush();
-                if (delay > 0)
-                    Thread.sleep(delay);
-                try {
-                    c.commitSync();
-                } catch (org.apache.kafka.clients.consumer.CommitFailedException
-                         | org.apache.kafka.common.errors.RebalanceInProgressException e) {
-                    // Refused (a rebalance, or eosproxy aborted the output):
-                    // the records come again, as for any consumer.
-                    System.out.println("commit failed " + e.getClass().getSimpleName());
-                    System.out.flush();
-                    continue;
-                }
-                System.out.println("committed " + n);
-                System.out.flush();
-                out.put("processed", n);
-            }
-        }
-    }
-
     private static final class Poison extends RuntimeException {
         Poison() {
             super("poison record", null, false, false);
@@ -893,6 +859,144 @@ public final class Harness {
             out.put("published", true);
         } finally {
             pf.destroy();
+        }
+    }
+
+    // ---------------------------------------------------------------- process-loop
+
+    private static void progress(String line) {
+        System.out.println(line);
+        System.out.flush();
+    }
+
+    private static String partitionList(Collection<TopicPartition> parts) {
+        StringBuilder b = new StringBuilder();
+        for (TopicPartition tp : parts)
+            b.append(b.length() > 0 ? "," : "").append(tp.partition());
+        return b.length() == 0 ? "-" : b.toString();
+    }
+
+    private void processLoop(Map<String, Object> out) throws Exception {
+        String in = get("in", null);
+        String outTopic = get("out", null);
+        long maxRecords = Long.parseLong(get("max-records", "0"));
+        int commitDelay = getInt("commit-delay-ms", 0);
+        int idleMs = getInt("idle-ms", 60000);
+        boolean autoCommit = Boolean.parseBoolean(get("auto-commit", "false"));
+        long deadline = System.currentTimeMillis() + getInt("timeout-ms", 300000);
+        out.put("outcome", "timeout");
+        out.put("exit_code", 0);
+        long[] counts = new long[3]; // processed, committed, commit failures
+        Map<String, Object> cx = new HashMap<>();
+        cx.put(ConsumerConfig.GROUP_ID_CONFIG, get("group", null));
+        cx.put(ConsumerConfig.CLIENT_ID_CONFIG, "eosproxy-it-java-loop");
+        cx.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+        cx.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, getInt("session-timeout-ms", 6000));
+        cx.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, 1000);
+        cx.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, getInt("max-poll-records", 20));
+        cx.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, Boolean.toString(autoCommit));
+        if (autoCommit)
+            cx.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, 200);
+        String instance = get("instance-id", "");
+        if (!instance.isEmpty())
+            cx.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, instance);
+        Map<String, Object> px = new HashMap<>();
+        px.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+        px.put(ProducerConfig.ACKS_CONFIG, "all");
+        px.put(ProducerConfig.CLIENT_ID_CONFIG, "eosproxy-it-java-loop");
+        String outcome = "error";
+        try (KafkaProducer<String, String> p = producer(px);
+             KafkaConsumer<String, String> c = consumer(cx)) {
+            int outParts = p.partitionsFor(outTopic).size();
+            List<TopicPartition> all = new ArrayList<>();
+            for (PartitionInfo pi : c.partitionsFor(in, Duration.ofSeconds(30)))
+                all.add(new TopicPartition(in, pi.partition()));
+            Map<TopicPartition, Long> end = c.endOffsets(all, Duration.ofSeconds(30));
+            c.subscribe(List.of(in), new ConsumerRebalanceListener() {
+                public void onPartitionsRevoked(Collection<TopicPartition> parts) {
+                    progress("revoked " + partitionList(parts));
+                }
+
+                public void onPartitionsAssigned(Collection<TopicPartition> parts) {
+                    progress("assigned " + partitionList(parts));
+                }
+
+                public void onPartitionsLost(Collection<TopicPartition> parts) {
+                    progress("lost " + partitionList(parts));
+                }
+            });
+            progress("start");
+            long lastRecord = System.currentTimeMillis();
+            long lastCheck = 0;
+            while (true) {
+                long now = System.currentTimeMillis();
+                if (now > deadline) {
+                    outcome = "timeout";
+                    break;
+                }
+                ConsumerRecords<String, String> rs = c.poll(Duration.ofMillis(200));
+                if (rs.isEmpty()) {
+                    now = System.currentTimeMillis();
+                    if (now - lastRecord > idleMs) {
+                        outcome = "idle";
+                        break;
+                    }
+                    if (now - lastCheck >= 500) {
+                        lastCheck = now;
+                        boolean done = true;
+                        Map<TopicPartition, OffsetAndMetadata> committed =
+                            c.committed(new HashSet<>(all), Duration.ofSeconds(30));
+                        for (TopicPartition tp : all) {
+                            OffsetAndMetadata om = committed.get(tp);
+                            if ((om == null ? 0 : om.offset()) < end.get(tp))
+                                done = false;
+                        }
+                        if (done) {
+                            outcome = "done";
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                lastRecord = System.currentTimeMillis();
+                progress("polled " + rs.count());
+                List<Future<RecordMetadata>> sent = new ArrayList<>();
+                for (ConsumerRecord<String, String> r : rs)
+                    sent.add(p.send(new ProducerRecord<>(outTopic, r.partition() % outParts, r.key(),
+                                                         r.partition() + "/" + r.offset())));
+                progress("sent " + sent.size());
+                p.flush();
+                for (Future<RecordMetadata> f : sent)
+                    f.get(); // a failed send: the application fails (exit 5)
+                counts[0] += sent.size();
+                progress("flushed " + sent.size() + " " + counts[0]);
+                if (commitDelay > 0)
+                    Thread.sleep(commitDelay);
+                if (!autoCommit) {
+                    try {
+                        c.commitSync();
+                        counts[1] += rs.count();
+                        progress("committed " + rs.count() + " " + counts[1]);
+                    } catch (org.apache.kafka.common.errors.WakeupException |
+                             org.apache.kafka.common.errors.InterruptException e) {
+                        throw e;
+                    } catch (org.apache.kafka.common.KafkaException e) {
+                        counts[2]++;
+                        progress("commit-failed " + e.getClass().getSimpleName() + " " +
+                                 String.valueOf(e.getMessage()).replace('\n', ' '));
+                    }
+                }
+                if (maxRecords > 0 && (autoCommit ? counts[0] : counts[1]) >= maxRecords) {
+                    outcome = "max";
+                    break;
+                }
+            }
+        } finally {
+            out.put("outcome", outcome);
+            out.put("processed", counts[0]);
+            out.put("committed", counts[1]);
+            out.put("commit_failures", counts[2]);
+            progress("end " + outcome);
         }
     }
 }
