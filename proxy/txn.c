@@ -136,6 +136,7 @@ enum {
 #define TXN_MIN_DEADLINE_MS 1000u
 #define TXN_TICK_MS 100
 #define TXN_COMMIT_DEADLINE_MS 10000u /* a bound OffsetCommit's answer, at the latest */
+#define TXN_MAX_ABORTS 8              /* rebalances waiting for their abort */
 
 enum tstate { TS_READY, TS_FENCED };
 /* TX_OFFSETS and TX_GROUP are a bound commit's (AddOffsetsToTxn sent,
@@ -207,7 +208,7 @@ struct tx {
     int failed;
     int end_sent;           /* an EndTxn(COMMIT) may have reached the coordinator */
     int dead;               /* answered and dequeued; freed when nflights is 0 */
-    int stale;              /* bound: queued when the group rebalanced */
+    int stale;              /* bound commit: sent before a refusal that lost output */
     struct tcommit *commit; /* bound: a commit item (no batches), else NULL */
     TAILQ_ENTRY(tx) link;
 };
@@ -248,6 +249,14 @@ struct txn {
     uint64_t ktx_started_ms;
     int doomed;  /* bound: acknowledged output was aborted: refuse the next commit */
     int refused; /* bound: a commit was refused since the last one that went through */
+    /* Bound: rebalances waiting for what was queued before them to be
+     * written; then the Kafka transaction is aborted (doom: and the next
+     * commit refused if output was acknowledged from it). By tx id. */
+    struct {
+        uint64_t upto;
+        int doom;
+    } aborts[TXN_MAX_ABORTS];
+    size_t naborts;
     kstr_t kid;
     struct lane **lanes;
     size_t nlanes;
@@ -438,11 +447,16 @@ static struct tx *tx_new(struct txn *t)
     return x;
 }
 
-/* Closes the open transaction (if any): it is sent when its turn comes. */
+static void tx_retire(struct txn *t, struct tx *x);
+
+/* Closes the open transaction (if any): it is sent when its turn comes.
+ * One that holds nothing (its requests were all refused) is dropped. */
 static void close_open(struct txn *t)
 {
     struct tx *x = TAILQ_LAST(&t->txs, tx_q);
-    if (x && x->st == TX_OPEN) {
+    if (x && x->st == TX_OPEN && !x->nb && TAILQ_EMPTY(&x->reqs)) {
+        tx_retire(t, x);
+    } else if (x && x->st == TX_OPEN) {
         x->st = TX_CLOSED;
         t->nclosed++;
         kick(t);
@@ -518,15 +532,33 @@ static void abort_ktx(struct txn *t, int doom)
         t->need_init = 1;
 }
 
+/* A rebalance's abort of the Kafka transaction (doom: refuse the next
+ * commit if output was acknowledged from it). */
+static void rebalance_abort(struct txn *t, int doom)
+{
+    if (t->ktx_parts)
+        g_metrics.txn_aborted++;
+    abort_ktx(t, doom);
+}
+
 /*
  * A bound commit failed: its output is aborted and the committing
- * consumer is answered with an error that makes it read its partitions
- * again from the committed offsets (commit_error), so nothing is lost and
- * nothing is committed twice. That answer is the refusal a doomed
- * transaction waits for: no doom is left.
+ * consumer is answered with an error that makes it rejoin the group and
+ * read its partitions again from the committed offsets (commit_error), so
+ * nothing is lost and nothing is committed twice. That answer is the
+ * refusal a doomed transaction waits for: no doom is left. What the
+ * consumer produces before its rejoin is aborted at the rejoin
+ * (txn_group_rebalance). Commits it sent before it saw this answer (queued
+ * behind x) carry offsets past the lost output too: when output was lost,
+ * they are stale and refused (drive_commit).
+ * Unless its client has gone: nobody sees that answer, and the consumer
+ * may commit again on another connection without reading again, so the
+ * doom stays (as for any lost output).
  */
 static void commit_fail(struct txn *t, struct tx *x, int16_t e, const char *why)
 {
+    int seen = t->o.slot_waiting(t->px, x->commit->client_id, x->commit->token);
+    int lost = t->doomed || t->ktx_acked;
     log_warn("txn %s: the offset commit of group \"%s\" failed (%s); its output is aborted and "
              "the consumer reads again from its committed offsets",
              t->id, t->group, why);
@@ -534,9 +566,14 @@ static void commit_fail(struct txn *t, struct tx *x, int16_t e, const char *why)
         g_metrics.txn_commit_unknown++;
     g_metrics.txn_aborted++;
     g_metrics.bind_refused++;
-    t->doomed = 0;
-    t->refused = 1;
-    abort_ktx(t, 0);
+    if (seen) {
+        t->doomed = 0;
+        t->refused = 1;
+        for (struct tx *y = TAILQ_FIRST(&t->txs); y; y = TAILQ_NEXT(y, link))
+            if (y != x && y->commit && lost)
+                y->stale = 1;
+    }
+    abort_ktx(t, !seen);
     commit_answer(t, x, commit_error(e));
 }
 
@@ -1442,7 +1479,7 @@ static int commit_waiting(const struct txn *t, const struct tx *x)
  */
 static void drive_commit(struct txn *t, struct tx *x)
 {
-    if (x->st == TX_CLOSED && t->doomed) {
+    if (x->st == TX_CLOSED && (t->doomed || x->stale)) {
         commit_fail(t, x, KERR_ILLEGAL_GENERATION, "output it covers was aborted before");
         return;
     }
@@ -1451,7 +1488,7 @@ static void drive_commit(struct txn *t, struct tx *x)
                  "group's output",
                  t->id, t->group);
         g_metrics.txn_aborted++;
-        abort_ktx(t, 0);
+        abort_ktx(t, 1); /* or the consumer commits again on another connection */
         commit_answer(t, x, KERR_ILLEGAL_GENERATION);
         return;
     }
@@ -1479,20 +1516,13 @@ static void drive_commit(struct txn *t, struct tx *x)
  * while the Kafka transaction stays open for the group's commit. A client
  * that has gone will send its records again: x fails instead (the
  * transaction is aborted, and the group's next commit refused if output
- * was acknowledged from it). A step queued before a rebalance dooms the
- * transaction it lands in (its input may be processed again elsewhere).
+ * was acknowledged from it).
  */
 static void step_written(struct txn *t, struct tx *x)
 {
     if (!clients_waiting(t, x)) {
         tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "a client disconnected before its answer");
         return;
-    }
-    if (x->stale && !t->doomed) {
-        log_warn("txn %s: output queued before group \"%s\" rebalanced was written; the "
-                 "group's next commit is refused so its input is read again",
-                 t->id, t->group);
-        t->doomed = 1;
     }
     struct treq *r;
     TAILQ_FOREACH(r, &x->reqs, link)
@@ -1563,6 +1593,12 @@ static void drive(struct txn *t)
         /* A backoff: the wake may fire a little early by this clock. */
         wake_in(t, t->not_before_ms - now);
         return;
+    }
+    /* A rebalance whose queued txs are all done aborts the Kafka
+     * transaction they were written in. */
+    while (t->naborts && (!x || x->id > t->aborts[0].upto)) {
+        rebalance_abort(t, t->aborts[0].doom);
+        memmove(t->aborts, t->aborts + 1, --t->naborts * sizeof(t->aborts[0]));
     }
     /* An abandoned transaction is aborted at once, not when the next one
      * starts: it holds back read_committed consumers until then. */
@@ -1858,18 +1894,6 @@ const char *txn_group(const struct txn *t)
     return t->group;
 }
 
-/* The tail's commit item, or the last one queued; NULL if none. */
-static struct tx *last_commit(const struct txn *t)
-{
-    struct tx *x;
-    TAILQ_FOREACH_REVERSE(x, &t->txs, tx_q, link)
-    {
-        if (x->commit)
-            return x;
-    }
-    return NULL;
-}
-
 int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, size_t len,
                       uint64_t client_id, uint64_t token)
 {
@@ -1925,24 +1949,33 @@ void txn_group_rebalance(struct txn *t, const char *why)
 {
     if (!t->group || t->state == TS_FENCED || (TAILQ_EMPTY(&t->txs) && !t->ktx_parts))
         return;
-    /* After a refusal the member rejoins with its partitions lost (it
-     * reads them again from the committed offsets): no further refusal is
-     * needed, and one would refuse an auto-committing consumer for ever
-     * (it produces between its refused commit and its rejoin). */
+    /* Output sent before this point is of input the member reads again
+     * (eager rebalances), or of input it may keep (cooperative, static):
+     * every tx queued now is written, then the Kafka transaction aborted.
+     * After a refusal the member rejoins with its partitions lost and
+     * reads them again: no further refusal is needed, and one would
+     * refuse an auto-committing consumer for ever (it produces between
+     * its refused commit and its rejoin). */
+    close_open(t);
     int doom = !t->refused;
-    struct tx *c = last_commit(t);
-    size_t stale = 0;
-    for (struct tx *x = c ? TAILQ_NEXT(c, link) : TAILQ_FIRST(&t->txs); x;
-         x = TAILQ_NEXT(x, link), stale++)
-        x->stale = doom;
-    log_info("txn %s: group \"%s\" rebalances (%s): %s%zu request(s) of its output queued%s", t->id,
-             t->group, why, c ? "its last commit goes on; " : "aborting its open transaction; ",
-             stale, doom ? "" : " (after a refused commit)");
-    if (!c) {
-        g_metrics.bind_rebalance_aborts++;
-        if (t->ktx_parts)
-            g_metrics.txn_aborted++;
-        abort_ktx(t, doom);
+    struct tx *last = TAILQ_LAST(&t->txs, tx_q);
+    g_metrics.bind_rebalance_aborts++;
+    log_info("txn %s: group \"%s\" rebalances (%s): its output so far is aborted%s", t->id,
+             t->group, why, doom ? " and its next commit refused" : "");
+    if (!last) {
+        rebalance_abort(t, doom);
+    } else if (t->naborts == TXN_MAX_ABORTS) {
+        /* Merged with the newest: its abort waits for this one's txs, so
+         * the commits queued between the two are refused. */
+        uint64_t from = t->aborts[t->naborts - 1].upto;
+        for (struct tx *x = TAILQ_FIRST(&t->txs); x; x = TAILQ_NEXT(x, link))
+            if (x->commit && x->id > from)
+                x->stale = 1;
+        t->aborts[t->naborts - 1].upto = last->id;
+        t->aborts[t->naborts - 1].doom |= doom;
+    } else {
+        t->aborts[t->naborts].upto = last->id;
+        t->aborts[t->naborts++].doom = doom;
     }
     kick(t);
 }

@@ -1,7 +1,8 @@
 /*
  * fuzz_txn.c - libFuzzer target for the transactional delivery engine
  * (proxy/txn.c), driven through its public entry points: txn_new_opts,
- * txn_submit, txn_busy, txn_free.
+ * txn_submit, txn_busy, txn_free, and in bound mode (transactional.
+ * bind_group) txn_commit_submit and txn_group_rebalance.
  *
  * The engine is linked with everything but proxy/lane.c; fake_lane.c
  * stands in for the lanes, and this file plays the clients, the clock and
@@ -10,7 +11,11 @@
  * partitions added to it, commit and abort) and brokers that keep a log
  * per partition and the producer state a broker keeps (the next sequence
  * and the last five batches per producer id and epoch), so that the
- * answers are ones a cluster could give. The engine's hooks (txn_opts)
+ * answers are ones a cluster could give. In bound mode the coordinator
+ * also takes AddOffsetsToTxn (the group joins the open transaction), and
+ * a group coordinator (a broker, found with FindCoordinator key type 0)
+ * takes TxnOffsetCommit, checks the member's generation and records the
+ * offsets in the transaction, committed with it. The engine's hooks (txn_opts)
  * send completions and resumes here, ask here whether a client still
  * waits, and read the fake clock; its 100 ms tick and its wake-up timer
  * are taken off the real clock, and the tick is fired by the harness when
@@ -28,6 +33,12 @@
  *           7) a producer epoch that runs out after two bumps. The highest
  *           version of each coordinator API means absent (FindCoordinator:
  *           0, which cannot ask for a transaction coordinator).
+ *   bound mode: a first operation byte 13 + 16k, k > 0 (which would free
+ *           the engine at once) binds the engine to group "g" (its id is
+ *           "fuzz-txn-g"), the group's generation starting at k; the next
+ *           byte v: AddOffsetsToTxn version v % 5 and TxnOffsetCommit
+ *           version (v >> 3) % 5 (4: absent), the group coordinator
+ *           1 + (v >> 6) % 3.
  *   op % 16:
  *     0-3  submit a ProduceRequest: client, version 2..9 (2: refused with
  *          43), acks -1/0/1, timeout, the listener's broker, 0..3 topic
@@ -70,8 +81,22 @@
  *     13   txn_free now, with work pending;
  *     14   the cluster answers everything pending, normally;
  *     15   a client disconnects (its id is never seen again).
+ *   In bound mode, the op codes 12 + 16k, k = 1..15 (no-ops otherwise):
+ *     k 1-8, 14, 15  a consumer commits: OffsetCommit v0..8 from a client
+ *          (1..2 topics of 1..3 partitions, offsets no other commit has,
+ *          metadata null, empty or not, a leader epoch from v6, the
+ *          generation, the one before it or none, an instance id from
+ *          v7), through txn_commit_submit as client.c's route_group;
+ *     k 9-11  the group rebalances (txn_group_rebalance; the generation
+ *          moves on);
+ *     k 12, 13  the group coordinator moves to another broker.
+ *   The cluster answers AddOffsetsToTxn and TxnOffsetCommit (4-6, 14) as
+ *   the other coordinator APIs: from the model, a listed ErrorCode
+ *   (TxnOffsetCommit: retriable 14 15 16 51 3 7, the group's 22 25 82,
+ *   fencing 90 47, authorization 29 30, others; for every partition or
+ *   one), any ErrorCode, malformed, or lost.
  *   The event loop runs after every operation.
- * Seeds: tests/fuzz/seeds/txn-*.bin.
+ * Seeds: tests/fuzz/seeds/txn-*.bin (txn-bound-*.bin: bound mode).
  *
  * Invariants (abort on violation):
  *  - every accepted txn_submit gets exactly one completion, never inside
@@ -108,6 +133,32 @@
  *    content is committed more often than clients submitted it; a
  *    transaction is not committed when one of its clients went away
  *    before its EndTxn was sent (the client sends its records again);
+ *  - bound mode: a Produce partition answered 0 was written (not
+ *    committed); every TXN_COMMIT_TAKEN gets exactly one completion,
+ *    never inside txn_commit_submit, txn_group_rebalance or after
+ *    txn_free, an OffsetCommitResponse of the request's version with its
+ *    correlation id, topics and partitions, one ErrorCode for all: 0, 22,
+ *    or 25 82 29 30 when the cluster gave them; TXN_COMMIT_BUSY only
+ *    with the profile's small bounds; after the drain every commit has
+ *    completed. AddOffsetsToTxn and TxnOffsetCommit name the engine's
+ *    id and the group; TxnOffsetCommit goes only after AddOffsetsToTxn
+ *    added the group to the open transaction, carries the offsets of a
+ *    commit waiting for its answer (with its generation, member and
+ *    instance id from v3, its leader epochs from v2); one commit's
+ *    offsets per transaction;
+ *  - bound mode, exactly once as a consume-process-produce application
+ *    sees it: a commit covers the output sent before it and after the
+ *    last reread point (a rebalance: the rejoin that follows a refusal
+ *    reaching its client, or any other; the consumer then reads again
+ *    from the committed offsets). A commit answered
+ *    0 committed its offsets in a transaction acknowledged before the
+ *    answer, and every batch it covers that was acknowledged to its
+ *    producer is committed by then (once: no batch is written twice);
+ *    so is one passed through (TXN_COMMIT_PASS). Output commits only
+ *    with the offsets of a commit that covers it: never with a commit
+ *    sent before it, nor with one sent after a reread point that follows
+ *    it (the application makes that output again). A refusal sent to a
+ *    client that has gone is no reread point: nobody saw it;
  *  - txn_free frees everything (ASan's leak check) and every lane.
  *
  * FUZZ_TXN_TRACE=1 prints what the harness does; FUZZ_TXN_LOG=
@@ -115,6 +166,7 @@
  */
 #include "config.h"
 #include "kbuf.h"
+#include "kcommit.h"
 #include "kinitpid.h"
 #include "kproduce.h"
 #include "kproto.h"
@@ -146,6 +198,8 @@ void fake_lane_fail(struct lane *l);
 void fake_lane_refuse(int n);
 
 #define TXN_ID "fuzz-txn"
+#define GROUP "g"
+#define BOUND_ID TXN_ID "-" GROUP /* txn.c's "<transactions.id>-<group>" */
 #define NCLIENTS 4
 #define NBROKERS 3
 #define DRAIN_STEP_MS 250
@@ -162,6 +216,10 @@ enum {
     E_REQUEST_TIMED_OUT = 7,
     E_NETWORK_EXCEPTION = 13,
     E_NOT_COORDINATOR = 16,
+    E_ILLEGAL_GENERATION = 22,
+    E_UNKNOWN_MEMBER_ID = 25,
+    E_TOPIC_AUTHORIZATION_FAILED = 29,
+    E_GROUP_AUTHORIZATION_FAILED = 30,
     E_INVALID_REQUEST = 42,
     E_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
     E_OUT_OF_ORDER_SEQUENCE = 45,
@@ -170,6 +228,7 @@ enum {
     E_INVALID_TXN_STATE = 48,
     E_CONCURRENT_TRANSACTIONS = 51,
     E_OPERATION_NOT_ATTEMPTED = 55,
+    E_FENCED_INSTANCE_ID = 82,
     E_PRODUCER_FENCED = 90,
 };
 
@@ -320,6 +379,8 @@ struct ctxn {
     int state;
     uint64_t end_seq; /* when the engine first sent EndTxn for it; 0: never */
     uint64_t ack_seq; /* when a successful EndTxn answer for it reached the engine; 0: never */
+    int offsets;      /* bound: AddOffsetsToTxn added the group's offsets to it */
+    uint64_t sig;     /* bound: the offsets TxnOffsetCommit wrote in it (a commit's sig), 0 none */
 };
 
 /* A batch in a partition's log, written inside coordinator transaction ctx. */
@@ -327,6 +388,7 @@ struct write {
     uint32_t part, ctx;
     uint64_t content;
     int64_t offset;
+    uint64_t seq; /* when it was appended */
 };
 
 /* A broker's producer state for one (partition, producer id, epoch). */
@@ -347,6 +409,7 @@ struct cstat {
     uint64_t commits; /* appended inside a committed transaction */
     uint32_t write;   /* the last write of it */
     uint64_t oks;     /* client slots answered 0 */
+    uint32_t lastw;   /* the last write so far (writes, write: counted at the end), NONE */
 };
 
 /* One partition slot of a client request. */
@@ -371,6 +434,22 @@ struct creq {
     uint8_t *frame;              /* size prefix included */
     size_t len;
     uint32_t first_slot, nslots;
+    uint64_t sub; /* its place among requests, commits and rereads, in the order sent */
+};
+
+/* A client's OffsetCommit for the bound group. */
+struct ccommit {
+    uint64_t client_id, token;
+    int32_t corr, generation;
+    int16_t ver;
+    int taken, completed;
+    uint64_t done_seq, gone_seq; /* when completed; when its client went away (0: not) */
+    uint64_t sig;                /* its offsets (commit_sig) */
+    uint64_t sub;                /* as creq's */
+    uint64_t reread;             /* the last reread point before it was sent (run.reread) */
+    int16_t answer;              /* the ErrorCode it got */
+    uint8_t *frame;              /* size prefix included */
+    size_t len;
 };
 
 /* A batch a client made, for resends and twins. */
@@ -394,6 +473,7 @@ struct run {
     uint64_t now, seq;
     int freed, in_submit, blasted, fence_seen;
     int crippled; /* the cluster lacks an API the engine needs: nothing commits */
+    int rejoin_due; /* a refusal reached its consumer: it rejoins before it commits again */
     uint64_t uniq, stamp;
     uint64_t client_ids[NCLIENTS], next_client_id, tokens[NCLIENTS];
     int paused[NCLIENTS];
@@ -423,17 +503,36 @@ struct run {
     int32_t *sent; /* next sequence sent per (partition, id, epoch) */
     size_t nsent, capsent;
     uint64_t accepted, completed;
+    /* bound mode: the group coordinator, the group's generation, the
+     * commits, the slots acknowledged (written) in order; nsub counts
+     * requests, commits and reread points (creq.sub); reread is the last
+     * point where the consumers read again from the committed offsets (a
+     * refusal reached its client, or the group rebalanced) */
+    int bound;
+    int32_t gcoord, generation;
+    uint64_t nsub, reread;
+    struct ccommit *commits;
+    size_t ncommits, capcommits;
+    uint64_t caccepted, ccompleted;
+    uint32_t *acked;
+    size_t nacked, capacked;
     /* m_part: (topic, partition); m_added: (ctxn, part); m_bprod, m_sent:
      * (part, id, epoch); m_content: (part, content); m_req: (client,
      * token); m_given: (part, ErrorCode) the cluster answered; m_issued:
-     * (id, epoch) the coordinator gave out. */
+     * (id, epoch) the coordinator gave out. m_commit: (client, token) of
+     * commits; m_sig: a commit's
+     * sig -> the ctxn that holds its offsets; m_cgiven: ErrorCodes the
+     * cluster gave AddOffsetsToTxn or TxnOffsetCommit; m_csig: a commit's
+     * sig -> the commit. */
     struct hmap m_part, m_added, m_bprod, m_sent, m_content, m_req, m_given, m_issued;
+    struct hmap m_commit, m_sig, m_cgiven, m_csig;
 };
 
 static struct event_base *g_base;
 static struct proxy *g_px;
 static struct run *g_run;
-static kstr_t g_kid = {TXN_ID, (int32_t)sizeof(TXN_ID) - 1};
+static kstr_t g_kid = {TXN_ID, (int32_t)sizeof(TXN_ID) - 1}; /* BOUND_ID in bound mode */
+static const kstr_t g_kgroup = {GROUP, (int32_t)sizeof(GROUP) - 1};
 
 static struct profile g_profiles[4] = {
     {"  timeout: 60s\n  linger: 10ms\n  max_bytes: 4MiB\n  max_inflight: 4\n", {0}, NULL},
@@ -480,6 +579,7 @@ static struct cstat *cstat_get(struct run *R, uint32_t part, uint64_t content)
     c->part = part;
     c->content = content;
     c->write = NONE;
+    c->lastw = NONE;
     hmap_put(&R->m_content, k, (uint32_t)(R->ncstats - 1));
     return c;
 }
@@ -540,12 +640,22 @@ static void on_resume(struct proxy *px)
     memset(g_run->paused, 0, sizeof(g_run->paused));
 }
 
+/* The OffsetCommit of (client, token), or NULL when it is not one. */
+static struct ccommit *commit_of(const struct run *R, uint64_t client_id, uint64_t token)
+{
+    const uint32_t *v = hmap_find(&R->m_commit, key4(9, client_id, token, 0));
+    return v ? &R->commits[*v] : NULL;
+}
+
 /* client.c's client_slot_waiting: the request's client is still connected
  * and waits for its answer. */
 static int on_slot_waiting(struct proxy *px, uint64_t client_id, uint64_t token)
 {
     const struct run *R = g_run;
     (void)px;
+    const struct ccommit *cc = commit_of(R, client_id, token);
+    if (cc)
+        return cc->taken && !cc->completed && !cc->gone_seq;
     const uint32_t *v = hmap_find(&R->m_req, key4(6, client_id, token, 0));
     if (!v)
         die("the engine asks after a request never accepted");
@@ -610,12 +720,167 @@ static void check_response(struct run *R, const struct creq *q, struct evbuffer 
                         (int)R->parts[s->part].partition, (int)pr->error_code);
                 die("an ErrorCode the cluster never gave for that partition");
             }
-            if (s->expect < 0 && pr->error_code == 0)
+            if (s->expect < 0 && pr->error_code == 0) {
                 cstat_get(R, s->part, s->content)->oks++;
+                if (R->bound) /* written, uncommitted: the group's next commit takes it */
+                    *PUSH(R->acked, R->nacked, R->capacked) = q->first_slot + k;
+            }
         }
     }
     kproduce_req_free(&rq);
     kproduce_resp_free(&rs);
+}
+
+/* ---------------------------------------------------------------- bound commits */
+
+/* A commit's offsets: topics, partitions, offsets and metadata in order
+ * (what TxnOffsetCommit must carry); never 0. */
+static uint64_t commit_sig(const kcommit_t *c)
+{
+    uint64_t h = 0x5eed;
+    for (int32_t i = 0; i < c->ntopics; i++) {
+        const kcommit_topic_t *t = &c->topics[i];
+        if (t->name.len > 0)
+            h = krecord_xxh64(t->name.ptr, (size_t)t->name.len, h);
+        for (int32_t j = 0; j < t->npartitions; j++) {
+            const kcommit_partition_t *p = &t->partitions[j];
+            int64_t v[3] = {p->index, p->committed_offset, p->committed_metadata.len};
+            h = krecord_xxh64(v, sizeof(v), h);
+            if (p->committed_metadata.len > 0)
+                h = krecord_xxh64(p->committed_metadata.ptr, (size_t)p->committed_metadata.len, h);
+        }
+    }
+    return h ? h : 1;
+}
+
+/* The commit's request, parsed (views into its frame; free it). */
+static void parse_commit(const struct ccommit *cc, kreq_hdr_t *h, kcommit_t *c)
+{
+    const char *err;
+    if (kproto_parse_request_header(cc->frame + 4, cc->len - 4, h, &err) ||
+        kcommit_req_parse(KAPI_OffsetCommit, cc->ver, cc->frame + 4 + h->body_off,
+                          cc->len - 4 - h->body_off, c, NULL))
+        die("harness: a commit it built does not parse");
+}
+
+/* The consumers read again from the committed offsets from here on. */
+static void reread_point(struct run *R)
+{
+    R->reread = ++R->nsub;
+}
+
+/* The ctxn that holds the commit's offsets, or NONE. */
+static uint32_t commit_ctxn(const struct run *R, const struct ccommit *cc)
+{
+    const uint32_t *v = hmap_find(&R->m_sig, key4(10, cc->sig, 0, 0));
+    return v ? *v : NONE;
+}
+
+/* The ctxn of the only write of an acknowledged slot's content, or NONE
+ * when the content was submitted more than once (resends, twins: the
+ * global counts check those) or not written. */
+static uint32_t only_write(struct run *R, const struct cslot *s)
+{
+    const struct cstat *c = cstat_get(R, s->part, s->content);
+    return c->subs == 1 && c->lastw != NONE ? R->writes[c->lastw].ctx : NONE;
+}
+
+/*
+ * Exactly once, as a consume-process-produce application sees it: a
+ * commit (offsets) covers the output it sent before the commit and after
+ * it last read again from the committed offsets. When the commit is
+ * answered 0 (or passes through to the coordinator), every batch of that
+ * output acknowledged to its producer is committed by now, once (in the
+ * commit's transaction, or an earlier one), none aborted.
+ */
+static void check_covered(struct run *R, const struct ccommit *cc, const char *what)
+{
+    for (size_t i = 0; i < R->nacked; i++) {
+        const struct cslot *s = &R->slots[R->acked[i]];
+        uint64_t sub = R->reqs[s->req].sub;
+        uint32_t ctx = only_write(R, s);
+        if (sub <= cc->reread || sub >= cc->sub || cstat_get(R, s->part, s->content)->subs != 1)
+            continue;
+        if (ctx != NONE && R->ctxns[ctx].state == CT_COMMITTED)
+            continue;
+        fprintf(stderr, "fuzz_txn: %s-%d content %016llx (request %llu) acknowledged, %s\n",
+                R->parts[s->part].topic, (int)R->parts[s->part].partition,
+                (unsigned long long)s->content, (unsigned long long)sub,
+                ctx == NONE ? "not written" : "not committed");
+        die(what);
+    }
+}
+
+static void check_commit_ok(struct run *R, const struct ccommit *cc)
+{
+    uint32_t ctx = commit_ctxn(R, cc);
+    const struct ctxn *x = ctx != NONE ? &R->ctxns[ctx] : NULL;
+    if (!x || x->state != CT_COMMITTED || !x->ack_seq || x->ack_seq > cc->done_seq)
+        die("an OffsetCommit answered 0 whose offsets were not committed in a transaction "
+            "acknowledged before the answer");
+    check_covered(R, cc,
+                  "an OffsetCommit answered 0 though output it covers was not committed (lost)");
+}
+
+/* An ErrorCode the engine may answer a commit with: 0, ILLEGAL_GENERATION,
+ * or the member and authorization errors the cluster gave. */
+static int commit_error_allowed(const struct run *R, int16_t e)
+{
+    if (e == 0 || e == E_ILLEGAL_GENERATION)
+        return 1;
+    return (e == E_UNKNOWN_MEMBER_ID || e == E_FENCED_INSTANCE_ID ||
+            e == E_TOPIC_AUTHORIZATION_FAILED || e == E_GROUP_AUTHORIZATION_FAILED) &&
+           hmap_find(&R->m_cgiven, key4(12, (uint16_t)e, 0, 0));
+}
+
+static void commit_done(struct run *R, struct ccommit *cc, struct evbuffer *resp)
+{
+    if (!cc->taken || cc->completed)
+        die("a second completion of an OffsetCommit");
+    cc->completed = 1;
+    R->ccompleted++;
+    cc->done_seq = ++R->seq;
+    if (!resp)
+        die("an OffsetCommit completed without a response");
+    size_t len = evbuffer_get_length(resp);
+    const uint8_t *p = evbuffer_pullup(resp, -1);
+    int32_t corr;
+    size_t off;
+    kcommit_t rs, rq;
+    kreq_hdr_t h;
+    if (len < 8 || !p || (size_t)kbe32(p) != len - 4)
+        die("OffsetCommitResponse frame size");
+    if (kproto_parse_response_header(KAPI_OffsetCommit, cc->ver, p + 4, len - 4, &corr, &off) ||
+        kcommit_resp_parse(KAPI_OffsetCommit, cc->ver, p + 4 + off, len - 4 - off, &rs, NULL))
+        die("OffsetCommitResponse does not parse in the request's version");
+    parse_commit(cc, &h, &rq);
+    if (corr != cc->corr || rs.ntopics != rq.ntopics)
+        die("OffsetCommitResponse correlation id or topic count");
+    int16_t e = -1;
+    for (int32_t i = 0; i < rq.ntopics; i++) {
+        const kcommit_topic_t *a = &rq.topics[i], *b = &rs.topics[i];
+        if (a->name.len != b->name.len || memcmp(a->name.ptr, b->name.ptr, (size_t)a->name.len) ||
+            a->npartitions != b->npartitions)
+            die("OffsetCommitResponse topic differs from the request's");
+        for (int32_t j = 0; j < a->npartitions; j++) {
+            if (a->partitions[j].index != b->partitions[j].index)
+                die("OffsetCommitResponse partition differs from the request's");
+            if (e >= 0 && b->partitions[j].error_code != e)
+                die("an OffsetCommit answered with different ErrorCodes");
+            e = b->partitions[j].error_code;
+        }
+    }
+    kcommit_free(&rs);
+    kcommit_free(&rq);
+    cc->answer = e;
+    trace("commit client %llu token %llu answered %d%s\n", (unsigned long long)cc->client_id,
+          (unsigned long long)cc->token, (int)e, cc->gone_seq ? " (client gone)" : "");
+    if (!commit_error_allowed(R, e))
+        die("an OffsetCommit answered with an ErrorCode the engine does not give");
+    if (e == 0)
+        check_commit_ok(R, cc); /* the offsets moved with the output, seen or not */
+    else if (!cc->gone_seq)
+        R->rejoin_due = 1; /* it rejoins, then reads again (nobody does for a client gone) */
 }
 
 static void on_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
@@ -624,9 +889,15 @@ static void on_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
     struct run *R = g_run;
     (void)px;
     if (R->in_submit)
-        die("completion inside txn_submit");
+        die("completion inside txn_submit, txn_commit_submit or txn_group_rebalance");
     if (R->freed)
         die("completion after txn_free");
+    struct ccommit *cc = commit_of(R, client_id, token);
+    if (cc) {
+        commit_done(R, cc, resp);
+        evbuffer_free(resp);
+        return;
+    }
     uint32_t *v = hmap_find(&R->m_req, key4(6, client_id, token, 0));
     if (!v)
         die("completion for a request never accepted");
@@ -928,6 +1199,7 @@ static void submit_frame(struct run *R, int client, uint8_t *frame, size_t len, 
     q->len = len;
     q->first_slot = first_slot;
     q->nslots = nslots;
+    q->sub = ++R->nsub;
     hmap_put(&R->m_req, key4(6, q->client_id, q->token, 0), (uint32_t)(R->nreqs - 1));
     for (uint32_t i = 0; i < nslots; i++)
         R->slots[first_slot + i].req = (uint32_t)(R->nreqs - 1);
@@ -1043,6 +1315,152 @@ static void op_resend(struct run *R, struct in *in)
     submit_frame(R, client, frame, len, ver, acks, first, n, pick_broker(b1 >> 2));
 }
 
+/*
+ * A consumer of the bound group commits (op_commit): OffsetCommit v0..8,
+ * 1..2 topics of 1..3 partitions, each with an offset no other commit has
+ * (so the offsets name the commit), metadata null, empty or not, a leader
+ * epoch (v6+); the group's generation, the one before it, or -1 with no
+ * member (v1+); a group instance id or null (v7+).
+ */
+static uint8_t *encode_commit(struct run *R, struct in *in, int client, int16_t ver, int32_t gen,
+                              size_t *len)
+{
+    uint8_t b1 = in_u8(in), b2 = in_u8(in);
+    int flex = ver >= KCOMMIT_OFFSET_FLEX_VERSION;
+    char member[16];
+    snprintf(member, sizeof(member), "member-%d", client);
+    kwriter_t w;
+    kw_init(&w, 256);
+    kw_i32(&w, 0);
+    kproto_write_request_header(&w, KAPI_OffsetCommit, ver, R->corr++, (kstr_t){"app", 3});
+    kw_kstr(&w, flex, g_kgroup);
+    if (ver >= 1) {
+        kw_i32(&w, gen);
+        kw_str(&w, flex, member, gen < 0 ? 0 : (int32_t)strlen(member));
+    }
+    if (ver >= 7)
+        kw_str(&w, flex, "inst", b2 & 0x80 ? 4 : -1);
+    if (ver >= 2 && ver <= 4)
+        kw_i64(&w, -1); /* RetentionTimeMs */
+    int nt = 1 + (b1 & 1);
+    kw_array(&w, flex, nt);
+    for (int i = 0; i < nt; i++) {
+        uint8_t tb = in_u8(in);
+        const char *name = topic_names[((b1 >> 1) + i) % NTOPICS]; /* distinct */
+        int np = 1 + (tb >> 2) % 3;
+        kw_str(&w, flex, name, (int32_t)strlen(name));
+        kw_array(&w, flex, np);
+        for (int j = 0; j < np; j++) {
+            kw_i32(&w, (int32_t)((tb >> 4) + j) % 8); /* distinct */
+            kw_i64(&w, (int64_t)++R->uniq);
+            if (ver >= 6)
+                kw_i32(&w, b2 & 0x10 ? -1 : (int32_t)(b2 & 0xf));
+            if (ver == 1)
+                kw_i64(&w, -1); /* CommitTimestamp */
+            kw_str(&w, flex, "meta", b2 & 0x40 ? -1 : b2 & 0x20 ? 0 : 4);
+            if (flex)
+                kw_tags_empty(&w);
+        }
+        if (flex)
+            kw_tags_empty(&w);
+    }
+    if (flex)
+        kw_tags_empty(&w);
+    if (kw_finish_frame(&w, 0))
+        abort();
+    return kw_detach(&w, len);
+}
+
+/* Hands an OffsetCommit of the bound group to the engine as client.c's
+ * route_group does, and checks its answer. */
+static void op_rebalance(struct run *R);
+
+/* A consumer commits. One that saw a refusal rejoins first, as Kafka's
+ * consumers do (ILLEGAL_GENERATION resets their generation: a commit
+ * needs a new one): its reread point is that rejoin. */
+static void op_commit(struct run *R, struct in *in)
+{
+    if (R->rejoin_due) {
+        R->rejoin_due = 0;
+        op_rebalance(R);
+    }
+    uint8_t b0 = in_u8(in);
+    int client = b0 % NCLIENTS;
+    if (R->paused[client])
+        return; /* client.c stops reading from it */
+    int16_t ver = (int16_t)((b0 >> 2) % 9);
+    int g = b0 >> 6; /* 0, 1: the generation; 2: the one before; 3: none */
+    int32_t gen = ver < 1 || g == 3 ? -1 : R->generation - (g == 2);
+    size_t len;
+    uint8_t *frame = encode_commit(R, in, client, ver, gen, &len);
+    kreq_hdr_t h;
+    kcommit_t c;
+    const char *err;
+    size_t off;
+    if (kproto_parse_request_header(frame + 4, len - 4, &h, &err) ||
+        kproto_validate_request(&h, frame + 4, len - 4, &off, &err) ||
+        kcommit_req_parse(KAPI_OffsetCommit, ver, frame + 4 + h.body_off, len - 4 - h.body_off, &c,
+                          NULL))
+        die("harness: OffsetCommit request");
+    struct ccommit *cc = PUSH(R->commits, R->ncommits, R->capcommits);
+    cc->client_id = R->client_ids[client];
+    cc->token = R->tokens[client]++;
+    cc->corr = h.correlation_id;
+    cc->generation = gen;
+    cc->ver = ver;
+    cc->frame = frame;
+    cc->len = len;
+    cc->sig = commit_sig(&c);
+    cc->sub = ++R->nsub;
+    cc->reread = R->reread;
+    cc->answer = -1;
+    kcommit_free(&c);
+    hmap_put(&R->m_commit, key4(9, cc->client_id, cc->token, 0), (uint32_t)(R->ncommits - 1));
+    hmap_put(&R->m_csig, key4(13, cc->sig, 0, 0), (uint32_t)(R->ncommits - 1));
+    R->in_submit = 1;
+    int rc = txn_commit_submit(R->t, &h, frame + 4, len - 4, cc->client_id, cc->token);
+    R->in_submit = 0;
+    trace("commit client %llu token %llu v%d generation %d sig %016llx -> %d\n",
+          (unsigned long long)cc->client_id, (unsigned long long)cc->token, (int)ver, (int)gen,
+          (unsigned long long)cc->sig, rc);
+    switch (rc) {
+    case TXN_COMMIT_PASS:
+        /* Forwarded: the coordinator commits the offsets alone, so the
+         * output they cover must be committed already. */
+        check_covered(R, cc,
+                      "an OffsetCommit passed through though output it covers was not "
+                      "committed (lost)");
+        break;
+    case TXN_COMMIT_TAKEN:
+        cc->taken = 1;
+        R->caccepted++;
+        break;
+    case TXN_COMMIT_BUSY:
+        if (!R->prof->o.max_requests && !R->prof->o.max_bytes)
+            die("txn_commit_submit busy far from its bounds");
+        break;
+    default:
+        die("txn_commit_submit's answer");
+    }
+}
+
+/* A JoinGroup or LeaveGroup of the group goes through eosproxy: the
+ * generation moves on, and the consumers read again from the committed
+ * offsets (a reread point). */
+static void op_rebalance(struct run *R)
+{
+    int queued = 0;
+    for (size_t i = 0; i < R->ncommits && !queued; i++)
+        queued = R->commits[i].taken && !R->commits[i].completed;
+    R->generation++;
+    trace("the group rebalances (generation %d)%s\n", (int)R->generation,
+          queued ? ", a commit queued" : "");
+    R->in_submit = 1;
+    txn_group_rebalance(R->t, "JoinGroup");
+    R->in_submit = 0;
+    reread_point(R);
+}
+
 /* ---------------------------------------------------------------- the engine's requests */
 
 /* A coordinator request of the engine's, parsed. */
@@ -1053,11 +1471,25 @@ struct ereq {
     int committed;   /* EndTxn */
     uint32_t *parts; /* AddPartitionsToTxn: malloc'd */
     int32_t nparts;
+    int8_t key_type; /* FindCoordinator */
+    kcommit_t kc;    /* TxnOffsetCommit (views into the frame) */
+    uint64_t sig;    /* ... its offsets (commit_sig) */
 };
+
+static void ereq_free(struct ereq *e)
+{
+    free(e->parts);
+    kcommit_free(&e->kc);
+}
+
+static int kstr_is(kstr_t s, kstr_t t)
+{
+    return s.len == t.len && s.len >= 0 && !memcmp(s.ptr, t.ptr, (size_t)s.len);
+}
 
 static int is_kid(kstr_t s)
 {
-    return s.len == g_kid.len && !memcmp(s.ptr, g_kid.ptr, (size_t)s.len);
+    return kstr_is(s, g_kid);
 }
 
 /* Parses the header of the engine's frame (size prefix included) and checks
@@ -1087,9 +1519,10 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
         int flex = ver >= KTXN_FINDCOORD_FLEX_VERSION;
         kstr_t key;
         int8_t type;
-        if (ver < 1)
-            die("FindCoordinator v0 cannot ask for a transaction coordinator");
-        if (ver < KTXN_FINDCOORD_BATCH_VERSION) {
+        if (ver < 1) {
+            key = kr_str(&r, 0);
+            type = KTXN_KEY_GROUP; /* v0 has no KeyType */
+        } else if (ver < KTXN_FINDCOORD_BATCH_VERSION) {
             key = kr_str(&r, flex);
             type = kr_i8(&r);
         } else {
@@ -1098,9 +1531,42 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
                 die("FindCoordinator for more than one key");
             key = kr_str(&r, flex);
         }
-        if (type != KTXN_KEY_TRANSACTION || !is_kid(key))
+        e->key_type = type;
+        if (type == KTXN_KEY_GROUP && R->bound) {
+            if (!kstr_is(key, g_kgroup))
+                die("FindCoordinator for another group than the bound one");
+        } else if (type != KTXN_KEY_TRANSACTION || !is_kid(key)) {
             die("FindCoordinator for something else than eosproxy's transactional id");
+        }
         break;
+    }
+    case KAPI_AddOffsetsToTxn: {
+        int flex = ver >= KTXN_ADDOFFSETS_FLEX_VERSION;
+        if (!R->bound)
+            die("AddOffsetsToTxn from an engine bound to no group");
+        if (!is_kid(kr_str(&r, flex)))
+            die("AddOffsetsToTxn for another transactional id");
+        e->pid = kr_i64(&r);
+        e->epoch = kr_i16(&r);
+        if (!kstr_is(kr_str(&r, flex), g_kgroup))
+            die("AddOffsetsToTxn for another group than the bound one");
+        break;
+    }
+    case KAPI_TxnOffsetCommit: {
+        int flex = ver >= KCOMMIT_TXN_FLEX_VERSION;
+        if (!R->bound)
+            die("TxnOffsetCommit from an engine bound to no group");
+        (void)kr_str(&r, flex); /* TransactionalId, GroupId: kcommit_req_parse's */
+        (void)kr_str(&r, flex);
+        e->pid = kr_i64(&r);
+        e->epoch = kr_i16(&r);
+        if (kcommit_req_parse(KAPI_TxnOffsetCommit, ver, frame + 4 + e->h.body_off,
+                              len - 4 - e->h.body_off, &e->kc, NULL))
+            die("a TxnOffsetCommit that passed the schema does not parse");
+        if (!is_kid(e->kc.transactional_id) || !kstr_is(e->kc.group_id, g_kgroup))
+            die("TxnOffsetCommit for another transactional id or group");
+        e->sig = commit_sig(&e->kc);
+        return; /* r read only the head */
     }
     case KAPI_InitProducerId: {
         kinitpid_req_t rq;
@@ -1228,6 +1694,35 @@ static int known_node(int32_t node_id)
     return 0;
 }
 
+/* A TxnOffsetCommit carries the offsets of a commit waiting for its
+ * answer, as the consumer sent them, with its member's generation from
+ * v3 (the coordinator then refuses a zombie's commit). */
+static void check_txnoffset(struct run *R, const struct ereq *e)
+{
+    const uint32_t *v = hmap_find(&R->m_csig, key4(13, e->sig, 0, 0));
+    const struct ccommit *cc = v ? &R->commits[*v] : NULL;
+    if (!cc || !cc->taken || cc->completed)
+        die("TxnOffsetCommit with offsets of no commit waiting for its answer");
+    kreq_hdr_t h;
+    kcommit_t c;
+    parse_commit(cc, &h, &c);
+    if (e->h.api_version >= KTXN_TXNOFFSET_MEMBER_VERSION &&
+        (e->kc.generation_id != c.generation_id || !kstr_is(e->kc.member_id, c.member_id) ||
+         (e->kc.group_instance_id.len >= 0 || c.group_instance_id.len >= 0
+              ? !kstr_is(e->kc.group_instance_id, c.group_instance_id)
+              : 0)))
+        die("TxnOffsetCommit without the member's generation, member id or instance id");
+    for (int32_t i = 0; i < c.ntopics; i++)
+        for (int32_t j = 0; j < c.topics[i].npartitions; j++) {
+            int32_t want = e->h.api_version >= KTXN_TXNOFFSET_EPOCH_VERSION
+                               ? c.topics[i].partitions[j].committed_leader_epoch
+                               : -1;
+            if (e->kc.topics[i].partitions[j].committed_leader_epoch != want)
+                die("TxnOffsetCommit with another leader epoch than the commit's");
+        }
+    kcommit_free(&c);
+}
+
 /* lane_send's view: checks what the engine sends before the cluster sees it. */
 static void on_send(struct lane *l, const uint8_t *frame, size_t len)
 {
@@ -1236,7 +1731,9 @@ static void on_send(struct lane *l, const uint8_t *frame, size_t len)
     if (api != KAPI_Produce) {
         struct ereq e;
         parse_ereq(R, frame, len, &e);
-        free(e.parts);
+        if (api == KAPI_TxnOffsetCommit)
+            check_txnoffset(R, &e);
+        ereq_free(&e);
         if (coordinator_pending())
             die("two coordinator requests at once");
         if (api == KAPI_FindCoordinator && !known_node(lane_node_id(l)))
@@ -1345,6 +1842,20 @@ static int16_t process_init(struct run *R, int32_t node, uint8_t x)
     return 0;
 }
 
+/* The transaction under the request's (current) id and epoch begins,
+ * unless it is on. */
+static void begin_ctxn(struct run *R, const struct ereq *e)
+{
+    if (R->cur != NONE && R->ctxns[R->cur].state == CT_ONGOING)
+        return;
+    struct ctxn *t = PUSH(R->ctxns, R->nctxns, R->capctxns);
+    t->pid = e->pid;
+    t->epoch = e->epoch;
+    t->state = CT_ONGOING;
+    R->cur = (uint32_t)(R->nctxns - 1);
+    trace("  coordinator: transaction %u begins\n", R->cur);
+}
+
 /* AddPartitionsToTxn: the ErrorCode of every partition. */
 static int16_t process_add(struct run *R, int32_t node, const struct ereq *e, uint8_t x)
 {
@@ -1353,14 +1864,7 @@ static int16_t process_add(struct run *R, int32_t node, const struct ereq *e, ui
     int16_t c = coord_epoch(R, e->pid, e->epoch, x);
     if (c)
         return c;
-    if (R->cur == NONE || R->ctxns[R->cur].state != CT_ONGOING) {
-        struct ctxn *t = PUSH(R->ctxns, R->nctxns, R->capctxns);
-        t->pid = e->pid;
-        t->epoch = e->epoch;
-        t->state = CT_ONGOING;
-        R->cur = (uint32_t)(R->nctxns - 1);
-        trace("  coordinator: transaction %u begins\n", R->cur);
-    }
+    begin_ctxn(R, e);
     for (int32_t i = 0; i < e->nparts; i++)
         hmap_put(&R->m_added, key4(4, R->cur, e->parts[i], 0), 1);
     return 0;
@@ -1382,6 +1886,50 @@ static int16_t process_end(struct run *R, int32_t node, const struct ereq *e, ui
         trace("  coordinator: transaction %u committed\n", R->cur);
     R->ctxns[R->cur].state = CT_COMMITTED; /* a retry of a commit is answered 0 */
     *ctx = R->cur;
+    return 0;
+}
+
+/* AddOffsetsToTxn: the group's offsets join the open transaction (which
+ * it begins when none is). */
+static int16_t process_addoffsets(struct run *R, int32_t node, const struct ereq *e, uint8_t x)
+{
+    if (node != R->coord)
+        return E_NOT_COORDINATOR;
+    int16_t c = coord_epoch(R, e->pid, e->epoch, x);
+    if (c)
+        return c;
+    begin_ctxn(R, e);
+    R->ctxns[R->cur].offsets = 1;
+    return 0;
+}
+
+/*
+ * TxnOffsetCommit on the group coordinator: the offsets are written in
+ * the transaction (committed with it). A stale producer epoch is fenced;
+ * from v3 a generation other than the group's is refused, as Kafka's
+ * coordinator refuses a zombie member's commit.
+ */
+static int16_t process_txnoffset(struct run *R, int32_t node, const struct ereq *e, uint8_t x)
+{
+    if (node != R->gcoord)
+        return E_NOT_COORDINATOR;
+    if (!hmap_find(&R->m_issued, key4(2, pid_key(e->pid, e->epoch), 0, 0)))
+        die("a TxnOffsetCommit under a producer id or epoch never issued");
+    if (e->pid != R->pid || e->epoch != R->epoch) {
+        R->fence_seen = 1;
+        return x & 1 ? E_PRODUCER_FENCED : E_INVALID_PRODUCER_EPOCH;
+    }
+    if (R->cur == NONE || R->ctxns[R->cur].state != CT_ONGOING || !R->ctxns[R->cur].offsets)
+        die("TxnOffsetCommit before AddOffsetsToTxn added the group to the open transaction");
+    if (e->kc.generation_id >= 0 && e->kc.generation_id != R->generation)
+        return E_ILLEGAL_GENERATION;
+    struct ctxn *t = &R->ctxns[R->cur];
+    if (t->sig && t->sig != e->sig)
+        die("the offsets of two commits in one transaction");
+    t->sig = e->sig;
+    hmap_put(&R->m_sig, key4(10, e->sig, 0, 0), R->cur);
+    trace("  group coordinator: offsets %016llx in transaction %u\n", (unsigned long long)e->sig,
+          R->cur);
     return 0;
 }
 
@@ -1426,7 +1974,9 @@ static int16_t broker_apply(struct run *R, const struct ebatch *b, uint8_t x, in
     w->ctx = R->cur;
     w->content = b->content;
     w->offset = bp->log_end;
+    w->seq = ++R->seq;
     bp->log_end += b->count;
+    cstat_get(R, b->part, b->content)->lastw = (uint32_t)(R->nwrites - 1);
     if (p->nrecent == 5)
         memmove(p->recent, p->recent + 1, 4 * sizeof(p->recent[0]));
     else
@@ -1446,7 +1996,19 @@ static int engine_parses(int16_t api, int16_t ver, const uint8_t *frame, size_t 
     switch (api) {
     case KAPI_FindCoordinator: {
         ktxn_coord_t c;
-        return ktxn_findcoord_resp_parse(ver, frame, len, g_kid, &c) == 0;
+        return ktxn_findcoord_resp_parse(ver, frame, len, g_kid, &c) == 0 ||
+               ktxn_findcoord_resp_parse(ver, frame, len, g_kgroup, &c) == 0;
+    }
+    case KAPI_AddOffsetsToTxn: {
+        ktxn_addoffsets_resp_t r;
+        return ktxn_addoffsets_resp_parse(ver, frame, len, &r) == 0;
+    }
+    case KAPI_TxnOffsetCommit: {
+        ktxn_txnoffset_resp_t r;
+        int ok = ktxn_txnoffset_resp_parse(ver, frame, len, &r) == 0;
+        if (ok)
+            ktxn_txnoffset_resp_free(&r);
+        return ok;
     }
     case KAPI_InitProducerId: {
         kinitpid_resp_t r;
@@ -1542,7 +2104,11 @@ static void process_request(struct run *R, struct lane *l, const uint8_t *frame,
         process_add(R, node, &e, 0);
     else if (api == KAPI_EndTxn)
         process_end(R, node, &e, 0, &ctx);
-    free(e.parts);
+    else if (api == KAPI_AddOffsetsToTxn)
+        process_addoffsets(R, node, &e, 0);
+    else if (api == KAPI_TxnOffsetCommit)
+        process_txnoffset(R, node, &e, 0);
+    ereq_free(&e);
 }
 
 /* The lane fails all it has pending (lost connection, overdue, or a
@@ -1568,8 +2134,9 @@ static void answer_find(struct run *R, struct lane *l, const uint8_t *frame, siz
     struct ereq e;
     parse_ereq(R, frame, len, &e);
     int16_t ver = e.h.api_version;
-    ktxn_coord_t c = {0, R->coord, {"127.0.0.1", 9}, 9092, {NULL, -1}};
-    kstr_t key = g_kid;
+    int group = e.key_type == KTXN_KEY_GROUP;
+    ktxn_coord_t c = {0, group ? R->gcoord : R->coord, {"127.0.0.1", 9}, 9092, {NULL, -1}};
+    kstr_t key = group ? g_kgroup : g_kid;
     switch (m % 8) {
     case 4: {
         static const int16_t codes[] = {15, 14, 16, 53, 7, 1, 87, 51};
@@ -1602,8 +2169,8 @@ static void answer_find(struct run *R, struct lane *l, const uint8_t *frame, siz
     kw_init(&w, 64);
     if (ktxn_findcoord_resp_write(&w, ver, e.h.correlation_id, 0, &key, &c, 1))
         abort();
-    trace("  FindCoordinator v%d: node %d ErrorCode %d\n", (int)ver, (int)c.node_id,
-          (int)c.error_code);
+    trace("  FindCoordinator v%d (%s): node %d ErrorCode %d\n", (int)ver, group ? "group" : "txn",
+          (int)c.node_id, (int)c.error_code);
     deliver(R, l, &w, m % 8 == 6, x, NONE);
 }
 
@@ -1756,6 +2323,121 @@ static void answer_end(struct run *R, struct lane *l, const uint8_t *frame, size
     deliver(R, l, &w, mode == 6, x, ack);
 }
 
+/* The cluster answered a commit step with e (the engine may hand some
+ * of them to the consumer: commit_error_allowed). */
+static void cgiven(struct run *R, int16_t e)
+{
+    if (e)
+        hmap_put(&R->m_cgiven, key4(12, (uint16_t)e, 0, 0), 1);
+    if (e == E_INVALID_PRODUCER_EPOCH || e == E_PRODUCER_FENCED)
+        R->fence_seen = 1;
+}
+
+/* AddOffsetsToTxn, from the transaction coordinator: as answer_end. */
+static void answer_addoffsets(struct run *R, struct lane *l, const uint8_t *frame, size_t len,
+                              struct in *in)
+{
+    uint8_t m = in_u8(in), x = in_u8(in);
+    int mode = m % 8;
+    if (mode == 7) {
+        fail_lane(R, l, x % 3);
+        return;
+    }
+    if (mode == 6 && (m & 0x10)) {
+        if (x & 0x80)
+            process_request(R, l, frame, len);
+        deliver_raw(R, l, frame, in);
+        return;
+    }
+    struct ereq e;
+    parse_ereq(R, frame, len, &e);
+    ktxn_addoffsets_resp_t r = {e.h.correlation_id, 0, 0};
+    if (mode == 4) {
+        static const int16_t codes[] = {15, 16, 14, 51, 47, 90, 48, 53, 30, 49, 7, 87};
+        r.error_code = codes[x % 12];
+    } else if (mode == 5) {
+        r.error_code = (int16_t)(in_u8(in) | in_u8(in) << 8);
+        if (r.error_code == 0)
+            r.error_code = 1;
+    } else if (mode != 6 || (x & 0x80)) {
+        r.error_code = process_addoffsets(R, lane_node_id(l), &e, x);
+    }
+    if (mode != 6)
+        cgiven(R, r.error_code);
+    kwriter_t w;
+    kw_init(&w, 64);
+    if (ktxn_addoffsets_resp_write(&w, e.h.api_version, &r))
+        abort();
+    trace("  AddOffsetsToTxn v%d: ErrorCode %d%s\n", (int)e.h.api_version, (int)r.error_code,
+          mode == 6 ? " (malformed)" : "");
+    ereq_free(&e);
+    deliver(R, l, &w, mode == 6, x, NONE);
+}
+
+/*
+ * TxnOffsetCommit, from the group coordinator: from the model (NOT_
+ * COORDINATOR on another broker, fencing, ILLEGAL_GENERATION), an
+ * ErrorCode from a list for every partition or one (retriable 14 15 16
+ * 51 3 7, the group's 22 25 82, fencing 90 47, authorization 29 30,
+ * others), any ErrorCode, malformed, or lost.
+ */
+static void answer_txnoffset(struct run *R, struct lane *l, const uint8_t *frame, size_t len,
+                             struct in *in)
+{
+    uint8_t m = in_u8(in), x = in_u8(in);
+    int mode = m % 8;
+    if (mode == 7) {
+        fail_lane(R, l, x % 3);
+        return;
+    }
+    if (mode == 6 && (m & 0x10)) {
+        if (x & 0x80)
+            process_request(R, l, frame, len);
+        deliver_raw(R, l, frame, in);
+        return;
+    }
+    struct ereq e;
+    parse_ereq(R, frame, len, &e);
+    int16_t code = 0;
+    int32_t one = -1, n = 0;
+    for (int32_t i = 0; i < e.kc.ntopics; i++)
+        n += e.kc.topics[i].npartitions;
+    if (mode == 4) {
+        static const int16_t codes[] = {14, 15, 16, 51, 22, 25, 82, 90,
+                                        47, 29, 30, 3,  7,  87, 48, 1};
+        code = codes[x % 16];
+        if ((x & 0x10) && n > 1)
+            one = (int32_t)(in_u8(in) % (uint32_t)n);
+    } else if (mode == 5) {
+        code = (int16_t)(in_u8(in) | in_u8(in) << 8);
+        if (code == 0)
+            code = 1;
+    } else if (mode != 6 || (x & 0x80)) {
+        code = process_txnoffset(R, lane_node_id(l), &e, x);
+    }
+    if (mode != 6)
+        cgiven(R, code);
+    ktxn_part_result_t *res = calloc(n ? (size_t)n : 1, sizeof(*res));
+    if (!res)
+        abort();
+    int32_t k = 0;
+    for (int32_t i = 0; i < e.kc.ntopics; i++)
+        for (int32_t j = 0; j < e.kc.topics[i].npartitions; j++, k++)
+            res[k] = (ktxn_part_result_t){e.kc.topics[i].name, e.kc.topics[i].partitions[j].index,
+                                          one < 0 || one == k ? code : 0};
+    ktxn_txnoffset_resp_t r = {e.h.correlation_id, 0, n, res};
+    kwriter_t w;
+    kw_init(&w, 128);
+    if (ktxn_txnoffset_resp_write(&w, e.h.api_version, &r))
+        abort();
+    trace("  TxnOffsetCommit v%d to %d: ErrorCode %d%s%s\n", (int)e.h.api_version,
+          (int)lane_node_id(l), (int)code, one >= 0 ? " for one partition" : "",
+          mode == 6 ? " (malformed)" : "");
+    free(res);
+    ereq_free(&e);
+    deliver(R, l, &w, mode == 6, x, NONE);
+}
+
 /* Topics and each topic's partitions in the reverse order (a broker need
  * not answer in the request's order). */
 static void reverse_response(kproduce_resp_t *r)
@@ -1899,6 +2581,12 @@ static void answer_oldest(struct run *R, struct lane *l, struct in *in)
     case KAPI_EndTxn:
         answer_end(R, l, f, len, in);
         break;
+    case KAPI_AddOffsetsToTxn:
+        answer_addoffsets(R, l, f, len, in);
+        break;
+    case KAPI_TxnOffsetCommit:
+        answer_txnoffset(R, l, f, len, in);
+        break;
     default:
         answer_produce(R, l, f, len, in);
         break;
@@ -2007,6 +2695,9 @@ static void op_disconnect(struct run *R, struct in *in)
     for (size_t i = 0; i < R->nreqs; i++)
         if (R->reqs[i].client_id == id && !R->reqs[i].completed)
             R->reqs[i].gone_seq = R->seq;
+    for (size_t i = 0; i < R->ncommits; i++)
+        if (R->commits[i].client_id == id && !R->commits[i].completed)
+            R->commits[i].gone_seq = R->seq;
     R->client_ids[c] = R->next_client_id++;
     R->tokens[c] = 0;
     R->paused[c] = 0;
@@ -2020,6 +2711,20 @@ static void op_coordinator(struct run *R, struct in *in)
     } else {
         R->coord = 1 + b % NBROKERS;
         trace("the coordinator moves to %d\n", (int)R->coord);
+    }
+}
+
+/* The bound mode's operations, on the op codes 28, 44, ... 252 (12 but
+ * the large cases' byte): sel = code >> 4, 1..15. */
+static void op_bound(struct run *R, struct in *in, int sel)
+{
+    if (sel <= 8 || sel >= 14) {
+        op_commit(R, in);
+    } else if (sel <= 11) {
+        op_rebalance(R);
+    } else {
+        R->gcoord = 1 + in_u8(in) % NBROKERS;
+        trace("the group coordinator moves to %d\n", (int)R->gcoord);
     }
 }
 
@@ -2060,6 +2765,8 @@ static int op(struct run *R, struct in *in)
     case 12:
         if (code == 12) /* only this byte: the large cases are slow */
             op_blast(R, in);
+        else if (R->bound)
+            op_bound(R, in, code >> 4);
         break;
     case 13:
         return 0;
@@ -2085,7 +2792,7 @@ static void drain(struct run *R)
     uint64_t ms = DRAIN_MS + (R->crippled ? c->transactions.timeout_ms / 2 : 0);
     uint64_t turns = (ms + 4 * c->transactions.linger_ms) / DRAIN_STEP_MS;
     fake_lane_refuse(0);
-    for (uint64_t t = 0; R->completed < R->accepted; t++) {
+    for (uint64_t t = 0; R->completed < R->accepted || R->ccompleted < R->caccepted; t++) {
         if (t > turns)
             die("requests still unanswered long after the cluster came back");
         answer_all(R);
@@ -2096,6 +2803,42 @@ static void drain(struct run *R)
     for (int c = 0; c < NCLIENTS; c++)
         if (R->paused[c])
             die("a paused client was never resumed");
+}
+
+/*
+ * Bound mode, after the run: output commits only with the offsets of a
+ * commit that covers it (check_covered): sent after it, with no reread
+ * point between them (the consumer would have made that output again).
+ */
+static void check_coverage(struct run *R)
+{
+    for (size_t i = 0; i < R->nwrites; i++) {
+        const struct ctxn *t = &R->ctxns[R->writes[i].ctx];
+        if (t->state == CT_COMMITTED && !t->sig)
+            die("bound output committed without the offsets of a commit");
+    }
+    for (size_t i = 0; i < R->nacked; i++) {
+        const struct cslot *s = &R->slots[R->acked[i]];
+        uint32_t ctx = only_write(R, s);
+        if (ctx == NONE || R->ctxns[ctx].state != CT_COMMITTED)
+            continue;
+        const uint32_t *v = hmap_find(&R->m_csig, key4(13, R->ctxns[ctx].sig, 0, 0));
+        if (!v)
+            die("harness: a transaction's offsets of no commit");
+        const struct ccommit *cc = &R->commits[*v];
+        uint64_t sub = R->reqs[s->req].sub;
+        if (sub >= cc->sub || sub <= cc->reread) {
+            fprintf(stderr,
+                    "fuzz_txn: %s-%d content %016llx (request %llu) committed in transaction %u "
+                    "with commit %llu (read again at %llu)\n",
+                    R->parts[s->part].topic, (int)R->parts[s->part].partition,
+                    (unsigned long long)s->content, (unsigned long long)sub, ctx,
+                    (unsigned long long)cc->sub, (unsigned long long)cc->reread);
+            die(sub >= cc->sub ? "output committed with the offsets of a commit sent before it"
+                               : "output committed with the offsets of a commit sent after the "
+                                 "consumer read its input again (a duplicate)");
+        }
+    }
 }
 
 /* What was written and committed against what the clients were told. */
@@ -2115,8 +2858,10 @@ static void check_outcomes(struct run *R)
             die("a batch committed more often than clients submitted it");
         if (c->subs == 1 && c->writes > 1)
             die("a batch written twice");
-        if (c->oks > c->commits)
+        if (!R->bound && c->oks > c->commits)
             die("ErrorCode 0 for a batch that was not committed");
+        if (R->bound && c->oks > c->writes)
+            die("ErrorCode 0 for a batch that was not written");
     }
     for (size_t i = 0; i < R->nslots; i++) {
         const struct cslot *s = &R->slots[i];
@@ -2129,8 +2874,10 @@ static void check_outcomes(struct run *R)
         const struct write *w = c->write != NONE ? &R->writes[c->write] : NULL;
         const struct ctxn *t = w ? &R->ctxns[w->ctx] : NULL;
         int acked = t && t->state == CT_COMMITTED && t->ack_seq && t->ack_seq < s->done_seq;
-        if (s->result == 0 && !acked)
+        if (s->result == 0 && !R->bound && !acked)
             die("ErrorCode 0 before the transaction's commit was acknowledged");
+        if (s->result == 0 && R->bound && !(w && w->seq < s->done_seq))
+            die("ErrorCode 0 before the batch was written");
         if (s->result == 0 && s->base_offset >= 0 && s->base_offset != w->offset)
             die("base offset of another batch");
         if (s->result != 0 && acked)
@@ -2155,6 +2902,8 @@ static void check_outcomes(struct run *R)
         if (t->state == CT_COMMITTED && !(t->end_seq && t->end_seq < q->gone_seq))
             die("committed a transaction after one of its clients had gone");
     }
+    if (R->bound)
+        check_coverage(R);
 }
 
 static void free_run(struct run *R)
@@ -2165,6 +2914,14 @@ static void free_run(struct run *R)
         free(R->reqs[i].frame);
     for (size_t i = 0; i < R->nlb; i++)
         free(R->lb[i].bytes);
+    for (size_t i = 0; i < R->ncommits; i++)
+        free(R->commits[i].frame);
+    free(R->commits);
+    free(R->acked);
+    hmap_free(&R->m_commit);
+    hmap_free(&R->m_sig);
+    hmap_free(&R->m_cgiven);
+    hmap_free(&R->m_csig);
     free(R->parts);
     free(R->ctxns);
     free(R->writes);
@@ -2214,12 +2971,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_px->versions[KAPI_AddPartitionsToTxn] = (kver_range_t){vadd == 6, (int16_t)(vadd % 6)};
     g_px->versions[KAPI_EndTxn] = (kver_range_t){vend == 6, (int16_t)(vend % 6)};
     R->crippled = vinit == 5 || vfind == 0 || vadd == 6 || vend == 6;
+    /* Bound mode: a first operation byte 13 + 16k, k > 0 (which would
+     * free the engine at once) and one more byte. */
+    int16_t voffs = 3, vtxo = 3;
+    R->bound = in.off < in.n && in.p[in.off] % 16 == 13 && in.p[in.off] >= 16;
+    if (R->bound) {
+        uint8_t k = in_u8(&in) >> 4, v = in_u8(&in);
+        voffs = (int16_t)(v % 5);
+        vtxo = (int16_t)((v >> 3) % 5);
+        R->gcoord = 1 + (v >> 6) % NBROKERS;
+        R->generation = k;
+    }
+    g_px->versions[KAPI_AddOffsetsToTxn] = (kver_range_t){voffs == 4, (int16_t)(voffs % 4)};
+    g_px->versions[KAPI_TxnOffsetCommit] = (kver_range_t){vtxo == 4, (int16_t)(vtxo % 4)};
+    g_kid = R->bound ? (kstr_t){BOUND_ID, (int32_t)sizeof(BOUND_ID) - 1}
+                     : (kstr_t){TXN_ID, (int32_t)sizeof(TXN_ID) - 1};
     struct txn_opts o = R->prof->o;
     o.now_ms = fake_now;
     o.slot_done = on_slot_done;
     o.resume = on_resume;
     o.slot_waiting = on_slot_waiting;
-    R->t = txn_new_opts(g_px, NULL, &o);
+    R->t = txn_new_opts(g_px, R->bound ? GROUP : NULL, &o);
     if (!R->t)
         abort();
     event_base_foreach_event(g_base, find_tick, R);
