@@ -82,14 +82,16 @@
  *     14   the cluster answers everything pending, normally;
  *     15   a client disconnects (its id is never seen again).
  *   In bound mode, the op codes 12 + 16k, k = 1..15 (no-ops otherwise):
- *     k 1-8, 14, 15  a consumer commits: OffsetCommit v0..8 from a client
+ *     k 1-8  a consumer commits: OffsetCommit v0..8 from a client
  *          (1..2 topics of 1..3 partitions, offsets no other commit has,
  *          metadata null, empty or not, a leader epoch from v6, the
  *          generation, the one before it or none, an instance id from
  *          v7), through txn_commit_submit as client.c's route_group;
  *     k 9-11  the group rebalances (txn_group_rebalance; the generation
  *          moves on);
- *     k 12, 13  the group coordinator moves to another broker.
+ *     k 12, 13  the group coordinator moves to another broker;
+ *     k 14, 15  the clock moves 50 ms .. 12.8 s (b + 1 times 50 ms) and
+ *          the tick fires.
  *   The cluster answers AddOffsetsToTxn and TxnOffsetCommit (4-6, 14) as
  *   the other coordinator APIs: from the model, a listed ErrorCode
  *   (TxnOffsetCommit: retriable 14 15 16 51 3 7, the group's 22 25 82,
@@ -2718,13 +2720,16 @@ static void op_coordinator(struct run *R, struct in *in)
  * the large cases' byte): sel = code >> 4, 1..15. */
 static void op_bound(struct run *R, struct in *in, int sel)
 {
-    if (sel <= 8 || sel >= 14) {
+    if (sel <= 8) {
         op_commit(R, in);
     } else if (sel <= 11) {
         op_rebalance(R);
-    } else {
+    } else if (sel <= 13) {
         R->gcoord = 1 + in_u8(in) % NBROKERS;
         trace("the group coordinator moves to %d\n", (int)R->gcoord);
+    } else {
+        /* finer than op 8: between a commit's deadline and its output's */
+        advance(R, 50 * (1 + (uint64_t)in_u8(in)));
     }
 }
 
