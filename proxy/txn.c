@@ -55,6 +55,17 @@
  *     INVALID_TRANSACTION_TIMEOUT,      ACL problem an operator must fix)
  *     any other
  *
+ *   Bound mode (a group's commit: AddOffsetsToTxn, FindCoordinator for
+ *   the group, TxnOffsetCommit, EndTxn):
+ *     AddOffsetsToTxn: as the other coordinator requests above; any other
+ *     ErrorCode fails the commit
+ *     TxnOffsetCommit 15, 16, no answer   the group's coordinator is looked
+ *                                         up again, the request resent
+ *     TxnOffsetCommit 14, 51, 3, 7        resent after the backoff
+ *     TxnOffsetCommit other (22, 25, 82,  the commit fails (commit_fail):
+ *     29, 30, ...)                        output aborted, the OffsetCommit
+ *                                         answered commit_error(e)
+ *
  * The window that remains: an EndTxn(COMMIT) was sent and its answer was
  * lost, and then the transaction's deadline passed (or the id was fenced)
  * before a resend was answered. The clients are told REQUEST_TIMED_OUT

@@ -123,13 +123,12 @@ int txn_commit_submit(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, 
 
 /*
  * The bound group rebalances (a JoinGroup or LeaveGroup of it went
- * through eosproxy; why names it for the log): output not covered by a
- * queued commit is aborted, and if some of it was acknowledged, the
- * group's next commit is refused. That commit may be one of the old
- * generation, for input whose output is gone; or the member kept its
- * partitions and positions through the rebalance (cooperative, static
- * membership). The refusal sends the consumer back to its committed
- * offsets.
+ * through eosproxy; why names it for the log). What is queued now is
+ * written, then the Kafka transaction is aborted: output of input the
+ * member reads again, or may keep (cooperative, static membership). If
+ * some of it was acknowledged, the group's next commit is refused too,
+ * unless a refusal came since the last commit that went through: a
+ * refused consumer rejoins with its partitions lost and reads them again.
  */
 void txn_group_rebalance(struct txn *t, const char *why);
 
