@@ -25,8 +25,8 @@
 #include "clock.h"
 #include "dlqprod.h"
 #include "kaborted.h"
-#include "kerror.h"
 #include "kcommit.h"
+#include "kerror.h"
 #include "kfetch.h"
 #include "kproduce.h"
 #include "kproto.h"
@@ -1641,13 +1641,13 @@ static int check_request(struct client *c, uint8_t *frame, size_t size)
     if (c->px->nbinds && (h.api_key == KAPI_OffsetCommit || h.api_key == KAPI_JoinGroup ||
                           h.api_key == KAPI_LeaveGroup))
         rc = route_group(c, &h, frame, size);
-    if (rc != REQ_FORWARD)
-        ;
-    else if (h.api_key == KAPI_Produce &&
-             (c->px->enforce || dlqprod_policy_active(c->px->cfg->policy)))
-        rc = route_produce(c, &h, frame, size, acks, 0);
-    else
-        expect_response(c, &h, acks);
+    if (rc == REQ_FORWARD) {
+        if (h.api_key == KAPI_Produce &&
+            (c->px->enforce || dlqprod_policy_active(c->px->cfg->policy)))
+            rc = route_produce(c, &h, frame, size, acks, 0);
+        else
+            expect_response(c, &h, acks);
+    }
     if (rc == REQ_CLOSED)
         return rc;
     ksplit_free(c->pending_split); /* not taken by a slot: nothing to answer */
