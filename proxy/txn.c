@@ -552,6 +552,12 @@ static void rebalance_abort(struct txn *t, int doom)
     abort_ktx(t, doom);
 }
 
+/* Whether the client of commit item x still waits for its answer. */
+static int commit_waiting(const struct txn *t, const struct tx *x)
+{
+    return t->o.slot_waiting(t->px, x->commit->client_id, x->commit->token);
+}
+
 /*
  * A bound commit failed: its output is aborted and the committing
  * consumer is answered with an error that makes it rejoin the group and
@@ -568,7 +574,7 @@ static void rebalance_abort(struct txn *t, int doom)
  */
 static void commit_fail(struct txn *t, struct tx *x, int16_t e, const char *why)
 {
-    int seen = t->o.slot_waiting(t->px, x->commit->client_id, x->commit->token);
+    int seen = commit_waiting(t, x);
     int lost = t->doomed || t->ktx_acked;
     log_warn("txn %s: the offset commit of group \"%s\" failed (%s); its output is aborted and "
              "the consumer reads again from its committed offsets",
@@ -1473,12 +1479,6 @@ static void start_txnoffset(struct txn *t, struct tx *x)
     }
     free(topics);
     op_send(t, t->gcoord, OP_TXNOFFSET, ver, x, &w, txnoffset_done);
-}
-
-/* Whether the client of commit item x still waits for its answer. */
-static int commit_waiting(const struct txn *t, const struct tx *x)
-{
-    return t->o.slot_waiting(t->px, x->commit->client_id, x->commit->token);
 }
 
 /*
