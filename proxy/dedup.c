@@ -89,6 +89,7 @@
 #include "dedup.h"
 
 #include "client.h"
+#include "dedupidx.h"
 #include "config.h"
 #include "dlqw.h"
 #include "kdlt.h"
@@ -318,6 +319,7 @@ struct dedup {
     struct proxy *px;
     const config_t *cfg;
     struct redisc *rc;
+    struct dedupidx *idx; /* deliveries shared with the scope's other processes */
     struct event *kick, *tick;
     struct djob_q jobs;
     uint64_t next_id;
@@ -816,6 +818,8 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
     uint64_t h = track_hash(rule_scope(d, rule), topic, partition) | 1;
     d->lastcommit[h % DD_LASTCOMMIT_SLOTS] = (struct dlastcommit){h, offset, ++d->commit_seq};
     topic_state(d, rule_scope(d, rule), topic)->commit_seq = d->commit_seq;
+    if (rule->dedup.src != EVENTID_NONE)
+        dedupidx_commit(d->idx, rule_scope(d, rule), topic, partition, offset, rule->dedup.ttl_ms);
     struct track *t = track_get(d, rule_scope(d, rule), topic, partition, 0);
     if (!t)
         return;
@@ -837,6 +841,27 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
     t->len = w - t->start;
     if (t->len == 0)
         track_remove(d, t);
+}
+
+/* A sweep of the shared delivery index found keys another process of
+ * the scope delivered below a committed offset: done, as track_commit
+ * makes this process's own. */
+static void shared_found(void *arg, const char *const *keys, const size_t *klens, size_t n,
+                         uint64_t ttl_ms)
+{
+    struct dedup *d = arg;
+    uint64_t now = now_ms(d);
+    for (size_t i = 0; i < n; i++) {
+        char *k = strndup(keys[i], klens[i]);
+        if (!k) {
+            g_metrics.dedup_tracking_dropped++;
+            continue;
+        }
+        cache_put(&d->cache, k, klens[i], ttl_ms, now);
+        mark_push(d, k, ttl_ms, 'd');
+        g_metrics.dedup_shared_marks++;
+    }
+    flush_marks(d);
 }
 
 /* ================================================================ groups */
@@ -1883,6 +1908,17 @@ static int write_partition(struct djob *j, struct dpart *dp)
     return 0;
 }
 
+/* A delivery of item it, to be marked done at the commit past it: by
+ * this process (track_add) or, through the shared index, by any process
+ * of the scope (eventIds only: a position key is this process's). */
+static void delivered(struct dedup *d, const struct ditem *it)
+{
+    track_add(d, it->part, it->offset, it->key, it->klen, it->pos);
+    if (!it->pos)
+        dedupidx_add(d->idx, it->part->scope, it->part->topic, it->part->p->index, it->offset,
+                     it->key, it->klen, it->part->rule->dedup.ttl_ms);
+}
+
 /* Counts outcomes and remembers the deliveries for commit tracking. */
 static void account(struct dedup *d, struct djob *j)
 {
@@ -1892,12 +1928,12 @@ static void account(struct dedup *d, struct djob *j)
             continue;
         switch (it->state) {
         case DI_NEW:
-            track_add(d, it->part, it->offset, it->key, it->klen, it->pos);
+            delivered(d, it);
             break;
         case DI_AGAIN:
             g_metrics.dedup_redelivered++;
             metrics_observe_redelivery(it->deliveries);
-            track_add(d, it->part, it->offset, it->key, it->klen, it->pos);
+            delivered(d, it);
             break;
         case DI_DEAD:
             g_metrics.dlq_skipped++;
@@ -1918,6 +1954,7 @@ static void account(struct dedup *d, struct djob *j)
             break;
         }
     }
+    dedupidx_send(d->idx);
 }
 
 /* Redis stayed unavailable (block), or the held responses reached their
@@ -2047,6 +2084,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         }
     }
     flush_marks(d);
+    dedupidx_tick(d->idx);
 }
 
 static void on_redis_state(void *arg, int up)
@@ -2060,6 +2098,7 @@ static void on_redis_state(void *arg, int up)
                 job_send(d, j);
         }
         flush_marks(d);
+        dedupidx_tick(d->idx);
     }
 }
 
@@ -2440,6 +2479,11 @@ struct dedup *dedup_new(struct proxy *px)
         dedup_free(d);
         return NULL;
     }
+    d->idx = dedupidx_new(d->rc, shared_found, d, NULL);
+    if (!d->idx) {
+        dedup_free(d);
+        return NULL;
+    }
     struct timeval tv = {0, DD_TICK_MS * 1000};
     event_add(d->tick, &tv);
     return d;
@@ -2449,7 +2493,8 @@ void dedup_free(struct dedup *d)
 {
     if (!d)
         return;
-    redisc_free(d->rc); /* no callback runs after this */
+    dedupidx_free(d->idx); /* cancels its sweep: before the client goes */
+    redisc_free(d->rc);    /* no callback runs after this */
     d->rc = NULL;
     struct djob *j;
     while ((j = TAILQ_FIRST(&d->jobs))) {

@@ -342,6 +342,14 @@ static void render_dedup(struct evbuffer *out)
     scalar(out, "eosproxy_dedup_tracking_dropped_total", "counter",
            "Delivered eventIds forgotten before their commit (tracking bound); they stay pending.",
            (long long)m->dedup_tracking_dropped);
+    scalar(out, "eosproxy_dedup_shared_marks_total", "counter",
+           "eventIds another eosproxy of the scope (or an earlier run of this one) delivered, "
+           "marked done after a commit through this one (the shared delivery index).",
+           (long long)m->dedup_shared_marks);
+    scalar(out, "eosproxy_dedup_index_failures_total", "counter",
+           "Writes or sweeps of the shared delivery index that Redis refused or did not answer "
+           "(sweeps are retried).",
+           (long long)m->dedup_index_failures);
     scalar(out, "eosproxy_dedup_held_responses", "gauge",
            "Fetch responses held while Redis is unavailable.", m->dedup_held);
 }

@@ -140,6 +140,8 @@ struct metrics {
     uint64_t dedup_error_partitions;   /* partitions answered with a retriable error (block) */
     uint64_t dedup_commit_marks;       /* eventIds marked done after a commit */
     uint64_t dedup_tracking_dropped;   /* delivered eventIds forgotten before a commit (bound) */
+    uint64_t dedup_shared_marks;       /* done marks for deliveries of other eosproxy processes */
+    uint64_t dedup_index_failures;     /* shared delivery index writes or sweeps that failed */
     uint64_t dedup_responses_cut;      /* responses cut at the per-response budget */
     uint64_t dedup_resp_unchecked;     /* passed unchecked: held bytes at their bound, pass */
     int64_t dedup_held;                /* Fetch responses held while Redis is down */
