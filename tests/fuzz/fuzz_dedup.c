@@ -390,6 +390,9 @@ static struct {
     uint64_t ids;
     size_t records_made;
     struct smap model;     /* the Redis model: key -> value */
+    struct smap zsets;     /* ... its delivery index: key -> struct zset */
+    struct smap asked;     /* keys the engine asked about */
+    char tag[9];           /* the engine's index tag, once seen */
     struct smap delivered; /* key -> struct poslist */
     int64_t committed[NTOPICS][NPARTS];
     struct pos *txn[2]; /* offsets of TxnOffsetCommits answered OK, per transaction */
@@ -832,8 +835,60 @@ static uint64_t on_clock(void *arg)
 
 /* ---------------------------------------------------------------- Redis */
 
-/* CMD_DMARK: a position key's done mark, "d" unless it holds "x" (EVAL). */
-enum cmd_kind { CMD_ASK, CMD_MARK, CMD_XMARK, CMD_EVAL, CMD_DMARK, CMD_OTHER };
+/* CMD_DMARK: a position key's done mark, "d" unless it holds "x" (EVAL).
+ * CMD_INDEX / CMD_SWEEP: the shared delivery index (dedupidx.c): add
+ * (score, member) pairs, take the members below an offset. */
+enum cmd_kind {
+    CMD_ASK,
+    CMD_MARK,
+    CMD_XMARK,
+    CMD_EVAL,
+    CMD_DMARK,
+    CMD_INDEX,
+    CMD_SWEEP,
+    CMD_OTHER
+};
+
+/* A model sorted set of the shared delivery index (insertion order; the
+ * engine's scores are offsets). */
+struct zset {
+    char **m;
+    int64_t *score;
+    size_t n, cap;
+};
+
+static void zset_free(struct zset *z)
+{
+    for (size_t i = 0; z && i < z->n; i++)
+        free(z->m[i]);
+    if (z) {
+        free(z->m);
+        free(z->score);
+    }
+    free(z);
+}
+
+/* Adds or rescores member (m, ml). */
+static void zset_add(struct zset *z, const char *m, size_t ml, int64_t score)
+{
+    for (size_t i = 0; i < z->n; i++) {
+        if (strlen(z->m[i]) == ml && memcmp(z->m[i], m, ml) == 0) {
+            z->score[i] = score;
+            return;
+        }
+    }
+    if (z->n == z->cap) {
+        z->cap = z->cap ? z->cap * 2 : 16;
+        z->m = realloc(z->m, z->cap * sizeof(*z->m));
+        z->score = realloc(z->score, z->cap * sizeof(*z->score));
+        CHECK(z->m && z->score);
+    }
+    z->m[z->n] = malloc(ml + 1);
+    CHECK(z->m[z->n]);
+    memcpy(z->m[z->n], m, ml);
+    z->m[z->n][ml] = 0;
+    z->score[z->n++] = score;
+}
 
 static int arg_is(const char *const *argv, const size_t *lens, int i, const char *s)
 {
@@ -842,6 +897,9 @@ static int arg_is(const char *const *argv, const size_t *lens, int i, const char
 
 static int cmd_kind(int argc, const char *const *argv, const size_t *lens)
 {
+    if (argc >= 6 && arg_is(argv, lens, 0, "EVAL") && arg_is(argv, lens, 2, "1") &&
+        memmem(argv[3], lens[3], ":@delivered ", 12))
+        return argc == 6 ? CMD_SWEEP : (argc - 6) % 2 == 0 ? CMD_INDEX : CMD_OTHER;
     if (argc == 7 && arg_is(argv, lens, 0, "SET") && arg_is(argv, lens, 3, "NX") &&
         arg_is(argv, lens, 4, "GET") && arg_is(argv, lens, 5, "PX"))
         return CMD_ASK;
@@ -869,6 +927,28 @@ static int64_t value_offset(const char *v)
     return strtoll(p, NULL, 10);
 }
 
+/* An index command: "EVAL script 1 <key> <ttl> <cap> (offset member)..."
+ * whose members are "<tag>:<key suffix>", one tag for the whole run,
+ * offsets of records, keys of this scope that were asked about. */
+static void check_index(int argc, const char *const *argv, const size_t *lens)
+{
+    for (int i = 6; i < argc; i += 2) {
+        char *end;
+        CHECK(strtoll(argv[i], &end, 10) >= 0 && end == argv[i] + lens[i]);
+        CHECK(lens[i + 1] > 9 && argv[i + 1][8] == ':');
+        if (!F.tag[0])
+            memcpy(F.tag, argv[i + 1], 8);
+        CHECK(memcmp(F.tag, argv[i + 1], 8) == 0);
+        const char *sc = memmem(argv[3], lens[3], ":@delivered ", 12);
+        char key[600];
+        size_t pl = (size_t)(sc - argv[3]) + 1; /* "eosproxy:<scope>:" */
+        CHECK(pl + lens[i + 1] - 9 < sizeof(key));
+        memcpy(key, argv[3], pl);
+        memcpy(key + pl, argv[i + 1] + 9, lens[i + 1] - 9);
+        CHECK(smap_get(&F.asked, key, pl + lens[i + 1] - 9));
+    }
+}
+
 /* What the engine's pipelines may hold: asks never repeat a key within a
  * pipeline, done marks only for delivered and committed keys, dead marks
  * only for keys whose dead-letter write was acked, with the rule's TTL. */
@@ -881,11 +961,14 @@ static void check_batch(const redisc_batch_t *b)
         int argc = fake_redisc_cmd(b, k, &argv, &lens);
         int kind = cmd_kind(argc, argv, lens);
         CHECK(kind != CMD_OTHER);
-        int ki = kind == CMD_EVAL || kind == CMD_DMARK ? 3 : 1; /* the key */
+        int ki = kind == CMD_EVAL || kind == CMD_DMARK || kind >= CMD_INDEX ? 3 : 1; /* the key */
         CHECK(lens[ki] > 9 && memcmp(argv[ki], "eosproxy:", 9) == 0);
-        if (kind == CMD_ASK) {
+        if (kind == CMD_INDEX) {
+            check_index(argc, argv, lens);
+        } else if (kind == CMD_ASK) {
             CHECK(!smap_get(&keys, argv[1], lens[1]));
             *smap_put(&keys, argv[1], lens[1]) = (void *)1;
+            *smap_put(&F.asked, argv[1], lens[1]) = (void *)1;
         } else if (kind == CMD_MARK || kind == CMD_DMARK) {
             CHECK((kind == CMD_DMARK) == (memchr(argv[ki], ' ', lens[ki]) != NULL)); /* pos keys */
             struct poslist **pl = (struct poslist **)smap_get(&F.delivered, argv[ki], lens[ki]);
@@ -991,9 +1074,70 @@ static void set_str(redisc_reply_t *r, int type, char *s)
     r->len = strlen(s);
 }
 
-/* The reply of a consistent Redis; updates the model. */
-static void model_reply(int kind, const char *const *argv, const size_t *lens, redisc_reply_t *r)
+/* The shared delivery index as Redis keeps it. Each member added also
+ * gets a twin under the tag "ffffffff": another sidecar that delivered the
+ * same record, which the engine must mark done once a commit passes it
+ * (and only then: the done-mark invariant of check_batch). A sweep takes
+ * the members below its offset, at most its limit, joined by newlines. */
+static void model_index(int kind, int argc, const char *const *argv, const size_t *lens,
+                        redisc_reply_t *r)
 {
+    void **v = smap_put(&F.zsets, argv[3], lens[3]);
+    if (!*v) {
+        *v = calloc(1, sizeof(struct zset));
+        CHECK(*v);
+    }
+    struct zset *z = *v;
+    if (kind == CMD_INDEX) {
+        for (int i = 6; i + 1 < argc; i += 2) {
+            int64_t sc = strtoll(argv[i], NULL, 10);
+            zset_add(z, argv[i + 1], lens[i + 1], sc);
+            if (lens[i + 1] > 9 && memcmp(argv[i + 1], "ffffffff", 8) != 0) {
+                char twin[600];
+                CHECK(lens[i + 1] < sizeof(twin));
+                memcpy(twin, argv[i + 1], lens[i + 1]);
+                memcpy(twin, "ffffffff", 8);
+                zset_add(z, twin, lens[i + 1], sc);
+            }
+        }
+        r->type = REDISC_REPLY_INTEGER;
+        return;
+    }
+    int64_t below = strtoll(argv[4], NULL, 10);
+    size_t limit = (size_t)strtoull(argv[5], NULL, 10), taken = 0, cap = 64, len = 0;
+    char *out = malloc(cap);
+    CHECK(out);
+    size_t w = 0;
+    for (size_t i = 0; i < z->n; i++) {
+        if (z->score[i] < below && taken < limit) {
+            size_t ml = strlen(z->m[i]);
+            while (len + ml + 2 > cap)
+                CHECK(out = realloc(out, cap *= 2));
+            if (taken++)
+                out[len++] = '\n';
+            memcpy(out + len, z->m[i], ml);
+            len += ml;
+            free(z->m[i]);
+        } else {
+            z->m[w] = z->m[i];
+            z->score[w++] = z->score[i];
+        }
+    }
+    z->n = w;
+    out[len] = 0;
+    r->type = REDISC_REPLY_STRING;
+    r->str = out;
+    r->len = len;
+}
+
+/* The reply of a consistent Redis; updates the model. */
+static void model_reply(int kind, int argc, const char *const *argv, const size_t *lens,
+                        redisc_reply_t *r)
+{
+    if (kind == CMD_INDEX || kind == CMD_SWEEP) {
+        model_index(kind, argc, argv, lens, r);
+        return;
+    }
     int ki = kind == CMD_EVAL || kind == CMD_DMARK ? 3 : 1;
     void **v = smap_put(&F.model, argv[ki], lens[ki]);
     if (kind == CMD_ASK) {
@@ -1024,7 +1168,7 @@ static void make_reply(int rk, const char *const *argv, const size_t *lens, int 
     memset(r, 0, sizeof(*r));
     switch (rk) {
     case RK_MODEL:
-        model_reply(kind, argv, lens, r);
+        model_reply(kind, argc, argv, lens, r);
         return;
     case RK_NIL:
         return;
@@ -2019,6 +2163,11 @@ static void reset_state(void)
         resp_free(F.live[i]);
     free(F.live);
     smap_free(&F.model, 1);
+    for (size_t i = 0; i < F.zsets.cap; i++)
+        zset_free(F.zsets.e[i].v);
+    smap_free(&F.zsets, 0);
+    smap_free(&F.asked, 0);
+    memset(F.tag, 0, sizeof(F.tag));
     smap_free(&F.delivered, 1);
     free(F.txn[0]);
     free(F.txn[1]);
