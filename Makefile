@@ -70,6 +70,14 @@ $(B)/asan/test_dedup: tests/unit/test_dedup.c tests/unit/unit.h tests/fuzz/fake_
 	  $(filter-out $(B)/asan/obj/proxy/redisc.o $(B)/asan/obj/proxy/redisc_cluster.o \
 	  $(B)/asan/obj/proxy/redisc_sentinel.o,$(ASAN_OBJS)) $(LIBS)
 
+# test_dedupidx plays Redis with the same stand-in (its last case relays
+# the pipelines to a real redis-server through hiredis).
+$(B)/asan/test_dedupidx: tests/unit/test_dedupidx.c tests/unit/unit.h tests/fuzz/fake_redisc.c $(ASAN_OBJS)
+	@echo "  LD asan $@"
+	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< tests/fuzz/fake_redisc.c \
+	  $(filter-out $(B)/asan/obj/proxy/redisc.o $(B)/asan/obj/proxy/redisc_cluster.o \
+	  $(B)/asan/obj/proxy/redisc_sentinel.o,$(ASAN_OBJS)) $(LIBS)
+
 $(B)/mockcluster: tests/mockcluster/mockcluster.c | $(DEPS_STAMP)
 	$(CC) $(BASEFLAGS) -O2 -o $@ $< $(LIBS)
 

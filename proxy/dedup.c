@@ -41,6 +41,10 @@
  * final, so the cache can never be wrong within ttl). Delivered eventIds
  * are remembered per (scope, topic, partition) up to a bound; the oldest
  * are forgotten (counted) and then simply stay pending until they expire.
+ * Each delivery of an eventId is also written to the scope's shared
+ * delivery index in Redis (dedupidx.c), and each such commit sweeps it:
+ * what other processes of the scope (or an earlier run of this one)
+ * delivered below the offset is marked done the same way.
  *
  * Batches passed as they are (counted): message format < 2, control
  * batches, batches of aborted transactions (read_committed consumers drop

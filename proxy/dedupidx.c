@@ -228,14 +228,15 @@ void dedupidx_add(struct dedupidx *x, const char *scope, kstr_t topic, int32_t p
 {
     if (!x || topic.len < 0)
         return;
+    size_t plen = sizeof(IDX_PREFIX) - 1 + strlen(scope) + 1;
+    if (klen <= plen || memcmp(key, IDX_PREFIX, sizeof(IDX_PREFIX) - 1) != 0)
+        return; /* not a key of this scope: never happens */
     if (x->st_key && (x->st_n >= 2 * DEDUPIDX_PER_CMD || !stage_is(x, scope, topic, partition)))
         stage_close(x);
     if (!x->st_key && stage_open(x, scope, topic, partition, ttl_ms)) {
         g_metrics.dedup_index_failures++;
         return;
     }
-    if (klen <= x->st_plen || memcmp(key, IDX_PREFIX, sizeof(IDX_PREFIX) - 1) != 0)
-        return; /* not a key of this scope: never happens */
     size_t slen = klen - x->st_plen;
     char *score = malloc(24);
     char *member = malloc(IDX_TAG_LEN + 1 + slen);
@@ -308,6 +309,8 @@ static void sweep_queue(struct dedupidx *x, struct sweep s)
                 x->q[i].offset = s.offset;
             if (s.ttl_ms > x->q[i].ttl_ms)
                 x->q[i].ttl_ms = s.ttl_ms;
+            if (s.attempts > x->q[i].attempts)
+                x->q[i].attempts = s.attempts; /* a failing sweep stays bounded */
             sweep_clear(&s);
             return;
         }
