@@ -2107,6 +2107,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         char name[128];
         c->tls_up = 1;
         g_metrics.tls_handshakes++;
+        tls_note_ktls(bev, TLS_SIDE_CLIENT);
         log_debug("client %llu (%s): TLS established (peer certificate: %s)",
                   (unsigned long long)c->id, c->peer, tls_peer_name(bev, name, sizeof(name)));
         return;

@@ -124,6 +124,10 @@ static const field_t listen_tls_fields[] = {
      "PEM private key of that certificate."},
     {"client_ca_file", T_PATH, C(listen.tls.client_ca_file), NULL, 0, 0, 0, NULL,
      "When set, clients must present a certificate signed by this CA (mutual TLS)."},
+    {"ktls", T_BOOL, C(listen.tls.ktls), "true", 0, 0, 0, NULL,
+     "Let the kernel encrypt and decrypt client connections (kTLS) where it can: Linux with the "
+     "`tls` module, an AES-GCM or ChaCha20 cipher. Otherwise OpenSSL does, as without it; "
+     "`eosproxy_tls_connections_total{side=\"client\"}` says which."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -164,6 +168,8 @@ static const field_t upstream_tls_fields[] = {
      "Client certificate for brokers that want mutual TLS. Both or neither."},
     {"key_file", T_PATH, C(upstream.tls.key_file), NULL, 0, 0, 0, NULL,
      "Private key of `upstream.tls.cert_file`. Both or neither."},
+    {"ktls", T_BOOL, C(upstream.tls.ktls), "true", 0, 0, 0, NULL,
+     "Kernel TLS for broker connections where the kernel offers it, as `listen.tls.ktls`."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 

@@ -59,6 +59,7 @@ typedef struct config {
             char *cert_file;      /* PEM chain; NULL: clients speak plaintext */
             char *key_file;       /* PEM private key */
             char *client_ca_file; /* set: clients must present a cert it signed (mTLS) */
+            int ktls;             /* ask OpenSSL for kernel TLS; default 1 */
         } tls;
     } listen;
 
@@ -77,6 +78,7 @@ typedef struct config {
             int verify;      /* verify chain and host name; default 1 */
             char *cert_file; /* optional client certificate for the brokers */
             char *key_file;
+            int ktls; /* ask OpenSSL for kernel TLS; default 1 */
         } tls;
         struct {
             sasl_mech_t mechanism; /* SASL_NONE: no upstream SASL */

@@ -411,6 +411,17 @@ static void render_security(struct evbuffer *out)
             m->acl_denied);
     scalar(out, "eosproxy_tls_handshakes_total", "counter", "Client TLS handshakes completed.",
            (long long)m->tls_handshakes);
+    header(out, "eosproxy_tls_connections_total", "counter",
+           "TLS handshakes completed, by side and by what kernel TLS (kTLS) took over: none "
+           "(OpenSSL encrypts), send, recv or both.");
+    for (int s = 0; s < 2; s++) {
+        static const char *const sides[] = {"client", "upstream"};
+        static const char *const ktls[] = {"none", "send", "recv", "both"};
+        for (int k = 0; k < 4; k++)
+            evbuffer_add_printf(out,
+                                "eosproxy_tls_connections_total{side=\"%s\",ktls=\"%s\"} %llu\n",
+                                sides[s], ktls[k], (unsigned long long)m->tls_conns[s][k]);
+    }
     scalar(out, "eosproxy_tls_reloads_total", "counter",
            "listen.tls certificate reloads on SIGHUP that took.", (long long)m->tls_reloads);
     scalar(out, "eosproxy_tls_reload_failures_total", "counter",

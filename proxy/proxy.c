@@ -301,6 +301,8 @@ static SSL_CTX *load_tls(const config_t *cfg)
                                       cfg->listen.tls.client_ca_file, err, sizeof(err));
     if (!ctx)
         log_error("listen.tls: %s", err);
+    else
+        tls_ctx_set_ktls(ctx, cfg->listen.tls.ktls);
     return ctx;
 }
 

@@ -1,6 +1,6 @@
 /*
- * tls.c - OpenSSL contexts for listen.tls and upstream.tls, and the words
- * for TLS failures. See tls.h.
+ * tls.c - OpenSSL contexts for listen.tls and upstream.tls, the words for
+ * TLS failures, and which connections kernel TLS took over. See tls.h.
  *
  * Files are opened first with fopen() so that a missing or unreadable file
  * is reported with its errno; what OpenSSL then says about the contents is
@@ -10,6 +10,7 @@
  */
 #include "tls.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -316,4 +317,55 @@ const char *tls_peer_name(struct bufferevent *bev, char *buf, size_t len)
     buf[o] = '\0';
     OPENSSL_free(utf8);
     return buf;
+}
+
+/* ---------------------------------------------------------------- kernel TLS */
+
+void tls_ctx_set_ktls(SSL_CTX *ctx, int on)
+{
+#ifdef SSL_OP_ENABLE_KTLS
+    if (on)
+        SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+    else
+        SSL_CTX_clear_options(ctx, SSL_OP_ENABLE_KTLS);
+#else
+    (void)ctx;
+    (void)on;
+#endif
+}
+
+int tls_ktls(struct bufferevent *bev)
+{
+    SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+    if (!ssl)
+        return 0;
+    int k = 0;
+#ifndef OPENSSL_NO_KTLS
+    BIO *w = SSL_get_wbio(ssl), *r = SSL_get_rbio(ssl);
+    if (w && BIO_get_ktls_send(w))
+        k |= TLS_KTLS_SEND;
+    if (r && BIO_get_ktls_recv(r))
+        k |= TLS_KTLS_RECV;
+#endif
+    return k;
+}
+
+void tls_note_ktls(struct bufferevent *bev, int side)
+{
+    static unsigned logged[2]; /* per side: a bit per outcome already logged */
+    static const char *const what[] = {
+        "not in use: OpenSSL encrypts (the kernel has no `tls` module, the cipher is not "
+        "offloaded, or ktls is off)",
+        "in use for sending only", "in use for receiving only", "in use both ways"};
+    if (side != TLS_SIDE_CLIENT && side != TLS_SIDE_UPSTREAM)
+        return;
+    int k = tls_ktls(bev);
+    g_metrics.tls_conns[side][k]++;
+    if (!(logged[side] & (1u << k))) {
+        logged[side] |= 1u << k;
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        log_info("%s TLS connections: kernel TLS %s (first seen with %s %s)",
+                 side == TLS_SIDE_CLIENT ? "client" : "upstream", what[k],
+                 ssl ? SSL_get_version(ssl) : "?", ssl ? SSL_get_cipher_name(ssl) : "?");
+    }
 }

@@ -63,4 +63,24 @@ const char *tls_describe_error(struct bufferevent *bev, char *buf, size_t len);
  */
 const char *tls_peer_name(struct bufferevent *bev, char *buf, size_t len);
 
+/*
+ * Kernel TLS. tls_ctx_set_ktls(ctx, on) asks OpenSSL to hand record
+ * encryption and decryption to the kernel once a handshake is done
+ * (SSL_OP_ENABLE_KTLS), for connections of ctx; OpenSSL does it itself
+ * where the kernel cannot (no `tls` module, a cipher it does not
+ * offload, an OpenSSL built without kTLS).
+ * tls_ktls(bev): after the handshake, what the kernel took over on that
+ * connection: TLS_KTLS_SEND | TLS_KTLS_RECV, 0 for neither or not TLS.
+ * tls_note_ktls(bev, side): counts a completed handshake of side
+ * (TLS_SIDE_CLIENT, TLS_SIDE_UPSTREAM) in eosproxy_tls_connections_total
+ * and logs once per side and outcome which one is in use.
+ */
+#define TLS_KTLS_SEND 1
+#define TLS_KTLS_RECV 2
+#define TLS_SIDE_CLIENT 0
+#define TLS_SIDE_UPSTREAM 1
+void tls_ctx_set_ktls(SSL_CTX *ctx, int on);
+int tls_ktls(struct bufferevent *bev);
+void tls_note_ktls(struct bufferevent *bev, int side);
+
 #endif

@@ -144,6 +144,7 @@ struct upstream_sec *upstream_sec_new(const config_t *cfg, char *err, size_t err
             upstream_sec_free(s);
             return NULL;
         }
+        tls_ctx_set_ktls(s->ssl_ctx, cfg->upstream.tls.ktls);
         s->verify = cfg->upstream.tls.verify;
         if (!s->verify)
             log_warn("upstream.tls.verify is off: broker certificates are not checked");
@@ -525,6 +526,8 @@ static void login_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         if (lg->phase != PH_CONNECTING)
             return;
+        if (lg->tls)
+            tls_note_ktls(bev, TLS_SIDE_UPSTREAM);
         if (lg->tls && log_enabled(LOG_DEBUG)) {
             char peer[128];
             SSL *ssl = bufferevent_openssl_get_ssl(bev);

@@ -550,11 +550,30 @@ SSL_CASES = [("kcat", "PLAIN"), ("confluent", "SCRAM-SHA-512"), ("kafka-python",
              ("kafkajs", "PLAIN"), ("kafkajs", "SCRAM-SHA-512")]
 
 
+def kernel_has_tls():
+    try:
+        with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+            return "tls" in f.read().split()
+    except OSError:
+        return False
+
+
+KTLS = ("none", "send", "recv", "both")
+
+
 @pytest.mark.parametrize("client,mechanism", SSL_CASES)
 def test_sasl_ssl_roundtrip(cluster, cluster_proxy_factory, accounts, certs, client, mechanism):
     proxy = start_auth_proxy(cluster_proxy_factory, accounts, **tls_listen(certs))
     assert_roundtrip(client, cluster, proxy.bootstrap,
                      accounts.login(APP, mechanism, "SASL_SSL", certs))
+    # Every handshake is counted once by what kernel TLS took over, and the
+    # log says which; without the kernel's `tls` module, OpenSSL does it all.
+    m = proxy.metrics()
+    by = {k: m.get_value("eosproxy_tls_connections_total", side="client", ktls=k) for k in KTLS}
+    assert sum(by.values()) == m.get_value("eosproxy_tls_handshakes_total") > 0, by
+    if not kernel_has_tls():
+        assert by["none"] == sum(by.values()), by
+    assert "client TLS connections: kernel TLS" in proxy.log
 
 
 def test_tls_listener_refuses_plaintext_clients(cluster, cluster_proxy_factory, certs):
@@ -918,6 +937,8 @@ def test_upstream_tls_and_sasl(mock, proxy_factory, accounts, certs, monkeypatch
     assert_roundtrip("kcat", mock, sidecar.bootstrap, Login(), prefix="idem.kcat")
     m = sidecar.metrics()
     assert m.get_value("eosproxy_upgraded_batches_total") > 0, "no batch took the lanes"
+    ups = sum(m.get_value("eosproxy_tls_connections_total", side="upstream", ktls=k) for k in KTLS)
+    assert ups > 0, "upstream TLS handshakes not counted"
     assert m.get_value("eosproxy_upstream_errors_total", kind="auth") == 0
     assert m.get_value("eosproxy_upstream_errors_total", kind="tls") == 0
     # B saw the sidecar log in with the configured mechanism.
