@@ -16,20 +16,23 @@
 #define IDX_PREFIX "eosproxy:"
 #define IDX_TAG_LEN 8
 
-/* ZADD the (score, member) pairs, keep the key for ttl, trim to cap. */
-static const char index_script[] =
-    "local n=redis.call('ZADD',KEYS[1],unpack(ARGV,3)) "
-    "redis.call('PEXPIRE',KEYS[1],ARGV[1]) "
-    "local over=redis.call('ZCARD',KEYS[1])-tonumber(ARGV[2]) "
-    "if over>0 then redis.call('ZREMRANGEBYRANK',KEYS[1],0,over-1) end "
-    "return n";
+/* Append the entries, keep the key for ttl, keep the newest cap. */
+static const char index_script[] = "local n=redis.call('RPUSH',KEYS[1],unpack(ARGV,3)) "
+                                   "redis.call('PEXPIRE',KEYS[1],ARGV[1]) "
+                                   "local c=tonumber(ARGV[2]) "
+                                   "if n>c then redis.call('LTRIM',KEYS[1],n-c,-1) end "
+                                   "return n";
 
-/* Take up to ARGV[2] members scored below ARGV[1]; one string, members
+/* Take the entries at the head below the offset ARGV[1] (20 digits: the
+ * entries compare as strings), up to ARGV[2] of them; one string, entries
  * separated by newlines (no key suffix holds one). */
-static const char sweep_script[] =
-    "local m=redis.call('ZRANGEBYSCORE',KEYS[1],'-inf','('..ARGV[1],'LIMIT',0,tonumber(ARGV[2])) "
-    "if #m>0 then redis.call('ZREM',KEYS[1],unpack(m)) end "
-    "return table.concat(m,'\\n')";
+static const char sweep_script[] = "local it=redis.call('LRANGE',KEYS[1],0,tonumber(ARGV[2])-1) "
+                                   "local k=0 "
+                                   "for i,v in ipairs(it) do if v>=ARGV[1] then break end k=i end "
+                                   "if k>0 then redis.call('LTRIM',KEYS[1],k,-1) end "
+                                   "return table.concat(it,'\\n',1,k)";
+
+#define IDX_OFF_DIGITS 20 /* an entry's offset, zero-padded */
 
 /* One commit to sweep. */
 struct sweep {
@@ -55,7 +58,9 @@ struct dedupidx {
     int32_t st_partition;
     size_t st_plen;  /* "eosproxy:<scope>:" of its members' keys */
     char st_ttl[24]; /* PEXPIRE */
-    char **st_args;  /* score, member, score, member... (owned) */
+    char *st_buf;    /* its entries end to end */
+    size_t st_used, st_bcap;
+    size_t *st_off; /* where each argument starts in st_buf, and its length */
     size_t *st_lens;
     size_t st_n, st_cap;
     /* sweeps waiting (oldest first), and the pipeline in flight */
@@ -114,9 +119,8 @@ struct dedupidx *dedupidx_new(struct redisc *rc, dedupidx_found_cb *found, void 
 
 static void stage_clear(struct dedupidx *x)
 {
-    for (size_t i = 0; i < x->st_n; i++)
-        free(x->st_args[i]);
     x->st_n = 0;
+    x->st_used = 0;
     free(x->st_key);
     free(x->st_scope);
     free(x->st_topic);
@@ -130,7 +134,8 @@ void dedupidx_free(struct dedupidx *x)
     if (x->sweep_id)
         redisc_cancel(x->rc, x->sweep_id);
     stage_clear(x);
-    free(x->st_args);
+    free(x->st_buf);
+    free(x->st_off);
     free(x->st_lens);
     redisc_batch_free(x->batch);
     for (size_t i = 0; i < x->nq; i++)
@@ -152,8 +157,10 @@ const char *dedupidx_tag(const struct dedupidx *x)
 /* Moves the staged command into the pipeline (dropped, counted, on OOM). */
 static void stage_close(struct dedupidx *x)
 {
-    if (!x->st_key)
+    if (!x->st_key || x->st_n == 0) {
+        stage_clear(x);
         return;
+    }
     size_t argc = 6 + x->st_n;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
@@ -169,7 +176,7 @@ static void stage_close(struct dedupidx *x)
         argv[4] = x->st_ttl, lens[4] = strlen(x->st_ttl);
         argv[5] = cap, lens[5] = (size_t)cl;
         for (size_t i = 0; i < x->st_n; i++)
-            argv[6 + i] = x->st_args[i], lens[6 + i] = x->st_lens[i];
+            argv[6 + i] = x->st_buf + x->st_off[i], lens[6 + i] = x->st_lens[i];
     }
     if (!argv || !lens || !x->batch || redisc_batch_add(x->batch, (int)argc, argv, lens))
         g_metrics.dedup_index_failures++;
@@ -204,23 +211,36 @@ static int stage_is(const struct dedupidx *x, const char *scope, kstr_t topic, i
            memcmp(x->st_topic, topic.ptr, (size_t)topic.len) == 0;
 }
 
-static int stage_push(struct dedupidx *x, char *arg, size_t len)
+/* Appends one argument of n bytes (its bytes left to fill) to the staged
+ * command; NULL on OOM (nothing appended). */
+static char *stage_push(struct dedupidx *x, size_t n)
 {
     if (x->st_n == x->st_cap) {
         size_t cap = x->st_cap ? x->st_cap * 2 : 64;
-        char **a = realloc(x->st_args, cap * sizeof(*a));
-        if (!a)
-            return -1;
-        x->st_args = a;
+        size_t *o = realloc(x->st_off, cap * sizeof(*o));
+        if (!o)
+            return NULL;
+        x->st_off = o;
         size_t *l = realloc(x->st_lens, cap * sizeof(*l));
         if (!l)
-            return -1;
+            return NULL;
         x->st_lens = l;
         x->st_cap = cap;
     }
-    x->st_args[x->st_n] = arg;
-    x->st_lens[x->st_n++] = len;
-    return 0;
+    if (x->st_used + n > x->st_bcap) {
+        size_t cap = x->st_bcap ? x->st_bcap : 4096;
+        while (cap < x->st_used + n)
+            cap *= 2;
+        char *b = realloc(x->st_buf, cap);
+        if (!b)
+            return NULL;
+        x->st_buf = b;
+        x->st_bcap = cap;
+    }
+    x->st_off[x->st_n] = x->st_used;
+    x->st_lens[x->st_n++] = n;
+    x->st_used += n;
+    return x->st_buf + x->st_used - n;
 }
 
 void dedupidx_add(struct dedupidx *x, const char *scope, kstr_t topic, int32_t partition,
@@ -231,37 +251,25 @@ void dedupidx_add(struct dedupidx *x, const char *scope, kstr_t topic, int32_t p
     size_t plen = sizeof(IDX_PREFIX) - 1 + strlen(scope) + 1;
     if (klen <= plen || memcmp(key, IDX_PREFIX, sizeof(IDX_PREFIX) - 1) != 0)
         return; /* not a key of this scope: never happens */
-    if (x->st_key && (x->st_n >= 2 * DEDUPIDX_PER_CMD || !stage_is(x, scope, topic, partition)))
+    if (x->st_key && (x->st_n >= DEDUPIDX_PER_CMD || !stage_is(x, scope, topic, partition)))
         stage_close(x);
     if (!x->st_key && stage_open(x, scope, topic, partition, ttl_ms)) {
         g_metrics.dedup_index_failures++;
         return;
     }
     size_t slen = klen - x->st_plen;
-    char *score = malloc(24);
-    char *member = malloc(IDX_TAG_LEN + 1 + slen);
-    if (!score || !member) {
-        free(score);
-        free(member);
+    char *e = stage_push(x, IDX_OFF_DIGITS + 1 + IDX_TAG_LEN + 1 + slen);
+    if (!e) {
         g_metrics.dedup_index_failures++;
         return;
     }
-    int sl = snprintf(score, 24, "%lld", (long long)offset);
-    memcpy(member, x->tag, IDX_TAG_LEN);
-    member[IDX_TAG_LEN] = ':';
-    memcpy(member + IDX_TAG_LEN + 1, key + x->st_plen, slen);
-    if (stage_push(x, score, (size_t)sl)) {
-        free(score);
-        free(member);
-        g_metrics.dedup_index_failures++;
-        return;
-    }
-    if (stage_push(x, member, IDX_TAG_LEN + 1 + slen)) {
-        free(member);
-        x->st_n--; /* its score goes too */
-        free(score);
-        g_metrics.dedup_index_failures++;
-    }
+    char off[IDX_OFF_DIGITS + 2];
+    snprintf(off, sizeof(off), "%0*lld ", IDX_OFF_DIGITS, (long long)(offset < 0 ? 0 : offset));
+    memcpy(e, off, IDX_OFF_DIGITS + 1);
+    e += IDX_OFF_DIGITS + 1;
+    memcpy(e, x->tag, IDX_TAG_LEN);
+    e[IDX_TAG_LEN] = ':';
+    memcpy(e + IDX_TAG_LEN + 1, key + x->st_plen, slen);
 }
 
 static void index_done(void *arg, int err, const redisc_reply_t *replies, size_t n)
@@ -338,10 +346,12 @@ static size_t sweep_found(struct dedupidx *x, const struct sweep *s, const char 
     while (len && p <= end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *m_end = nl ? nl : end;
-        size_t mlen = (size_t)(m_end - p);
         total++;
-        if (mlen > IDX_TAG_LEN + 1 && p[IDX_TAG_LEN] == ':' &&
-            memcmp(p, x->tag, IDX_TAG_LEN) != 0) {
+        /* "<offset> <tag>:<suffix>": the tag and the suffix from m */
+        const char *m = p + IDX_OFF_DIGITS + 1;
+        size_t mlen = m_end - p > IDX_OFF_DIGITS + 1 ? (size_t)(m_end - m) : 0;
+        if (mlen > IDX_TAG_LEN + 1 && m[-1] == ' ' && m[IDX_TAG_LEN] == ':' &&
+            memcmp(m, x->tag, IDX_TAG_LEN) != 0) {
             size_t slen = mlen - IDX_TAG_LEN - 1;
             char *k = malloc(plen + slen + 1);
             const char **nk = realloc(keys, (n + 1) * sizeof(*keys));
@@ -352,7 +362,7 @@ static size_t sweep_found(struct dedupidx *x, const struct sweep *s, const char 
                 klens = nl2;
             if (k && nk && nl2) {
                 snprintf(k, plen + 1, IDX_PREFIX "%s:", s->scope);
-                memcpy(k + plen, p + IDX_TAG_LEN + 1, slen);
+                memcpy(k + plen, m + IDX_TAG_LEN + 1, slen);
                 k[plen + slen] = 0;
                 keys[n] = k;
                 klens[n++] = plen + slen;
@@ -430,8 +440,8 @@ static void sweep_flush(struct dedupidx *x)
     for (size_t i = 0; i < n; i++) {
         const struct sweep *s = &x->q[i];
         char *k = index_key(s->scope, s->topic, strlen(s->topic), s->partition);
-        char off[24];
-        int ol = snprintf(off, sizeof(off), "%lld", (long long)s->offset);
+        char off[IDX_OFF_DIGITS + 1];
+        int ol = snprintf(off, sizeof(off), "%0*lld", IDX_OFF_DIGITS, (long long)s->offset);
         const char *argv[] = {"EVAL", sweep_script, "1", k, off, lim};
         size_t lens[] = {4, sizeof(sweep_script) - 1, 1, k ? strlen(k) : 0, (size_t)ol, (size_t)ll};
         int bad = !k || redisc_batch_add(b, 6, argv, lens);

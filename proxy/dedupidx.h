@@ -6,23 +6,28 @@
  * each partition, and marks them done when a commit passes them. A commit
  * that goes through another eosproxy of the scope (a rebalance, a
  * consumer reconnected elsewhere) or through this one after a restart
- * would find nothing there. So every delivery is also added to a sorted
- * set in Redis, one per (scope, topic, partition):
+ * would find nothing there. So every delivery is also appended to a list
+ * in Redis, one per (scope, topic, partition), in delivery order:
  *
  *   key     "eosproxy:<scope>:@delivered <topic>/<partition>"
  *           (holds a space: never an eventId's key, see dedup.c)
- *   member  "<tag>:<key suffix>": tag is this process's random id (8 hex
- *           digits), the suffix the eventId key without
- *           "eosproxy:<scope>:"
- *   score   the record's offset
+ *   entry   "<offset> <tag>:<key suffix>": the record's offset in 20
+ *           zero-padded digits (so entries compare as strings), this
+ *           process's tag (a random id, 8 hex digits) and the eventId key
+ *           without "eosproxy:<scope>:"
  *
- * written by one EVAL per partition of a response (ZADD, PEXPIRE to the
- * rule's dedup.ttl, trim to DEDUPIDX_CAP members by lowest offset), not
- * waited on. A successful commit at offset O runs one EVAL that takes
- * (ZRANGEBYSCORE and ZREM) the members below O, up to DEDUPIDX_SWEEP at a
- * time. Members under another tag (another process, or an earlier run of
- * this one) are handed to the caller to be marked done; this process's
- * own are marked by its in-memory tracking already.
+ * written by one EVAL per partition of a response (RPUSH, PEXPIRE to the
+ * rule's dedup.ttl, LTRIM to the newest DEDUPIDX_CAP entries), not waited
+ * on. A successful commit at offset O runs one EVAL that takes (LRANGE and
+ * LTRIM) the entries at the head of the list below O, up to
+ * DEDUPIDX_SWEEP at a time; it stops at the first entry at or past O, so
+ * an entry behind one delivered further on (a rebalance, a seek back)
+ * waits for a commit past that one. Entries under another tag (another
+ * process, or an earlier run of this one) are handed to the caller to be
+ * marked done; this process's own are marked by its in-memory tracking
+ * already. A list, not a sorted set: in a measurement of 100,000 UUID
+ * entries the list cost Redis 0.6 us of CPU per entry added against 2.1
+ * and 65 bytes against 170.
  *
  * Pure glue over redisc: no Kafka parsing, one event loop, bounded queue.
  */
@@ -37,11 +42,11 @@
 struct redisc;
 struct dedupidx;
 
-#define DEDUPIDX_CAP 100000u  /* members per (scope, topic, partition): lowest offsets trimmed */
-#define DEDUPIDX_PER_CMD 500u /* members per index command */
-#define DEDUPIDX_SWEEP 1000u  /* members taken per sweep command */
-#define DEDUPIDX_SWEEPS 4096u /* commits waiting to be swept: the oldest is dropped */
-#define DEDUPIDX_PER_TRIP 64u /* sweeps per pipeline */
+#define DEDUPIDX_CAP 100000u   /* entries per (scope, topic, partition): the oldest trimmed */
+#define DEDUPIDX_PER_CMD 1000u /* entries per index command */
+#define DEDUPIDX_SWEEP 1000u   /* entries taken per sweep command */
+#define DEDUPIDX_SWEEPS 4096u  /* commits waiting to be swept: the oldest is dropped */
+#define DEDUPIDX_PER_TRIP 64u  /* sweeps per pipeline */
 
 /*
  * What a sweep found: n keys ("eosproxy:<scope>:<suffix>", views valid

@@ -390,7 +390,7 @@ static struct {
     uint64_t ids;
     size_t records_made;
     struct smap model;     /* the Redis model: key -> value */
-    struct smap zsets;     /* ... its delivery index: key -> struct zset */
+    struct smap zsets;     /* ... its delivery index: key -> struct ilist */
     struct smap asked;     /* keys the engine asked about */
     char tag[9];           /* the engine's index tag, once seen */
     struct smap delivered; /* key -> struct poslist */
@@ -836,8 +836,8 @@ static uint64_t on_clock(void *arg)
 /* ---------------------------------------------------------------- Redis */
 
 /* CMD_DMARK: a position key's done mark, "d" unless it holds "x" (EVAL).
- * CMD_INDEX / CMD_SWEEP: the shared delivery index (dedupidx.c): add
- * (score, member) pairs, take the members below an offset. */
+ * CMD_INDEX / CMD_SWEEP: the shared delivery index (dedupidx.c): append
+ * entries, take the head entries below an offset. */
 enum cmd_kind {
     CMD_ASK,
     CMD_MARK,
@@ -849,45 +849,32 @@ enum cmd_kind {
     CMD_OTHER
 };
 
-/* A model sorted set of the shared delivery index (insertion order; the
- * engine's scores are offsets). */
-struct zset {
-    char **m;
-    int64_t *score;
+/* A model list of the shared delivery index: its entries in order. */
+struct ilist {
+    char **v;
     size_t n, cap;
 };
 
-static void zset_free(struct zset *z)
+static void ilist_free(struct ilist *l)
 {
-    for (size_t i = 0; z && i < z->n; i++)
-        free(z->m[i]);
-    if (z) {
-        free(z->m);
-        free(z->score);
-    }
-    free(z);
+    for (size_t i = 0; l && i < l->n; i++)
+        free(l->v[i]);
+    if (l)
+        free(l->v);
+    free(l);
 }
 
-/* Adds or rescores member (m, ml). */
-static void zset_add(struct zset *z, const char *m, size_t ml, int64_t score)
+static void ilist_push(struct ilist *l, const char *e, size_t el)
 {
-    for (size_t i = 0; i < z->n; i++) {
-        if (strlen(z->m[i]) == ml && memcmp(z->m[i], m, ml) == 0) {
-            z->score[i] = score;
-            return;
-        }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->v = realloc(l->v, l->cap * sizeof(*l->v));
+        CHECK(l->v);
     }
-    if (z->n == z->cap) {
-        z->cap = z->cap ? z->cap * 2 : 16;
-        z->m = realloc(z->m, z->cap * sizeof(*z->m));
-        z->score = realloc(z->score, z->cap * sizeof(*z->score));
-        CHECK(z->m && z->score);
-    }
-    z->m[z->n] = malloc(ml + 1);
-    CHECK(z->m[z->n]);
-    memcpy(z->m[z->n], m, ml);
-    z->m[z->n][ml] = 0;
-    z->score[z->n++] = score;
+    l->v[l->n] = malloc(el + 1);
+    CHECK(l->v[l->n]);
+    memcpy(l->v[l->n], e, el);
+    l->v[l->n++][el] = 0;
 }
 
 static int arg_is(const char *const *argv, const size_t *lens, int i, const char *s)
@@ -899,7 +886,7 @@ static int cmd_kind(int argc, const char *const *argv, const size_t *lens)
 {
     if (argc >= 6 && arg_is(argv, lens, 0, "EVAL") && arg_is(argv, lens, 2, "1") &&
         memmem(argv[3], lens[3], ":@delivered ", 12))
-        return argc == 6 ? CMD_SWEEP : (argc - 6) % 2 == 0 ? CMD_INDEX : CMD_OTHER;
+        return argc == 6 ? CMD_SWEEP : CMD_INDEX;
     if (argc == 7 && arg_is(argv, lens, 0, "SET") && arg_is(argv, lens, 3, "NX") &&
         arg_is(argv, lens, 4, "GET") && arg_is(argv, lens, 5, "PX"))
         return CMD_ASK;
@@ -927,25 +914,26 @@ static int64_t value_offset(const char *v)
     return strtoll(p, NULL, 10);
 }
 
-/* An index command: "EVAL script 1 <key> <ttl> <cap> (offset member)..."
- * whose members are "<tag>:<key suffix>", one tag for the whole run,
- * offsets of records, keys of this scope that were asked about. */
+/* An index command: "EVAL script 1 <key> <ttl> <cap> <entry>..." whose
+ * entries are "<20-digit offset> <tag>:<key suffix>", one tag for the
+ * whole run, keys of this scope that were asked about. */
 static void check_index(int argc, const char *const *argv, const size_t *lens)
 {
-    for (int i = 6; i < argc; i += 2) {
-        char *end;
-        CHECK(strtoll(argv[i], &end, 10) >= 0 && end == argv[i] + lens[i]);
-        CHECK(lens[i + 1] > 9 && argv[i + 1][8] == ':');
+    for (int i = 6; i < argc; i++) {
+        const char *e = argv[i];
+        CHECK(lens[i] > 30 && e[20] == ' ' && e[29] == ':');
+        for (int d = 0; d < 20; d++)
+            CHECK(e[d] >= '0' && e[d] <= '9');
         if (!F.tag[0])
-            memcpy(F.tag, argv[i + 1], 8);
-        CHECK(memcmp(F.tag, argv[i + 1], 8) == 0);
+            memcpy(F.tag, e + 21, 8);
+        CHECK(memcmp(F.tag, e + 21, 8) == 0);
         const char *sc = memmem(argv[3], lens[3], ":@delivered ", 12);
         char key[600];
         size_t pl = (size_t)(sc - argv[3]) + 1; /* "eosproxy:<scope>:" */
-        CHECK(pl + lens[i + 1] - 9 < sizeof(key));
+        CHECK(pl + lens[i] - 30 < sizeof(key));
         memcpy(key, argv[3], pl);
-        memcpy(key + pl, argv[i + 1] + 9, lens[i + 1] - 9);
-        CHECK(smap_get(&F.asked, key, pl + lens[i + 1] - 9));
+        memcpy(key + pl, e + 30, lens[i] - 30);
+        CHECK(smap_get(&F.asked, key, pl + lens[i] - 30));
     }
 }
 
@@ -1074,60 +1062,58 @@ static void set_str(redisc_reply_t *r, int type, char *s)
     r->len = strlen(s);
 }
 
-/* The shared delivery index as Redis keeps it. Each member added also
+/* The shared delivery index as Redis keeps it. Each entry added also
  * gets a twin under the tag "ffffffff": another sidecar that delivered the
  * same record, which the engine must mark done once a commit passes it
  * (and only then: the done-mark invariant of check_batch). A sweep takes
- * the members below its offset, at most its limit, joined by newlines. */
+ * the head entries below its offset (20 digits: they compare as strings),
+ * stopping at the first one that is not, at most its limit, joined by
+ * newlines. */
 static void model_index(int kind, int argc, const char *const *argv, const size_t *lens,
                         redisc_reply_t *r)
 {
     void **v = smap_put(&F.zsets, argv[3], lens[3]);
     if (!*v) {
-        *v = calloc(1, sizeof(struct zset));
+        *v = calloc(1, sizeof(struct ilist));
         CHECK(*v);
     }
-    struct zset *z = *v;
+    struct ilist *l = *v;
     if (kind == CMD_INDEX) {
-        for (int i = 6; i + 1 < argc; i += 2) {
-            int64_t sc = strtoll(argv[i], NULL, 10);
-            zset_add(z, argv[i + 1], lens[i + 1], sc);
-            if (lens[i + 1] > 9 && memcmp(argv[i + 1], "ffffffff", 8) != 0) {
+        for (int i = 6; i < argc; i++) {
+            ilist_push(l, argv[i], lens[i]);
+            if (lens[i] > 30 && memcmp(argv[i] + 21, "ffffffff", 8) != 0) {
                 char twin[600];
-                CHECK(lens[i + 1] < sizeof(twin));
-                memcpy(twin, argv[i + 1], lens[i + 1]);
-                memcpy(twin, "ffffffff", 8);
-                zset_add(z, twin, lens[i + 1], sc);
+                CHECK(lens[i] < sizeof(twin));
+                memcpy(twin, argv[i], lens[i]);
+                memcpy(twin + 21, "ffffffff", 8);
+                ilist_push(l, twin, lens[i]);
             }
         }
         r->type = REDISC_REPLY_INTEGER;
+        r->integer = (long long)l->n;
         return;
     }
-    int64_t below = strtoll(argv[4], NULL, 10);
-    size_t limit = (size_t)strtoull(argv[5], NULL, 10), taken = 0, cap = 64, len = 0;
-    char *out = malloc(cap);
+    size_t limit = (size_t)strtoull(argv[5], NULL, 10), k = 0, len = 0;
+    while (k < l->n && k < limit && strcmp(l->v[k], argv[4]) < 0)
+        len += strlen(l->v[k++]) + 1;
+    char *out = malloc(len + 1), *p = out;
     CHECK(out);
-    size_t w = 0;
-    for (size_t i = 0; i < z->n; i++) {
-        if (z->score[i] < below && taken < limit) {
-            size_t ml = strlen(z->m[i]);
-            while (len + ml + 2 > cap)
-                CHECK(out = realloc(out, cap *= 2));
-            if (taken++)
-                out[len++] = '\n';
-            memcpy(out + len, z->m[i], ml);
-            len += ml;
-            free(z->m[i]);
-        } else {
-            z->m[w] = z->m[i];
-            z->score[w++] = z->score[i];
-        }
+    for (size_t i = 0; i < k; i++) {
+        size_t el = strlen(l->v[i]);
+        if (i)
+            *p++ = '\n';
+        memcpy(p, l->v[i], el);
+        p += el;
+        free(l->v[i]);
     }
-    z->n = w;
-    out[len] = 0;
+    *p = 0;
+    if (k) {
+        memmove(l->v, l->v + k, (l->n - k) * sizeof(*l->v));
+        l->n -= k;
+    }
     r->type = REDISC_REPLY_STRING;
     r->str = out;
-    r->len = len;
+    r->len = (size_t)(p - out);
 }
 
 /* The reply of a consistent Redis; updates the model. */
@@ -2164,7 +2150,7 @@ static void reset_state(void)
     free(F.live);
     smap_free(&F.model, 1);
     for (size_t i = 0; i < F.zsets.cap; i++)
-        zset_free(F.zsets.e[i].v);
+        ilist_free(F.zsets.e[i].v);
     smap_free(&F.zsets, 0);
     smap_free(&F.asked, 0);
     memset(F.tag, 0, sizeof(F.tag));
