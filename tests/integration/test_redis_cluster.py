@@ -18,6 +18,7 @@ from helpers import unique, wait_until
 from redis_cluster import key_slot, redis_cluster, redis_sentinel  # noqa: F401 (fixtures)
 from redis_server import redis_server  # noqa: F401 (fixture)
 from test_dedup import dedup_rule, event_id, ids_of, kp_read, produce
+import test_dedup_shared as shared
 
 SCOPE = "eosproxy-it"  # conftest's `service`: the dedup scope
 
@@ -115,6 +116,39 @@ def test_cluster_duplicates_redelivery_and_commit(mock, proxy_factory, redis_clu
     m = proxy.metrics()
     assert m.get_value("eosproxy_redis_connected") == 1
     assert m.get_value("eosproxy_dedup_records_redelivered_total") >= 31
+
+
+def test_cluster_commit_through_another_sidecar(mock, proxy_factory, redis_cluster):
+    """The shared delivery index on a Redis Cluster (its key routed like any
+    other): e0..e9 read through eosproxy A without a commit, offset 10
+    committed through B without reading; past pending_ttl, group G reads
+    exactly n0 and n1 out of the copies of e0..e9 plus n0, n1, and B says
+    it marked the ten A delivered."""
+
+    class Redis:  # what test_dedup_shared's helpers use of a Redis
+        url = redis_cluster.url
+
+        @staticmethod
+        def cli(cmd, key):
+            assert cmd == "GET"
+            return redis_cluster.get(key)
+
+    scope = unique("shared")
+    a = proxy_factory(**shared.overrides(Redis, scope))
+    b = proxy_factory(**shared.overrides(Redis, scope))
+    topic = mock.topic(unique("dd-cross"), 1)
+    group = unique("g")
+    shared.produce_first(mock, topic)
+    got = kp_read(a.bootstrap, topic, group, 1, proxy=a)
+    assert sorted(ids_of(got)) == sorted(shared.first_ids()), got
+    shared.assert_pending(Redis, scope)
+    shared.rd_commit(b.bootstrap, topic, group, shared.N)
+    committed_at = time.monotonic()
+    shared.wait_settled(Redis, scope, committed_at)
+    shared.produce_copies_and_new(mock, topic)
+    shared.assert_only_new(shared.rd_read(b.bootstrap, topic, group, 22), "B")
+    assert b.metrics().get_value("eosproxy_dedup_shared_marks_total") == shared.N
+    assert b.metrics().get_value("eosproxy_dedup_index_failures_total") == 0
 
 
 # ---------------------------------------------------------------- failover
