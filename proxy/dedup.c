@@ -93,8 +93,8 @@
 #include "dedup.h"
 
 #include "client.h"
-#include "dedupidx.h"
 #include "config.h"
+#include "dedupidx.h"
 #include "dlqw.h"
 #include "kdlt.h"
 #include "kcommit.h"

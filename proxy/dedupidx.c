@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define IDX_PREFIX "eosproxy:"
 #define IDX_TAG_LEN 8
@@ -23,14 +25,16 @@ static const char index_script[] = "local n=redis.call('RPUSH',KEYS[1],unpack(AR
                                    "if n>c then redis.call('LTRIM',KEYS[1],n-c,-1) end "
                                    "return n";
 
-/* Take the entries at the head below the offset ARGV[1] (20 digits: the
- * entries compare as strings), up to ARGV[2] of them; one string, entries
- * separated by newlines (no key suffix holds one). */
-static const char sweep_script[] = "local it=redis.call('LRANGE',KEYS[1],0,tonumber(ARGV[2])-1) "
-                                   "local k=0 "
-                                   "for i,v in ipairs(it) do if v>=ARGV[1] then break end k=i end "
-                                   "if k>0 then redis.call('LTRIM',KEYS[1],k,-1) end "
-                                   "return table.concat(it,'\\n',1,k)";
+/* Take the entries at the head below the offset ARGV[1] (20 digits: an
+ * entry's first 20 characters compare with it as strings, digits only, so
+ * Redis's collation locale does not matter), up to ARGV[2] of them; one
+ * string, entries separated by newlines (no key suffix holds one). */
+static const char sweep_script[] =
+    "local it=redis.call('LRANGE',KEYS[1],0,tonumber(ARGV[2])-1) "
+    "local k=0 "
+    "for i,v in ipairs(it) do if string.sub(v,1,20)>=ARGV[1] then break end k=i end "
+    "if k>0 then redis.call('LTRIM',KEYS[1],k,-1) end "
+    "return table.concat(it,'\\n',1,k)";
 
 #define IDX_OFF_DIGITS 20 /* an entry's offset, zero-padded */
 
@@ -109,8 +113,10 @@ struct dedupidx *dedupidx_new(struct redisc *rc, dedupidx_found_cb *found, void 
         snprintf(x->tag, sizeof(x->tag), "%-8.8s", tag);
     } else {
         unsigned char r[IDX_TAG_LEN / 2];
-        if (RAND_bytes(r, sizeof(r)) != 1)
-            memset(r, 0, sizeof(r));
+        if (RAND_bytes(r, sizeof(r)) != 1) { /* never seen; still one per process */
+            uint32_t v = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);
+            memcpy(r, &v, sizeof(r));
+        }
         for (size_t i = 0; i < sizeof(r); i++)
             snprintf(x->tag + 2 * i, 3, "%02x", r[i]);
     }
