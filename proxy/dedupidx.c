@@ -296,12 +296,17 @@ void dedupidx_send(struct dedupidx *x)
     if (!x)
         return;
     stage_close(x);
-    if (x->batch && redisc_batch_count(x->batch) &&
-        !redisc_batch_send(x->rc, x->batch, index_done, NULL))
-        g_metrics.dedup_index_failures++; /* Redis not ready: this shared view is lost */
-    else if (x->batch && !redisc_batch_count(x->batch))
-        redisc_batch_free(x->batch);
+    redisc_batch_t *b = x->batch;
     x->batch = NULL;
+    if (!b)
+        return;
+    if (!redisc_batch_count(b)) {
+        redisc_batch_free(b);
+        return;
+    }
+    /* b is redisc's now, sent or freed */
+    if (!redisc_batch_send(x->rc, b, index_done, NULL))
+        g_metrics.dedup_index_failures++; /* Redis not ready: this shared view is lost */
 }
 
 /* ---------------------------------------------------------------- sweeps */

@@ -261,7 +261,13 @@ uint64_t redisc_batch_send(struct redisc *rc, redisc_batch_t *b, redisc_batch_cb
     f->id = ++rc->next_id;
     f->cb = cb;
     f->arg = arg;
-    f->b = b;
+    /* the caller's batch is gone, as redisc.c frees it once encoded: a use
+     * after send reads freed memory (ASan); the commands live on here */
+    f->b = malloc(sizeof(*f->b));
+    if (!f->b)
+        abort();
+    *f->b = *b;
+    free(b);
     struct fbatch **pp = &rc->head;
     while (*pp)
         pp = &(*pp)->next;
