@@ -35,6 +35,7 @@ tell a client-side problem from a proxy one; tests that need eosproxy itself
 skip then. Never set it in CI: by default every test goes through eosproxy.
 """
 
+import faulthandler
 import os
 import random
 import re
@@ -42,6 +43,8 @@ import select
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -61,6 +64,34 @@ MOCK_BROKERS = 3
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error", "UndefinedBehaviorSanitizer")
+
+# A test still running after this long is hung (the longest take a few
+# minutes): its name and every thread's stack go to the real stderr and
+# pytest exits with 3, so a run fails where it hung instead of waiting for
+# CI's own limit.
+HANG_TIMEOUT = float(os.environ.get("EOSPROXY_TEST_HANG_TIMEOUT", "1200"))
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard(request):
+    done = threading.Event()
+
+    def watch():
+        if done.wait(HANG_TIMEOUT):
+            return
+        capman = request.config.pluginmanager.getplugin("capturemanager")
+        if capman:
+            capman.suspend_global_capture(in_=True)
+        sys.stderr.write(f"\n{request.node.nodeid}: still running after {HANG_TIMEOUT:.0f} s, "
+                         "taken as hung; the stack of every thread:\n")
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="hang-guard").start()
+    yield
+    done.set()
+
 
 # Ports handed out in this session, so that two fixtures never get the same one.
 _given_ports = set()
