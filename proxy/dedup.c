@@ -800,6 +800,14 @@ static void flush_marks(struct dedup *d)
     d->nmarks_sent = n;
 }
 
+/* key (taken) is done for ttl_ms: cached now, written by the next
+ * pipeline of marks. */
+static void mark_done(struct dedup *d, char *key, size_t klen, uint64_t ttl_ms, uint64_t now)
+{
+    cache_put(&d->cache, key, klen, ttl_ms, now);
+    mark_push(d, key, ttl_ms, 'd');
+}
+
 /* The state slot of (scope, topic), taken over when another topic held it. */
 static struct dtopicstate *topic_state(struct dedup *d, const char *scope, kstr_t topic)
 {
@@ -835,8 +843,7 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
             mark_push(d, e->key, d->cfg->redis.pending_ttl_ms, 'D');
             d->tracked--;
         } else if (e->offset < offset) {
-            cache_put(&d->cache, e->key, strlen(e->key), rule->dedup.ttl_ms, now);
-            mark_push(d, e->key, rule->dedup.ttl_ms, 'd');
+            mark_done(d, e->key, strlen(e->key), rule->dedup.ttl_ms, now);
             d->tracked--;
         } else {
             t->ents[w++] = *e;
@@ -850,21 +857,13 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
 /* A sweep of the shared delivery index found keys another process of
  * the scope delivered below a committed offset: done, as track_commit
  * makes this process's own. */
-static void shared_found(void *arg, const char *const *keys, const size_t *klens, size_t n,
-                         uint64_t ttl_ms)
+static void shared_found(void *arg, char **keys, const size_t *klens, size_t n, uint64_t ttl_ms)
 {
     struct dedup *d = arg;
     uint64_t now = now_ms(d);
-    for (size_t i = 0; i < n; i++) {
-        char *k = strndup(keys[i], klens[i]);
-        if (!k) {
-            g_metrics.dedup_tracking_dropped++;
-            continue;
-        }
-        cache_put(&d->cache, k, klens[i], ttl_ms, now);
-        mark_push(d, k, ttl_ms, 'd');
-        g_metrics.dedup_shared_marks++;
-    }
+    for (size_t i = 0; i < n; i++)
+        mark_done(d, keys[i], klens[i], ttl_ms, now);
+    g_metrics.dedup_shared_marks += n;
     flush_marks(d);
 }
 

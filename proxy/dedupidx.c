@@ -56,11 +56,9 @@ struct dedupidx {
     char tag[IDX_TAG_LEN + 1];
     /* the index command being staged, and the pipeline it goes into */
     redisc_batch_t *batch;
-    char *st_key;   /* its index key, NULL if none is staged */
-    char *st_scope; /* ... and what it is made of */
+    char *st_scope; /* its partition, NULL if none is staged */
     char *st_topic;
     int32_t st_partition;
-    size_t st_plen;  /* "eosproxy:<scope>:" of its members' keys */
     char st_ttl[24]; /* PEXPIRE */
     char *st_buf;    /* its entries end to end */
     size_t st_used, st_bcap;
@@ -127,10 +125,9 @@ static void stage_clear(struct dedupidx *x)
 {
     x->st_n = 0;
     x->st_used = 0;
-    free(x->st_key);
     free(x->st_scope);
     free(x->st_topic);
-    x->st_key = x->st_scope = x->st_topic = NULL;
+    x->st_scope = x->st_topic = NULL;
 }
 
 void dedupidx_free(struct dedupidx *x)
@@ -163,7 +160,12 @@ const char *dedupidx_tag(const struct dedupidx *x)
 /* Moves the staged command into the pipeline (dropped, counted, on OOM). */
 static void stage_close(struct dedupidx *x)
 {
-    if (!x->st_key || x->st_n == 0) {
+    char *key = x->st_scope && x->st_n
+                    ? index_key(x->st_scope, x->st_topic, strlen(x->st_topic), x->st_partition)
+                    : NULL;
+    if (!key) { /* nothing staged, or OOM (counted below) */
+        if (x->st_scope && x->st_n)
+            g_metrics.dedup_index_failures++;
         stage_clear(x);
         return;
     }
@@ -178,7 +180,7 @@ static void stage_close(struct dedupidx *x)
         argv[0] = "EVAL", lens[0] = 4;
         argv[1] = index_script, lens[1] = sizeof(index_script) - 1;
         argv[2] = "1", lens[2] = 1;
-        argv[3] = x->st_key, lens[3] = strlen(x->st_key);
+        argv[3] = key, lens[3] = strlen(key);
         argv[4] = x->st_ttl, lens[4] = strlen(x->st_ttl);
         argv[5] = cap, lens[5] = (size_t)cl;
         for (size_t i = 0; i < x->st_n; i++)
@@ -188,23 +190,22 @@ static void stage_close(struct dedupidx *x)
         g_metrics.dedup_index_failures++;
     free(argv);
     free(lens);
+    free(key);
     stage_clear(x);
 }
 
-/* Starts staging a command for the index key of (scope, topic,
- * partition); -1 on OOM. */
+/* Starts staging a command for the index of (scope, topic, partition);
+ * -1 on OOM. */
 static int stage_open(struct dedupidx *x, const char *scope, kstr_t topic, int32_t partition,
                       uint64_t ttl_ms)
 {
-    x->st_key = index_key(scope, topic.ptr, (size_t)topic.len, partition);
     x->st_scope = strdup(scope);
     x->st_topic = strndup(topic.ptr, (size_t)topic.len);
     x->st_partition = partition;
-    if (!x->st_key || !x->st_scope || !x->st_topic) {
+    if (!x->st_scope || !x->st_topic) {
         stage_clear(x);
         return -1;
     }
-    x->st_plen = sizeof(IDX_PREFIX) - 1 + strlen(scope) + 1;
     snprintf(x->st_ttl, sizeof(x->st_ttl), "%llu", (unsigned long long)ttl_ms);
     return 0;
 }
@@ -212,7 +213,7 @@ static int stage_open(struct dedupidx *x, const char *scope, kstr_t topic, int32
 /* Is the staged command the one of this index key? */
 static int stage_is(const struct dedupidx *x, const char *scope, kstr_t topic, int32_t partition)
 {
-    return x->st_key && x->st_partition == partition && strcmp(x->st_scope, scope) == 0 &&
+    return x->st_scope && x->st_partition == partition && strcmp(x->st_scope, scope) == 0 &&
            strlen(x->st_topic) == (size_t)topic.len &&
            memcmp(x->st_topic, topic.ptr, (size_t)topic.len) == 0;
 }
@@ -257,13 +258,13 @@ void dedupidx_add(struct dedupidx *x, const char *scope, kstr_t topic, int32_t p
     size_t plen = sizeof(IDX_PREFIX) - 1 + strlen(scope) + 1;
     if (klen <= plen || memcmp(key, IDX_PREFIX, sizeof(IDX_PREFIX) - 1) != 0)
         return; /* not a key of this scope: never happens */
-    if (x->st_key && (x->st_n >= DEDUPIDX_PER_CMD || !stage_is(x, scope, topic, partition)))
+    if (x->st_scope && (x->st_n >= DEDUPIDX_PER_CMD || !stage_is(x, scope, topic, partition)))
         stage_close(x);
-    if (!x->st_key && stage_open(x, scope, topic, partition, ttl_ms)) {
+    if (!x->st_scope && stage_open(x, scope, topic, partition, ttl_ms)) {
         g_metrics.dedup_index_failures++;
         return;
     }
-    size_t slen = klen - x->st_plen;
+    size_t slen = klen - plen;
     char *e = stage_push(x, IDX_OFF_DIGITS + 1 + IDX_TAG_LEN + 1 + slen);
     if (!e) {
         g_metrics.dedup_index_failures++;
@@ -275,7 +276,7 @@ void dedupidx_add(struct dedupidx *x, const char *scope, kstr_t topic, int32_t p
     e += IDX_OFF_DIGITS + 1;
     memcpy(e, x->tag, IDX_TAG_LEN);
     e[IDX_TAG_LEN] = ':';
-    memcpy(e + IDX_TAG_LEN + 1, key + x->st_plen, slen);
+    memcpy(e + IDX_TAG_LEN + 1, key + plen, slen);
 }
 
 static void index_done(void *arg, int err, const redisc_reply_t *replies, size_t n)
@@ -345,15 +346,22 @@ static void sweep_queue(struct dedupidx *x, struct sweep s)
 
 static void sweep_flush(struct dedupidx *x);
 
-/* Hands the foreign members of one sweep's answer (v, len) to the caller;
- * returns how many members the answer held. */
+/* Hands the foreign entries of one sweep's answer (v, len) to the caller;
+ * returns how many entries the answer held. */
 static size_t sweep_found(struct dedupidx *x, const struct sweep *s, const char *v, size_t len)
 {
     size_t plen = sizeof(IDX_PREFIX) - 1 + strlen(s->scope) + 1;
-    size_t total = 0, n = 0;
-    const char **keys = NULL;
-    size_t *klens = NULL;
+    size_t total = 0, n = 0, max = 1;
     const char *p = v, *end = v + len;
+    for (const char *q = v; (q = memchr(q, '\n', (size_t)(end - q))); q++)
+        max++;
+    char **keys = len ? malloc(max * sizeof(*keys)) : NULL;
+    size_t *klens = keys ? malloc(max * sizeof(*klens)) : NULL;
+    if (len && !klens) {
+        free(keys);
+        g_metrics.dedup_tracking_dropped += max;
+        return max;
+    }
     while (len && p <= end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *m_end = nl ? nl : end;
@@ -365,29 +373,20 @@ static size_t sweep_found(struct dedupidx *x, const struct sweep *s, const char 
             memcmp(m, x->tag, IDX_TAG_LEN) != 0) {
             size_t slen = mlen - IDX_TAG_LEN - 1;
             char *k = malloc(plen + slen + 1);
-            const char **nk = realloc(keys, (n + 1) * sizeof(*keys));
-            if (nk)
-                keys = nk;
-            size_t *nl2 = nk ? realloc(klens, (n + 1) * sizeof(*klens)) : NULL;
-            if (nl2)
-                klens = nl2;
-            if (k && nk && nl2) {
+            if (k) {
                 snprintf(k, plen + 1, IDX_PREFIX "%s:", s->scope);
                 memcpy(k + plen, m + IDX_TAG_LEN + 1, slen);
                 k[plen + slen] = 0;
                 keys[n] = k;
                 klens[n++] = plen + slen;
             } else {
-                free(k);
                 g_metrics.dedup_tracking_dropped++;
             }
         }
         p = m_end + 1;
     }
     if (n)
-        x->found(x->arg, keys, klens, n, s->ttl_ms);
-    for (size_t i = 0; i < n; i++)
-        free((char *)keys[i]);
+        x->found(x->arg, keys, klens, n, s->ttl_ms); /* takes the keys */
     free(keys);
     free(klens);
     return total;
@@ -401,7 +400,7 @@ static void sweep_done(void *arg, int err, const redisc_reply_t *replies, size_t
     x->sweep_id = 0;
     x->sent = NULL;
     x->nsent = 0;
-    int failed = 0, more = 0;
+    int failed = 0;
     for (size_t i = 0; i < nsent; i++) {
         const redisc_reply_t *r = !err && i < n ? &replies[i] : NULL;
         if (!r || r->type != REDISC_REPLY_STRING) {
@@ -418,18 +417,16 @@ static void sweep_done(void *arg, int err, const redisc_reply_t *replies, size_t
             continue;
         }
         if (sweep_found(x, &sent[i], r->str ? r->str : "", r->str ? r->len : 0) >= DEDUPIDX_SWEEP) {
-            more = 1;
-            sweep_queue(x, sent[i]); /* more below the offset */
+            sweep_queue(x, sent[i]); /* more below the offset: sent at once below */
             continue;
         }
         sweep_clear(&sent[i]);
     }
     free(sent);
     if (failed)
-        g_metrics.dedup_index_failures += failed;
-    else if (more || x->nq) {
+        g_metrics.dedup_index_failures += failed; /* everything waits for the tick */
+    else
         sweep_flush(x);
-    }
 }
 
 /* Sends up to DEDUPIDX_PER_TRIP waiting sweeps as one pipeline, if none

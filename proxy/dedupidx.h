@@ -49,11 +49,12 @@ struct dedupidx;
 #define DEDUPIDX_PER_TRIP 64u  /* sweeps per pipeline */
 
 /*
- * What a sweep found: n keys ("eosproxy:<scope>:<suffix>", views valid
- * during the call) another process delivered below a committed offset,
- * with the rule's dedup.ttl. The callee marks them done.
+ * What a sweep found: n keys ("eosproxy:<scope>:<suffix>", each malloc'd
+ * and NUL-terminated, klens[i] bytes) another process delivered below a
+ * committed offset, with the rule's dedup.ttl. The callee marks them
+ * done and owns each keys[i]; the arrays themselves stay the caller's.
  */
-typedef void dedupidx_found_cb(void *arg, const char *const *keys, const size_t *klens, size_t n,
+typedef void dedupidx_found_cb(void *arg, char **keys, const size_t *klens, size_t n,
                                uint64_t ttl_ms);
 
 /* NULL on OOM. rc is the caller's and outlives the index. tag: NULL for

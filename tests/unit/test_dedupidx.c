@@ -78,8 +78,7 @@ static struct {
     size_t nkeys, cap;
 } fnd;
 
-static void on_found(void *arg, const char *const *keys, const size_t *klens, size_t n,
-                     uint64_t ttl_ms)
+static void on_found(void *arg, char **keys, const size_t *klens, size_t n, uint64_t ttl_ms)
 {
     fnd.calls++;
     fnd.last_n = n;
@@ -91,7 +90,7 @@ static void on_found(void *arg, const char *const *keys, const size_t *klens, si
             fnd.cap = fnd.cap ? 2 * fnd.cap : 64;
             fnd.keys = realloc(fnd.keys, fnd.cap * sizeof(*fnd.keys));
         }
-        fnd.keys[fnd.nkeys++] = strndup(keys[i], klens[i]);
+        fnd.keys[fnd.nkeys++] = keys[i]; /* ours now (freed by found_reset) */
     }
 }
 
