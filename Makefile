@@ -64,7 +64,7 @@ $(B)/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $(ASAN_OBJS)
 
 # test_dedup plays Redis with the dedup fuzz target's in-process stand-in
 # (tests/fuzz/fake_redisc.c) in place of redisc.c.
-$(B)/asan/test_dedup: tests/unit/test_dedup.c tests/unit/unit.h tests/fuzz/fake_redisc.c $(ASAN_OBJS)
+$(B)/asan/test_dedup: tests/unit/test_dedup.c tests/unit/unit.h tests/fuzz/fake_redisc.c tests/fuzz/fake_redisc.h $(ASAN_OBJS)
 	@echo "  LD asan $@"
 	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< tests/fuzz/fake_redisc.c \
 	  $(filter-out $(B)/asan/obj/proxy/redisc.o $(B)/asan/obj/proxy/redisc_cluster.o \
@@ -72,7 +72,7 @@ $(B)/asan/test_dedup: tests/unit/test_dedup.c tests/unit/unit.h tests/fuzz/fake_
 
 # test_dedupidx plays Redis with the same stand-in (its last case relays
 # the pipelines to a real redis-server through hiredis).
-$(B)/asan/test_dedupidx: tests/unit/test_dedupidx.c tests/unit/unit.h tests/fuzz/fake_redisc.c $(ASAN_OBJS)
+$(B)/asan/test_dedupidx: tests/unit/test_dedupidx.c tests/unit/unit.h tests/fuzz/fake_redisc.c tests/fuzz/fake_redisc.h $(ASAN_OBJS)
 	@echo "  LD asan $@"
 	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< tests/fuzz/fake_redisc.c \
 	  $(filter-out $(B)/asan/obj/proxy/redisc.o $(B)/asan/obj/proxy/redisc_cluster.o \
@@ -130,9 +130,9 @@ $(B)/fuzz/fuzz_rcluster: tests/fuzz/fuzz_rcluster.c proxy/rcluster.c | $(DEPS_ST
 # for the upgrade and txn engines), so generated input plays Redis or the brokers.
 ENGINE_FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DEOSPROXY_VERSION='"$(VERSION)"' -g -O1 -pthread -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -Iproxy -Ipolicy $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-$(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c $(filter-out proxy/redisc.c proxy/redisc_cluster.c proxy/redisc_sentinel.c,$(SRCS)) | $(DEPS_STAMP)
+$(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c tests/fuzz/fake_redisc.h $(filter-out proxy/redisc.c proxy/redisc_cluster.c proxy/redisc_sentinel.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
-	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
+	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(LIBS)
 $(B)/fuzz/fuzz_upgrade: tests/fuzz/fuzz_upgrade.c tests/fuzz/fake_lane.c $(filter-out proxy/lane.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)

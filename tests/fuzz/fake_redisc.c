@@ -21,6 +21,7 @@
  * A caller that breaks the contract (redisc_free inside a callback, a
  * second client, a bad batch) aborts.
  */
+#include "fake_redisc.h"
 #include "redisc.h"
 
 #include <event2/event.h>
@@ -71,15 +72,6 @@ void (*fake_redisc_observer)(const redisc_batch_t *b, int err, const redisc_repl
                              size_t n);
 
 static struct redisc *g_rc;
-
-struct redisc *fake_redisc(void);
-void fake_redisc_set_up(int up);
-void fake_redisc_refuse_sends(int n);
-size_t fake_redisc_unanswered(void);
-const redisc_batch_t *fake_redisc_unanswered_batch(size_t i, int *cancelled);
-int fake_redisc_cmd(const redisc_batch_t *b, size_t k, const char *const **argv,
-                    const size_t **lens);
-void fake_redisc_answer(size_t i, int err, const redisc_reply_t *replies, size_t n);
 
 /* ---------------------------------------------------------------- batches */
 

@@ -33,6 +33,7 @@
 #include "proxy.h"
 #include "redisc.h"
 #include "unit.h"
+#include "../fuzz/fake_redisc.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -324,14 +325,6 @@ static void test_held_bound(void)
 }
 
 /* ---------------------------------------------------------------- dlq */
-
-/* fake_redisc.c's controls */
-void fake_redisc_set_up(int up);
-size_t fake_redisc_unanswered(void);
-const redisc_batch_t *fake_redisc_unanswered_batch(size_t i, int *cancelled);
-int fake_redisc_cmd(const redisc_batch_t *b, size_t k, const char *const **argv,
-                    const size_t **lens);
-void fake_redisc_answer(size_t i, int err, const redisc_reply_t *replies, size_t n);
 
 static const char dlq_yaml[] = "service: svc\n"
                                "upstream:\n  mock_brokers: 1\n"

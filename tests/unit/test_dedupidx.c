@@ -42,6 +42,7 @@
 #include "metrics.h"
 #include "redisc.h"
 #include "unit.h"
+#include "../fuzz/fake_redisc.h"
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -51,15 +52,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-/* fake_redisc.c's controls */
-void fake_redisc_set_up(int up);
-void fake_redisc_refuse_sends(int n);
-size_t fake_redisc_unanswered(void);
-const redisc_batch_t *fake_redisc_unanswered_batch(size_t i, int *cancelled);
-int fake_redisc_cmd(const redisc_batch_t *b, size_t k, const char *const **argv,
-                    const size_t **lens);
-void fake_redisc_answer(size_t i, int err, const redisc_reply_t *replies, size_t n);
 
 #define TAG "t0000001"
 #define OTHER "ffffffff"
