@@ -106,6 +106,7 @@
 #include "config.h"
 #include "dedup.h"
 #include "dlqw.h"
+#include "fake_redisc.h"
 #include "kbuf.h"
 #include "kdlt.h"
 #include "kfetch.h"
@@ -127,18 +128,6 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-/* fake_redisc.c */
-struct redisc *fake_redisc(void);
-void fake_redisc_set_up(int up);
-void fake_redisc_refuse_sends(int n);
-size_t fake_redisc_unanswered(void);
-const redisc_batch_t *fake_redisc_unanswered_batch(size_t i, int *cancelled);
-int fake_redisc_cmd(const redisc_batch_t *b, size_t k, const char *const **argv,
-                    const size_t **lens);
-void fake_redisc_answer(size_t i, int err, const redisc_reply_t *replies, size_t n);
-extern void (*fake_redisc_observer)(const redisc_batch_t *b, int err, const redisc_reply_t *replies,
-                                    size_t n);
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \
@@ -390,7 +379,7 @@ static struct {
     uint64_t ids;
     size_t records_made;
     struct smap model;     /* the Redis model: key -> value */
-    struct smap zsets;     /* ... its delivery index: key -> struct ilist */
+    struct smap lists;     /* ... its delivery index: key -> struct ilist */
     struct smap asked;     /* keys the engine asked about */
     char tag[9];           /* the engine's index tag, once seen */
     struct smap delivered; /* key -> struct poslist */
@@ -919,6 +908,8 @@ static int64_t value_offset(const char *v)
  * whole run, keys of this scope that were asked about. */
 static void check_index(int argc, const char *const *argv, const size_t *lens)
 {
+    const char *sc = memmem(argv[3], lens[3], ":@delivered ", 12);
+    size_t pl = (size_t)(sc - argv[3]) + 1; /* "eosproxy:<scope>:" */
     for (int i = 6; i < argc; i++) {
         const char *e = argv[i];
         CHECK(lens[i] > 30 && e[20] == ' ' && e[29] == ':');
@@ -927,9 +918,7 @@ static void check_index(int argc, const char *const *argv, const size_t *lens)
         if (!F.tag[0])
             memcpy(F.tag, e + 21, 8);
         CHECK(memcmp(F.tag, e + 21, 8) == 0);
-        const char *sc = memmem(argv[3], lens[3], ":@delivered ", 12);
         char key[600];
-        size_t pl = (size_t)(sc - argv[3]) + 1; /* "eosproxy:<scope>:" */
         CHECK(pl + lens[i] - 30 < sizeof(key));
         memcpy(key, argv[3], pl);
         memcpy(key + pl, e + 30, lens[i] - 30);
@@ -1066,13 +1055,13 @@ static void set_str(redisc_reply_t *r, int type, char *s)
  * gets a twin under the tag "ffffffff": another sidecar that delivered the
  * same record, which the engine must mark done once a commit passes it
  * (and only then: the done-mark invariant of check_batch). A sweep takes
- * the head entries below its offset (20 digits: they compare as strings),
- * stopping at the first one that is not, at most its limit, joined by
- * newlines. */
+ * the head entries below its offset (their first 20 characters, the
+ * offset's digits, compare with it as strings), stopping at the first one
+ * that is not, at most its limit, joined by newlines. */
 static void model_index(int kind, int argc, const char *const *argv, const size_t *lens,
                         redisc_reply_t *r)
 {
-    void **v = smap_put(&F.zsets, argv[3], lens[3]);
+    void **v = smap_put(&F.lists, argv[3], lens[3]);
     if (!*v) {
         *v = calloc(1, sizeof(struct ilist));
         CHECK(*v);
@@ -1094,7 +1083,7 @@ static void model_index(int kind, int argc, const char *const *argv, const size_
         return;
     }
     size_t limit = (size_t)strtoull(argv[5], NULL, 10), k = 0, len = 0;
-    while (k < l->n && k < limit && strcmp(l->v[k], argv[4]) < 0)
+    while (k < l->n && k < limit && strncmp(l->v[k], argv[4], 20) < 0) /* as the script */
         len += strlen(l->v[k++]) + 1;
     char *out = malloc(len + 1), *p = out;
     CHECK(out);
@@ -2149,9 +2138,9 @@ static void reset_state(void)
         resp_free(F.live[i]);
     free(F.live);
     smap_free(&F.model, 1);
-    for (size_t i = 0; i < F.zsets.cap; i++)
-        ilist_free(F.zsets.e[i].v);
-    smap_free(&F.zsets, 0);
+    for (size_t i = 0; i < F.lists.cap; i++)
+        ilist_free(F.lists.e[i].v);
+    smap_free(&F.lists, 0);
     smap_free(&F.asked, 0);
     memset(F.tag, 0, sizeof(F.tag));
     smap_free(&F.delivered, 1);
