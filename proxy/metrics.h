@@ -168,17 +168,17 @@ struct metrics {
     int64_t redis_cluster_slots_served;  /* slots mapped to a master (16384 when whole) */
     uint64_t redis_sentinel_switches;    /* +switch-master to another address */
     /* Client authentication and ACLs (client.c, authworker.c). */
-    uint64_t auth_successes[4];    /* logins by sasl_mech_t */
-    uint64_t auth_failures[4];     /* refused logins by sasl_mech_t */
-    uint64_t auth_throttled;       /* failure answers delayed for a source */
-    uint64_t auth_queue_full;      /* logins refused: too many PLAIN checks queued */
-    uint64_t acl_denied[KAPI_MAX]; /* topics (or requests) refused by auth.acls, by API */
-    uint64_t tls_handshakes;       /* client TLS handshakes completed */
-    uint64_t tls_conns[2]
-                      [4]; /* handshakes by side (client, upstream), kTLS: none, send, recv, both */
-    uint64_t tls_reloads;  /* certificate reloads on SIGHUP that took */
+    uint64_t auth_successes[4];              /* logins by sasl_mech_t */
+    uint64_t auth_failures[4];               /* refused logins by sasl_mech_t */
+    uint64_t auth_throttled;                 /* failure answers delayed for a source */
+    uint64_t auth_queue_full;                /* logins refused: too many PLAIN checks queued */
+    uint64_t acl_denied[KAPI_MAX];           /* topics (or requests) refused by auth.acls, by API */
+    uint64_t tls_handshakes;                 /* client TLS handshakes completed */
+    uint64_t tls_reloads;                    /* certificate reloads on SIGHUP that took */
     uint64_t tls_reload_failures;            /* reloads refused (old certificate kept) */
     uint64_t config_reloads[RELOAD_RESULTS]; /* SIGHUP and POST /reload, by result */
+    /* TLS handshakes by side (TLS_SIDE_*) and what kTLS took: none, send, recv, both */
+    uint64_t tls_conns[2][4];
     /* The event loop (loopwatch.c): how late its 100 ms timer fires. */
     uint64_t loop_lag_bucket[METRICS_LAT_BUCKETS];
     uint64_t loop_lag_count;
