@@ -42,6 +42,15 @@ def produce(bootstrap, topic, ids):
     assert p.flush(120) == 0
 
 
+def dedup_proxy(mock, tmp, name, redis_url):
+    """An eosproxy in front of mock whose dd-* topics are deduplicated in
+    redis_url."""
+    return Proxy(mock, tmp, name, {
+        "topics": [{"match": "dd-*", "delivery": "at-least-once",
+                    "dedup": {"event_id": "header:event-id"}}],
+        "redis.url": redis_url, "log.level": "warn"})
+
+
 def consume(bootstrap, topic, expect, commit=False):
     """Seconds to receive expect records from the beginning (new group);
     with commit, the positions reached are committed at the end."""
@@ -82,10 +91,10 @@ def redis_stats(ports):
 def redis_cost(proxy, topic, uniq, ports):
     """What Redis holds and spent for the dedup of topic read once by a
     committing consumer, per unique eventId: (bytes, commands sent, CPU µs,
-    the commands run). Run first on a fresh eosproxy: deliveries of an
-    earlier uncommitted read of the partition would be marked by this
-    commit too (tracking is per scope, not per group), and a later read
-    would find them all done in the in-process cache."""
+    the commands run). Only on a fresh eosproxy (fresh_cost): deliveries
+    of an earlier uncommitted read of the partition would be marked by
+    this commit too (tracking is per scope, not per group), and a read
+    after it would find them all done in the in-process cache."""
     for port in ports:
         pipeline(port, [("FLUSHALL",), ("CONFIG", "RESETSTAT")])
     mem0, _, cpu0 = redis_stats(ports)
@@ -110,10 +119,7 @@ def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="eosproxy-dedup-bench."))
     mock = MockCluster(tmp)
     redis = RedisServer(tmp).start()
-    proxy = Proxy(mock, tmp, "bench", {
-        "topics": [{"match": "dd-*", "delivery": "at-least-once",
-                    "dedup": {"event_id": "header:event-id"}}],
-        "redis.url": redis.url, "log.level": "warn"})
+    proxy = dedup_proxy(mock, tmp, "bench", redis.url)
     try:
         rng = random.Random(7)
         ids = []
@@ -164,10 +170,7 @@ def cluster_rounds(mock, tmp, uniq):
     local cluster of 3 masters (no replicas: their CPU is not dedup's),
     and its per-eventId cost. Medians of ROUNDS."""
     cluster = RedisCluster(tmp, masters=3, replicas=0).start()
-    proxy = Proxy(mock, tmp, "bench-cluster", {
-        "topics": [{"match": "dd-*", "delivery": "at-least-once",
-                    "dedup": {"event_id": "header:event-id"}}],
-        "redis.url": cluster.url, "log.level": "warn"})
+    proxy = dedup_proxy(mock, tmp, "bench-cluster", cluster.url)
     try:
         ports = [n.port for n in cluster.masters()]
         plain, dedup = [], []
@@ -187,10 +190,7 @@ def cluster_rounds(mock, tmp, uniq):
 def fresh_cost(mock, tmp, name, url, ports, uniq):
     """redis_cost through a new eosproxy: nothing tracked or cached from
     the rounds (their reads were never committed)."""
-    proxy = Proxy(mock, tmp, name, {
-        "topics": [{"match": "dd-*", "delivery": "at-least-once",
-                    "dedup": {"event_id": "header:event-id"}}],
-        "redis.url": url, "log.level": "warn"})
+    proxy = dedup_proxy(mock, tmp, name, url)
     try:
         return redis_cost(proxy, "dd-bench", uniq, ports)
     finally:
