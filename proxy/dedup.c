@@ -289,19 +289,24 @@ struct dlastcommit {
     uint64_t seq;
 };
 
-/* Per (scope, topic), direct-mapped like dlastcommit: the sequence number
- * of its last commit, and its last dead-letter (when, and the commit
- * sequence then). After a dead-letter, a poison head without commit
- * evidence is taken only once the consumers committed again on the topic
- * or DD_DLQ_QUIET_MS passed: a consumer that fetches its partitions in
- * separate requests shows the heads it never reached one response later. */
+/* Per (scope, topic), direct-mapped like dlastcommit: its last
+ * dead-letter decision (a number from dedup.dead_seq, 0: none). */
 #define DD_TOPICSTATE_SLOTS 1024u
-#define DD_DLQ_QUIET_MS 30000u
 struct dtopicstate {
     uint64_t hash; /* 0: empty */
-    uint64_t commit_seq;
-    uint64_t dead_ms;
-    uint64_t dead_commit_seq;
+    uint64_t dead_gen;
+};
+
+/* The records whose delivery count restarted (find_poison), with their
+ * topic's dead_gen then: direct-mapped by the record's key hash, where a
+ * collision only restarts a count once more. A due head without commit
+ * evidence is taken only once its count restarted after its topic's last
+ * dead-letter: a consumer that failed on the record moved aside never
+ * reached it, whatever response it came in. */
+#define DD_RESTART_SLOTS 4096u
+struct drestart {
+    uint64_t hash; /* 0: empty */
+    uint64_t gen;
 };
 
 /* The consumer group last seen committing a topic of a scope through this
@@ -344,7 +349,9 @@ struct dedup {
     struct dgroup groups[DD_GROUPS_MAX]; /* who commits a topic: the DLQ's group header */
     struct dlastcommit lastcommit[DD_LASTCOMMIT_SLOTS];
     struct dtopicstate topics[DD_TOPICSTATE_SLOTS];
+    struct drestart restarts[DD_RESTART_SLOTS];
     uint64_t commit_seq;
+    uint64_t dead_seq; /* dead-letter decisions so far (dtopicstate.dead_gen) */
     size_t ngroups, next_group;
     dedup_test_hooks_t hooks; /* dedup_set_test_hooks; zeroed: none */
 };
@@ -814,7 +821,7 @@ static struct dtopicstate *topic_state(struct dedup *d, const char *scope, kstr_
     uint64_t h = track_hash(scope, topic, -1) | 1;
     struct dtopicstate *t = &d->topics[h % DD_TOPICSTATE_SLOTS];
     if (t->hash != h)
-        *t = (struct dtopicstate){h, 0, 0, 0};
+        *t = (struct dtopicstate){h, 0};
     return t;
 }
 
@@ -829,7 +836,6 @@ static void track_commit(struct dedup *d, const policy_rule_t *rule, kstr_t topi
 {
     uint64_t h = track_hash(rule_scope(d, rule), topic, partition) | 1;
     d->lastcommit[h % DD_LASTCOMMIT_SLOTS] = (struct dlastcommit){h, offset, ++d->commit_seq};
-    topic_state(d, rule_scope(d, rule), topic)->commit_seq = d->commit_seq;
     if (rule->dedup.src != EVENTID_NONE)
         dedupidx_commit(d->idx, rule_scope(d, rule), topic, partition, offset, rule->dedup.ttl_ms);
     struct track *t = track_get(d, rule_scope(d, rule), topic, partition, 0);
@@ -1113,13 +1119,31 @@ static void find_heads(struct djob *j)
     }
 }
 
-/* 1 while dp's topic had a dead-letter less than DD_DLQ_QUIET_MS ago and
- * no commit since (see struct dtopicstate). */
-static int dlq_quiet(struct dedup *d, const struct dpart *dp)
+/* 1 if head it of dp counts towards a dead-letter without commit
+ * evidence: its topic had none yet, or its count restarted after the last
+ * one (struct drestart). */
+static int counted_since_dead(struct dedup *d, const struct dpart *dp, const struct ditem *it)
 {
-    const struct dtopicstate *t = topic_state(d, dp->scope, dp->topic);
-    return t->dead_ms && now_ms(d) - t->dead_ms < DD_DLQ_QUIET_MS &&
-           t->commit_seq == t->dead_commit_seq;
+    uint64_t gen = topic_state(d, dp->scope, dp->topic)->dead_gen;
+    uint64_t h = hash_bytes(it->key, it->klen) | 1;
+    const struct drestart *r = &d->restarts[h % DD_RESTART_SLOTS];
+    return gen == 0 || (r->hash == h && r->gen == gen);
+}
+
+/* Notes that head it of dp counts from its topic's last dead-letter on. */
+static void note_counted(struct dedup *d, const struct dpart *dp, const struct ditem *it)
+{
+    uint64_t h = hash_bytes(it->key, it->klen) | 1;
+    d->restarts[h % DD_RESTART_SLOTS] =
+        (struct drestart){h, topic_state(d, dp->scope, dp->topic)->dead_gen};
+}
+
+/* Head it of dp starts counting its deliveries again (written back to
+ * Redis by send_redeliveries). */
+static void restart_count(struct dedup *d, const struct dpart *dp, struct ditem *it)
+{
+    note_counted(d, dp, it);
+    it->deliveries = 1;
 }
 
 /* When the consumers of dp's scope last committed exactly at its head's
@@ -1140,10 +1164,12 @@ static uint64_t commit_evidence(const struct dedup *d, const struct dpart *dp)
  * one: the head the consumers reached by committing up to it (the last
  * commit seen on its partition is its offset), the most recently
  * committed first; without such evidence, the first due head in the
- * response (clients process a response in about its order), unless the
- * topic is quiet after a dead-letter (dlq_quiet). Once it is
- * gone the consumer reaches the others and commits past them; if one is
- * really poison too, a later response takes it. Returns 0 or 1.
+ * response (clients process a response in about its order) whose count
+ * went on after its topic's last dead-letter (counted_since_dead). The
+ * others start counting again: they were delivered as often because the
+ * consumer kept failing before reaching them; once the poison is gone it
+ * reaches them (and commits past them), and one that is poison too is
+ * moved after max_deliveries more deliveries. Returns 0 or 1.
  */
 static size_t find_poison(struct djob *j)
 {
@@ -1155,7 +1181,11 @@ static size_t find_poison(struct djob *j)
         if (!head || head->state != DI_AGAIN || head->deliveries <= dp->rule->dlq.max_deliveries)
             continue;
         uint64_t seq = commit_evidence(j->d, dp);
-        if (!first && !dlq_quiet(j->d, dp))
+        if (!seq && !counted_since_dead(j->d, dp, head)) {
+            restart_count(j->d, dp, head); /* due from before the last dead-letter */
+            continue;
+        }
+        if (!first)
             first = head;
         if (seq > best_seq) {
             best = head;
@@ -1166,15 +1196,14 @@ static size_t find_poison(struct djob *j)
     if (!poison)
         return 0;
     poison->state = DI_POISON;
-    /* The other due heads start counting again: they were delivered as
-     * often because the consumer kept failing before reaching them; once
-     * the poison is gone it reaches them (and commits past them), and one
-     * that is poison too is moved after max_deliveries more deliveries. */
+    topic_state(j->d, poison->part->scope, poison->part->topic)->dead_gen = ++j->d->dead_seq;
+    note_counted(j->d, poison->part, poison); /* a failed write may retry at once */
     for (size_t i = 0; i < j->nparts; i++) {
         struct ditem *head = j->parts[i].head;
         if (head && head != poison && head->state == DI_AGAIN &&
-            head->deliveries > j->parts[i].rule->dlq.max_deliveries)
-            head->deliveries = 1;
+            (head->deliveries > j->parts[i].rule->dlq.max_deliveries ||
+             head->deliveries == 1 /* restarted above, before this dead-letter */))
+            restart_count(j->d, &j->parts[i], head);
     }
     return 1;
 }
@@ -1190,9 +1219,6 @@ static void dlq_settle(struct dedup *d, struct djob *j, struct ditem *it, int ok
     }
     const policy_rule_t *r = it->part->rule;
     char *k = strndup(it->key, it->klen);
-    struct dtopicstate *t = topic_state(d, it->part->scope, it->part->topic);
-    t->dead_ms = now_ms(d);
-    t->dead_commit_seq = t->commit_seq;
     it->state = DI_DEAD;
     metrics_dlq_record(it->part->topic.ptr, (size_t)it->part->topic.len, DLQ_REASON_REDELIVERED);
     cache_put(&d->cache, it->key, it->klen, dead_ttl(r), now_ms(d));

@@ -389,7 +389,7 @@ static struct {
     struct creq *creqs; /* every commit request sent */
     size_t ncreqs, cap_creqs;
     struct smap acked; /* keys whose dead-letter write was acked */
-    int dead_seen;     /* some write was acked: a topic may be quiet (dlq_quiet) */
+    int dead_seen;     /* some write was sent: counts may restart (find_poison) */
     struct smap dead;  /* ... and keys Redis answered "x": maybe cached dead */
     struct past past[NPAST];
     size_t npast;
@@ -767,19 +767,21 @@ static void check_answer(struct resp *r, struct evbuffer *out)
             }
             /* dead-letter writes: only a due head, at most one per response
              * (below); another than the first due one only where a commit
-             * was seen on its partition (the engine's commit evidence) */
+             * was seen on its partition (the engine's commit evidence), or
+             * after a dead-letter, which restarts the counts of the heads
+             * due then (dedup.c find_poison) */
             CHECK(e < r->nents && (r->ents[e].cand < 0 || r->ents[e].cand == cand));
             if (cand >= 0 && first_due < 0)
                 first_due = e;
             due += cand >= 0;
             if (r->ents[e].cand >= 0) {
                 writes++;
-                CHECK(e == first_due || F.committed[t][op->index] != INT64_MIN);
+                CHECK(e == first_due || F.committed[t][op->index] != INT64_MIN || F.dead_seen);
             }
         }
     }
-    /* one write when something is due, unless the topic is quiet after a
-     * dead-letter (dedup.c dlq_quiet): then none may be */
+    /* one write when something is due, unless a dead-letter was decided
+     * before: then the due heads may all restart their counts */
     CHECK(writes <= 1 && (writes == (due > 0) || (due > 0 && F.dead_seen)));
     CHECK(!ac.cut || g_metrics.dedup_responses_cut > r->cuts_at_take);
     smap_free(&ac.seen, 0);
@@ -1312,6 +1314,7 @@ static uint64_t on_dlq_send(void *arg, const dlqw_record_t *w,
 {
     (void)arg;
     CHECK(!F.in_take && w && cb && w->dlt && w->partition == -1);
+    F.dead_seen = 1; /* decided: the counts of other due heads may restart */
     kdlt_origin_t o;
     memset(&o, 0, sizeof(o));
     o.offset = -1;
@@ -1394,7 +1397,6 @@ static void dw_turn(evutil_socket_t fd, short what, void *arg)
         d->state = DW_DONE;
         if (!d->err)
             *smap_put(&F.acked, d->key, d->kl) = (void *)1;
-        F.dead_seen = 1;
         if (!d->err)
             *smap_put(&F.dead, d->key, d->kl) = (void *)1;
         d->cb(d->cbarg, d->id, d->err, d->err ? "Local: Message timed out" : NULL,

@@ -20,13 +20,15 @@
  * original key, value and headers, Spring's kafka_dlt-* headers); the
  * response waits for the write; acked, the record is left out and marked
  * "x" in Redis; failed, refused or given up (DD_DLQ_WAIT_MS), every
- * record is delivered.
+ * record is delivered. After a dead-letter, a due first record without
+ * commit evidence starts counting again, whichever response it comes in.
  */
 #include "config.h"
 #include "dedup.h"
 #include "dlqw.h"
 #include "kdlt.h"
 #include "kfetch.h"
+#include "kproto.h"
 #include "krecords.h"
 #include "log.h"
 #include "metrics.h"
@@ -458,10 +460,11 @@ static void put_kv_batch(kwriter_t *w, int32_t n)
     kw_free(&r);
 }
 
-/* A Fetch v11 response of q.a partition 0 holding recs. */
-static uint8_t *dlq_response(const kwriter_t *recs, size_t *len)
+/* A Fetch v11 response of q.a partition `partition` holding recs. */
+static uint8_t *dlq_response_of(const kwriter_t *recs, int32_t partition, size_t *len)
 {
     kfetch_partition_t part = {0};
+    part.index = partition;
     part.high_watermark = 100;
     part.last_stable_offset = 100;
     part.naborted = -1;
@@ -482,14 +485,33 @@ static uint8_t *dlq_response(const kwriter_t *recs, size_t *len)
     return frame;
 }
 
-/* Answers the one pipeline in flight: every record "p:q.a:0:<offset>:<n>"
- * (pending here, delivered n times); checks its keys are by position. */
-static void answer_delivered(int times)
+static uint8_t *dlq_response(const kwriter_t *recs, size_t *len)
 {
-    CHECK_EQ(fake_redisc_unanswered(), 1);
-    if (fake_redisc_unanswered() != 1)
+    return dlq_response_of(recs, 0, len);
+}
+
+/* 1 if b is a response's pipeline of questions (SET ... NX GET). */
+static int is_claim(const redisc_batch_t *b)
+{
+    const char *const *argv;
+    const size_t *lens;
+    return redisc_batch_count(b) > 0 && fake_redisc_cmd(b, 0, &argv, &lens) == 7 &&
+           strcmp(argv[0], "SET") == 0 && strcmp(argv[3], "NX") == 0 && strcmp(argv[4], "GET") == 0;
+}
+
+/* Answers the newest pipeline of questions in flight, of 5 records of q.a partition
+ * `partition`: "p:q.a:<partition>:<offset>:<n>" (pending here, delivered n
+ * times), n = head for offset 0, times for the others; checks its keys
+ * are by position. */
+static void answer_delivered_of(int32_t partition, int head, int times)
+{
+    size_t i = fake_redisc_unanswered();
+    while (i > 0 && !is_claim(fake_redisc_unanswered_batch(i - 1, NULL)))
+        i--;
+    CHECK(i > 0);
+    if (i-- == 0)
         return;
-    const redisc_batch_t *b = fake_redisc_unanswered_batch(0, NULL);
+    const redisc_batch_t *b = fake_redisc_unanswered_batch(i, NULL);
     size_t n = redisc_batch_count(b);
     CHECK_EQ(n, 5);
     redisc_reply_t rep[5];
@@ -500,16 +522,21 @@ static void answer_delivered(int times)
         const size_t *lens;
         CHECK_EQ(fake_redisc_cmd(b, k, &argv, &lens), 7);
         char key[64], val[64];
-        snprintf(key, sizeof(key), "eosproxy:svc:@pos q.a/0/%zu", k);
-        snprintf(val, sizeof(val), "p:q.a:0:%zu:1", k);
+        snprintf(key, sizeof(key), "eosproxy:svc:@pos q.a/%d/%zu", (int)partition, k);
+        snprintf(val, sizeof(val), "p:q.a:%d:%zu:1", (int)partition, k);
         CHECK_STR(argv[0], "SET");
         CHECK_STR(argv[1], key);
         CHECK_STR(argv[2], val);
-        snprintf(vals[k], sizeof(vals[k]), "p:q.a:0:%zu:%d", k, times);
+        snprintf(vals[k], sizeof(vals[k]), "p:q.a:%d:%zu:%d", (int)partition, k, k ? times : head);
         rep[k] =
             (redisc_reply_t){.type = REDISC_REPLY_STRING, .str = vals[k], .len = strlen(vals[k])};
     }
-    fake_redisc_answer(0, REDISC_OK, rep, n);
+    fake_redisc_answer(i, REDISC_OK, rep, n);
+}
+
+static void answer_delivered(int times)
+{
+    answer_delivered_of(0, times, times);
 }
 
 /* 1 if a pipeline in flight holds "SET key x PX <7 days>". */
@@ -529,14 +556,15 @@ static int dead_mark_sent(const char *key)
     return 0;
 }
 
-/* The delivery count the redelivery compare-and-set (EVAL) in flight
- * writes for offset k of q.a, or -1 when none is sent for it. */
-static int redelivery_count(size_t k)
+/* The delivery count the newest redelivery compare-and-set (EVAL) in
+ * flight writes for offset k of q.a partition `partition`, or -1 when
+ * none is sent for it. */
+static int redelivery_count_of(int32_t partition, size_t k)
 {
     char key[64], want[64];
-    snprintf(key, sizeof(key), "eosproxy:svc:@pos q.a/0/%zu", k);
-    int n = snprintf(want, sizeof(want), "p:q.a:0:%zu:", k);
-    for (size_t i = 0; i < fake_redisc_unanswered(); i++) {
+    snprintf(key, sizeof(key), "eosproxy:svc:@pos q.a/%d/%zu", (int)partition, k);
+    int n = snprintf(want, sizeof(want), "p:q.a:%d:%zu:", (int)partition, k);
+    for (size_t i = fake_redisc_unanswered(); i-- > 0;) {
         const redisc_batch_t *b = fake_redisc_unanswered_batch(i, NULL);
         for (size_t c = 0; c < redisc_batch_count(b); c++) {
             const char *const *argv;
@@ -547,6 +575,11 @@ static int redelivery_count(size_t k)
         }
     }
     return -1;
+}
+
+static int redelivery_count(size_t k)
+{
+    return redelivery_count_of(0, k);
 }
 
 /* The write dlq_send got is offset 0 of q.a as Spring would write it. */
@@ -603,7 +636,8 @@ static void test_dlq_poison(enum dlq_outcome how)
     CHECK_EQ(dq.sends, how != DLQ_BELOW);     /* of offset 0 only */
     /* Only the partition's first record counts a delivery; the others keep
      * their counts (a consumer failing on offset 0 never reached them). */
-    CHECK_EQ(redelivery_count(0), how == DLQ_BELOW ? 3 : -1); /* poison: no count, the write decides */
+    CHECK_EQ(redelivery_count(0),
+             how == DLQ_BELOW ? 3 : -1); /* poison: no count, the write decides */
     for (size_t k = 1; k < 5; k++)
         CHECK_EQ(redelivery_count(k), how == DLQ_BELOW ? 2 : 3);
     if (dq.sends == 1)
@@ -667,6 +701,98 @@ static void test_dlq_poison(enum dlq_outcome how)
     kw_free(&recs);
 }
 
+/* An OffsetCommit v2 of q.a partition `partition` at offset, and its
+ * answer without error, as the proxy passes them to the engine. */
+static void commit_at(struct env *e, int32_t partition, int64_t offset, int32_t corr)
+{
+    kwriter_t w;
+    kw_init(&w, 128);
+    kproto_write_request_header(&w, KAPI_OffsetCommit, 2, corr, (kstr_t){"t", 1});
+    kw_str(&w, 0, "g", 1);
+    kw_i32(&w, 1);         /* GenerationId */
+    kw_str(&w, 0, "m", 1); /* MemberId */
+    kw_i64(&w, -1);        /* RetentionTimeMs */
+    kw_i32(&w, 1);
+    kw_str(&w, 0, "q.a", 3);
+    kw_i32(&w, 1);
+    kw_i32(&w, partition);
+    kw_i64(&w, offset);
+    kw_str(&w, 0, "", 0);
+    CHECK(!w.err);
+    dedup_commit_request(e->d, KAPI_OffsetCommit, 2, w.buf, w.len, 1, corr);
+    kw_reset(&w);
+    kw_i32(&w, corr);
+    kw_i32(&w, 1);
+    kw_str(&w, 0, "q.a", 3);
+    kw_i32(&w, 1);
+    kw_i32(&w, partition);
+    kw_i16(&w, 0);
+    CHECK(!w.err);
+    dedup_commit_response(e->d, KAPI_OffsetCommit, 2, w.buf, w.len, 1, corr);
+    kw_free(&w);
+}
+
+/* Takes the response frame of partition `partition`, its first record
+ * delivered `head` times and the others 3 times; runs the loop. */
+static void deliver(struct env *e, const uint8_t *frame, size_t len, int32_t partition, int head)
+{
+    got.n = 0;
+    CHECK_EQ(dedup_fetch_response(e->d, 11, frame, len, 1, 42), 1);
+    answer_delivered_of(partition, head, 3);
+    event_base_loop(e->base, EVLOOP_NONBLOCK);
+}
+
+/*
+ * A consumer fails on offset 0 of partition 0; partition 1, which it
+ * never reached, comes in responses of its own (the Java client fetches a
+ * partition without a committed offset apart), its first record delivered
+ * as often. Offset 0 of partition 0 is moved; partition 1's first record
+ * then starts counting again, although the consumer committed on the
+ * topic meanwhile, and is moved only after max_deliveries more deliveries
+ * (the consumer fails on it too).
+ */
+static void test_dlq_restart_after_dead_letter(void)
+{
+    kwriter_t recs;
+    kw_init(&recs, 256);
+    put_kv_batch(&recs, 5);
+    size_t l0, l1;
+    uint8_t *f0 = dlq_response_of(&recs, 0, &l0), *f1 = dlq_response_of(&recs, 1, &l1);
+    struct env e;
+    memset(&dq, 0, sizeof(dq));
+    clock_ms = 1000;
+    env_open_yaml(&e, dlq_yaml,
+                  &(dedup_test_hooks_t){
+                      .dlq_send = on_dlq_send, .dlq_cancel = on_dlq_cancel, .now_ms = on_clock});
+    fake_redisc_set_up(1);
+    event_base_loop(e.base, EVLOOP_NONBLOCK);
+    deliver(&e, f0, l0, 0, 3);
+    CHECK(dq.sends == 1 && dq.opartition == 0 && dq.ooffset == 0);
+    dq.cb(dq.cbarg, dq.id, 0, NULL, 0);
+    event_base_loop(e.base, EVLOOP_NONBLOCK);
+    CHECK_EQ(got.n, 1);
+    commit_at(&e, 0, 5, 7); /* the consumer moved on past partition 0 */
+    clock_ms += 100;
+    deliver(&e, f1, l1, 1, 3); /* due since before the dead-letter */
+    CHECK_EQ(dq.sends, 1);
+    CHECK_EQ(got.n, 1);
+    CHECK_EQ(redelivery_count_of(1, 0), 1); /* counting again */
+    CHECK_EQ(redelivery_count_of(1, 1), 3);
+    deliver(&e, f1, l1, 1, 1);
+    deliver(&e, f1, l1, 1, 2);
+    CHECK_EQ(redelivery_count_of(1, 0), 3);
+    CHECK_EQ(dq.sends, 1);
+    deliver(&e, f1, l1, 1, 3); /* failed on max_deliveries times more: moved */
+    CHECK(dq.sends == 2 && dq.opartition == 1 && dq.ooffset == 0);
+    dq.cb(dq.cbarg, dq.id, 0, NULL, 1);
+    event_base_loop(e.base, EVLOOP_NONBLOCK);
+    CHECK_EQ(got.n, 1);
+    env_close(&e);
+    free(f0);
+    free(f1);
+    kw_free(&recs);
+}
+
 /* The engine freed while a write is out: the write is cancelled, no
  * answer comes, the gauge returns. */
 static void test_dlq_free_waiting(void)
@@ -706,6 +832,7 @@ int main(void)
     test_dlq_poison(DLQ_REFUSE);
     test_dlq_poison(DLQ_GIVE_UP);
     test_dlq_poison(DLQ_BELOW);
+    test_dlq_restart_after_dead_letter();
     test_dlq_free_waiting();
     free(got.buf);
     return unit_done("dedup");
