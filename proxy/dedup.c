@@ -1144,6 +1144,7 @@ static void restart_count(struct dedup *d, const struct dpart *dp, struct ditem 
 {
     note_counted(d, dp, it);
     it->deliveries = 1;
+    g_metrics.dlq_restarts++;
 }
 
 /* When the consumers of dp's scope last committed exactly at its head's
@@ -1200,10 +1201,12 @@ static size_t find_poison(struct djob *j)
     note_counted(j->d, poison->part, poison); /* a failed write may retry at once */
     for (size_t i = 0; i < j->nparts; i++) {
         struct ditem *head = j->parts[i].head;
-        if (head && head != poison && head->state == DI_AGAIN &&
-            (head->deliveries > j->parts[i].rule->dlq.max_deliveries ||
-             head->deliveries == 1 /* restarted above, before this dead-letter */))
+        if (!head || head == poison || head->state != DI_AGAIN)
+            continue;
+        if (head->deliveries > j->parts[i].rule->dlq.max_deliveries)
             restart_count(j->d, &j->parts[i], head);
+        else if (head->deliveries == 1) /* restarted above, before this dead-letter */
+            note_counted(j->d, &j->parts[i], head);
     }
     return 1;
 }

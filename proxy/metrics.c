@@ -500,6 +500,11 @@ static void render_dlq(struct evbuffer *out)
            (long long)m->dlq_refused);
     scalar(out, "eosproxy_dlq_skipped_total", "counter",
            "Dead-lettered records left out of Fetch responses.", (long long)m->dlq_skipped);
+    scalar(
+        out, "eosproxy_dlq_count_restarts_total", "counter",
+        "First records delivered dlq.max_deliveries times that started counting again instead of "
+        "being moved: the consumer failed on another record first.",
+        (long long)m->dlq_restarts);
     scalar(out, "eosproxy_dlq_writes_inflight", "gauge",
            "Dead-letter writes awaiting the broker's acknowledgement.", m->dlq_inflight);
     const char *h = "eosproxy_dlq_redelivery_count";

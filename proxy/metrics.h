@@ -150,6 +150,7 @@ struct metrics {
     uint64_t dlq_write_failures; /* DLQ writes that failed (the record stays in the stream) */
     uint64_t dlq_refused;        /* DLQ writes refused by the writer's bounds */
     uint64_t dlq_skipped;        /* dead-lettered records left out of Fetch responses */
+    uint64_t dlq_restarts;       /* due first records that started counting again */
     int64_t dlq_inflight;        /* DLQ writes awaiting the broker's acknowledgement */
     uint64_t
         dlq_deliveries_bucket[8]; /* deliveries of redelivered records: 2,3,4,5,10,20,50,+Inf */

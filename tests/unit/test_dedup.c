@@ -773,7 +773,9 @@ static void test_dlq_restart_after_dead_letter(void)
     CHECK_EQ(got.n, 1);
     commit_at(&e, 0, 5, 7); /* the consumer moved on past partition 0 */
     clock_ms += 100;
+    uint64_t restarts = g_metrics.dlq_restarts;
     deliver(&e, f1, l1, 1, 3); /* due since before the dead-letter */
+    CHECK_EQ(g_metrics.dlq_restarts, restarts + 1);
     CHECK_EQ(dq.sends, 1);
     CHECK_EQ(got.n, 1);
     CHECK_EQ(redelivery_count_of(1, 0), 1); /* counting again */
@@ -784,6 +786,7 @@ static void test_dlq_restart_after_dead_letter(void)
     CHECK_EQ(dq.sends, 1);
     deliver(&e, f1, l1, 1, 3); /* failed on max_deliveries times more: moved */
     CHECK(dq.sends == 2 && dq.opartition == 1 && dq.ooffset == 0);
+    CHECK_EQ(g_metrics.dlq_restarts, restarts + 1); /* once per dead-letter */
     dq.cb(dq.cbarg, dq.id, 0, NULL, 1);
     event_base_loop(e.base, EVLOOP_NONBLOCK);
     CHECK_EQ(got.n, 1);
