@@ -93,6 +93,7 @@
 #include "config.h"
 #include "dedup.h"
 #include "kcommit.h"
+#include "kerror.h"
 #include "kinitpid.h"
 #include "kproduce.h"
 #include "krecord.h"
@@ -110,29 +111,6 @@
 #include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
-
-enum {
-    KERR_NONE = 0,
-    KERR_REQUEST_TIMED_OUT = 7,
-    KERR_NETWORK_EXCEPTION = 13,
-    KERR_COORDINATOR_LOAD_IN_PROGRESS = 14,
-    KERR_COORDINATOR_NOT_AVAILABLE = 15,
-    KERR_NOT_COORDINATOR = 16,
-    KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
-    KERR_ILLEGAL_GENERATION = 22,
-    KERR_UNKNOWN_MEMBER_ID = 25,
-    KERR_TOPIC_AUTHORIZATION_FAILED = 29,
-    KERR_GROUP_AUTHORIZATION_FAILED = 30,
-    KERR_INVALID_REQUEST = 42,
-    KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
-    KERR_DUPLICATE_SEQUENCE_NUMBER = 46,
-    KERR_INVALID_PRODUCER_EPOCH = 47,
-    KERR_CONCURRENT_TRANSACTIONS = 51,
-    KERR_OPERATION_NOT_ATTEMPTED = 55,
-    KERR_INVALID_RECORD = 87,
-    KERR_FENCED_INSTANCE_ID = 82,
-    KERR_PRODUCER_FENCED = 90,
-};
 
 #define TXN_CLIENT_ID "eosproxy-txn"
 #define TXN_BACKOFF_MS 20u

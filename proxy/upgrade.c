@@ -108,6 +108,7 @@
 #include "client.h"
 #include "clock.h"
 #include "config.h"
+#include "kerror.h"
 #include "kinitpid.h"
 #include "kproduce.h"
 #include "krecord.h"
@@ -123,31 +124,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <time.h>
-
-/* Kafka ErrorCodes used here. */
-enum {
-    KERR_NONE = 0,
-    KERR_CORRUPT_MESSAGE = 2,
-    KERR_UNKNOWN_TOPIC_OR_PARTITION = 3,
-    KERR_LEADER_NOT_AVAILABLE = 5,
-    KERR_NOT_LEADER_OR_FOLLOWER = 6,
-    KERR_REQUEST_TIMED_OUT = 7,
-    KERR_REPLICA_NOT_AVAILABLE = 9,
-    KERR_NETWORK_EXCEPTION = 13,
-    KERR_NOT_ENOUGH_REPLICAS = 19,
-    KERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20,
-    KERR_INVALID_REQUEST = 42,
-    KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT = 43,
-    KERR_OUT_OF_ORDER_SEQUENCE_NUMBER = 45,
-    KERR_DUPLICATE_SEQUENCE_NUMBER = 46,
-    KERR_INVALID_PRODUCER_EPOCH = 47,
-    KERR_KAFKA_STORAGE_ERROR = 56,
-    KERR_UNKNOWN_PRODUCER_ID = 59,
-    KERR_FENCED_LEADER_EPOCH = 74,
-    KERR_UNKNOWN_LEADER_EPOCH = 75,
-    KERR_INVALID_RECORD = 87,
-    KERR_PRODUCER_FENCED = 90,
-};
 
 #define UPG_CLIENT_ID "eosproxy"
 #define UPG_TXN_TIMEOUT_MS 60000
