@@ -96,8 +96,9 @@
 #include "config.h"
 #include "dedupidx.h"
 #include "dlqw.h"
-#include "kdlt.h"
 #include "kcommit.h"
+#include "kdlt.h"
+#include "kerror.h"
 #include "kfetch.h"
 #include "kproto.h"
 #include "krecord.h"
@@ -116,8 +117,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <time.h>
-
-#define KERR_NOT_LEADER_OR_FOLLOWER 6 /* the retriable answer; see above */
 
 /* new_records of a partition answered without records (never freed). */
 static const uint8_t dd_empty[1];

@@ -8,6 +8,7 @@
  * message/ApiVersions{Request,Response}.json, MetadataRequest.json,
  * RequestHeader.json). Pure codec: no libevent.
  */
+#include "kerror.h"
 #include "kproto.h"
 
 #include <string.h>
@@ -15,9 +16,6 @@
 #ifndef EOSPROXY_VERSION
 #define EOSPROXY_VERSION "0.0.0"
 #endif
-
-/* Kafka error code UNSUPPORTED_VERSION. */
-#define KERR_UNSUPPORTED_VERSION 35
 
 /* First flexible version of ApiVersions (request and response body). */
 #define APIVERSIONS_FLEX_VER 3
