@@ -864,7 +864,7 @@ static int answer_commit_busy(struct client *c, const kreq_hdr_t *h, const uint8
     if (kcommit_req_parse(h->api_key, h->api_version, frame + h->body_off, size - h->body_off, &kc,
                           NULL) ||
         kcommit_resp_write(&w, h->api_version, h->correlation_id, &kc,
-                           KERR_COORDINATOR_LOAD_IN_PROGRESS, 0)) {
+                           KERR_COORDINATOR_LOAD_IN_PROGRESS)) {
         kcommit_free(&kc);
         kw_free(&w);
         protocol_error(c, h, h->body_off, "cannot answer OffsetCommit");

@@ -167,7 +167,7 @@ int kcommit_resp_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t
 }
 
 int kcommit_resp_write(kwriter_t *w, int16_t ver, int32_t correlation_id, const kcommit_t *c,
-                       int16_t error_code, int per_partition)
+                       int16_t error_code)
 {
     if (ver < 0 || ver > KCOMMIT_OFFSET_MAX_VERSION)
         return -1;
@@ -186,7 +186,7 @@ int kcommit_resp_write(kwriter_t *w, int16_t ver, int32_t correlation_id, const 
         kw_array(w, flex, t->npartitions);
         for (int32_t j = 0; j < t->npartitions; j++) {
             kw_i32(w, t->partitions[j].index);
-            kw_i16(w, per_partition ? t->partitions[j].error_code : error_code);
+            kw_i16(w, error_code);
             if (flex)
                 kw_tags_empty(w);
         }

@@ -85,11 +85,11 @@ int kcommit_resp_parse(int16_t api_key, int16_t ver, const uint8_t *body, size_t
 /*
  * Appends an OffsetCommitResponse frame (size prefix and header included)
  * for an OffsetCommit request c of version ver (0..KCOMMIT_OFFSET_MAX_
- * VERSION): every partition of c, in c's order, gets its own error_code
- * when per_partition is 1, else error_code. Returns 0 or -1.
+ * VERSION): every partition of c, in c's order, gets error_code.
+ * Returns 0 or -1.
  */
 int kcommit_resp_write(kwriter_t *w, int16_t ver, int32_t correlation_id, const kcommit_t *c,
-                       int16_t error_code, int per_partition);
+                       int16_t error_code);
 
 /* Frees the arrays; kcommit_free on a zeroed struct is safe. */
 void kcommit_free(kcommit_t *c);

@@ -367,7 +367,7 @@ static struct evbuffer *commit_response(struct txn *t, const struct tcommit *tc)
     kwriter_t w;
     kw_init(&w, 128);
     struct evbuffer *resp = NULL;
-    if (kcommit_resp_write(&w, tc->ver, tc->corr, &tc->c, tc->answer, 0) == 0 &&
+    if (kcommit_resp_write(&w, tc->ver, tc->corr, &tc->c, tc->answer) == 0 &&
         (resp = evbuffer_new()) && evbuffer_add(resp, w.buf, w.len)) {
         evbuffer_free(resp);
         resp = NULL;
