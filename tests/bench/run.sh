@@ -6,8 +6,10 @@
 # Starts build/mockcluster and build/eosproxy (a temporary config, free
 # ports), then runs each case direct and through eosproxy, alternating the
 # order every round to cancel the machine's noise, and prints the medians as
-# a Markdown table. Every run writes to a fresh topic (the mock keeps only
-# about 5 MB per partition).
+# a Markdown table, then eosproxy's own CPU time per byte relayed (from
+# /proc/<pid>/stat: hardware cycle counters are often not readable in a
+# VM) and as cycles at the nominal clock. Every run writes to a fresh topic
+# (the mock keeps only about 5 MB per partition).
 #
 # What security costs: a second eosproxy in front of the same mock has
 # listen.tls (tests/tools/mkcerts.sh certificates), auth.users_file (made
@@ -225,8 +227,11 @@ target_pid() { case $1 in eosproxy) echo "$PROXY_PID" ;; secure) echo "$SEC_PID"
 target_log() { case $1 in eosproxy) echo "$WORK/proxy.log" ;; secure) echo "$WORK/secure.log" ;; esac; }
 # After a wait on target's eosproxy: its pid is no longer ours to signal.
 forget_pid() { case $1 in eosproxy) PROXY_PID="" ;; secure) SEC_PID="" ;; esac; }
+# CPU time (user + system, clock ticks) pid has used so far; 0 without a pid.
+cpu_ticks() { if [ -n "$1" ]; then awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; else echo 0; fi; }
+
 run_case() { # round case target bootstrap -> appends the JSON line to $WORK/results
-    local round=$1 case=$2 target=$3 bs=$4 topic args pid log
+    local round=$1 case=$2 target=$3 bs=$4 topic args pid log ticks0
     pid=$(target_pid "$target")
     log=$(target_log "$target")
     SEQ=$((SEQ + 1))
@@ -242,6 +247,7 @@ run_case() { # round case target bootstrap -> appends the JSON line to $WORK/res
     esac
     [ "$target" = secure ] && args+=("${SEC_X[@]}")
     local out
+    ticks0=$(cpu_ticks "$pid")
     if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
         wait "$pid" && rc=0 || rc=$?
         echo "bench: $target eosproxy DIED (exit status $rc) before $case; its log:" >&2
@@ -267,7 +273,8 @@ run_case() { # round case target bootstrap -> appends the JSON line to $WORK/res
         exit 1
     fi
     echo "  $case $target: $out" >&2
-    printf '{"round":%d,"case":"%s","target":"%s","result":%s}\n' "$round" "$case" "$target" "$out" >>"$WORK/results"
+    printf '{"round":%d,"case":"%s","target":"%s","cpu_ticks":%d,"result":%s}\n' "$round" "$case" "$target" \
+        $(($(cpu_ticks "$pid") - ticks0)) "$out" >>"$WORK/results"
 }
 
 START=$(date +%s)
@@ -355,7 +362,9 @@ fi
 VERSION=""
 [ -x "$EOSPROXY_BIN" ] && VERSION=$("$EOSPROXY_BIN" --version 2>&1 | head -n1 || true)
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-export ROUNDS COUNT_1K COUNT_100 COUNT_LAT PARTITIONS ELAPSED PROXY_NOTE VERSION CPU PROXY_EXIT
+CPU_MHZ=$(awk -F: '/^cpu MHz/ { print $2 + 0; exit }' /proc/cpuinfo)
+CLK_TCK=$(getconf CLK_TCK)
+export ROUNDS COUNT_1K COUNT_100 COUNT_LAT PARTITIONS ELAPSED PROXY_NOTE VERSION CPU PROXY_EXIT CPU_MHZ CLK_TCK
 export SECURE SEC_FAILED SEC_EXIT SEC_CHECK SEC_ITERATIONS
 $PY - "$WORK/results" <<'EOF'
 import json, os, statistics, sys, subprocess, datetime, platform
@@ -407,6 +416,30 @@ a99 = paired("lat", "p99_us", lambda a, b: a - b)
 ratio = "n/a" if a50 is None else f"{a50:+,.0f} µs p50 / {a99:+,.0f} µs p99"
 print(f"| latency, 100 B, one at a time | {ds} | {ps} | {ratio} |")
 print()
+# eosproxy's own CPU time per byte it relayed (from /proc/<pid>/stat; this
+# machine's hardware counters are not readable, so cycles are CPU time at
+# the nominal clock rate).
+cpu = []
+for case, label, target, count, size in (
+        ("tp1k", "1 KB records", "eosproxy", env["COUNT_1K"], 1024),
+        ("tp100", "100 B records", "eosproxy", env["COUNT_100"], 100),
+        ("tpidem", "1 KB, upgraded to idempotent", "eosproxy", env["COUNT_1K"], 1024),
+        ("tpsec", "1 KB, SASL_SSL (secure eosproxy)", "secure", env["COUNT_1K"], 1024)):
+    v = [r["cpu_ticks"] / float(env["CLK_TCK"]) for r in rows
+         if r["case"] == case and r["target"] == target and "cpu_ticks" in r]
+    if v:
+        s = statistics.median(v)
+        nbytes = int(count) * size
+        mhz = float(env.get("CPU_MHZ") or 0)
+        cyc = f"{s * mhz * 1e6 / nbytes:.2f}" if mhz else "n/a"
+        cpu.append(f"| {label} | {s:.2f} s | {s * 1e9 / nbytes:.2f} ns | {cyc} |")
+if cpu:
+    print(f"eosproxy's own CPU (user + system, medians; cycles at {env.get('CPU_MHZ') or '?'} MHz):")
+    print()
+    print("| case | CPU time per run | per byte of record payload | cycles per byte |")
+    print("|---|---|---|---|")
+    print("\n".join(cpu))
+    print()
 print(f"Run time: {env['ELAPSED']} s.", end="")
 if env.get("PROXY_EXIT"):
     print(f" eosproxy exit code after SIGTERM: {env['PROXY_EXIT']}.", end="")
