@@ -109,36 +109,40 @@ def pos(i):
     return i % PARTS, i // PARTS
 
 
-def key_layout(c, ids, watermark):
+def in_batches(c, ids, cmds_for):
+    """Runs cmds_for(lo, hi), the commands for ids[lo:hi], one response's
+    worth at a time; returns how many commands were sent."""
     sent = 0
-    for b in range(0, len(ids), BATCH):
-        cmds = []
-        for i in range(b, min(b + BATCH, len(ids))):
-            p, o = pos(i)
-            val = b"p:orders:%d:%d:1" % (p, o)
-            cmds.append(("SET", b"eosproxy:svc:" + ids[i], val, "NX", "GET", "PX",
-                         TTL_MS if watermark else 3600000))
+    for lo in range(0, len(ids), BATCH):
+        cmds = cmds_for(lo, min(lo + BATCH, len(ids)))
         c.run(cmds)
         sent += len(cmds)
-    if watermark:
-        cmds = [("HSET", "eosproxy:svc:@committed", f"orders/{p}", N) for p in range(PARTS)]
-    else:
-        cmds = [("SET", b"eosproxy:svc:" + x, "d", "PX", TTL_MS) for x in ids]
-    for b in range(0, len(cmds), BATCH):
-        c.run(cmds[b:b + BATCH])
-    return sent + len(cmds)
+    return sent
 
 
-def compact_layout(c, ids, watermark):
-    sent = 0
-    for b in range(0, len(ids), BATCH):
-        cmds = [("SET", b"e:" + field(ids[i])[0], struct.pack(">HQ", *pos(i)), "NX", "GET", "PX",
-                 TTL_MS) for i in range(b, min(b + BATCH, len(ids)))]
-        c.run(cmds)
-        sent += len(cmds)
+def commit_watermarks(c):
+    """The commit past everything as one watermark per partition; returns
+    how many commands were sent."""
     cmds = [("HSET", "eosproxy:svc:@committed", f"orders/{p}", N) for p in range(PARTS)]
     c.run(cmds)
-    return sent + len(cmds)
+    return len(cmds)
+
+
+def key_layout(c, ids, watermark):
+    def claims(lo, hi):
+        return [("SET", b"eosproxy:svc:" + ids[i], b"p:orders:%d:%d:1" % pos(i), "NX", "GET", "PX",
+                 TTL_MS if watermark else 3600000) for i in range(lo, hi)]
+    sent = in_batches(c, ids, claims)
+    if watermark:
+        return sent + commit_watermarks(c)
+    return sent + in_batches(c, ids, lambda lo, hi: [
+        ("SET", b"eosproxy:svc:" + x, "d", "PX", TTL_MS) for x in ids[lo:hi]])
+
+
+def compact_layout(c, ids):
+    return in_batches(c, ids, lambda lo, hi: [
+        ("SET", b"e:" + field(ids[i])[0], struct.pack(">HQ", *pos(i)), "NX", "GET", "PX", TTL_MS)
+        for i in range(lo, hi)]) + commit_watermarks(c)
 
 
 def field(x):
@@ -169,39 +173,24 @@ def script_call(sha, entries, per):
 
 def hash_layout(c, ids, watermark):
     claim, done = c.run([("SCRIPT", "LOAD", CLAIM), ("SCRIPT", "LOAD", DONE)])
-    sent = 0
-    for b in range(0, len(ids), BATCH):
-        g = groups(ids, b, min(b + BATCH, len(ids)))
-        cmds = [script_call(claim, e, lambda i: [struct.pack(">HQ", *pos(i))])
-                for e in g.values()]
-        c.run(cmds)
-        sent += len(cmds)
+    sent = in_batches(c, ids, lambda lo, hi: [
+        script_call(claim, e, lambda i: [struct.pack(">HQ", *pos(i))])
+        for e in groups(ids, lo, hi).values()])
     if watermark:
-        cmds = [("HSET", "eosproxy:svc:@committed", f"orders/{p}", N) for p in range(PARTS)]
-        c.run(cmds)
-        return sent + len(cmds)
-    for b in range(0, len(ids), BATCH):
-        g = groups(ids, b, min(b + BATCH, len(ids)))
-        cmds = [script_call(done, e, lambda i: []) for e in g.values()]
-        c.run(cmds)
-        sent += len(cmds)
-    return sent
+        return sent + commit_watermarks(c)
+    return sent + in_batches(c, ids, lambda lo, hi: [
+        script_call(done, e, lambda i: []) for e in groups(ids, lo, hi).values()])
 
 
-def native_layout(c, ids, watermark):
-    sent = 0
-    for b in range(0, len(ids), BATCH):
-        g = groups(ids, b, min(b + BATCH, len(ids)))
+def native_layout(c, ids):
+    def claims(lo, hi):
         cmds = []
-        for e in g.values():
+        for e in groups(ids, lo, hi).values():
             for key, f, i in e:
                 cmds.append(("HSETNX", key, f, struct.pack(">HQ", *pos(i))))
                 cmds.append(("HGET", key + b":prev", f))
-        c.run(cmds)
-        sent += len(cmds)
-    cmds = [("HSET", "eosproxy:svc:@committed", f"orders/{p}", N) for p in range(PARTS)]
-    c.run(cmds)
-    return sent + len(cmds)
+        return cmds
+    return in_batches(c, ids, claims) + commit_watermarks(c)
 
 
 def main():
@@ -216,13 +205,15 @@ def main():
         print("| layout | memory per eventId | commands sent per eventId "
               "| commands run per eventId | Redis CPU per eventId |")
         print("|---|---|---|---|---|")
-        for name, fn, wm in (("key", key_layout, False), ("key+wm", key_layout, True),
-                             ("keyc+wm", compact_layout, True),
-                             ("hash", hash_layout, False), ("hash+wm", hash_layout, True),
-                             ("hashn+wm", native_layout, True)):
+        for name, fn in (("key", lambda c, ids: key_layout(c, ids, False)),
+                         ("key+wm", lambda c, ids: key_layout(c, ids, True)),
+                         ("keyc+wm", compact_layout),
+                         ("hash", lambda c, ids: hash_layout(c, ids, False)),
+                         ("hash+wm", lambda c, ids: hash_layout(c, ids, True)),
+                         ("hashn+wm", native_layout)):
             c.run([("FLUSHALL",), ("CONFIG", "RESETSTAT")])
             mem0, calls0, cpu0 = stats(redis.port)
-            sent = fn(c, ids, wm)
+            sent = fn(c, ids)
             mem1, calls1, cpu1 = stats(redis.port)
             print(f"| {name} | {(mem1 - mem0) / N:.0f} B | {sent / N:.2f} "
                   f"| {(calls1 - calls0) / N:.2f} | {(cpu1 - cpu0) * 1e6 / N:.2f} µs |", flush=True)
