@@ -278,11 +278,23 @@ static const field_t txn_fields[] = {
     {"linger", T_DURATION, C(transactions.linger_ms), "10ms", 0, 60 * SEC, F_RELOAD, NULL,
      "How long an idle engine waits for more requests before it closes a transaction. Requests "
      "that arrive while one is being committed go into the next one without waiting."},
+    {"quiet", T_DURATION, C(transactions.quiet_ms), "1ms", 0, 60 * SEC, F_RELOAD, NULL,
+     "An open transaction also closes once no request has come for this long (`0`: only the "
+     "linger closes it). A client that has all its requests in flight waits for their answers "
+     "and sends nothing more, so waiting out the linger would only delay it."},
     {"max_bytes", T_SIZE, C(transactions.max_bytes), "4MiB", KIB, GIB, F_RELOAD, NULL,
      "A transaction is closed once its batches reach this many bytes."},
     {"max_inflight", T_INT, C(transactions.max_inflight), "4", 1, 1000, F_RELOAD, NULL,
      "Closed transactions queued behind the one being committed; beyond, clients are paused "
      "(backpressure)."},
+    {"pool", T_INT, C(transactions.pool), "2", 1, 16, 0, NULL,
+     "Transactional ids the unbound route writes under: `transactions.id` and, from the second, "
+     "`<transactions.id>.1`, `<transactions.id>.2`... Kafka runs one transaction at a time per id; "
+     "with two or more, one commits while the next is written, so throughput is no longer one "
+     "transaction per commit round trip. Records of a partition are still written in the order "
+     "they arrived. Every id is initialized at the first transactional request, which fences "
+     "a previous incarnation on each; an id dropped by a smaller pool leaves what it had open "
+     "to `transactions.timeout`. ACLs must allow every id (a prefixed ACL on `transactions.id`)."},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 

@@ -107,8 +107,10 @@ typedef struct config {
         char *id;            /* transactional id; NULL: "<service>-<host name>" */
         uint64_t timeout_ms; /* transaction timeout sent to the coordinator, default 60s */
         uint64_t linger_ms;  /* an idle engine waits this long to group requests, 10ms */
+        uint64_t quiet_ms;   /* ... or until no request came for this long, 1ms (0: off) */
         uint64_t max_bytes;  /* a transaction is closed at this many bytes, default 4 MiB */
         int max_inflight;    /* closed transactions queued behind the one under way, 4 */
+        int pool;            /* transactional ids whose transactions overlap, default 2 */
     } transactions;
     struct {
         char *users_file;          /* NULL: clients are not authenticated */

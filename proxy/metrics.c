@@ -230,6 +230,10 @@ static void render_txn(struct evbuffer *out)
     scalar(out, "eosproxy_txn_coordinator_lookups_total", "counter",
            "Transaction coordinator lookups after the first (moved, unavailable, lost).",
            (long long)m->txn_coordinator_moves);
+    scalar(out, "eosproxy_txn_turn_waits_total", "counter",
+           "Transactions (transactions.pool) that waited for an earlier one's batches to be "
+           "written before sending theirs, which keeps each partition's records in order.",
+           (long long)m->txn_turn_waits);
     scalar(out, "eosproxy_fetch_read_committed_total", "counter",
            "Fetch requests naming a `transactional` topic raised to read_committed.",
            (long long)m->txn_fetch_upgraded);

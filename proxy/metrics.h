@@ -117,6 +117,7 @@ struct metrics {
     uint64_t txn_fenced;            /* times another instance fenced eosproxy's transactional id */
     int64_t txn_fenced_now;         /* 1 while fenced: transactional writes are refused */
     uint64_t txn_coordinator_moves; /* coordinator looked up again (NOT_COORDINATOR, loss) */
+    uint64_t txn_turn_waits;        /* transactions that waited for an earlier one's writes */
     uint64_t txn_fetch_upgraded;    /* Fetch requests raised to read_committed */
     uint64_t txn_fetch_aborted_batches; /* aborted batches taken out of their responses */
     uint64_t bind_commits;          /* bound OffsetCommits committed with their group's output */

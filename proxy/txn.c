@@ -3,7 +3,8 @@
  *
  * State. The engine has one transactional id, a coordinator (found with
  * FindCoordinator, looked up again when it moves) and a producer id and
- * epoch from InitProducerId on it. Client requests are parsed, their
+ * epoch from InitProducerId on it. The unbound route may have a pool of
+ * engines (struct tpool, see txn.h). Client requests are parsed, their
  * batches checked as a broker would and copied into the open transaction
  * ("tx"). Transactions form a queue: the head is under way, the rest are
  * closed and waiting, the tail may be open. The head goes through
@@ -186,11 +187,13 @@ struct tbatch {
 
 struct tx {
     uint64_t id;
+    uint64_t order; /* its place among the pool's transactions (tx_new) */
     enum txstate st;
     struct treq_q reqs;
     struct tbatch **b;
     size_t nb, capb, bytes;
     uint64_t created_ms, started_ms, deadline_ms;
+    uint64_t last_ms; /* when its latest request came */
     int32_t min_client_timeout_ms;
     int nflights;    /* Produce requests on the wire */
     size_t nwaiting; /* batches without an outcome */
@@ -198,6 +201,7 @@ struct tx {
     int end_sent;           /* an EndTxn(COMMIT) may have reached the coordinator */
     int dead;               /* answered and dequeued; freed when nflights is 0 */
     int stale;              /* bound commit: sent before a refusal that lost output */
+    int turn_waited;        /* it waited for an earlier one (produce_turn) */
     struct tcommit *commit; /* bound: a commit item (no batches), else NULL */
     TAILQ_ENTRY(tx) link;
 };
@@ -270,12 +274,39 @@ struct txn {
     struct event *kick, *wake, *tick;
     uint64_t wake_at;
     int closing, busy;
+    struct tpool *pool; /* the unbound engines (every one's), or NULL */
+};
+
+/*
+ * The unbound route's engines (transactions.pool), each with its own
+ * transactional id, so that one commits while the next is written. The
+ * first engine (the one proxy.c holds) owns it and the others. Orders
+ * are given to transactions as they open, pool-wide: a transaction sends
+ * its batches only once every earlier one has its batches answered
+ * (produce_turn), so a partition's records are written in the order
+ * their requests arrived, though on different connections.
+ */
+struct tpool {
+    struct txn **m;
+    size_t n, rr;
+    uint64_t next_order;
+    int started; /* a request came: every engine initializes its id */
 };
 
 static void kick(struct txn *t)
 {
     if (!t->closing && !event_pending(t->kick, EV_TIMEOUT, NULL))
         event_active(t->kick, EV_TIMEOUT, 0);
+}
+
+/* Runs the pool's other engines: a transaction of t got its batches
+ * answered or left the queue, which may let one of theirs send
+ * (produce_turn). */
+static void kick_peers(struct txn *t)
+{
+    for (size_t i = 0; t->pool && i < t->pool->n; i++)
+        if (t->pool->m[i] != t)
+            kick(t->pool->m[i]);
 }
 
 /* Runs the engine again at now + ms (the earliest of the asked times). */
@@ -426,6 +457,7 @@ static struct tx *tx_new(struct txn *t)
     if (!x)
         return NULL;
     x->id = ++t->next_tx_id;
+    x->order = t->pool ? ++t->pool->next_order : x->id;
     x->st = TX_OPEN;
     x->created_ms = t->o.now_ms();
     x->min_client_timeout_ms = INT32_MAX;
@@ -468,6 +500,7 @@ static void tx_retire(struct txn *t, struct tx *x)
     else
         tx_free(t, x);
     kick(t);
+    kick_peers(t);
 }
 
 static void answer_all(struct txn *t, struct tx *x)
@@ -767,6 +800,7 @@ static void init_done(void *arg, const uint8_t *frame, size_t len)
         if (t->gen > 1)
             g_metrics.producer_id_renewals++;
         log_info("txn %s: producer id %lld epoch %d", t->id, (long long)t->pid, (int)t->epoch);
+        kick_peers(t);
     } else if (!coordinator_retry(t, resp.error_code)) {
         log_error("txn %s: InitProducerId answered ErrorCode %d (check transactions.timeout "
                   "against transaction.max.timeout.ms and the id's ACLs); retrying",
@@ -907,6 +941,7 @@ static int write_add(struct txn *t, struct tx *x, kwriter_t *w, int16_t ver, int
 }
 
 static void send_produce(struct txn *t, struct tx *x);
+static void produce_when_turn(struct txn *t, struct tx *x);
 
 /* The partitions of x->b[0..nb) are in the Kafka transaction now (the
  * first ones begin it). Batches after nb came after the request went. */
@@ -975,7 +1010,7 @@ static void add_done(void *arg, const uint8_t *frame, size_t len)
         t->concurrent_tries = 0;
         mark_added(t, x, o->nb);
         if (x->st == TX_ADD)
-            send_produce(t, x); /* else added early, during its linger */
+            produce_when_turn(t, x); /* else added early, during its linger */
     } else if (is_fencing(e)) {
         fenced(t, e, "AddPartitionsToTxn");
     } else if (!coordinator_retry(t, e)) {
@@ -1029,6 +1064,49 @@ static void start_early_add(struct txn *t, struct tx *x)
     op_send(t, t->coord, OP_ADD, ver, x, &w, add_done);
 }
 
+/* Whether y, another engine's transaction, is past writing: its batches
+ * all answered, or failed (then aborted: never visible). */
+static int tx_written(const struct tx *y)
+{
+    return y->failed || y->st == TX_END || (y->st == TX_PRODUCE && !y->nwaiting);
+}
+
+/*
+ * Whether x may send its batches: every transaction of the pool opened
+ * before it is past writing. Queues are in order, so each engine's is
+ * read up to the first later one (at most max_inflight + 2 entries). A
+ * waiting x is run again by kick_peers (or the tick).
+ */
+static int produce_turn(const struct txn *t, const struct tx *x)
+{
+    for (size_t i = 0; t->pool && i < t->pool->n; i++) {
+        const struct txn *m = t->pool->m[i];
+        const struct tx *y;
+        if (m == t)
+            continue;
+        TAILQ_FOREACH(y, &m->txs, link)
+        {
+            if (y->order > x->order)
+                break;
+            if (!tx_written(y))
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* Sends x's batches once its partitions are in the Kafka transaction
+ * and its turn has come; until then x waits in TX_ADD. */
+static void produce_when_turn(struct txn *t, struct tx *x)
+{
+    if (produce_turn(t, x)) {
+        send_produce(t, x);
+    } else if (!x->turn_waited) {
+        x->turn_waited = 1;
+        g_metrics.txn_turn_waits++;
+    }
+}
+
 /* Starts x with AddPartitionsToTxn for the partitions not in the Kafka
  * transaction yet; when it has none (added early, or a bound
  * transaction's later requests), with its batches at once. */
@@ -1036,7 +1114,7 @@ static void start_add(struct txn *t, struct tx *x)
 {
     if (!has_new_partitions(t, x)) {
         tx_start(t, x, TX_ADD);
-        send_produce(t, x);
+        produce_when_turn(t, x);
         return;
     }
     int16_t ver = version(t, KAPI_AddPartitionsToTxn, 3);
@@ -1114,6 +1192,7 @@ static void flight_done(void *arg, const uint8_t *frame, size_t len)
             tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, frame ? why : "a Produce answer was lost");
     }
     kick(t);
+    kick_peers(t);
 }
 
 /* Orders batches by broker, then round, keeping their order otherwise. */
@@ -1547,14 +1626,26 @@ static void bound_expire(struct txn *t, uint64_t now)
 
 /* ---------------------------------------------------------------- driver */
 
-/* Whether the head transaction may start: closed, or open past its linger
- * (or it had to wait behind another one: no reason to wait more). */
+/* When the open transaction x closes by time: its linger passed, or no
+ * request came for transactions.quiet (its clients wait for their
+ * answers: waiting longer only delays them). */
+static uint64_t close_at(const struct txn *t, const struct tx *x)
+{
+    uint64_t at = x->created_ms + cfg(t)->transactions.linger_ms;
+    uint64_t quiet = cfg(t)->transactions.quiet_ms;
+    if (quiet && x->last_ms + quiet < at)
+        at = x->last_ms + quiet;
+    return at;
+}
+
+/* Whether the head transaction may start: closed, or open past
+ * close_at (or it had to wait behind another one: no reason to wait
+ * more). */
 static int may_start(const struct txn *t, const struct tx *x, uint64_t now)
 {
     if (x->st != TX_OPEN)
         return 1;
-    return x->nb && (now - x->created_ms >= cfg(t)->transactions.linger_ms ||
-                     x->created_ms <= t->last_finish_ms);
+    return x->nb && (now >= close_at(t, x) || x->created_ms <= t->last_finish_ms);
 }
 
 /* Fails every queued transaction past its deadline (at most
@@ -1567,6 +1658,22 @@ static void expire(struct txn *t, uint64_t now)
         if (now >= x->deadline_ms)
             tx_fail(t, x, KERR_REQUEST_TIMED_OUT, 1, "its deadline passed");
     }
+}
+
+/*
+ * Whether every engine of t's pool has initialized its id (or was
+ * fenced). None begins a transaction before: a second instance with the
+ * same transactions.id then fences this one on every id it uses, and
+ * this one cannot fence it back on an id it had not taken yet.
+ */
+static int pool_ready(const struct txn *t)
+{
+    for (size_t i = 0; t->pool && i < t->pool->n; i++) {
+        const struct txn *m = t->pool->m[i];
+        if (m->pid < 0 && m->state != TS_FENCED)
+            return 0;
+    }
+    return 1;
 }
 
 /* One step of the state machine; called from the loop after any event. */
@@ -1590,11 +1697,13 @@ static void drive(struct txn *t)
         memmove(t->aborts, t->aborts + 1, --t->naborts * sizeof(t->aborts[0]));
     }
     /* An abandoned transaction is aborted at once, not when the next one
-     * starts: it holds back read_committed consumers until then. */
-    int abort_now = t->need_init && t->ktx_parts && (!x || x->st == TX_OPEN);
+     * starts: it holds back read_committed consumers until then. So is a
+     * pool's first initialization (pool_ready). */
+    int abort_now = t->need_init && (t->ktx_parts || (t->pool && t->pool->started && t->pid < 0)) &&
+                    (!x || x->st == TX_OPEN);
     if (!abort_now && (!x || !may_start(t, x, now))) {
         if (x && x->nb) {
-            wake_in(t, x->created_ms + cfg(t)->transactions.linger_ms - now);
+            wake_in(t, close_at(t, x) - now);
             if (t->coord >= 0 && !t->need_init && has_new_partitions(t, x))
                 start_early_add(t, x);
         }
@@ -1614,6 +1723,8 @@ static void drive(struct txn *t)
         start_init(t);
         return;
     }
+    if (!x || !pool_ready(t))
+        return; /* kicked by the last engine's init_done */
     if (x->commit) {
         drive_commit(t, x);
         return;
@@ -1665,7 +1776,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct txn *t = arg;
-    if (!TAILQ_EMPTY(&t->txs) || t->ktx_parts)
+    if (!TAILQ_EMPTY(&t->txs) || t->ktx_parts || (t->pool && t->pool->started && t->pid < 0))
         kick_cb(fd, what, arg);
 }
 
@@ -1817,8 +1928,9 @@ static struct treq *treq_new(struct txn *t, const kreq_hdr_t *h, const uint8_t *
     return r;
 }
 
-int txn_submit(struct txn *t, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
-               size_t len, int acks_zero, uint64_t client_id, uint64_t token)
+/* txn_submit on one engine of the pool. */
+static int submit_one(struct txn *t, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
+                      size_t len, int acks_zero, uint64_t client_id, uint64_t token)
 {
     if (h->api_version < KPRODUCE_MIN_VERSION)
         return KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
@@ -1852,6 +1964,7 @@ int txn_submit(struct txn *t, struct broker *b, const kreq_hdr_t *h, const uint8
         TAILQ_INSERT_TAIL(&t->done, r, link);
     } else {
         TAILQ_INSERT_TAIL(&x->reqs, r, link);
+        x->last_ms = r->arrived_ms;
         if (r->req.timeout_ms > 0 && r->req.timeout_ms < x->min_client_timeout_ms)
             x->min_client_timeout_ms = r->req.timeout_ms;
         uint64_t dl = request_deadline(t, r);
@@ -1864,12 +1977,66 @@ int txn_submit(struct txn *t, struct broker *b, const kreq_hdr_t *h, const uint8
     return 0;
 }
 
-int txn_busy(const struct txn *t)
+/* The engine of t's pool that takes the next request: a fenced one (it
+ * refuses every write: the instance stops, as with one id), else the one
+ * whose open transaction can grow, else the one with the fewest
+ * transactions queued, in turn among equals. */
+static struct txn *pick(struct txn *t)
+{
+    struct tpool *p = t->pool;
+    if (!p)
+        return t;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->m[i]->state == TS_FENCED)
+            return p->m[i];
+    for (size_t i = 0; i < p->n; i++) {
+        const struct tx *x = TAILQ_LAST(&p->m[i]->txs, tx_q);
+        if (x && x->st == TX_OPEN && x->bytes < cfg(t)->transactions.max_bytes)
+            return p->m[i];
+    }
+    size_t best = p->rr % p->n, least = SIZE_MAX;
+    for (size_t k = 0; k < p->n && least; k++) {
+        size_t i = (p->rr + k) % p->n, queued = 0;
+        const struct tx *x;
+        TAILQ_FOREACH(x, &p->m[i]->txs, link)
+        queued++;
+        if (queued < least) {
+            least = queued;
+            best = i;
+        }
+    }
+    p->rr = best + 1;
+    return p->m[best];
+}
+
+int txn_submit(struct txn *t, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
+               size_t len, int acks_zero, uint64_t client_id, uint64_t token)
+{
+    if (t->pool && !t->pool->started) {
+        t->pool->started = 1;
+        for (size_t i = 0; i < t->pool->n; i++)
+            kick(t->pool->m[i]);
+    }
+    return submit_one(pick(t), b, h, frame, len, acks_zero, client_id, token);
+}
+
+static int engine_busy(struct txn *t)
 {
     int busy =
         t->nclosed > (size_t)cfg(t)->transactions.max_inflight || t->bytes > t->o.max_bytes / 2;
     if (busy)
-        ((struct txn *)t)->busy = 1;
+        t->busy = 1;
+    return busy;
+}
+
+int txn_busy(const struct txn *t)
+{
+    struct txn *e = (struct txn *)t;
+    if (!t->pool)
+        return engine_busy(e);
+    int busy = 0;
+    for (size_t i = 0; i < t->pool->n; i++)
+        busy |= engine_busy(t->pool->m[i]);
     return busy;
 }
 
@@ -1972,8 +2139,9 @@ void txn_group_rebalance(struct txn *t, const char *why)
 /* ---------------------------------------------------------------- life */
 
 /* transactions.id, or "<service>-<host name>"; a bound engine's is that
- * and "-<group>". NULL on OOM. */
-static char *make_id(const config_t *c, const char *group)
+ * and "-<group>", the k-th engine of the pool's (k > 0) that and ".k".
+ * NULL on OOM. */
+static char *make_id(const config_t *c, const char *group, int k)
 {
     char host[256] = "localhost";
     if (!c->transactions.id && gethostname(host, sizeof(host) - 1))
@@ -1981,14 +2149,18 @@ static char *make_id(const config_t *c, const char *group)
     host[sizeof(host) - 1] = '\0';
     size_t n = strlen(c->service) + strlen(host) +
                (c->transactions.id ? strlen(c->transactions.id) : 0) + (group ? strlen(group) : 0) +
-               3;
+               16;
     char *id = malloc(n);
     if (!id)
         return NULL;
+    char pool[16] = "";
+    if (k > 0)
+        snprintf(pool, sizeof(pool), ".%d", k);
     if (c->transactions.id)
-        snprintf(id, n, "%s%s%s", c->transactions.id, group ? "-" : "", group ? group : "");
+        snprintf(id, n, "%s%s%s%s", c->transactions.id, group ? "-" : "", group ? group : "", pool);
     else
-        snprintf(id, n, "%s-%s%s%s", c->service, host, group ? "-" : "", group ? group : "");
+        snprintf(id, n, "%s-%s%s%s%s", c->service, host, group ? "-" : "", group ? group : "",
+                 pool);
     return id;
 }
 
@@ -1997,7 +2169,10 @@ struct txn *txn_new(struct proxy *px)
     return txn_new_opts(px, NULL, NULL);
 }
 
-struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_opts *opts)
+/* One engine: the k-th of a pool of n (k 0, n 1 alone), whose default
+ * bounds are the n-th part of the engine's. */
+static struct txn *engine_new(struct proxy *px, const char *group, const struct txn_opts *opts,
+                              int k, int n)
 {
     struct txn *t = calloc(1, sizeof(*t));
     if (!t)
@@ -2005,8 +2180,8 @@ struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_o
     t->px = px;
     if (opts)
         t->o = *opts;
-    t->o.max_requests = t->o.max_requests ? t->o.max_requests : TXN_MAX_REQUESTS;
-    t->o.max_bytes = t->o.max_bytes ? t->o.max_bytes : TXN_MAX_BYTES;
+    t->o.max_requests = t->o.max_requests ? t->o.max_requests : TXN_MAX_REQUESTS / (size_t)n;
+    t->o.max_bytes = t->o.max_bytes ? t->o.max_bytes : TXN_MAX_BYTES / (size_t)n;
     t->o.max_partitions = t->o.max_partitions ? t->o.max_partitions : TXN_MAX_PARTITIONS;
     t->o.now_ms = t->o.now_ms ? t->o.now_ms : clock_ms;
     t->o.slot_done = t->o.slot_done ? t->o.slot_done : client_slot_done;
@@ -2023,7 +2198,7 @@ struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_o
     TAILQ_INIT(&t->cdone);
     t->ktx = 1;
     t->gcoord = -1;
-    t->id = make_id(px->cfg, group);
+    t->id = make_id(px->cfg, group, k);
     if (group && !(t->group = strdup(group))) {
         txn_free(t);
         return NULL;
@@ -2044,14 +2219,42 @@ struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_o
         log_info("txn: transactional id \"%s\" for the output of group \"%s\" (bind_group)", t->id,
                  group);
     else
-        log_info("txn: transactional id \"%s\" (transactions.id)", t->id);
+        log_info("txn: transactional id \"%s\" (transactions.id%s)", t->id,
+                 n > 1 ? ", transactions.pool" : "");
     return t;
 }
 
-void txn_free(struct txn *t)
+struct txn *txn_new_opts(struct proxy *px, const char *group, const struct txn_opts *opts)
 {
-    if (!t)
-        return;
+    int n = group || px->cfg->transactions.pool < 1 ? 1 : px->cfg->transactions.pool;
+    struct txn *t = engine_new(px, group, opts, 0, n);
+    if (!t || n == 1)
+        return t;
+    struct tpool *p = calloc(1, sizeof(*p));
+    struct txn **m = calloc((size_t)n, sizeof(*m));
+    if (!p || !m) {
+        free(p);
+        free(m);
+        txn_free(t);
+        return NULL;
+    }
+    *p = (struct tpool){m, 1, 0, 0, 0};
+    m[0] = t;
+    t->pool = p;
+    while (p->n < (size_t)n) {
+        struct txn *e = engine_new(px, NULL, opts, (int)p->n, n);
+        if (!e) {
+            txn_free(t);
+            return NULL;
+        }
+        e->pool = p;
+        m[p->n++] = e;
+    }
+    return t;
+}
+
+static void engine_free(struct txn *t)
+{
     t->closing = 1;
     /* Lanes fail their pending requests; the callbacks free their contexts
      * (op_take, flight_done) and touch nothing else while closing. */
@@ -2087,4 +2290,23 @@ void txn_free(struct txn *t)
     free(t->id);
     free(t->group);
     free(t);
+}
+
+void txn_free(struct txn *t)
+{
+    if (!t)
+        return;
+    struct tpool *p = t->pool;
+    if (!p) {
+        engine_free(t);
+        return;
+    }
+    /* The first engine owns the pool: every one is closing before any is
+     * freed, so no callback kicks a freed peer. */
+    for (size_t i = 0; i < p->n; i++)
+        p->m[i]->closing = 1;
+    for (size_t i = p->n; i-- > 0;)
+        engine_free(p->m[i]);
+    free(p->m);
+    free(p);
 }

@@ -16,10 +16,20 @@
  *
  * Group commit: requests from every client of the sidecar share the open
  * transaction, closed after transactions.linger (only when the engine is
- * idle), at transactions.max_bytes, or when a partition has
- * TXN_PART_BATCHES batches in it. One transaction is under way at a time
- * (Kafka allows one per transactional id); up to transactions.max_inflight
- * closed ones wait behind it, beyond which clients are paused.
+ * idle) or transactions.quiet without a request, at
+ * transactions.max_bytes, or when a partition has TXN_PART_BATCHES
+ * batches in it. One transaction is under way at a time per transactional
+ * id (Kafka allows one); up to transactions.max_inflight closed ones wait
+ * behind it, beyond which clients are paused.
+ *
+ * Pool (transactions.pool > 1, the unbound route only): the engine
+ * txn_new returns owns that many engines, one per id (transactions.id,
+ * then "<id>.1", "<id>.2"...), so that one id commits while the next
+ * transaction is written. txn_submit hands each request to one of them
+ * (txn.c pick); a transaction sends its batches only after every earlier
+ * one of the pool had its batches answered, so a partition's records keep
+ * their arrival order. Every id is initialized before the first
+ * transaction begins.
  *
  * Bound mode (a rule's transactional.bind_group): one engine per consumer
  * group, under "<transactions.id>-<group>". Its Kafka transaction stays

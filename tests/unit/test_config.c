@@ -194,6 +194,8 @@ static void test_defaults(void)
     CHECK(c->listen.max_frame_bytes == 100ull << 20);
     CHECK_EQ(c->listen.max_inflight, 256);
     CHECK(c->listen.buffer_bytes == 16ull << 20);
+    CHECK_EQ(c->transactions.pool, 2);
+    CHECK(c->transactions.quiet_ms == 1);
     CHECK(c->upstream.bootstrap == NULL);
     CHECK_EQ(c->upstream.mock_brokers, 1);
     CHECK_EQ(c->upstream.mock_partitions, 4);
@@ -406,6 +408,9 @@ static void test_value_errors(void)
                "t.yaml:4: listen.max_inflight: must be an integer in 1..100000");
     EXPECT_ERR(MOCK "listen:\n  max_inflight: 100001\n", "t.yaml:4: listen.max_inflight:");
     EXPECT_ERR(MOCK "listen:\n  max_connections: 0\n", "t.yaml:4: listen.max_connections:");
+    EXPECT_ERR(MOCK "transactions:\n  pool: 0\n",
+               "t.yaml:4: transactions.pool: must be an integer in 1..16");
+    EXPECT_ERR(MOCK "transactions:\n  pool: 17\n", "t.yaml:4: transactions.pool:");
     EXPECT_ERR("upstream:\n  mock_brokers: 17\n",
                "t.yaml:2: upstream.mock_brokers: must be an integer in 0..16");
     EXPECT_ERR(MOCK "upstream:\n  mock_partitions: 0\n", "t.yaml:3: upstream:");
