@@ -7,8 +7,8 @@
  * The engine is linked with everything but proxy/lane.c; fake_lane.c
  * stands in for the lanes, and this file plays the clients, the clock and
  * a Kafka cluster: a transaction coordinator for eosproxy's transactional
- * id (its producer id and epoch, the transaction open on it, the
- * partitions added to it, commit and abort) and brokers that keep a log
+ * id, or each id of a pool (its producer id and epoch, the transaction
+ * open on it, the partitions added to it, commit and abort) and brokers that keep a log
  * per partition and the producer state a broker keeps (the next sequence
  * and the last five batches per producer id and epoch), so that the
  * answers are ones a cluster could give. In bound mode the coordinator
@@ -25,7 +25,10 @@
  * a drain phase in which the cluster answers everything normally while
  * the clock moves 250 ms a turn. Missing bytes read as 0 (normal).
  *   header: [0] the cluster's Produce version 3 + b % 7 and InitProducerId
- *           version (b >> 3) % 6; [1] profile b % 4 (defaults; tiny: every
+ *           version (b >> 3) % 6, and (b >> 7, unbound only) pool mode:
+ *           transactions.pool POOL, so the engine has POOL ids and the
+ *           cluster a coordinator state per id (op 11 moves or takes one
+ *           id or every one); [1] profile b % 4 (defaults; tiny: every
  *           bound within a few operations; small; long linger and
  *           timeout), FindCoordinator version (b >> 2) % 5,
  *           AddPartitionsToTxn version (b >> 4) % 7; [2] EndTxn version
@@ -117,7 +120,8 @@
  *    partition (never OPERATION_NOT_ATTEMPTED, which only says another
  *    partition was refused);
  *  - what the engine sends parses (against the schema too) in a version
- *    the cluster offers; one coordinator request at a time;
+ *    the cluster offers; one coordinator request at a time per
+ *    transactional id;
  *    FindCoordinator asks a known broker for eosproxy's transactional id;
  *    EndTxn only commits; Produce has acks=-1, eosproxy's transactional
  *    id, one transactional batch per partition with valid CRCs, under an
@@ -125,6 +129,8 @@
  *    that partition, only to partitions added to the transaction open
  *    under that id and epoch, and per partition the sequences of an id
  *    and epoch start at 0 and have no gap nor reuse;
+ *  - a partition's batches answered 0 are in its log in the order their
+ *    requests were submitted, whichever id of a pool wrote them;
  *  - a partition answered 0 was committed: its batch was written in a
  *    transaction whose EndTxn(COMMIT) succeeded and was acknowledged to
  *    the engine before the answer, at the base offset given when there
@@ -203,6 +209,7 @@ void fake_lane_refuse(int n);
 #define GROUP "g"
 #define BOUND_ID TXN_ID "-" GROUP /* txn.c's "<transactions.id>-<group>" */
 #define NCLIENTS 4
+#define POOL 3 /* transactions.pool in pool mode: ids TXN_ID, TXN_ID.1, TXN_ID.2 */
 #define NBROKERS 3
 #define DRAIN_STEP_MS 250
 /* Fake time the drain may take with a cluster that answers everything:
@@ -461,26 +468,44 @@ struct lbatch {
     size_t len;
 };
 
-/* A profile: the configuration's transactions section and the bounds. */
+/* A profile: the configuration's transactions section and the bounds;
+ * cfg with transactions.pool 1, pooled with POOL. */
 struct profile {
     const char *yaml;
     struct txn_opts o;
-    config_t *cfg;
+    config_t *cfg, *pooled;
+};
+
+/* A transactional id's coordinator state while another id is served
+ * (id_enter). */
+struct idstate {
+    char name[32];
+    kstr_t kid;
+    int32_t coord;
+    int64_t pid;
+    int16_t epoch;
+    uint32_t cur;
 };
 
 struct run {
     struct txn *t;
     const struct profile *prof;
-    struct event *tick;
+    const config_t *cfg;      /* prof's cfg or pooled */
+    struct idstate ids[POOL]; /* the engine's ids; nids 1 but in pool mode */
+    int nids, act;            /* act: the id coord, pid, epoch and cur below are of */
+    struct event *tick[POOL]; /* every engine's (a pool has one per id) */
+    size_t nticks;
+    event_callback_fn tick_fn; /* txn.c's, read off the first engine's tick */
+    void *eng[POOL];           /* the engines: their ticks' callback arguments */
     uint64_t now, seq;
     int freed, in_submit, blasted, fence_seen;
-    int crippled; /* the cluster lacks an API the engine needs: nothing commits */
+    int crippled;   /* the cluster lacks an API the engine needs: nothing commits */
     int rejoin_due; /* a refusal reached its consumer: it rejoins before it commits again */
     uint64_t uniq, stamp;
     uint64_t client_ids[NCLIENTS], next_client_id, tokens[NCLIENTS];
     int paused[NCLIENTS];
     int32_t corr;
-    /* the coordinator */
+    /* the coordinator, for the id ids[act] */
     int32_t coord;
     int64_t pid, next_pid;
     int16_t epoch;
@@ -921,15 +946,16 @@ static void on_slot_done(struct proxy *px, uint64_t client_id, uint64_t token,
 
 /* ---------------------------------------------------------------- the loop */
 
-/* The engine's wake-up timer (on the real clock): dropped after every
- * pass, since the tick the harness fires runs the engine as well. */
+/* The engines' wake-up timers (on the real clock): dropped after every
+ * pass, since the tick the harness fires runs the engines as well. */
 static int find_wake(const struct event_base *base, const struct event *ev, void *arg)
 {
-    struct event **wake = arg;
     (void)base;
-    if (!*wake && event_get_callback_arg(ev) == g_run->t && !(event_get_events(ev) & EV_PERSIST) &&
-        event_pending(ev, EV_TIMEOUT, NULL))
-        *wake = (struct event *)ev;
+    (void)arg;
+    for (size_t i = 0; i < g_run->nticks; i++)
+        if (event_get_callback_arg(ev) == g_run->eng[i] && !(event_get_events(ev) & EV_PERSIST) &&
+            event_pending(ev, EV_TIMEOUT, NULL))
+            event_del((struct event *)ev);
     return 0;
 }
 
@@ -942,11 +968,8 @@ static void run_loop(void)
             die("the engine keeps the event loop busy");
         event_base_loop(g_base, EVLOOP_NONBLOCK);
     }
-    struct event *wake = NULL;
     if (!g_run->freed)
-        event_base_foreach_event(g_base, find_wake, &wake);
-    if (wake)
-        event_del(wake);
+        event_base_foreach_event(g_base, find_wake, NULL);
 }
 
 static void advance(struct run *R, uint64_t ms)
@@ -955,19 +978,36 @@ static void advance(struct run *R, uint64_t ms)
     trace("clock +%llu ms\n", (unsigned long long)ms);
     if (R->freed)
         return;
-    event_active(R->tick, EV_TIMEOUT, 1);
+    for (size_t i = 0; i < R->nticks; i++)
+        event_active(R->tick[i], EV_TIMEOUT, 1);
     run_loop();
-    event_del(R->tick); /* libevent re-arms a persistent timer that ran */
+    for (size_t i = 0; !R->freed && i < R->nticks; i++)
+        event_del(R->tick[i]); /* libevent re-arms a persistent timer that ran */
 }
 
-/* Finds the engine's tick (its persistent timer) and takes it off the real
- * clock; the harness fires it when it moves the fake one. */
-static int find_tick(const struct event_base *base, const struct event *ev, void *arg)
+/* Reads txn.c's tick callback off the first engine's tick (its
+ * persistent timer). */
+static int find_fns(const struct event_base *base, const struct event *ev, void *arg)
 {
     struct run *R = arg;
     (void)base;
     if (event_get_callback_arg(ev) == R->t && (event_get_events(ev) & EV_PERSIST))
-        R->tick = (struct event *)ev;
+        R->tick_fn = event_get_callback(ev);
+    return 0;
+}
+
+/* Finds every engine's tick and takes it off the real clock; the harness
+ * fires them when it moves the fake one. */
+static int find_tick(const struct event_base *base, const struct event *ev, void *arg)
+{
+    struct run *R = arg;
+    (void)base;
+    if (event_get_callback(ev) == R->tick_fn && (event_get_events(ev) & EV_PERSIST)) {
+        if (R->nticks == POOL)
+            die("harness: more engines than the pool has");
+        R->eng[R->nticks] = event_get_callback_arg(ev);
+        R->tick[R->nticks++] = (struct event *)ev;
+    }
     return 0;
 }
 
@@ -1476,6 +1516,7 @@ struct ereq {
     int8_t key_type; /* FindCoordinator */
     kcommit_t kc;    /* TxnOffsetCommit (views into the frame) */
     uint64_t sig;    /* ... its offsets (commit_sig) */
+    int idx;         /* the transactional id's (R->ids) */
 };
 
 static void ereq_free(struct ereq *e)
@@ -1489,9 +1530,45 @@ static int kstr_is(kstr_t s, kstr_t t)
     return s.len == t.len && s.len >= 0 && !memcmp(s.ptr, t.ptr, (size_t)s.len);
 }
 
+/* Which of the engine's transactional ids s is, or -1. */
+static int kid_of(const struct run *R, kstr_t s)
+{
+    for (int k = 0; k < R->nids; k++)
+        if (kstr_is(s, R->ids[k].kid))
+            return k;
+    return -1;
+}
+
 static int is_kid(kstr_t s)
 {
-    return kstr_is(s, g_kid);
+    return kid_of(g_run, s) >= 0;
+}
+
+/* The cluster serves id k next: R's coordinator state becomes k's. */
+static void id_enter(struct run *R, int k)
+{
+    if (k == R->act)
+        return;
+    struct idstate *o = &R->ids[R->act], *n = &R->ids[k];
+    o->coord = R->coord;
+    o->pid = R->pid;
+    o->epoch = R->epoch;
+    o->cur = R->cur;
+    R->coord = n->coord;
+    R->pid = n->pid;
+    R->epoch = n->epoch;
+    R->cur = n->cur;
+    R->act = k;
+    g_kid = n->kid;
+}
+
+/* The id of a transactional id field, which must be one of the engine's. */
+static int kid_in(const struct run *R, kstr_t s, const char *what)
+{
+    int k = kid_of(R, s);
+    if (k < 0)
+        die(what);
+    return k;
 }
 
 /* Parses the header of the engine's frame (size prefix included) and checks
@@ -1539,6 +1616,8 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
                 die("FindCoordinator for another group than the bound one");
         } else if (type != KTXN_KEY_TRANSACTION || !is_kid(key)) {
             die("FindCoordinator for something else than eosproxy's transactional id");
+        } else {
+            e->idx = kid_of(R, key);
         }
         break;
     }
@@ -1546,8 +1625,7 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
         int flex = ver >= KTXN_ADDOFFSETS_FLEX_VERSION;
         if (!R->bound)
             die("AddOffsetsToTxn from an engine bound to no group");
-        if (!is_kid(kr_str(&r, flex)))
-            die("AddOffsetsToTxn for another transactional id");
+        e->idx = kid_in(R, kr_str(&r, flex), "AddOffsetsToTxn for another transactional id");
         e->pid = kr_i64(&r);
         e->epoch = kr_i16(&r);
         if (!kstr_is(kr_str(&r, flex), g_kgroup))
@@ -1567,14 +1645,16 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
             die("a TxnOffsetCommit that passed the schema does not parse");
         if (!is_kid(e->kc.transactional_id) || !kstr_is(e->kc.group_id, g_kgroup))
             die("TxnOffsetCommit for another transactional id or group");
+        e->idx = kid_of(R, e->kc.transactional_id);
         e->sig = commit_sig(&e->kc);
+        id_enter(R, e->idx);
         return; /* r read only the head */
     }
     case KAPI_InitProducerId: {
         kinitpid_req_t rq;
         if (kinitpid_req_parse(ver, frame + 4 + e->h.body_off, len - 4 - e->h.body_off, &rq) ||
-            !is_kid(rq.transactional_id) ||
-            (uint64_t)rq.transaction_timeout_ms != R->prof->cfg->transactions.timeout_ms ||
+            (e->idx = kid_of(R, rq.transactional_id)) < 0 ||
+            (uint64_t)rq.transaction_timeout_ms != R->cfg->transactions.timeout_ms ||
             rq.producer_id != -1 || rq.producer_epoch != -1)
             die("InitProducerId without eosproxy's id and timeout");
         break;
@@ -1583,8 +1663,7 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
         int flex = ver >= KTXN_ADDPARTS_FLEX_VERSION;
         if (ver >= KTXN_ADDPARTS_BATCH_VERSION)
             die("AddPartitionsToTxn v4+ is for brokers");
-        if (!is_kid(kr_str(&r, flex)))
-            die("AddPartitionsToTxn for another transactional id");
+        e->idx = kid_in(R, kr_str(&r, flex), "AddPartitionsToTxn for another transactional id");
         e->pid = kr_i64(&r);
         e->epoch = kr_i16(&r);
         int32_t nt = kr_array(&r, flex, 1);
@@ -1609,8 +1688,7 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
     }
     case KAPI_EndTxn: {
         int flex = ver >= KTXN_ENDTXN_FLEX_VERSION;
-        if (!is_kid(kr_str(&r, flex)))
-            die("EndTxn for another transactional id");
+        e->idx = kid_in(R, kr_str(&r, flex), "EndTxn for another transactional id");
         e->pid = kr_i64(&r);
         e->epoch = kr_i16(&r);
         e->committed = kr_i8(&r);
@@ -1623,6 +1701,7 @@ static void parse_ereq(struct run *R, const uint8_t *frame, size_t len, struct e
     }
     if (!kr_ok(&r))
         die("harness: a request that passed the schema does not parse");
+    id_enter(R, e->idx);
 }
 
 /* One batch of the engine's, as it sits in a ProduceRequest. */
@@ -1643,6 +1722,7 @@ static size_t engine_batches(struct run *R, const uint8_t *frame, size_t len, kr
     if (h->api_key != KAPI_Produce || kproduce_req_parse(h->api_version, frame + 4 + h->body_off,
                                                          len - 4 - h->body_off, rq, NULL))
         die("the engine sent a malformed ProduceRequest");
+    id_enter(R, kid_in(R, rq->transactional_id, "a ProduceRequest with another transactional id"));
     size_t n = 0;
     for (int32_t i = 0; i < rq->ntopics; i++)
         n += (size_t)rq->topics[i].npartitions;
@@ -1673,18 +1753,26 @@ static size_t engine_batches(struct run *R, const uint8_t *frame, size_t len, kr
     return n;
 }
 
-/* How many coordinator requests are pending on the lanes. */
-static size_t coordinator_pending(void)
+/* How many coordinator requests of id k are pending on the lanes (each
+ * engine of a pool has one id and one coordinator request at a time). */
+static size_t coordinator_pending(struct run *R, int k)
 {
     size_t n = 0;
+    int act = R->act;
     for (size_t i = 0; i < fake_lane_count(); i++) {
         struct lane *l = fake_lane_at(i);
         for (size_t j = 0; j < fake_lane_npending(l); j++) {
             size_t len;
             const uint8_t *f = fake_lane_pending(l, j, &len);
-            n += kbe16(f + 4) != KAPI_Produce;
+            if (kbe16(f + 4) == KAPI_Produce)
+                continue;
+            struct ereq e;
+            parse_ereq(R, f, len, &e);
+            n += e.idx == k;
+            ereq_free(&e);
         }
     }
+    id_enter(R, act);
     return n;
 }
 
@@ -1736,8 +1824,8 @@ static void on_send(struct lane *l, const uint8_t *frame, size_t len)
         if (api == KAPI_TxnOffsetCommit)
             check_txnoffset(R, &e);
         ereq_free(&e);
-        if (coordinator_pending())
-            die("two coordinator requests at once");
+        if (coordinator_pending(R, e.idx))
+            die("two coordinator requests of one transactional id at once");
         if (api == KAPI_FindCoordinator && !known_node(lane_node_id(l)))
             die("FindCoordinator sent to a broker eosproxy does not know");
         if (api == KAPI_EndTxn && R->cur != NONE && !R->ctxns[R->cur].end_seq)
@@ -2705,15 +2793,22 @@ static void op_disconnect(struct run *R, struct in *in)
     R->paused[c] = 0;
 }
 
+/* The coordinator moves, or another instance takes the id: in pool mode
+ * that of one id or (k == nids) of every one. */
 static void op_coordinator(struct run *R, struct in *in)
 {
     uint8_t b = in_u8(in);
-    if (b % 32 == 31) {
-        op_foreign(R);
-    } else {
-        R->coord = 1 + b % NBROKERS;
-        trace("the coordinator moves to %d\n", (int)R->coord);
+    int k = R->nids > 1 ? (b >> 5) % (R->nids + 1) : 0, act = R->act;
+    for (int i = k == R->nids ? 0 : k; i < (k == R->nids ? R->nids : k + 1); i++) {
+        id_enter(R, i);
+        if (b % 32 == 31) {
+            op_foreign(R);
+        } else {
+            R->coord = 1 + b % NBROKERS;
+            trace("the coordinator of %s moves to %d\n", R->ids[i].name, (int)R->coord);
+        }
     }
+    id_enter(R, act);
 }
 
 /* The bound mode's operations, on the op codes 28, 44, ... 252 (12 but
@@ -2793,7 +2888,7 @@ static int op(struct run *R, struct in *in)
  * transaction timeout). */
 static void drain(struct run *R)
 {
-    const config_t *c = R->prof->cfg;
+    const config_t *c = R->cfg;
     uint64_t ms = DRAIN_MS + (R->crippled ? c->transactions.timeout_ms / 2 : 0);
     uint64_t turns = (ms + 4 * c->transactions.linger_ms) / DRAIN_STEP_MS;
     fake_lane_refuse(0);
@@ -2846,6 +2941,32 @@ static void check_coverage(struct run *R)
     }
 }
 
+/* A partition's batches answered 0 are in its log in the order their
+ * requests were submitted (slots are numbered so), whichever of a pool's
+ * ids wrote them. Resent and twin content is left out. */
+static void check_order(struct run *R)
+{
+    int64_t *last = malloc((R->nparts ? R->nparts : 1) * sizeof(*last));
+    if (!last)
+        abort();
+    for (size_t i = 0; i < R->nparts; i++)
+        last[i] = -1;
+    for (size_t i = 0; i < R->nslots; i++) {
+        const struct cslot *s = &R->slots[i];
+        if (s->expect >= 0 || s->result != 0)
+            continue;
+        uint32_t *v = hmap_find(&R->m_content, key4(1, s->part, s->content, 0));
+        const struct cstat *c = v ? &R->cstats[*v] : NULL;
+        if (!c || c->subs != 1 || c->write == NONE)
+            continue;
+        int64_t off = R->writes[c->write].offset;
+        if (off <= last[s->part])
+            die("a partition's batches written out of the order their requests came");
+        last[s->part] = off;
+    }
+    free(last);
+}
+
 /* What was written and committed against what the clients were told. */
 static void check_outcomes(struct run *R)
 {
@@ -2891,6 +3012,7 @@ static void check_outcomes(struct run *R)
             !(t->end_seq && t->end_seq < s->done_seq))
             die("a transaction committed after its clients were told it failed");
     }
+    check_order(R);
     /* A request whose client went away before the EndTxn (and before its
      * answer) is sent again by the client: its transaction must not commit. */
     for (size_t i = 0; i < R->nslots; i++) {
@@ -2956,16 +3078,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     g_run = R;
     R->prof = &g_profiles[h1 % 4];
+    /* Pool mode (not bound): h0's top bit. */
+    R->cfg = h0 >> 7 ? R->prof->pooled : R->prof->cfg;
     R->now = 1000000 + (uint64_t)h2 * 7919;
     R->next_pid = 1000;
-    R->pid = -1;
-    R->cur = NONE;
-    R->coord = 1 + (h2 >> 3) % NBROKERS;
     R->next_client_id = 1 + NCLIENTS;
     R->pid_fresh = (h2 >> 5) == 7;
     for (int c = 0; c < NCLIENTS; c++)
         R->client_ids[c] = (uint64_t)c + 1;
-    g_px->cfg = R->prof->cfg;
+    g_px->cfg = (config_t *)R->cfg;
     memset(g_px->versions, 0, sizeof(g_px->versions));
     /* The coordinator APIs at their highest, or (the last value) absent. */
     int16_t vinit = (int16_t)((h0 >> 3) % 6), vfind = (int16_t)((h1 >> 2) % 5),
@@ -2989,8 +3110,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     g_px->versions[KAPI_AddOffsetsToTxn] = (kver_range_t){voffs == 4, (int16_t)(voffs % 4)};
     g_px->versions[KAPI_TxnOffsetCommit] = (kver_range_t){vtxo == 4, (int16_t)(vtxo % 4)};
-    g_kid = R->bound ? (kstr_t){BOUND_ID, (int32_t)sizeof(BOUND_ID) - 1}
-                     : (kstr_t){TXN_ID, (int32_t)sizeof(TXN_ID) - 1};
+    /* The engine's ids (txn.c's make_id), each with the coordinator of
+     * the header at first. */
+    R->nids = R->bound ? 1 : R->cfg->transactions.pool;
+    for (int k = 0; k < R->nids; k++) {
+        struct idstate *d = &R->ids[k];
+        if (R->bound)
+            snprintf(d->name, sizeof(d->name), "%s", BOUND_ID);
+        else if (k)
+            snprintf(d->name, sizeof(d->name), "%s.%d", TXN_ID, k);
+        else
+            snprintf(d->name, sizeof(d->name), "%s", TXN_ID);
+        d->kid = (kstr_t){d->name, (int32_t)strlen(d->name)};
+        d->coord = 1 + (h2 >> 3) % NBROKERS;
+        d->pid = -1;
+        d->cur = NONE;
+    }
+    R->act = 0;
+    R->coord = R->ids[0].coord;
+    R->pid = -1;
+    R->cur = NONE;
+    g_kid = R->ids[0].kid;
     struct txn_opts o = R->prof->o;
     o.now_ms = fake_now;
     o.slot_done = on_slot_done;
@@ -2999,10 +3139,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     R->t = txn_new_opts(g_px, R->bound ? GROUP : NULL, &o);
     if (!R->t)
         abort();
+    event_base_foreach_event(g_base, find_fns, R);
     event_base_foreach_event(g_base, find_tick, R);
-    if (!R->tick)
-        die("harness: the engine's tick not found");
-    event_del(R->tick);
+    if (R->nticks != (size_t)R->nids)
+        die("harness: the engines' ticks not found");
+    for (size_t i = 0; i < R->nticks; i++)
+        event_del(R->tick[i]);
     int alive = 1;
     while (in.off < in.n && alive)
         alive = op(R, &in);
@@ -3041,13 +3183,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                          "  bootstrap: 127.0.0.1:9092\n"
                          "transactions:\n"
                          "  id: " TXN_ID "\n"
+                         "  pool: 1\n"
                          "%s"
                          "topics:\n"
                          "  - match: \"*\"\n"
                          "    delivery: transactional\n",
                          g_profiles[i].yaml);
         g_profiles[i].cfg = config_load_string("fuzz_txn", yaml, (size_t)n, err, sizeof(err));
-        if (!g_profiles[i].cfg) {
+        char *pool = strstr(yaml, "pool: 1");
+        if (pool)
+            pool[6] = '0' + POOL;
+        g_profiles[i].pooled =
+            pool ? config_load_string("fuzz_txn", yaml, (size_t)n, err, sizeof(err)) : NULL;
+        if (!g_profiles[i].cfg || !g_profiles[i].pooled) {
             fprintf(stderr, "fuzz_txn: setup: %s\n", err);
             abort();
         }
