@@ -74,7 +74,8 @@ steady-state numbers), REAL_COUNT_CONSUME (400000), REAL_COUNT_TXN (20000,
 case 4 unthrottled), REAL_WARMUP_TXN (REAL_COUNT_TXN/5), REAL_TXN_RATE
 (2000 records/s, case 4 throttled; 0 skips those runs), REAL_COUNT_TXN_LAT
 (10000), REAL_WARMUP_TXN_LAT (REAL_COUNT_TXN_LAT/4), REAL_TXN_LINGER (10ms,
-eosproxy's transactions.linger), REAL_PARTITIONS (6), REAL_CLIENT_HEAP
+eosproxy's transactions.linger), REAL_TXN_POOL (eosproxy's transactions.pool;
+unset: its default), REAL_PARTITIONS (6), REAL_CLIENT_HEAP
 (512m, each tool's JVM), EOSPROXY_KAFKA_HEAP (the broker's heap, 1g here),
 REAL_TIMEOUT (300 s per tool run), EOSPROXY_BIN (build/eosproxy).
 Only case 4, quickly:
@@ -124,6 +125,7 @@ TXN_RATE = int(os.environ.get("REAL_TXN_RATE", "2000"))  # records/s of the thro
 COUNT_TXN_LAT = int(os.environ.get("REAL_COUNT_TXN_LAT", "10000"))
 WARMUP_TXN_LAT = int(os.environ.get("REAL_WARMUP_TXN_LAT", str(COUNT_TXN_LAT // 4)))
 TXN_LINGER = os.environ.get("REAL_TXN_LINGER", "10ms")  # eosproxy's transactions.linger
+TXN_POOL = os.environ.get("REAL_TXN_POOL", "")  # eosproxy's transactions.pool ("": its default)
 COUNT_BIND = int(os.environ.get("REAL_COUNT_BIND", "20000"))
 BIND_BATCH = int(os.environ.get("REAL_BIND_BATCH", "500"))
 BIND_GROUP = "rb-bind"
@@ -634,7 +636,8 @@ def print_txn_table(R):
     ratio = paired(R, "txn", "mb_per_s", T, I)
     print(f"Case 4: the transactional route vs the idempotent route, both through one eosproxy "
           f"of their own (rules `rb-txn-*` delivery: transactional, `rb-idem-*` delivery: "
-          f"idempotent; transactions.linger {TXN_LINGER}, other `transactions` settings the "
+          f"idempotent; transactions.linger {TXN_LINGER}"
+          f"{f', transactions.pool {TXN_POOL}' if TXN_POOL else ''}, other `transactions` settings the "
           f"defaults). ProducerPerformance with enable.idempotence=false, "
           f"{', '.join(PRODUCER_PROPS)}, fresh {PARTITIONS}-partition topic per run; the two "
           "routes back to back in alternating order each round; columns are medians, the last "
@@ -741,7 +744,8 @@ def main():
             tproxy = Proxy(cluster, work, "eosproxy-txn", {
                 "service": "bench-real-txn", "log.level": "warn",
                 "transactions": {"id": f"bench-real-{uuid.uuid4().hex[:8]}",
-                                 "linger": TXN_LINGER},
+                                 "linger": TXN_LINGER,
+                                 **({"pool": int(TXN_POOL)} if TXN_POOL else {})},
                 "topics": [{"match": "rb-txn-*", "delivery": "transactional"},
                            {"match": "rb-bout-*", "delivery": "transactional",
                             "transactional": {"bind_group": BIND_GROUP}},
