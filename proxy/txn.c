@@ -1660,6 +1660,14 @@ static void expire(struct txn *t, uint64_t now)
     }
 }
 
+/* Whether t belongs to a pool that took its first request and has not
+ * initialized its id yet: it does so at once, with no transaction
+ * queued (pool_ready waits for it). */
+static int first_init_due(const struct txn *t)
+{
+    return t->pool && t->pool->started && t->pid < 0;
+}
+
 /*
  * Whether every engine of t's pool has initialized its id (or was
  * fenced). None begins a transaction before: a second instance with the
@@ -1699,8 +1707,7 @@ static void drive(struct txn *t)
     /* An abandoned transaction is aborted at once, not when the next one
      * starts: it holds back read_committed consumers until then. So is a
      * pool's first initialization (pool_ready). */
-    int abort_now = t->need_init && (t->ktx_parts || (t->pool && t->pool->started && t->pid < 0)) &&
-                    (!x || x->st == TX_OPEN);
+    int abort_now = t->need_init && (t->ktx_parts || first_init_due(t)) && (!x || x->st == TX_OPEN);
     if (!abort_now && (!x || !may_start(t, x, now))) {
         if (x && x->nb) {
             wake_in(t, close_at(t, x) - now);
@@ -1776,7 +1783,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct txn *t = arg;
-    if (!TAILQ_EMPTY(&t->txs) || t->ktx_parts || (t->pool && t->pool->started && t->pid < 0))
+    if (!TAILQ_EMPTY(&t->txs) || t->ktx_parts || first_init_due(t))
         kick_cb(fd, what, arg);
 }
 
