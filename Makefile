@@ -14,15 +14,18 @@ B        ?= build
 PKGS     := libevent libevent_openssl libevent_pthreads hiredis rdkafka yaml-0.1 openssl
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-BASEFLAGS = -std=c11 -D_GNU_SOURCE -g -pthread $(WARN) -DEOSPROXY_VERSION='"$(VERSION)"' \
+BASEFLAGS = -std=c11 -D_GNU_SOURCE -g -pthread $(WARN) -DEOSPROXY_VERSION='"$(VERSION)"' $(INCS) \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   ?= -O2
 LIBS      = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lz -lsnappy -llz4 -lzstd -lm
 SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-# The pure codec (proxy/k*.c): no libevent. Fuzzed and unit-tested alone.
-CODEC_SRCS := $(wildcard proxy/k*.c)
-SRCS       := $(filter-out proxy/main.c,$(wildcard proxy/*.c policy/*.c))
+# Source folders (README "Source map"); every one is on the include path.
+SRC_DIRS   := proxy proxy/codec proxy/conn proxy/security proxy/engines proxy/redis proxy/dlqtool policy
+INCS       := $(addprefix -I,$(SRC_DIRS))
+# The pure codec (proxy/codec): no libevent. Fuzzed and unit-tested alone.
+CODEC_SRCS := $(wildcard proxy/codec/*.c)
+SRCS       := $(filter-out proxy/main.c,$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))
 OBJS       := $(SRCS:%.c=$(B)/obj/%.o)
 ASAN_OBJS  := $(SRCS:%.c=$(B)/asan/obj/%.o)
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
@@ -60,23 +63,23 @@ $(B)/asan/eosproxy: $(ASAN_OBJS) $(B)/asan/obj/proxy/main.o
 
 $(B)/asan/test_%: tests/unit/test_%.c tests/unit/unit.h $(ASAN_OBJS)
 	@echo "  LD asan $@"
-	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< $(ASAN_OBJS) $(LIBS)
+	@$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $< $(ASAN_OBJS) $(LIBS)
 
 # test_dedup plays Redis with the dedup fuzz target's in-process stand-in
 # (tests/fuzz/fake_redisc.c) in place of redisc.c.
 $(B)/asan/test_dedup: tests/unit/test_dedup.c tests/unit/unit.h tests/fuzz/fake_redisc.c tests/fuzz/fake_redisc.h $(ASAN_OBJS)
 	@echo "  LD asan $@"
-	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< tests/fuzz/fake_redisc.c \
-	  $(filter-out $(B)/asan/obj/proxy/redisc.o $(B)/asan/obj/proxy/redisc_cluster.o \
-	  $(B)/asan/obj/proxy/redisc_sentinel.o,$(ASAN_OBJS)) $(LIBS)
+	@$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $< tests/fuzz/fake_redisc.c \
+	  $(filter-out $(B)/asan/obj/proxy/redis/redisc.o $(B)/asan/obj/proxy/redis/redisc_cluster.o \
+	  $(B)/asan/obj/proxy/redis/redisc_sentinel.o,$(ASAN_OBJS)) $(LIBS)
 
 # test_dedupidx plays Redis with the same stand-in (its last case relays
 # the pipelines to a real redis-server through hiredis).
 $(B)/asan/test_dedupidx: tests/unit/test_dedupidx.c tests/unit/unit.h tests/fuzz/fake_redisc.c tests/fuzz/fake_redisc.h $(ASAN_OBJS)
 	@echo "  LD asan $@"
-	@$(CC) $(BASEFLAGS) $(SANFLAGS) -Iproxy -Ipolicy -o $@ $< tests/fuzz/fake_redisc.c \
-	  $(filter-out $(B)/asan/obj/proxy/redisc.o $(B)/asan/obj/proxy/redisc_cluster.o \
-	  $(B)/asan/obj/proxy/redisc_sentinel.o,$(ASAN_OBJS)) $(LIBS)
+	@$(CC) $(BASEFLAGS) $(SANFLAGS) -o $@ $< tests/fuzz/fake_redisc.c \
+	  $(filter-out $(B)/asan/obj/proxy/redis/redisc.o $(B)/asan/obj/proxy/redis/redisc_cluster.o \
+	  $(B)/asan/obj/proxy/redis/redisc_sentinel.o,$(ASAN_OBJS)) $(LIBS)
 
 $(B)/mockcluster: tests/mockcluster/mockcluster.c | $(DEPS_STAMP)
 	$(CC) $(BASEFLAGS) -O2 -o $@ $< $(LIBS)
@@ -117,26 +120,26 @@ bench: $(B)/eosproxy $(B)/mockcluster $(B)/bench
 
 $(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CODEC_SRCS) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iproxy -o $@ $< $(CODEC_SRCS) -lz -lsnappy -llz4 -lzstd
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iproxy/codec -o $@ $< $(CODEC_SRCS) -lz -lsnappy -llz4 -lzstd
 
 # Redis Cluster slot routing: pure, but it reads replies hiredis parsed.
-$(B)/fuzz/fuzz_rcluster: tests/fuzz/fuzz_rcluster.c proxy/rcluster.c | $(DEPS_STAMP)
+$(B)/fuzz/fuzz_rcluster: tests/fuzz/fuzz_rcluster.c proxy/redis/rcluster.c | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iproxy $(shell pkg-config --cflags hiredis 2>/dev/null) -o $@ $^ -lhiredis
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iproxy/redis $(shell pkg-config --cflags hiredis 2>/dev/null) -o $@ $^ -lhiredis
 
 # Engine targets drive a whole engine through its public entry points. They
 # link every module but main.c, with the engine's I/O boundary replaced by an
 # in-process stand-in from tests/fuzz/ (fake_redisc.c for dedup, fake_lane.c
 # for the upgrade and txn engines), so generated input plays Redis or the brokers.
 ENGINE_FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -DEOSPROXY_VERSION='"$(VERSION)"' -g -O1 -pthread -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined -Iproxy -Ipolicy $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-$(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c tests/fuzz/fake_redisc.h $(filter-out proxy/redisc.c proxy/redisc_cluster.c proxy/redisc_sentinel.c,$(SRCS)) | $(DEPS_STAMP)
+  -fno-sanitize-recover=undefined $(INCS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+$(B)/fuzz/fuzz_dedup: tests/fuzz/fuzz_dedup.c tests/fuzz/fake_redisc.c tests/fuzz/fake_redisc.h $(filter-out proxy/redis/redisc.c proxy/redis/redisc_cluster.c proxy/redis/redisc_sentinel.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(LIBS)
-$(B)/fuzz/fuzz_upgrade: tests/fuzz/fuzz_upgrade.c tests/fuzz/fake_lane.c $(filter-out proxy/lane.c,$(SRCS)) | $(DEPS_STAMP)
+$(B)/fuzz/fuzz_upgrade: tests/fuzz/fuzz_upgrade.c tests/fuzz/fake_lane.c $(filter-out proxy/engines/lane.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
-$(B)/fuzz/fuzz_txn: tests/fuzz/fuzz_txn.c tests/fuzz/fake_lane.c $(filter-out proxy/lane.c,$(SRCS)) | $(DEPS_STAMP)
+$(B)/fuzz/fuzz_txn: tests/fuzz/fuzz_txn.c tests/fuzz/fake_lane.c $(filter-out proxy/engines/lane.c,$(SRCS)) | $(DEPS_STAMP)
 	@mkdir -p $(B)/fuzz
 	clang $(ENGINE_FUZZ_CFLAGS) -o $@ $^ $(LIBS)
 

@@ -8,7 +8,7 @@
  * apart from the named ones.
  */
 #include "acl.h"
-#include "../proxy/log.h"
+#include "log.h"
 
 #include "policy.h"
 

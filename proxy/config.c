@@ -14,7 +14,7 @@
 #include "config.h"
 #include "redisurl.h"
 
-#include "../policy/acl.h"
+#include "acl.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

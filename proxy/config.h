@@ -11,7 +11,7 @@
 #ifndef EOSPROXY_CONFIG_H
 #define EOSPROXY_CONFIG_H
 
-#include "../policy/policy.h"
+#include "policy.h"
 
 #include <stddef.h>
 #include <stdint.h>

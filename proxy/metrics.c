@@ -5,7 +5,7 @@
 
 #include "config.h"
 
-#include "../policy/policy.h"
+#include "policy.h"
 
 #include <event2/buffer.h>
 #include <stdio.h>

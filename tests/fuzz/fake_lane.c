@@ -1,5 +1,5 @@
 /*
- * fake_lane.c - an in-process stand-in for proxy/lane.c, linked into
+ * fake_lane.c - an in-process stand-in for proxy/engines/lane.c, linked into
  * tests/fuzz/fuzz_upgrade.c and tests/fuzz/fuzz_txn.c instead of it: the
  * whole lane.h API, with no socket and no timer. The fuzz harness plays the
  * brokers.

@@ -1,6 +1,6 @@
 /*
  * fuzz_rcluster.c - libFuzzer target for Redis Cluster slot routing
- * (proxy/rcluster.c): the CLUSTER SLOTS reader, MOVED/ASK, the key of a
+ * (proxy/redis/rcluster.c): the CLUSTER SLOTS reader, MOVED/ASK, the key of a
  * RESP command and the hash slot.
  *
  * The input is read every way eosproxy reads a Redis node's bytes: fed to

@@ -1,5 +1,5 @@
 /*
- * fuzz_sasl.c - libFuzzer target for the SASL codec (proxy/ksasl.c).
+ * fuzz_sasl.c - libFuzzer target for the SASL codec (proxy/codec/ksasl.c).
  *
  * The input is read every way eosproxy reads SASL bytes: as a SaslHandshake
  * request body, as a SaslAuthenticate request body (v0-2), as a

@@ -1,10 +1,10 @@
 /*
  * fuzz_txn.c - libFuzzer target for the transactional delivery engine
- * (proxy/txn.c), driven through its public entry points: txn_new_opts,
+ * (proxy/engines/txn.c), driven through its public entry points: txn_new_opts,
  * txn_submit, txn_busy, txn_free, and in bound mode (transactional.
  * bind_group) txn_commit_submit and txn_group_rebalance.
  *
- * The engine is linked with everything but proxy/lane.c; fake_lane.c
+ * The engine is linked with everything but proxy/engines/lane.c; fake_lane.c
  * stands in for the lanes, and this file plays the clients, the clock and
  * a Kafka cluster: a transaction coordinator for eosproxy's transactional
  * id, or each id of a pool (its producer id and epoch, the transaction

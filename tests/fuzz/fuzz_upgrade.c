@@ -1,9 +1,9 @@
 /*
  * fuzz_upgrade.c - libFuzzer target for the idempotent-upgrade engine
- * (proxy/upgrade.c, proxy/seqstate.c), driven through its public entry
+ * (proxy/engines/upgrade.c, proxy/engines/seqstate.c), driven through its public entry
  * points: upgrade_new_opts, upgrade_submit, upgrade_busy, upgrade_free.
  *
- * The engine is linked with everything but proxy/lane.c; fake_lane.c
+ * The engine is linked with everything but proxy/engines/lane.c; fake_lane.c
  * stands in for the lanes, and this file plays the clients, the clock and
  * a Kafka cluster that keeps a log per partition and the producer state a
  * broker keeps (last sequence and last five batches per producer id, the

@@ -1,4 +1,4 @@
-"""`eosproxy dlq list|show|replay` (proxy/dlq*.c) against the real Kafka 4
+"""`eosproxy dlq list|show|replay` (proxy/dlqtool/) against the real Kafka 4
 broker. Dead-letter records are written straight to the DLQ topics with
 confluent_kafka, carrying Spring Kafka's kafka_dlt-* headers as the
 dead-letter engine writes them, and the tool runs as its own process with

@@ -1,6 +1,6 @@
 /*
  * test_dlqprod.c - unit tests for the pure parts of producer-path
- * dead-letter routing (proxy/dlqprod.c): the verdict on a record
+ * dead-letter routing (proxy/engines/dlqprod.c): the verdict on a record
  * (eventId, no eventId, not JSON), the batch re-encoded for a
  * ProduceRequest without some records (offset deltas renumbered, count
  * and lastOffsetDelta consistent, so a broker and kproduce_check_records

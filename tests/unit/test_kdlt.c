@@ -1,5 +1,5 @@
 /*
- * test_kdlt.c - unit tests for proxy/kdlt.c: Spring Kafka's dead-letter
+ * test_kdlt.c - unit tests for proxy/codec/kdlt.c: Spring Kafka's dead-letter
  * headers built from an origin and parsed back, their binary encodings,
  * and the refusal of values with the wrong size.
  */

@@ -1,6 +1,6 @@
 /*
  * test_kfetch.c - unit tests for the FetchResponse codec, v4..v12
- * (proxy/kfetch.c).
+ * (proxy/codec/kfetch.c).
  *
  * Frames are built here with kwriter field by field from Kafka's
  * FetchResponse.json, independently of the codec: every version parses,

@@ -1,6 +1,6 @@
 /*
  * test_kproduce.c - unit tests for the ProduceRequest / ProduceResponse
- * codec, v3..v9 (proxy/kproduce.c), and the per-partition records check.
+ * codec, v3..v9 (proxy/codec/kproduce.c), and the per-partition records check.
  *
  * Frames are built here with kwriter, field by field from Kafka's
  * ProduceRequest.json / ProduceResponse.json, independently of the codec;

@@ -1,6 +1,6 @@
 /*
  * test_kproto.c - unit tests for the version table, the request/response
- * headers, request-body validation and Produce acks (proxy/kproto.c).
+ * headers, request-body validation and Produce acks (proxy/codec/kproto.c).
  *
  * Frames are built by hand with kwriter, field by field from Kafka's JSON
  * message specs, independently of the schemas inside kproto.c, for

@@ -1,6 +1,6 @@
 /*
  * test_krecord.c - unit tests for RecordBatch v2 headers, the producer
- * rewrite, the fingerprint and CRC-32C (proxy/krecord.c).
+ * rewrite, the fingerprint and CRC-32C (proxy/codec/krecord.c).
  *
  * Batches are built here field by field (header + records with varint
  * fields, as Kafka's DefaultRecord writes them), independently of the

@@ -1,6 +1,6 @@
 /*
  * test_krecords.c - unit tests for record decode, decompression, filtered
- * re-encode and eventId extraction (proxy/krecords.c).
+ * re-encode and eventId extraction (proxy/codec/krecords.c).
  *
  * Batches are built here for all five codecs, compressed directly with
  * zlib, libsnappy (raw and xerial-framed), liblz4's frame API and zstd's

@@ -1,6 +1,6 @@
 /*
  * test_ksplit.c - unit tests for the per-topic request split, the error
- * answer and the response merge (proxy/ksplit.c), over Produce v3..v9,
+ * answer and the response merge (proxy/codec/ksplit.c), over Produce v3..v9,
  * Fetch v4..v12, ListOffsets v0..v8 and OffsetCommit v0..v8, and for the
  * refusal of whole admin requests.
  *

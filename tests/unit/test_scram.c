@@ -1,5 +1,5 @@
 /*
- * test_scram.c - unit tests for proxy/scram.c: the RFC 7677 SCRAM-SHA-256
+ * test_scram.c - unit tests for proxy/security/scram.c: the RFC 7677 SCRAM-SHA-256
  * example exchange byte for byte from both sides, a SCRAM-SHA-512 exchange
  * checked against values computed independently with Python's hashlib and
  * hmac, client <-> server round trips with random nonces, wrong passwords,

@@ -1,5 +1,5 @@
 /*
- * test_tls.c - unit tests for proxy/tls.c and proxy/upstream.c.
+ * test_tls.c - unit tests for proxy/security/tls.c and proxy/conn/upstream.c.
  *
  * Certificates come from tests/tools/mkcerts.sh, run into a temporary
  * directory. Context errors: missing, garbage and encrypted files, a

@@ -1,5 +1,5 @@
 /*
- * test_users.c - unit tests for proxy/users.c: the PBKDF2-HMAC-SHA256 test
+ * test_users.c - unit tests for proxy/security/users.c: the PBKDF2-HMAC-SHA256 test
  * vectors of RFC 7914 section 11, lines made independently with Python's
  * hashlib, hash -> verify round trips, unknown users costing a PBKDF2 run,
  * every class of users-file error with its file:line, the limits, the
@@ -585,7 +585,8 @@ static void test_passwd_command(void)
     }
     /* A binary older than the code under test would test old code. */
     struct stat b, s1, s2;
-    if (stat(bin, &b) == 0 && stat("proxy/main.c", &s1) == 0 && stat("proxy/users.c", &s2) == 0 &&
+    if (stat(bin, &b) == 0 && stat("proxy/main.c", &s1) == 0 &&
+        stat("proxy/security/users.c", &s2) == 0 &&
         (b.st_mtime < s1.st_mtime || b.st_mtime < s2.st_mtime)) {
         printf("users: skip passwd command (%s older than its sources; make build/eosproxy)\n",
                bin);

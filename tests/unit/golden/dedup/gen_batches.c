@@ -1,6 +1,6 @@
 /* gen_batches.c - writes the batches of this directory (see README.md):
- * cc -std=c11 -D_GNU_SOURCE -Iproxy tests/unit/golden/dedup/gen_batches.c
- *    proxy/kbuf.c proxy/krecord.c proxy/krecords.c -lz -lsnappy -llz4 -lzstd
+ * cc -std=c11 -D_GNU_SOURCE -Iproxy/codec tests/unit/golden/dedup/gen_batches.c
+ *    proxy/codec/kbuf.c proxy/codec/krecord.c proxy/codec/krecords.c -lz -lsnappy -llz4 -lzstd
  * and run it in this directory. */
 #include "krecords.h"
 #include <stdio.h>

@@ -13,7 +13,7 @@
 #ifndef EOSPROXY_DLQREAD_H
 #define EOSPROXY_DLQREAD_H
 
-#include "../policy/policy.h"
+#include "policy.h"
 #include "config.h"
 #include "kdlt.h"
 

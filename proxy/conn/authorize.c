@@ -7,7 +7,7 @@
  */
 #include "client_int.h"
 
-#include "../policy/acl.h"
+#include "acl.h"
 #include "kerror.h"
 #include "log.h"
 #include "metrics.h"

@@ -9,7 +9,7 @@
 
 #include "dlqread.h"
 #include "kdlt.h"
-#include "../policy/policy.h"
+#include "policy.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

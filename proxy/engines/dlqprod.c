@@ -22,7 +22,7 @@
  */
 #include "dlqprod.h"
 
-#include "../policy/policy.h"
+#include "policy.h"
 #include "clock.h"
 #include "dlqw.h"
 #include "kdlt.h"

@@ -23,7 +23,7 @@
 #include "dlqread.h"
 #include "dlqreplay.h"
 #include "dlqshow.h"
-#include "../policy/policy.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <getopt.h>

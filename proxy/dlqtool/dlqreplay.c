@@ -25,7 +25,7 @@
 #include "dlqshow.h"
 #include "kdlt.h"
 #include "rdkconf.h"
-#include "../policy/policy.h"
+#include "policy.h"
 
 #include <errno.h>
 #include <inttypes.h>
