@@ -470,24 +470,6 @@ static int take_acks0(struct client *c, int32_t corr)
     return 0;
 }
 
-struct evbuffer *client_produce_response(int16_t ver, const kproduce_resp_t *resp,
-                                         uint64_t client_id)
-{
-    kwriter_t w;
-    kw_init(&w, 256);
-    struct evbuffer *out = NULL;
-    if (kproduce_resp_write(&w, ver, resp) == 0 && (out = evbuffer_new()) &&
-        evbuffer_add(out, w.buf, w.len)) {
-        evbuffer_free(out);
-        out = NULL;
-    }
-    if (!out)
-        log_error("client %llu: cannot build a ProduceResponse (out of memory)",
-                  (unsigned long long)client_id);
-    kw_free(&w);
-    return out;
-}
-
 int client_slot_waiting(struct proxy *px, uint64_t client_id, uint64_t token)
 {
     struct client *c = client_find(px, client_id);

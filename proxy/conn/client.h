@@ -38,21 +38,13 @@ void client_free(struct client *c);
 void client_drain_all(struct proxy *px);
 
 /*
- * The answer an engine (upgrade, dedup) owes the slot (client_id,
- * token): resp (a complete ProduceResponse frame, ownership taken) fills
- * that slot. A client that has gone is not an error: resp is freed.
+ * The answer an engine owes the slot (client_id, token): resp (a complete
+ * response frame, ownership taken) fills that slot. A client that has gone
+ * is not an error: resp is freed. The proxy hands this to the engines as
+ * px->done.slot_done (engine.h).
  */
 struct evbuffer;
 void client_slot_done(struct proxy *px, uint64_t client_id, uint64_t token, struct evbuffer *resp);
-
-/*
- * The ProduceResponse frame (size prefix included) of resp at version ver,
- * in a new evbuffer for client_slot_done (the caller owns it). NULL when
- * it cannot be built (out of memory, logged with client_id).
- */
-struct kproduce_resp;
-struct evbuffer *client_produce_response(int16_t ver, const struct kproduce_resp *resp,
-                                         uint64_t client_id);
 
 /*
  * 1 while the slot (client_id, token) can still be answered: the client

@@ -451,6 +451,9 @@ struct proxy *proxy_new(config_t *cfg, struct event_base *base)
     px->cfg = cfg;
     px->base = base;
     TAILQ_INIT(&px->clients);
+    px->done = (struct engine_done){.slot_done = client_slot_done,
+                                    .slot_waiting = client_slot_waiting,
+                                    .resume = client_resume_upgrade_paused};
     px->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (!px->dns) /* no resolv.conf: numeric addresses still work */
         px->dns = evdns_base_new(base, 0);

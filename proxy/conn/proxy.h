@@ -9,6 +9,7 @@
 #define EOSPROXY_PROXY_H
 
 #include "config.h"
+#include "engine.h"
 #include "kproto.h"
 
 #include <stdint.h>
@@ -60,7 +61,8 @@ struct proxy {
     size_t nbinds;
     struct dedup *dedup;        /* consumer dedup; NULL if no rule has dedup or dlq */
     struct dlqw *dlqw;          /* dead-letter writer; NULL until a rule has dlq */
-    struct dlqprod *dlqprod;    /* producer-path dead letters; made on first use (client.c) */
+    struct dlqprod *dlqprod;    /* producer-path dead letters; made on first use (route.c) */
+    struct engine_done done;    /* how engines answer clients (engine.h) */
     int enforce;                /* some topic rule is not at-least-once */
     struct upstream_sec *upsec; /* TLS and SASL towards brokers (upstream.c) */
     SSL_CTX *tls_ctx;           /* listen.tls; NULL: plaintext. Replaced on SIGHUP */

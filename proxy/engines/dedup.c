@@ -86,13 +86,12 @@
  *     redis.block_timeout also lets the response go unfiltered (pass never
  *     answers an error).
  *
- * Completion is by id through client_slot_done, from the event loop
+ * Completion is by id through px->done.slot_done (engine.h), from the event loop
  * (never inside dedup_fetch_response); Redis callbacks find their job by
  * id, and a job that goes away cancels its Redis batch first.
  */
 #include "dedup.h"
 
-#include "client.h"
 #include "config.h"
 #include "dedupidx.h"
 #include "dlqw.h"
@@ -2074,7 +2073,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
         if (d->hooks.answer)
             d->hooks.answer(d->hooks.arg, cid, tok, out);
         else
-            client_slot_done(d->px, cid, tok, out); /* takes out */
+            d->px->done.slot_done(d->px, cid, tok, out); /* takes out */
     }
 }
 

@@ -10,7 +10,7 @@
  * response). Semantics, Redis keys and the outage policy are documented in
  * dedup.c and README.md ("Consumer dedup").
  *
- * Completion is by id (client_slot_done), as for the upgrade engine: the
+ * Completion is by id (px->done.slot_done, engine.h), as for the upgrade engine: the
  * engine's callbacks may outlive the client.
  */
 #ifndef EOSPROXY_DEDUP_H
@@ -48,7 +48,7 @@ void dedup_free(struct dedup *d);
 /*
  * A Fetch response (frame: bytes after the size prefix) of version ver for
  * the client's request (client_id, token). Returns 1 if the engine took it
- * (it will call client_slot_done(px, client_id, token, resp) exactly once),
+ * (it will call px->done.slot_done(px, client_id, token, resp) exactly once),
  * 0 if no partition of it is a dedup topic (the caller forwards the frame
  * unchanged), -1 if the frame is malformed (the caller closes).
  */
@@ -82,7 +82,7 @@ void dedup_client_gone(struct dedup *d, uint64_t client_id);
 
 /*
  * Test hooks, for tests only (tests/fuzz/fuzz_dedup.c, tests/unit/test_dedup.c).
- * answer: where answers go instead of client_slot_done (same contract:
+ * answer: where answers go instead of px->done.slot_done (same contract:
  *   once per taken response, from the loop; resp is the callee's).
  * now_ms: the engine's clock; when set, the 100 ms tick no longer runs by
  *   itself and dedup_test_tick() runs it once.

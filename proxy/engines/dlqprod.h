@@ -132,7 +132,7 @@ int dlqprod_resp_write(kwriter_t *w, int16_t ver, const kproduce_resp_t *base, i
 
 /*
  * How the engine reports: slot_done answers FIFO slot (client_id, token)
- * with a complete ProduceResponse (ownership taken; see client_slot_done);
+ * with a complete ProduceResponse (ownership taken; see engine.h);
  * hold_done hands back a request held for its DLQ writes (check result
  * DLQPROD_HOLD), whose client may have gone: the callee owns req then.
  */

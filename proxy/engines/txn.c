@@ -89,7 +89,6 @@
  */
 #include "txn.h"
 
-#include "client.h"
 #include "clock.h"
 #include "config.h"
 #include "dedup.h"
@@ -377,7 +376,7 @@ static struct evbuffer *build_response(struct treq *r)
     if (r->acks_zero)
         return NULL;
     r->resp.correlation_id = r->corr;
-    return client_produce_response(r->ver, &r->resp, r->client_id);
+    return engine_produce_response(r->ver, &r->resp, r->client_id);
 }
 
 static void tcommit_free(struct txn *t, struct tcommit *tc)
@@ -2191,9 +2190,9 @@ static struct txn *engine_new(struct proxy *px, const char *group, const struct 
     t->o.max_bytes = t->o.max_bytes ? t->o.max_bytes : TXN_MAX_BYTES / (size_t)n;
     t->o.max_partitions = t->o.max_partitions ? t->o.max_partitions : TXN_MAX_PARTITIONS;
     t->o.now_ms = t->o.now_ms ? t->o.now_ms : clock_ms;
-    t->o.slot_done = t->o.slot_done ? t->o.slot_done : client_slot_done;
-    t->o.resume = t->o.resume ? t->o.resume : client_resume_upgrade_paused;
-    t->o.slot_waiting = t->o.slot_waiting ? t->o.slot_waiting : client_slot_waiting;
+    t->o.slot_done = t->o.slot_done ? t->o.slot_done : px->done.slot_done;
+    t->o.resume = t->o.resume ? t->o.resume : px->done.resume;
+    t->o.slot_waiting = t->o.slot_waiting ? t->o.slot_waiting : px->done.slot_waiting;
     t->coord = -1;
     t->need_init = 1;
     t->pid = -1;

@@ -43,7 +43,7 @@
  * its committed offsets. A rebalance (JoinGroup, LeaveGroup) aborts output
  * not covered by a commit yet.
  *
- * Completion is by id, as in upgrade.h: client_slot_done(px, client_id,
+ * Completion is by id, as in upgrade.h: px->done.slot_done(px, client_id,
  * token, resp) once per accepted request, later, from the event loop.
  */
 #ifndef EOSPROXY_TXN_H
@@ -71,8 +71,8 @@ struct txn;
 /*
  * The engine's bounds and hooks for tests, as upgrade.h's struct
  * upgrade_opts. A member left 0 or NULL takes eosproxy's default (the
- * bounds txn.c documents, and client_slot_done /
- * client_resume_upgrade_paused / client_slot_waiting / CLOCK_MONOTONIC).
+ * bounds txn.c documents, and px->done's slot_done, resume and
+ * slot_waiting (engine.h) / CLOCK_MONOTONIC).
  * Only tests set these: tests/fuzz/fuzz_txn.c shrinks the bounds so a small
  * input reaches each of them, plays the clock and the clients.
  */
@@ -107,7 +107,7 @@ int txn_submit(struct txn *t, struct broker *b, const kreq_hdr_t *h, const uint8
                size_t len, int acks_zero, uint64_t client_id, uint64_t token);
 
 /* 1 while the engine holds more than it should take (the caller pauses the
- * client; client_resume_upgrade_paused follows once it has drained). */
+ * client; px->done.resume follows once it has drained). */
 int txn_busy(const struct txn *t);
 
 /* The transactional id in use (for logs and tests). */

@@ -20,7 +20,8 @@
  * that broker's lane (lane.h), one batch per partition each.
  * When every partition of a client request has an outcome, the
  * ProduceResponse is built in the client's version and handed to
- * client_slot_done (later, from the event loop, never inside submit).
+ * px->done.slot_done (engine.h; later, from the event loop, never inside
+ * submit).
  *
  * Error table (upstream partition ErrorCode -> what eosproxy does):
  *
@@ -105,7 +106,6 @@
  */
 #include "upgrade.h"
 
-#include "client.h"
 #include "clock.h"
 #include "config.h"
 #include "kerror.h"
@@ -386,7 +386,7 @@ static struct evbuffer *build_response(struct ureq *r)
     if (r->acks_zero)
         return NULL;
     r->resp.correlation_id = r->corr;
-    return client_produce_response(r->ver, &r->resp, r->client_id);
+    return engine_produce_response(r->ver, &r->resp, r->client_id);
 }
 
 static void ureq_finish(struct upgrade *u, struct ureq *r)
@@ -1685,8 +1685,9 @@ static uint64_t or_default(uint64_t v, uint64_t def)
     return v ? v : def;
 }
 
-/* opts with every member left 0 or NULL set to eosproxy's default. */
-static struct upgrade_opts fill_opts(const struct upgrade_opts *opts)
+/* opts with every member left 0 or NULL set to eosproxy's default (the
+ * hooks: px->done). */
+static struct upgrade_opts fill_opts(const struct proxy *px, const struct upgrade_opts *opts)
 {
     struct upgrade_opts o = {0};
     if (opts)
@@ -1702,8 +1703,8 @@ static struct upgrade_opts fill_opts(const struct upgrade_opts *opts)
     o.fpc_ttl_ms = or_default(o.fpc_ttl_ms, UPG_FPC_TTL_MS);
     o.delivery_timeout_ms = or_default(o.delivery_timeout_ms, UPG_DELIVERY_TIMEOUT_MS);
     o.now_ms = o.now_ms ? o.now_ms : clock_ms;
-    o.slot_done = o.slot_done ? o.slot_done : client_slot_done;
-    o.resume = o.resume ? o.resume : client_resume_upgrade_paused;
+    o.slot_done = o.slot_done ? o.slot_done : px->done.slot_done;
+    o.resume = o.resume ? o.resume : px->done.resume;
     return o;
 }
 
@@ -1718,7 +1719,7 @@ struct upgrade *upgrade_new_opts(struct proxy *px, const struct upgrade_opts *op
     if (!u)
         return NULL;
     u->px = px;
-    u->o = fill_opts(opts);
+    u->o = fill_opts(px, opts);
     u->pid = -1;
     u->epoch = -1;
     u->pid_backoff_ms = UPG_RETRY_BACKOFF_MS;

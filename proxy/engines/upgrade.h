@@ -17,7 +17,7 @@
  * one ProduceResponse per request, built here, in its own version.
  *
  * Completion is by id, not pointer: the engine calls
- * client_slot_done(px, client_id, token, resp) once per accepted
+ * px->done.slot_done(px, client_id, token, resp) (engine.h) once per accepted
  * request, even if the client has gone (then the response is dropped).
  */
 #ifndef EOSPROXY_UPGRADE_H
@@ -36,7 +36,7 @@ struct upgrade;
 /*
  * The engine's bounds and timers, and hooks for tests. A member left 0 or
  * NULL takes eosproxy's default (the values README.md documents, and
- * client_slot_done / client_resume_upgrade_paused / CLOCK_MONOTONIC).
+ * px->done's slot_done and resume (engine.h) / CLOCK_MONOTONIC).
  * Only tests set these: tests/fuzz/fuzz_upgrade.c shrinks the bounds so a
  * small input reaches each of them, and plays the clock.
  */
@@ -80,7 +80,7 @@ int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, con
  * Backpressure: 1 while the engine holds more than its high watermark of
  * bytes. The caller then stops reading from the client that just submitted
  * (instead of the engine refusing requests, which makes clients retry);
- * the engine calls client_resume_upgrade_paused(px) once it has drained to
+ * the engine calls px->done.resume(px) once it has drained to
  * the low watermark.
  */
 int upgrade_busy(const struct upgrade *u);

@@ -10,7 +10,7 @@
  *   selector bit 7 = 1: one record batch; its batchLength and CRC are
  *     patched to match (so the fuzzer reaches decompression and record
  *     decode), then it goes through the same batch checks.
- * Build: clang -fsanitize=fuzzer,address,undefined with proxy/codec/*.c and
+ * Build: clang -fsanitize=fuzzer,address,undefined with the sources of proxy/codec and
  * -lz -lsnappy -llz4 -lzstd.
  *
  * Invariants (abort on violation):

@@ -21,7 +21,7 @@
  *     k 6, 7: a Metadata response at version (sel & 15) % 13 through
  *       ksplit_filter_metadata, allowing every other named topic (6: the
  *       1st, 3rd, ...; 7: the 2nd, ...). Seeds: ksplit-metadata-filter-*.
- * Build: clang -fsanitize=fuzzer,address,undefined with proxy/codec/*.c and
+ * Build: clang -fsanitize=fuzzer,address,undefined with the sources of proxy/codec and
  * -lz -lsnappy -llz4 -lzstd.
  *
  * Invariants (abort on violation):
