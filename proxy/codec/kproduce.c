@@ -129,13 +129,19 @@ static void wtags(kwriter_t *w, int flex)
         kw_tags_empty(w);
 }
 
-int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
-                       const kproduce_req_t *req)
+/*
+ * Appends the request to w. With cuts NULL, every partition's records are
+ * written; else they are left out, cuts[k] gets the offset in w where the
+ * k-th partition's records belong, and the size prefix counts them.
+ */
+static int write_req(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
+                     const kproduce_req_t *req, size_t *cuts, size_t ncuts)
 {
     if (!version_ok(ver) || !req_ok(req) || !str_ok(client_id, 1))
         return -1;
     int flex = is_flex(ver);
-    size_t start = w->len;
+    size_t start = w->len, k = 0;
+    uint64_t left_out = 0;
     kw_i32(w, 0); /* size, patched below */
     kproto_write_request_header(w, KAPI_Produce, ver, correlation_id, client_id);
     kw_kstr(w, flex, req->transactional_id);
@@ -149,13 +155,45 @@ int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t
         for (int32_t j = 0; j < t->npartitions; j++) {
             const kproduce_partition_t *p = &t->partitions[j];
             kw_i32(w, p->index);
-            kw_bytes(w, flex, p->records.ptr, p->records.len);
+            if (!cuts) {
+                kw_bytes(w, flex, p->records.ptr, p->records.len);
+            } else if (k == ncuts || p->records.len < 0) {
+                w->len = start;
+                return -1;
+            } else {
+                if (flex)
+                    kw_uvarint(w, (uint32_t)p->records.len + 1);
+                else
+                    kw_i32(w, p->records.len);
+                cuts[k++] = w->len;
+                left_out += (uint64_t)p->records.len;
+            }
             wtags(w, flex);
         }
         wtags(w, flex);
     }
     wtags(w, flex);
-    return kw_finish_frame(w, start);
+    if (!cuts)
+        return kw_finish_frame(w, start);
+    if (w->err || w->len - start - 4 + left_out > (uint64_t)INT32_MAX) {
+        if (!w->err)
+            w->len = start;
+        return -1;
+    }
+    kw_patch_i32(w, start, (int32_t)(w->len - start - 4 + left_out));
+    return w->err ? -1 : 0;
+}
+
+int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
+                       const kproduce_req_t *req)
+{
+    return write_req(w, ver, correlation_id, client_id, req, NULL, 0);
+}
+
+int kproduce_req_write_cut(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
+                           const kproduce_req_t *req, size_t *cuts, size_t ncuts)
+{
+    return write_req(w, ver, correlation_id, client_id, req, cuts, ncuts);
 }
 
 /* ---- records check ---- */

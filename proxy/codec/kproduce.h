@@ -79,6 +79,19 @@ int kproduce_req_write(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t
                        const kproduce_req_t *req);
 
 /*
+ * As kproduce_req_write, but the partitions' records are left out: for
+ * the k-th partition in request order, cuts[k] gets the offset in w at
+ * which its records.len bytes belong, and the size prefix counts them.
+ * So the frame is whole once each partition's records are put in at its
+ * cut, which lets a caller send them from where they are (by reference)
+ * instead of copying them into w. Returns 0, or -1 as kproduce_req_write,
+ * or when the request has more than ncuts partitions or a null records
+ * (w is then left as it was).
+ */
+int kproduce_req_write_cut(kwriter_t *w, int16_t ver, int32_t correlation_id, kstr_t client_id,
+                           const kproduce_req_t *req, size_t *cuts, size_t ncuts);
+
+/*
  * Checks one partition's records as a broker does for Produce v3+
  * (ProduceRequest.validateRecords and LogValidator): exactly one v2 batch,
  * no zstd below v7, a consistent record count, and the CRC when

@@ -130,6 +130,47 @@ static void fuzz_records(int16_t ver, kbytes_t records)
     free(copy);
 }
 
+/*
+ * kproduce_req_write_cut with the records put back at the cuts gives the
+ * frame kproduce_req_write gave (whole, len); refused only for a null
+ * records or too many partitions.
+ */
+static void check_cut(int16_t ver, const kproduce_req_t *req, kstr_t client_id,
+                      const uint8_t *whole, size_t len)
+{
+    size_t cuts[64], n = 0, at = 0, from = 0;
+    int has_null = 0, parts = 0;
+    for (int32_t i = 0; i < req->ntopics; i++)
+        for (int32_t j = 0; j < req->topics[i].npartitions; j++, parts++)
+            has_null |= req->topics[i].partitions[j].records.len < 0;
+    kwriter_t w;
+    kw_init(&w, 0);
+    int rc = kproduce_req_write_cut(&w, ver, 7, client_id, req, cuts, 64);
+    if (rc != 0) {
+        if (!has_null && parts <= 64)
+            abort();
+        kw_free(&w);
+        return;
+    }
+    if (has_null || parts > 64 || kbe32(w.buf) != kbe32(whole))
+        abort();
+    for (int32_t i = 0; i < req->ntopics; i++)
+        for (int32_t j = 0; j < req->topics[i].npartitions; j++, n++) {
+            kbytes_t r = req->topics[i].partitions[j].records;
+            if (cuts[n] < from || at + (cuts[n] - from) + (size_t)r.len > len ||
+                memcmp(whole + at, w.buf + from, cuts[n] - from) != 0)
+                abort();
+            at += cuts[n] - from;
+            from = cuts[n];
+            if (memcmp(whole + at, r.ptr, (size_t)r.len) != 0)
+                abort();
+            at += (size_t)r.len;
+        }
+    if (at + (w.len - from) != len || memcmp(whole + at, w.buf + from, w.len - from) != 0)
+        abort();
+    kw_free(&w);
+}
+
 /* A parsed request: records, re-encode, local answer. */
 static void fuzz_request(int16_t ver, const uint8_t *body, size_t body_len, kstr_t client_id)
 {
@@ -155,6 +196,7 @@ static void fuzz_request(int16_t ver, const uint8_t *body, size_t body_len, kstr
     if (ver < KPRODUCE_FLEX_VERSION && (nlen != body_len || memcmp(nb, body, nlen) != 0))
         abort();
     kproduce_req_free(&again);
+    check_cut(ver, &req, client_id, w.buf, w.len);
 
     kproduce_resp_t r;
     kw_reset(&w);

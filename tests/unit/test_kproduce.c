@@ -204,6 +204,40 @@ static int body_truncations_refused(int16_t ver, const uint8_t *body, size_t len
 
 /* ---- requests ---- */
 
+/*
+ * 1 if kproduce_req_write_cut, with each partition's records put in at its
+ * cut, gives the bytes kproduce_req_write gives.
+ */
+static int cut_matches_write(int16_t ver, const kproduce_req_t *req)
+{
+    kwriter_t whole, cut;
+    size_t cuts[16], n = 0;
+    kw_init(&whole, 0);
+    kw_init(&cut, 0);
+    int ok = kproduce_req_write(&whole, ver, 77, (kstr_t){"c", 1}, req) == 0 &&
+             kproduce_req_write_cut(&cut, ver, 77, (kstr_t){"c", 1}, req, cuts, 16) == 0;
+    uint8_t *spliced = ok ? malloc(whole.len) : NULL;
+    size_t at = 0, from = 0;
+    for (int32_t i = 0; spliced && i < req->ntopics; i++)
+        for (int32_t j = 0; j < req->topics[i].npartitions; j++, n++) {
+            kbytes_t r = req->topics[i].partitions[j].records;
+            memcpy(spliced + at, cut.buf + from, cuts[n] - from);
+            at += cuts[n] - from;
+            from = cuts[n];
+            memcpy(spliced + at, r.ptr, (size_t)r.len);
+            at += (size_t)r.len;
+        }
+    if (spliced) {
+        memcpy(spliced + at, cut.buf + from, cut.len - from);
+        at += cut.len - from;
+    }
+    ok = spliced && at == whole.len && memcmp(spliced, whole.buf, at) == 0;
+    free(spliced);
+    kw_free(&whole);
+    kw_free(&cut);
+    return ok;
+}
+
 static void check_request(int16_t ver, const char *txn)
 {
     kwriter_t w, out;
@@ -257,6 +291,21 @@ static void check_request(int16_t ver, const char *txn)
     CHECK_EQ(h.client_id.len, -1);
     CHECK(req_equal(&mine, &again));
     kproduce_req_free(&again);
+
+    /* the records left out and put back at the cuts: the same frame */
+    CHECK(cut_matches_write(ver, &mine));
+    kproduce_partition_t two[3] = {{5, {batches[2].buf, (int32_t)batches[2].len}},
+                                   {6, {batches[1].buf, (int32_t)batches[1].len}},
+                                   {0, {batches[0].buf, (int32_t)batches[0].len}}};
+    kproduce_topic_t ttwo[2] = {{{"t1", 2}, 2, two}, {{"other", 5}, 1, two + 2}};
+    kproduce_req_t many = {{"txn", 3}, -1, 30000, 2, ttwo};
+    CHECK(cut_matches_write(ver, &many));
+    size_t cuts[16];
+    kw_reset(&out);
+    CHECK_EQ(kproduce_req_write_cut(&out, ver, 9, (kstr_t){NULL, -1}, &many, cuts, 2), -1);
+    CHECK_EQ(out.len, 0); /* too few cuts: nothing written */
+    CHECK_EQ(kproduce_req_write_cut(&out, ver, 9, (kstr_t){NULL, -1}, &req, cuts, 16), -1);
+    CHECK_EQ(out.len, 0); /* req has null records: refused */
 
     CHECK(body_truncations_refused(ver, w.buf + body_off, w.len - body_off));
     kproduce_req_free(&req);
