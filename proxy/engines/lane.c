@@ -294,17 +294,33 @@ static void free_frame(const void *data, size_t len, void *arg)
 int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
               void *arg)
 {
-    struct lane_req *r = NULL;
-    if ((l->pending_bytes + len > l->max_bytes && l->head) || !(r = calloc(1, sizeof(*r)))) {
+    struct evbuffer *buf = evbuffer_new();
+    /* By reference: a ProduceRequest of a few MiB is not copied again. */
+    if (!buf || evbuffer_add_reference(buf, frame, len, free_frame, NULL)) {
+        if (buf)
+            evbuffer_free(buf);
         free(frame);
+        return -1;
+    }
+    return lane_send_buffer(l, buf, timeout_ms, cb, arg);
+}
+
+int lane_send_buffer(struct lane *l, struct evbuffer *frame, uint64_t timeout_ms, lane_cb cb,
+                     void *arg)
+{
+    struct lane_req *r = NULL;
+    size_t len = evbuffer_get_length(frame);
+    if ((l->pending_bytes + len > l->max_bytes && l->head) || !(r = calloc(1, sizeof(*r)))) {
+        evbuffer_free(frame);
         return -1;
     }
     /* Straight onto the connection, unless it is down or still logging in. */
     int direct = l->bev && (l->state == LANE_UP || !upstream_sec_holds_writes(l->px->upsec));
     struct evbuffer *out = direct ? bufferevent_get_output(l->bev) : l->held;
-    /* By reference: a ProduceRequest of a few MiB is not copied again. */
-    if (evbuffer_add_reference(out, frame, len, free_frame, NULL)) {
-        free(frame);
+    /* Moves the chains: what the frame references is not copied. */
+    int moved = evbuffer_add_buffer(out, frame) == 0;
+    evbuffer_free(frame);
+    if (!moved) {
         free(r);
         return -1;
     }

@@ -56,4 +56,16 @@ int32_t lane_next_correlation(struct lane *l);
 int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
               void *arg);
 
+/*
+ * As lane_send, for a frame assembled in an evbuffer (owned: freed here
+ * in every case), e.g. from pieces added by reference. Its chains are
+ * moved to the connection without a copy. Bytes it references must not
+ * change before cb is called (then they have been written, or never will
+ * be), and must stay allocated until their cleanup callback runs, which
+ * may be after cb (a dropped connection is freed later).
+ */
+struct evbuffer;
+int lane_send_buffer(struct lane *l, struct evbuffer *frame, uint64_t timeout_ms, lane_cb cb,
+                     void *arg);
+
 #endif

@@ -14,12 +14,17 @@
  * As lane.c, lane_send refuses (-1, frame freed, cb never called) when the
  * lane would pass max_bytes and something is pending, and the harness can
  * make it refuse as if out of memory (fake_lane_refuse).
+ * lane_send_buffer copies the frame when sent, and keeps the evbuffer: the
+ * bytes it references must still be the same when the request is answered
+ * or failed (release), else the engine changed bytes lane.c would still
+ * write.
  *
  * The harness side is declared in each harness (no header: two users).
  */
 #include "kbuf.h"
 #include "lane.h"
 
+#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +32,7 @@
 struct fake_req {
     uint8_t *frame; /* as sent: size prefix included */
     size_t len;
+    struct evbuffer *held; /* lane_send_buffer: the frame as handed over */
     lane_cb cb;
     void *arg;
     struct fake_req *next;
@@ -62,6 +68,25 @@ struct lane *lane_new(struct proxy *px, int32_t node_id, size_t max_bytes)
     return l;
 }
 
+/*
+ * lane_send_buffer's contract: the bytes a sent frame references do not
+ * change until its callback has run. lane.c writes them after
+ * lane_send_buffer returns, so a change would go on the wire; here the
+ * frame was copied when sent, and the bytes still referenced must match
+ * that copy when the lane lets them go (just before the callback).
+ */
+static void release(struct fake_req *r)
+{
+    if (!r->held)
+        return;
+    size_t n = evbuffer_get_length(r->held);
+    const uint8_t *p = evbuffer_pullup(r->held, -1);
+    if (n != r->len || (n && (!p || memcmp(p, r->frame, n) != 0)))
+        abort();
+    evbuffer_free(r->held);
+    r->held = NULL;
+}
+
 /* Pops the oldest request (the caller runs its callback and frees it). */
 static struct fake_req *pop(struct lane *l)
 {
@@ -86,6 +111,7 @@ void fake_lane_fail(struct lane *l)
     l->npending = 0;
     while (r) {
         struct fake_req *next = r->next;
+        release(r);
         r->cb(r->arg, NULL, 0);
         free(r->frame);
         free(r);
@@ -120,10 +146,10 @@ int32_t lane_next_correlation(struct lane *l)
     return l->next_corr;
 }
 
-int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
-              void *arg)
+/* Queues a sent frame; held: the evbuffer lane_send_buffer was given, or NULL. */
+static int queue_frame(struct lane *l, uint8_t *frame, size_t len, struct evbuffer *held,
+                       lane_cb cb, void *arg)
 {
-    (void)timeout_ms;
     /* The contract: a whole frame with its size prefix, carrying the
      * correlation id the lane expects, and a callback. */
     if (!frame || len < 12 || (size_t)kbe32(frame) != len - 4 || kbe32(frame + 8) != l->next_corr ||
@@ -133,17 +159,22 @@ int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, l
         if (g_refuse > 0)
             g_refuse--;
         free(frame);
+        if (held)
+            evbuffer_free(held);
         return -1;
     }
     struct fake_req *r = calloc(1, sizeof(*r));
     if (!r) {
         free(frame);
+        if (held)
+            evbuffer_free(held);
         return -1;
     }
     if (fake_lane_on_send)
         fake_lane_on_send(l, frame, len);
     r->frame = frame;
     r->len = len;
+    r->held = held;
     r->cb = cb;
     r->arg = arg;
     if (l->tail)
@@ -155,6 +186,27 @@ int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, l
     l->npending++;
     l->next_corr = l->next_corr == INT32_MAX ? 0 : l->next_corr + 1;
     return 0;
+}
+
+int lane_send(struct lane *l, uint8_t *frame, size_t len, uint64_t timeout_ms, lane_cb cb,
+              void *arg)
+{
+    (void)timeout_ms;
+    return queue_frame(l, frame, len, NULL, cb, arg);
+}
+
+int lane_send_buffer(struct lane *l, struct evbuffer *buf, uint64_t timeout_ms, lane_cb cb,
+                     void *arg)
+{
+    (void)timeout_ms;
+    size_t len = evbuffer_get_length(buf);
+    uint8_t *frame = malloc(len ? len : 1);
+    if (!frame) {
+        evbuffer_free(buf);
+        return -1;
+    }
+    evbuffer_copyout(buf, frame, len);
+    return queue_frame(l, frame, len, buf, cb, arg);
 }
 
 /* ---------------------------------------------------------------- harness side */
@@ -201,6 +253,7 @@ void fake_lane_answer(struct lane *l, const uint8_t *resp, size_t len)
     struct fake_req *r = pop(l);
     if (!r)
         abort();
+    release(r);
     r->cb(r->arg, resp, len);
     free(r->frame);
     free(r);
