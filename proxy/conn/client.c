@@ -564,11 +564,13 @@ static void big_frame_done(struct client *c)
     c->big = NULL;
     c->big_len = c->big_have = 0;
     event_del(c->big_ev);
+    c->offer = &buf; /* NULL after the check when an engine took it */
     int rc = request_check(c, buf + 4, len - 4);
     if (rc == REQ_CLOSED) {
         free(buf);
         return;
     }
+    c->offer = NULL;
     if (c->repl) {
         struct evbuffer *tmp = evbuffer_new();
         evbuffer_add_reference(tmp, buf, len, client_free_detached, NULL);

@@ -115,6 +115,8 @@ struct client {
     struct event *big_ev;    /* reads a large frame straight into big */
     uint8_t *big;
     size_t big_len, big_have;
+    uint8_t **offer; /* while big_frame_done checks a large frame: its buffer,
+                        which the upgrade engine may take instead of a copy */
 
     /* Client authentication (auth.users_file set). */
     sasl_session_t *sasl; /* NULL: no authentication on this connection */

@@ -176,9 +176,16 @@ static int route_engine(struct client *c, const kreq_hdr_t *h, const uint8_t *fr
     if (acks != 0)
         client_slot_push(c, h, SLOT_LOCAL);
     struct proxy *px = c->px;
-    int err =
-        txn ? txn_submit(txn, c->up_broker, h, frame, size, acks == 0, c->id, token)
-            : upgrade_submit(px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);
+    /* A large frame as read (not rewritten) is handed over, not copied. */
+    uint8_t **take = c->offer && *c->offer && frame == *c->offer + 4 ? c->offer : NULL;
+    int err;
+    if (txn)
+        err = txn_submit(txn, c->up_broker, h, frame, size, acks == 0, c->id, token);
+    else if (take)
+        err = upgrade_submit_take(px->upgrade, c->up_broker, h, *take + 4, size, take, acks == 0,
+                                  c->id, token);
+    else
+        err = upgrade_submit(px->upgrade, c->up_broker, h, frame, size, acks == 0, c->id, token);
     if (err == 0) {
         if (txn ? txn_busy(txn) : upgrade_busy(px->upgrade))
             client_pause(c, PAUSE_UPGRADE);

@@ -1,10 +1,11 @@
 /*
  * upgrade.c - the idempotent upgrade engine. See upgrade.h.
  *
- * A client ProduceRequest is copied and parsed; each partition's batch is
- * fingerprinted (topic, partition, krecord_fingerprint). A batch already in
- * flight or completed recently answers from there (a client retry
- * absorbed); otherwise it is copied into a "ubatch" and queued on its
+ * A client ProduceRequest is copied once (a ubuf) and parsed; each
+ * partition's batch is fingerprinted (topic, partition,
+ * krecord_fingerprint). A batch already in flight or completed recently
+ * answers from there (a client retry absorbed); otherwise it becomes a
+ * "ubatch", which points into the request's copy, and is queued on its
  * partition. Up to UPG_PART_INFLIGHT batches of a partition are on the
  * wire at once, in queue order, all to one broker (the partition's leader:
  * the broker the client sent it to, until a broker answers that it does
@@ -17,7 +18,10 @@
  * attempt still on the wire under an older generation (if the broker
  * rejects it, it is resent under the new one and must keep its place).
  * Batches for the same broker travel together in one ProduceRequest on
- * that broker's lane (lane.h), one batch per partition each.
+ * that broker's lane (lane.h), one batch per partition each; the header
+ * is rewritten in place and its CRC patched (krecord_set_producer), and
+ * the lane writes the batch from the request's copy (flight_frame), so
+ * the records are copied once in all.
  * When every partition of a client request has an outcome, the
  * ProduceResponse is built in the client's version and handed to
  * px->done.slot_done (engine.h; later, from the event loop, never inside
@@ -79,8 +83,9 @@
  *
  * Bounds (struct upgrade_opts; defaults below), and what each does when
  * reached. Every loop over them is bounded by what they hold:
- *   client requests held (100,000) and bytes held (256 MiB): the request,
- *     or the partition whose batch does not fit, gets REQUEST_TIMED_OUT,
+ *   client requests held (100,000) and bytes held (256 MiB: the requests'
+ *     copies, each counted until its last batch is done): the request
+ *     that does not fit gets REQUEST_TIMED_OUT,
  *     with a log line per bound every 10 s (log_refused) and
  *     eosproxy_upgrade_refused_total; backpressure (48/16 MiB) normally
  *     keeps the engine far below;
@@ -139,6 +144,11 @@
 #define UPG_LOW_BYTES (16u << 20)
 #define UPG_LANE_MAX_BYTES (64u << 20)
 #define UPG_FLIGHT_MAX_BYTES (1u << 20)
+/* Batches this large go to the lane by reference (flight_frame); smaller
+ * ones are copied, which costs less than a chain of their own. */
+#ifndef UPG_REF_MIN
+#define UPG_REF_MIN 4096u
+#endif
 #define UPG_MAX_PARTITIONS 65536u
 /* Batches of one partition on the wire at once (Kafka allows 5). */
 #define UPG_PART_INFLIGHT 5
@@ -193,10 +203,25 @@ struct waiter {
 };
 
 /* A batch eosproxy writes upstream, shared by every request it answers. */
+/*
+ * A client request's bytes, copied once: the request's views and the
+ * batches taken from it (each rewritten in place) point into it, and the
+ * lanes' output references batches while they are written (send_flight).
+ * holders: the request and its live batches; u->bytes counts len while
+ * one is left. refs: the holders and the lane references; the memory goes
+ * with the last, which may come after the engine is gone.
+ */
+struct ubuf {
+    size_t refs, holders, len;
+    uint8_t *data; /* the frame: in mem, or after this struct */
+    uint8_t *mem;  /* a caller's buffer the engine took (upgrade_submit_take) */
+};
+
 struct ubatch {
     struct upart *part;
     struct fpc_entry *fpe; /* its fingerprint, FPC_INFLIGHT */
-    uint8_t *data;         /* the batch (owned); rewritten in place */
+    struct ubuf *buf;      /* holds data */
+    uint8_t *data;         /* the batch, in buf; rewritten in place */
     size_t size;
     int32_t record_count;
     int32_t node_id;    /* the broker of its latest attempt (upart.leader then) */
@@ -234,8 +259,7 @@ struct ureq {
     int16_t ver;
     int32_t corr;
     int acks_zero;
-    uint8_t *frame; /* copy; req and resp views point into it */
-    size_t len, bytes;
+    struct ubuf *buf; /* the frame; req and resp views point into it */
     kproduce_req_t req;
     kproduce_resp_t resp;   /* shaped like req */
     struct waiter *waiters; /* one per partition slot */
@@ -355,6 +379,61 @@ static enum err_class classify(int16_t e)
 
 /* ---------------------------------------------------------------- requests */
 
+/*
+ * A ubuf (one holder) for frame, counted in u->bytes: *take, the malloc'd
+ * buffer frame lies in, is taken (set to NULL) when take is not NULL;
+ * else frame is copied. NULL on OOM (nothing taken).
+ */
+static struct ubuf *ubuf_new(struct upgrade *u, const uint8_t *frame, size_t len, uint8_t **take)
+{
+    struct ubuf *f = malloc(sizeof(*f) + (take ? 0 : len ? len : 1));
+    if (!f)
+        return NULL;
+    f->refs = f->holders = 1;
+    f->len = len;
+    if (take) {
+        f->mem = *take;
+        f->data = f->mem + (frame - f->mem);
+        *take = NULL;
+    } else {
+        f->mem = NULL;
+        f->data = (uint8_t *)(f + 1);
+        memcpy(f->data, frame, len);
+    }
+    u->bytes += len;
+    return f;
+}
+
+static void ubuf_hold(struct ubuf *f)
+{
+    f->holders++;
+    f->refs++;
+}
+
+static void ubuf_unref(struct ubuf *f)
+{
+    if (--f->refs)
+        return;
+    free(f->mem);
+    free(f);
+}
+
+/* A holder lets go: the bytes leave u->bytes with the last holder. */
+static void ubuf_release(struct upgrade *u, struct ubuf *f)
+{
+    if (--f->holders == 0)
+        u->bytes -= f->len;
+    ubuf_unref(f);
+}
+
+/* evbuffer cleanup of a batch the lane referenced (arg: its ubuf). */
+static void ubuf_cleanup(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    ubuf_unref(arg);
+}
+
 static void ureq_free(struct upgrade *u, struct ureq *r)
 {
     if (r->resp.topics) {
@@ -364,8 +443,8 @@ static void ureq_free(struct upgrade *u, struct ureq *r)
     }
     kproduce_req_free(&r->req);
     free(r->waiters);
-    free(r->frame);
-    u->bytes -= r->bytes;
+    if (r->buf)
+        ubuf_release(u, r->buf);
     u->nreqs--;
     free(r);
 }
@@ -469,8 +548,7 @@ static void ubatch_free(struct upgrade *u, struct ubatch *b)
          * client's idea of it (new_batch). */
         part_unstale(u, b->part);
     }
-    u->bytes -= b->size;
-    free(b->data);
+    ubuf_release(u, b->buf);
     free(b);
 }
 
@@ -722,10 +800,45 @@ static int by_topic(const void *x, const void *y)
 }
 
 /*
+ * The frame of a flight whose request is in w with b[k]'s records left out
+ * at cuts[k] (kproduce_req_write_cut): the pieces of w copied, each batch
+ * of UPG_REF_MIN bytes or more added by reference to its ubuf (batches are
+ * rewritten only between attempts, after the lane let go of the last).
+ * NULL on OOM.
+ */
+static struct evbuffer *flight_frame(const kwriter_t *w, const size_t *cuts, struct ubatch **b,
+                                     int32_t n)
+{
+    struct evbuffer *out = evbuffer_new();
+    size_t from = 0;
+    int ok = out != NULL;
+    for (int32_t k = 0; ok && k < n; k++) {
+        ok = evbuffer_add(out, w->buf + from, cuts[k] - from) == 0;
+        from = cuts[k];
+        if (ok && b[k]->size < UPG_REF_MIN) {
+            ok = evbuffer_add(out, b[k]->data, b[k]->size) == 0;
+        } else if (ok) {
+            b[k]->buf->refs++; /* the cleanup lets go, also on failure */
+            if (evbuffer_add_reference(out, b[k]->data, b[k]->size, ubuf_cleanup, b[k]->buf)) {
+                ubuf_unref(b[k]->buf);
+                ok = 0;
+            }
+        }
+    }
+    ok = ok && evbuffer_add(out, w->buf + from, w->len - from) == 0;
+    if (!ok && out) {
+        evbuffer_free(out);
+        out = NULL;
+    }
+    return out;
+}
+
+/*
  * Encodes b[0..n) (all for one broker, distinct partitions) as one
- * ProduceRequest (acks=-1) and sends it on lane l; b is reordered. Returns
- * 0, or -1 when the lane refused it (full, out of memory): the batches
- * then wait a backoff and go again, with the ids they were given.
+ * ProduceRequest (acks=-1) and sends it on lane l; b is reordered. The
+ * batches' bytes are not copied (flight_frame). Returns 0, or -1 when the
+ * lane refused it (full, out of memory): the batches then wait a backoff
+ * and go again, with the ids they were given.
  */
 static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int32_t n)
 {
@@ -756,11 +869,16 @@ static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int
     }
     kwriter_t w;
     kw_init(&w, 1024);
-    ok = ok &&
-         kproduce_req_write(&w, f->ver, lane_next_correlation(l),
-                            (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req) == 0 &&
-         send_writer(l, &w, (uint64_t)req.timeout_ms, flight_done, f) == 0;
+    size_t *cuts = ok ? malloc((size_t)n * sizeof(*cuts)) : NULL;
+    struct evbuffer *frame = NULL;
+    ok = cuts &&
+         kproduce_req_write_cut(&w, f->ver, lane_next_correlation(l),
+                                (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req, cuts,
+                                (size_t)n) == 0 &&
+         (frame = flight_frame(&w, cuts, f->b, f->n)) != NULL &&
+         lane_send_buffer(l, frame, (uint64_t)req.timeout_ms, flight_done, f) == 0;
     kw_free(&w);
+    free(cuts);
     free(topics);
     free(parts);
     if (!ok) {
@@ -1491,37 +1609,32 @@ static void attach(struct ureq *r, struct waiter *w, kproduce_presp_t *slot, str
     r->nleft++;
 }
 
-/* A new ubatch for one client batch, queued on its partition; NULL on
- * exhaustion (the slot then answers REQUEST_TIMED_OUT). */
-static struct ubatch *new_batch(struct upgrade *u, struct upart *p, const uint8_t *batch,
-                                const krecord_batch_t *hdr, uint64_t key, int32_t node_id,
-                                int32_t timeout_ms)
+/* A new ubatch for one client batch (at batch, in r's buffer: not
+ * copied), queued on its partition; NULL on exhaustion (the slot then
+ * answers REQUEST_TIMED_OUT). Its bytes were counted with the request. */
+static struct ubatch *new_batch(struct upgrade *u, struct upart *p, struct ureq *r,
+                                const uint8_t *batch, const krecord_batch_t *hdr, uint64_t key,
+                                int32_t node_id)
 {
-    if (u->bytes + hdr->size > u->o.max_bytes) {
-        log_refused(u, UPG_BOUND_BYTES);
-        return NULL;
-    }
     struct ubatch *b = calloc(1, sizeof(*b));
-    uint8_t *data = malloc(hdr->size);
-    struct fpc_entry *e = b && data ? fpc_add_inflight(&u->fpc, key, b, u->o.now_ms()) : NULL;
+    struct fpc_entry *e = b ? fpc_add_inflight(&u->fpc, key, b, u->o.now_ms()) : NULL;
     if (!e) {
-        if (b && data)
+        if (b)
             log_refused(u, UPG_BOUND_BATCHES);
         free(b);
-        free(data);
         return NULL;
     }
-    memcpy(data, batch, hdr->size);
+    ubuf_hold(r->buf);
     b->part = p;
     b->fpe = e;
-    b->data = data;
+    b->buf = r->buf;
+    b->data = r->buf->data + (batch - r->buf->data);
     b->size = hdr->size;
     b->record_count = hdr->record_count;
     b->node_id = node_id;
-    b->timeout_ms = timeout_ms;
+    b->timeout_ms = r->req.timeout_ms;
     b->created_ms = u->o.now_ms();
     b->backoff_ms = UPG_RETRY_BACKOFF_MS;
-    u->bytes += hdr->size;
     if (TAILQ_EMPTY(&p->q)) {
         /* Idle until now: the client's idea of the leader is the freshest
          * (none when the request came in on the bootstrap listener). */
@@ -1612,7 +1725,7 @@ static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
         return;
     }
     struct upart *p = part_get(u, topic, pp->index);
-    struct ubatch *b = p ? new_batch(u, p, batch, &hdr, key, node_id, r->req.timeout_ms) : NULL;
+    struct ubatch *b = p ? new_batch(u, p, r, batch, &hdr, key, node_id) : NULL;
     if (!b) {
         refused_tombstone(u, key, now);
         slot->error_code = KERR_REQUEST_TIMED_OUT;
@@ -1623,8 +1736,9 @@ static void submit_partition(struct upgrade *u, struct ureq *r, kstr_t topic,
     attach(r, w, slot, b);
 }
 
-int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
-                   size_t len, int acks_zero, uint64_t client_id, uint64_t token)
+/* upgrade_submit and upgrade_submit_take; take NULL: frame is copied. */
+static int submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
+                  size_t len, uint8_t **take, int acks_zero, uint64_t client_id, uint64_t token)
 {
     if (h->api_version < KPRODUCE_MIN_VERSION)
         return KERR_UNSUPPORTED_FOR_MESSAGE_FORMAT;
@@ -1636,29 +1750,27 @@ int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, con
         log_refused(u, u->nreqs >= u->o.max_requests ? UPG_BOUND_REQUESTS : UPG_BOUND_BYTES);
         return KERR_REQUEST_TIMED_OUT;
     }
+    /* A copy is made first, and parsed; a buffer to take is parsed where
+     * it is and taken last, so that a refusal leaves it to the caller. */
     struct ureq *r = calloc(1, sizeof(*r));
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!r || !copy) {
+    if (r && !take && !(r->buf = ubuf_new(u, frame, len, NULL))) {
         free(r);
-        free(copy);
-        return KERR_REQUEST_TIMED_OUT;
+        r = NULL;
     }
-    memcpy(copy, frame, len);
-    r->frame = copy;
-    r->len = len;
-    r->bytes = len;
+    if (!r)
+        return KERR_REQUEST_TIMED_OUT;
     r->client_id = client_id;
     r->token = token;
     r->ver = h->api_version;
     r->corr = h->correlation_id;
     r->acks_zero = acks_zero;
     u->nreqs++;
-    u->bytes += r->bytes;
-    if (kproduce_req_parse(r->ver, copy + h->body_off, len - h->body_off, &r->req, NULL)) {
+    const uint8_t *data = r->buf ? r->buf->data : frame;
+    if (kproduce_req_parse(r->ver, data + h->body_off, len - h->body_off, &r->req, NULL)) {
         ureq_free(u, r);
         return KERR_INVALID_REQUEST;
     }
-    if (shape_response(r)) {
+    if (shape_response(r) || (take && !(r->buf = ubuf_new(u, frame, len, take)))) {
         ureq_free(u, r);
         return KERR_REQUEST_TIMED_OUT;
     }
@@ -1676,6 +1788,19 @@ int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, con
         start_pid(u);
     kick(u);
     return 0;
+}
+
+int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, const uint8_t *frame,
+                   size_t len, int acks_zero, uint64_t client_id, uint64_t token)
+{
+    return submit(u, b, h, frame, len, NULL, acks_zero, client_id, token);
+}
+
+int upgrade_submit_take(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, uint8_t *frame,
+                        size_t len, uint8_t **buf, int acks_zero, uint64_t client_id,
+                        uint64_t token)
+{
+    return submit(u, b, h, frame, len, buf && *buf ? buf : NULL, acks_zero, client_id, token);
 }
 
 /* ---------------------------------------------------------------- life */

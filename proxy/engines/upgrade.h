@@ -77,6 +77,17 @@ int upgrade_submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, con
                    size_t len, int acks_zero, uint64_t client_id, uint64_t token);
 
 /*
+ * As upgrade_submit, but frame lies in *buf, a malloc'd buffer the caller
+ * owns: when the request is accepted, the engine takes *buf (sets it to
+ * NULL; it frees it later) instead of copying frame, and rewrites batch
+ * headers in it. When refused (a nonzero return), *buf stays the
+ * caller's, unchanged. buf NULL or *buf NULL: as upgrade_submit.
+ */
+int upgrade_submit_take(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, uint8_t *frame,
+                        size_t len, uint8_t **buf, int acks_zero, uint64_t client_id,
+                        uint64_t token);
+
+/*
  * Backpressure: 1 while the engine holds more than its high watermark of
  * bytes. The caller then stops reading from the client that just submitted
  * (instead of the engine refusing requests, which makes clients retry);

@@ -1,7 +1,8 @@
 /*
  * fuzz_upgrade.c - libFuzzer target for the idempotent-upgrade engine
  * (proxy/engines/upgrade.c, proxy/engines/seqstate.c), driven through its public entry
- * points: upgrade_new_opts, upgrade_submit, upgrade_busy, upgrade_free.
+ * points: upgrade_new_opts, upgrade_submit (and upgrade_submit_take),
+ * upgrade_busy, upgrade_free.
  *
  * The engine is linked with everything but proxy/engines/lane.c; fake_lane.c
  * stands in for the lanes, and this file plays the clients, the clock and
@@ -836,7 +837,21 @@ static void submit_frame(struct run *R, int client, uint8_t *frame, size_t len, 
               (unsigned long long)R->slots[first_slot + i].content,
               (int)R->slots[first_slot + i].expect);
     R->in_submit = 1;
-    int rc = upgrade_submit(R->u, b, &h, frame + 4, len - 4, acks == 0, q->client_id, q->token);
+    /* Every other request offers its buffer (upgrade_submit_take): taken
+     * exactly when accepted. */
+    uint8_t *own = q->token % 2 ? malloc(len) : NULL;
+    int rc;
+    if (own) {
+        memcpy(own, frame, len);
+        uint8_t *offered = own;
+        rc = upgrade_submit_take(R->u, b, &h, offered + 4, len - 4, &own, acks == 0, q->client_id,
+                                 q->token);
+        if ((rc == 0) != (own == NULL))
+            die("upgrade_submit_take: the buffer taken iff accepted");
+        free(own);
+    } else {
+        rc = upgrade_submit(R->u, b, &h, frame + 4, len - 4, acks == 0, q->client_id, q->token);
+    }
     R->in_submit = 0;
     if (rc < 0 || (ver < KPRODUCE_MIN_VERSION && rc != 43))
         die("upgrade_submit's answer");
