@@ -1,6 +1,7 @@
 /*
  * krecord.c - RecordBatch v2 headers, producer-field rewrite, fingerprint
- * and CRC-32C (SSE4.2 instruction with a slicing-by-8 fallback).
+ * and CRC-32C (SSE4.2 instruction in three interleaved lanes, with a
+ * slicing-by-8 fallback).
  * See krecord.h for the contracts. No libevent, no allocation.
  */
 #include "krecord.h"
@@ -19,9 +20,16 @@
 /* Reflected Castagnoli polynomial. */
 #define CRC32C_POLY 0x82F63B78u
 
+/* Bytes per lane of the hardware path's three-lane loop (crc_three_lanes). */
+#define CRC_LANE 4096u
+
 static uint32_t crc_table[8][256];
 static int crc_ready;
 static int crc_hw;
+static uint32_t crc_lane_op; /* x^(8 CRC_LANE) mod P */
+
+static uint32_t crc_mul(uint32_t a, uint32_t b);
+static uint32_t crc_zeros_op(uint64_t n);
 
 /* Fills the slicing-by-8 tables: table[k][b] is the CRC of byte b followed
  * by k zero bytes. */
@@ -45,6 +53,7 @@ static void crc_tables_init(void)
 __attribute__((constructor)) static void crc_init(void)
 {
     crc_tables_init();
+    crc_lane_op = crc_zeros_op(CRC_LANE);
 #ifdef KRECORD_X86
     __builtin_cpu_init();
     crc_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
@@ -99,12 +108,39 @@ uint32_t krecord_crc32c_sw(uint32_t crc, const void *buf, size_t n)
 }
 
 #ifdef KRECORD_X86
+#ifdef __x86_64__
+/*
+ * The CRC register after three lanes of CRC_LANE bytes each at p, from
+ * register c: the crc32 instruction takes 3 cycles and issues one per
+ * cycle, so three independent chains run about three times as fast as
+ * one. The lanes after the first start from 0 and are joined by
+ * linearity: R(c, A B) = R(c, A) * x^(8 |B|) + R(0, B).
+ */
+__attribute__((target("sse4.2"))) static uint32_t crc_three_lanes(uint32_t c, const uint8_t *p)
+{
+    uint64_t a = c, b = 0, d = 0;
+    for (size_t i = 0; i < CRC_LANE; i += 8) {
+        uint64_t va, vb, vd;
+        memcpy(&va, p + i, 8);
+        memcpy(&vb, p + CRC_LANE + i, 8);
+        memcpy(&vd, p + 2 * CRC_LANE + i, 8);
+        a = _mm_crc32_u64(a, va);
+        b = _mm_crc32_u64(b, vb);
+        d = _mm_crc32_u64(d, vd);
+    }
+    uint32_t ab = crc_mul(crc_lane_op, (uint32_t)a) ^ (uint32_t)b;
+    return crc_mul(crc_lane_op, ab) ^ (uint32_t)d;
+}
+#endif
+
 __attribute__((target("sse4.2"))) uint32_t krecord_crc32c_hw(uint32_t crc, const void *buf,
                                                              size_t n)
 {
     const uint8_t *p = buf;
     uint32_t c = ~crc;
 #ifdef __x86_64__
+    for (; n >= 3 * CRC_LANE; p += 3 * CRC_LANE, n -= 3 * CRC_LANE)
+        c = crc_three_lanes(c, p);
     uint64_t c64 = c;
     while (n >= 8) {
         uint64_t v;

@@ -147,6 +147,19 @@ static void test_crc(void)
                 agree &= sw == krecord_crc32c_hw(seed, buf + off, n);
         }
     CHECK(agree);
+    /* the hardware path's three-lane loop (lanes of 4096 bytes): lengths
+     * around its multiples of 12288, several seeds and alignments */
+    int lanes_agree = 1;
+    const size_t lens[] = {12287, 12288, 12289, 12295, 24576, 24583, 36863, 36864 + 7, 100000};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+        for (size_t off = 0; off < 3; off++) {
+            uint32_t seed = (uint32_t)rand();
+            uint32_t sw = krecord_crc32c_sw(seed, buf + off, lens[i]);
+            lanes_agree &= sw == krecord_crc32c(seed, buf + off, lens[i]);
+            if (krecord_crc32c_hw_available())
+                lanes_agree &= sw == krecord_crc32c_hw(seed, buf + off, lens[i]);
+        }
+    CHECK(lanes_agree);
     CHECK_EQ(krecord_crc32c(0, buf + 3, big - 3), krecord_crc32c_sw(0, buf + 3, big - 3));
     free(buf);
 }
