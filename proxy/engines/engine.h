@@ -11,11 +11,15 @@
 #ifndef EOSPROXY_ENGINE_H
 #define EOSPROXY_ENGINE_H
 
+#include "kbuf.h"
+
+#include <stddef.h>
 #include <stdint.h>
 
 struct proxy;
 struct evbuffer;
 struct kproduce_resp;
+struct reqbuf;
 
 struct engine_done {
     /* Fills the slot token of client client_id with resp, a complete
@@ -38,5 +42,22 @@ struct engine_done {
  */
 struct evbuffer *engine_produce_response(int16_t ver, const struct kproduce_resp *resp,
                                          uint64_t client_id);
+
+/* One batch of a ProduceRequest an engine sends: size bytes at data, in buf. */
+struct engine_batch {
+    struct reqbuf *buf;
+    const uint8_t *data;
+    size_t size;
+};
+
+/*
+ * The frame of a ProduceRequest for a lane (lane_send_buffer): w holds it
+ * with the records left out at cuts[k] (kproduce_req_write_cut), and b[k]
+ * is the k-th partition's batch, added from its reqbuf (reqbuf_add_to: by
+ * reference when large), so the records are not copied. The bytes must
+ * not change until the lane's callback. NULL on OOM.
+ */
+struct evbuffer *engine_produce_frame(const kwriter_t *w, const size_t *cuts,
+                                      const struct engine_batch *b, size_t n);
 
 #endif

@@ -4,9 +4,10 @@
  * State. The engine has one transactional id, a coordinator (found with
  * FindCoordinator, looked up again when it moves) and a producer id and
  * epoch from InitProducerId on it. The unbound route may have a pool of
- * engines (struct tpool, see txn.h). Client requests are parsed, their
- * batches checked as a broker would and copied into the open transaction
- * ("tx"). Transactions form a queue: the head is under way, the rest are
+ * engines (struct tpool, see txn.h). Client requests are copied once
+ * (reqbuf.h) and parsed, their batches checked as a broker would and
+ * added to the open transaction ("tx") where they lie: stamped in place,
+ * and sent from there by reference (engine_produce_frame). Transactions form a queue: the head is under way, the rest are
  * closed and waiting, the tail may be open. The head goes through
  *   AddPartitionsToTxn -> Produce (every batch, on per-broker lanes) ->
  *   EndTxn(COMMIT) -> every client request in it answered.
@@ -102,6 +103,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "reqbuf.h"
 #include "seqstate.h"
 
 #include <event2/buffer.h>
@@ -153,8 +155,7 @@ struct treq {
     int32_t corr;
     int acks_zero;
     uint64_t arrived_ms;
-    uint8_t *frame; /* copy; req and resp views point into it */
-    size_t len;
+    struct reqbuf *buf; /* the frame (one holder); req and resp views point into it */
     kproduce_req_t req;
     kproduce_resp_t resp; /* shaped like req; slots filled as batches land */
     TAILQ_ENTRY(treq) link;
@@ -178,10 +179,11 @@ TAILQ_HEAD(tcommit_q, tcommit);
 struct tbatch {
     struct tpart *part;
     kproduce_presp_t *slot; /* in its request's resp */
-    uint8_t *data;
+    uint8_t *data;          /* in buf: the client's batch, stamped in place */
     size_t size;
     int32_t record_count;
-    int round; /* its place among the partition's batches in the tx */
+    int round;          /* its place among the partition's batches in the tx */
+    struct reqbuf *buf; /* its request's bytes (a holder) */
 };
 
 struct tx {
@@ -365,8 +367,8 @@ static void treq_free(struct txn *t, struct treq *r)
 {
     kproduce_resp_free(&r->resp);
     kproduce_req_free(&r->req);
-    free(r->frame);
-    t->bytes -= r->len;
+    if (r->buf)
+        t->bytes -= reqbuf_release(r->buf);
     t->nreqs--;
     free(r);
 }
@@ -436,8 +438,7 @@ static void tx_free(struct txn *t, struct tx *x)
     for (size_t i = 0; i < x->nb; i++) {
         struct tbatch *b = x->b[i];
         b->part->queued--;
-        t->bytes -= b->size;
-        free(b->data);
+        t->bytes -= reqbuf_release(b->buf);
         free(b);
     }
     free(x->b);
@@ -1213,8 +1214,10 @@ static int send_flight(struct txn *t, struct tx *x, struct tbatch **b, int32_t n
     struct flight *f = calloc(1, sizeof(*f) + (size_t)n * sizeof(f->b[0]));
     kproduce_topic_t *topics = calloc((size_t)n, sizeof(*topics));
     kproduce_partition_t *parts = calloc((size_t)n, sizeof(*parts));
+    struct engine_batch *eb = calloc((size_t)n, sizeof(*eb));
+    size_t *cuts = calloc((size_t)n, sizeof(*cuts));
     int16_t ver = version(t, KAPI_Produce, KPRODUCE_MAX_VERSION);
-    int ok = l && f && topics && parts && ver >= KPRODUCE_MIN_VERSION;
+    int ok = l && f && topics && parts && eb && cuts && ver >= KPRODUCE_MIN_VERSION;
     kproduce_req_t req = {t->kid, -1, 0, 0, topics};
     int32_t tmo = x->min_client_timeout_ms;
     req.timeout_ms = tmo > 0 && tmo < 30000 ? tmo : 30000;
@@ -1225,17 +1228,25 @@ static int send_flight(struct txn *t, struct tx *x, struct tbatch **b, int32_t n
             topics[req.ntopics++] =
                 (kproduce_topic_t){{sp->topic, (int32_t)sp->topic_len}, 0, &parts[i]};
         parts[i] = (kproduce_partition_t){sp->partition, {b[i]->data, (int32_t)b[i]->size}};
+        eb[i] = (struct engine_batch){b[i]->buf, b[i]->data, b[i]->size};
         topics[req.ntopics - 1].npartitions++;
         f->b[f->n++] = b[i];
     }
     kwriter_t w;
     kw_init(&w, 1024);
     if (ok) {
+        /* The batches go by reference (engine_produce_frame): stamped once,
+         * before this, they do not change while the lane holds them. */
         *f = (struct flight){t, x, ver, b[0]->part->node_id, f->n};
-        ok = kproduce_req_write(&w, ver, lane_next_correlation(l), client_kid(), &req) == 0 &&
-             send_w(l, &w, flight_done, f) == 0;
+        struct evbuffer *frame = NULL;
+        ok = kproduce_req_write_cut(&w, ver, lane_next_correlation(l), client_kid(), &req, cuts,
+                                    (size_t)n) == 0 &&
+             (frame = engine_produce_frame(&w, cuts, eb, (size_t)n)) != NULL &&
+             lane_send_buffer(l, frame, 0, flight_done, f) == 0;
     }
     kw_free(&w);
+    free(cuts);
+    free(eb);
     free(topics);
     free(parts);
     if (!ok) {
@@ -1873,25 +1884,24 @@ static void submit_partition(struct txn *t, struct tx *x, struct treq *r, kstr_t
     }
     struct tpart *p = part_get(t, topic, pp->index);
     struct tbatch *b = p ? calloc(1, sizeof(*b)) : NULL;
-    uint8_t *data = b ? malloc(hdr.size) : NULL;
     if (p && p->tx_id == x->id && p->count >= TXN_PART_BATCHES) {
         slot->error_code = KERR_INVALID_REQUEST; /* one request naming it that often */
-    } else if (!data || t->bytes + hdr.size > t->o.max_bytes || add_batch(x, b)) {
+    } else if (!b || add_batch(x, b)) {
         slot->error_code = KERR_REQUEST_TIMED_OUT;
     } else {
-        memcpy(data, pp->records.ptr + hdr.offset, hdr.size);
+        /* Not copied: the batch stays in r's bytes (counted with r). */
+        uint8_t *data = r->buf->data + (pp->records.ptr + hdr.offset - r->buf->data);
         if (p->tx_id != x->id) {
             p->tx_id = x->id;
             p->count = 0;
             p->node_id = node_id;
         }
-        *b = (struct tbatch){p, slot, data, hdr.size, hdr.record_count, p->count++};
+        reqbuf_hold(r->buf);
+        *b = (struct tbatch){p, slot, data, hdr.size, hdr.record_count, p->count++, r->buf};
         p->queued++;
         x->bytes += hdr.size;
-        t->bytes += hdr.size;
         return;
     }
-    free(data);
     free(b);
 }
 
@@ -1913,20 +1923,17 @@ static uint64_t request_deadline(const struct txn *t, const struct treq *r)
 static struct treq *treq_new(struct txn *t, const kreq_hdr_t *h, const uint8_t *frame, size_t len)
 {
     struct treq *r = calloc(1, sizeof(*r));
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!r || !copy) {
+    struct reqbuf *buf = r ? reqbuf_new(frame, len, NULL) : NULL;
+    if (!buf) {
         free(r);
-        free(copy);
         return NULL;
     }
-    memcpy(copy, frame, len);
-    r->frame = copy;
-    r->len = len;
+    r->buf = buf;
     r->ver = h->api_version;
     r->corr = h->correlation_id;
     t->nreqs++;
     t->bytes += len;
-    if (kproduce_req_parse(r->ver, copy + h->body_off, len - h->body_off, &r->req, NULL) ||
+    if (kproduce_req_parse(r->ver, buf->data + h->body_off, len - h->body_off, &r->req, NULL) ||
         kproduce_resp_shape(&r->req, &r->resp)) {
         treq_free(t, r);
         return NULL;

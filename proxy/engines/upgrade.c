@@ -1,7 +1,7 @@
 /*
  * upgrade.c - the idempotent upgrade engine. See upgrade.h.
  *
- * A client ProduceRequest is copied once (a ubuf) and parsed; each
+ * A client ProduceRequest is copied once (a reqbuf) and parsed; each
  * partition's batch is fingerprinted (topic, partition,
  * krecord_fingerprint). A batch already in flight or completed recently
  * answers from there (a client retry absorbed); otherwise it becomes a
@@ -20,7 +20,7 @@
  * Batches for the same broker travel together in one ProduceRequest on
  * that broker's lane (lane.h), one batch per partition each; the header
  * is rewritten in place and its CRC patched (krecord_set_producer), and
- * the lane writes the batch from the request's copy (flight_frame), so
+ * the lane writes the batch from the request's copy (engine_produce_frame), so
  * the records are copied once in all.
  * When every partition of a client request has an outcome, the
  * ProduceResponse is built in the client's version and handed to
@@ -121,6 +121,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "reqbuf.h"
 #include "seqstate.h"
 
 #include <event2/buffer.h>
@@ -144,11 +145,6 @@
 #define UPG_LOW_BYTES (16u << 20)
 #define UPG_LANE_MAX_BYTES (64u << 20)
 #define UPG_FLIGHT_MAX_BYTES (1u << 20)
-/* Batches this large go to the lane by reference (flight_frame); smaller
- * ones are copied, which costs less than a chain of their own. */
-#ifndef UPG_REF_MIN
-#define UPG_REF_MIN 4096u
-#endif
 #define UPG_MAX_PARTITIONS 65536u
 /* Batches of one partition on the wire at once (Kafka allows 5). */
 #define UPG_PART_INFLIGHT 5
@@ -203,24 +199,10 @@ struct waiter {
 };
 
 /* A batch eosproxy writes upstream, shared by every request it answers. */
-/*
- * A client request's bytes, copied once: the request's views and the
- * batches taken from it (each rewritten in place) point into it, and the
- * lanes' output references batches while they are written (send_flight).
- * holders: the request and its live batches; u->bytes counts len while
- * one is left. refs: the holders and the lane references; the memory goes
- * with the last, which may come after the engine is gone.
- */
-struct ubuf {
-    size_t refs, holders, len;
-    uint8_t *data; /* the frame: in mem, or after this struct */
-    uint8_t *mem;  /* a caller's buffer the engine took (upgrade_submit_take) */
-};
-
 struct ubatch {
     struct upart *part;
     struct fpc_entry *fpe; /* its fingerprint, FPC_INFLIGHT */
-    struct ubuf *buf;      /* holds data */
+    struct reqbuf *buf;    /* holds data */
     uint8_t *data;         /* the batch, in buf; rewritten in place */
     size_t size;
     int32_t record_count;
@@ -259,7 +241,7 @@ struct ureq {
     int16_t ver;
     int32_t corr;
     int acks_zero;
-    struct ubuf *buf; /* the frame; req and resp views point into it */
+    struct reqbuf *buf; /* the frame (one holder); req and resp views point into it */
     kproduce_req_t req;
     kproduce_resp_t resp;   /* shaped like req */
     struct waiter *waiters; /* one per partition slot */
@@ -379,61 +361,6 @@ static enum err_class classify(int16_t e)
 
 /* ---------------------------------------------------------------- requests */
 
-/*
- * A ubuf (one holder) for frame, counted in u->bytes: *take, the malloc'd
- * buffer frame lies in, is taken (set to NULL) when take is not NULL;
- * else frame is copied. NULL on OOM (nothing taken).
- */
-static struct ubuf *ubuf_new(struct upgrade *u, const uint8_t *frame, size_t len, uint8_t **take)
-{
-    struct ubuf *f = malloc(sizeof(*f) + (take ? 0 : len ? len : 1));
-    if (!f)
-        return NULL;
-    f->refs = f->holders = 1;
-    f->len = len;
-    if (take) {
-        f->mem = *take;
-        f->data = f->mem + (frame - f->mem);
-        *take = NULL;
-    } else {
-        f->mem = NULL;
-        f->data = (uint8_t *)(f + 1);
-        memcpy(f->data, frame, len);
-    }
-    u->bytes += len;
-    return f;
-}
-
-static void ubuf_hold(struct ubuf *f)
-{
-    f->holders++;
-    f->refs++;
-}
-
-static void ubuf_unref(struct ubuf *f)
-{
-    if (--f->refs)
-        return;
-    free(f->mem);
-    free(f);
-}
-
-/* A holder lets go: the bytes leave u->bytes with the last holder. */
-static void ubuf_release(struct upgrade *u, struct ubuf *f)
-{
-    if (--f->holders == 0)
-        u->bytes -= f->len;
-    ubuf_unref(f);
-}
-
-/* evbuffer cleanup of a batch the lane referenced (arg: its ubuf). */
-static void ubuf_cleanup(const void *data, size_t len, void *arg)
-{
-    (void)data;
-    (void)len;
-    ubuf_unref(arg);
-}
-
 static void ureq_free(struct upgrade *u, struct ureq *r)
 {
     if (r->resp.topics) {
@@ -444,7 +371,7 @@ static void ureq_free(struct upgrade *u, struct ureq *r)
     kproduce_req_free(&r->req);
     free(r->waiters);
     if (r->buf)
-        ubuf_release(u, r->buf);
+        u->bytes -= reqbuf_release(r->buf);
     u->nreqs--;
     free(r);
 }
@@ -548,7 +475,7 @@ static void ubatch_free(struct upgrade *u, struct ubatch *b)
          * client's idea of it (new_batch). */
         part_unstale(u, b->part);
     }
-    ubuf_release(u, b->buf);
+    u->bytes -= reqbuf_release(b->buf);
     free(b);
 }
 
@@ -800,43 +727,9 @@ static int by_topic(const void *x, const void *y)
 }
 
 /*
- * The frame of a flight whose request is in w with b[k]'s records left out
- * at cuts[k] (kproduce_req_write_cut): the pieces of w copied, each batch
- * of UPG_REF_MIN bytes or more added by reference to its ubuf (batches are
- * rewritten only between attempts, after the lane let go of the last).
- * NULL on OOM.
- */
-static struct evbuffer *flight_frame(const kwriter_t *w, const size_t *cuts, struct ubatch **b,
-                                     int32_t n)
-{
-    struct evbuffer *out = evbuffer_new();
-    size_t from = 0;
-    int ok = out != NULL;
-    for (int32_t k = 0; ok && k < n; k++) {
-        ok = evbuffer_add(out, w->buf + from, cuts[k] - from) == 0;
-        from = cuts[k];
-        if (ok && b[k]->size < UPG_REF_MIN) {
-            ok = evbuffer_add(out, b[k]->data, b[k]->size) == 0;
-        } else if (ok) {
-            b[k]->buf->refs++; /* the cleanup lets go, also on failure */
-            if (evbuffer_add_reference(out, b[k]->data, b[k]->size, ubuf_cleanup, b[k]->buf)) {
-                ubuf_unref(b[k]->buf);
-                ok = 0;
-            }
-        }
-    }
-    ok = ok && evbuffer_add(out, w->buf + from, w->len - from) == 0;
-    if (!ok && out) {
-        evbuffer_free(out);
-        out = NULL;
-    }
-    return out;
-}
-
-/*
  * Encodes b[0..n) (all for one broker, distinct partitions) as one
  * ProduceRequest (acks=-1) and sends it on lane l; b is reordered. The
- * batches' bytes are not copied (flight_frame). Returns 0, or -1 when the
+ * batches' bytes are not copied (engine_produce_frame). Returns 0, or -1 when the
  * lane refused it (full, out of memory): the batches then wait a backoff
  * and go again, with the ids they were given.
  */
@@ -844,9 +737,11 @@ static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int
 {
     kproduce_topic_t *topics = calloc((size_t)n, sizeof(*topics));
     kproduce_partition_t *parts = calloc((size_t)n, sizeof(*parts));
+    struct engine_batch *eb = calloc((size_t)n, sizeof(*eb));
+    size_t *cuts = calloc((size_t)n, sizeof(*cuts));
     struct flight *f = calloc(1, sizeof(*f) + (size_t)n * sizeof(f->b[0]));
     kproduce_req_t req = {{NULL, -1}, -1, 0, 0, topics};
-    int ok = topics && parts && f;
+    int ok = topics && parts && eb && cuts && f;
     if (ok) {
         qsort(b, (size_t)n, sizeof(*b), by_topic);
         for (int32_t i = 0; i < n; i++) {
@@ -861,6 +756,7 @@ static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int
             if (tmo > req.timeout_ms)
                 req.timeout_ms = tmo;
             parts[i] = (kproduce_partition_t){sp->partition, {b[i]->data, (int32_t)b[i]->size}};
+            eb[i] = (struct engine_batch){b[i]->buf, b[i]->data, b[i]->size};
             topics[req.ntopics - 1].npartitions++;
             f->b[f->n++] = b[i];
         }
@@ -869,16 +765,16 @@ static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int
     }
     kwriter_t w;
     kw_init(&w, 1024);
-    size_t *cuts = ok ? malloc((size_t)n * sizeof(*cuts)) : NULL;
     struct evbuffer *frame = NULL;
-    ok = cuts &&
+    ok = ok &&
          kproduce_req_write_cut(&w, f->ver, lane_next_correlation(l),
                                 (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req, cuts,
                                 (size_t)n) == 0 &&
-         (frame = flight_frame(&w, cuts, f->b, f->n)) != NULL &&
+         (frame = engine_produce_frame(&w, cuts, eb, (size_t)n)) != NULL &&
          lane_send_buffer(l, frame, (uint64_t)req.timeout_ms, flight_done, f) == 0;
     kw_free(&w);
     free(cuts);
+    free(eb);
     free(topics);
     free(parts);
     if (!ok) {
@@ -1624,7 +1520,7 @@ static struct ubatch *new_batch(struct upgrade *u, struct upart *p, struct ureq 
         free(b);
         return NULL;
     }
-    ubuf_hold(r->buf);
+    reqbuf_hold(r->buf);
     b->part = p;
     b->fpe = e;
     b->buf = r->buf;
@@ -1753,12 +1649,13 @@ static int submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, cons
     /* A copy is made first, and parsed; a buffer to take is parsed where
      * it is and taken last, so that a refusal leaves it to the caller. */
     struct ureq *r = calloc(1, sizeof(*r));
-    if (r && !take && !(r->buf = ubuf_new(u, frame, len, NULL))) {
+    if (r && !take && !(r->buf = reqbuf_new(frame, len, NULL))) {
         free(r);
         r = NULL;
     }
     if (!r)
         return KERR_REQUEST_TIMED_OUT;
+    u->bytes += r->buf ? len : 0;
     r->client_id = client_id;
     r->token = token;
     r->ver = h->api_version;
@@ -1770,10 +1667,11 @@ static int submit(struct upgrade *u, struct broker *b, const kreq_hdr_t *h, cons
         ureq_free(u, r);
         return KERR_INVALID_REQUEST;
     }
-    if (shape_response(r) || (take && !(r->buf = ubuf_new(u, frame, len, take)))) {
+    if (shape_response(r) || (take && !(r->buf = reqbuf_new(frame, len, take)))) {
         ureq_free(u, r);
         return KERR_REQUEST_TIMED_OUT;
     }
+    u->bytes += take ? len : 0;
     LIST_INSERT_HEAD(&u->reqs, r, link);
     int32_t k = 0;
     for (int32_t i = 0; i < r->req.ntopics; i++) {

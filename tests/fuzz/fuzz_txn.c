@@ -2883,16 +2883,28 @@ static int op(struct run *R, struct in *in)
 
 /* ---------------------------------------------------------------- one input */
 
+/* Requests pending on every lane. */
+static size_t lanes_pending(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < fake_lane_count(); i++)
+        n += fake_lane_npending(fake_lane_at(i));
+    return n;
+}
+
 /* The cluster answers everything until every request has completed (when
  * it lacks an API, by the requests' deadlines: at most half the
- * transaction timeout). */
+ * transaction timeout) and no lane has anything pending: a failed
+ * transaction's batches are held (with their requests' bytes) until its
+ * Produce requests are answered. */
 static void drain(struct run *R)
 {
     const config_t *c = R->cfg;
     uint64_t ms = DRAIN_MS + (R->crippled ? c->transactions.timeout_ms / 2 : 0);
     uint64_t turns = (ms + 4 * c->transactions.linger_ms) / DRAIN_STEP_MS;
     fake_lane_refuse(0);
-    for (uint64_t t = 0; R->completed < R->accepted || R->ccompleted < R->caccepted; t++) {
+    for (uint64_t t = 0;
+         R->completed < R->accepted || R->ccompleted < R->caccepted || lanes_pending(); t++) {
         if (t > turns)
             die("requests still unanswered long after the cluster came back");
         answer_all(R);
