@@ -7,8 +7,9 @@
  * engines (struct tpool, see txn.h). Client requests are copied once
  * (reqbuf.h) and parsed, their batches checked as a broker would and
  * added to the open transaction ("tx") where they lie: stamped in place,
- * and sent from there by reference (engine_produce_frame). Transactions form a queue: the head is under way, the rest are
- * closed and waiting, the tail may be open. The head goes through
+ * and sent from there by reference (engine_produce_frame). Transactions
+ * form a queue: the head is under way, the rest are closed and waiting,
+ * the tail may be open. The head goes through
  *   AddPartitionsToTxn -> Produce (every batch, on per-broker lanes) ->
  *   EndTxn(COMMIT) -> every client request in it answered.
  * Only one coordinator request is outstanding at a time (t->op).
