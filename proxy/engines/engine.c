@@ -9,6 +9,7 @@
 #include "reqbuf.h"
 
 #include <event2/buffer.h>
+#include <stdlib.h>
 
 struct evbuffer *engine_produce_response(int16_t ver, const kproduce_resp_t *resp,
                                          uint64_t client_id)
@@ -28,21 +29,43 @@ struct evbuffer *engine_produce_response(int16_t ver, const kproduce_resp_t *res
     return out;
 }
 
-struct evbuffer *engine_produce_frame(const kwriter_t *w, const size_t *cuts,
-                                      const struct engine_batch *b, size_t n)
+/* The frame from w (the request with the records left out at cuts) and
+ * the records of req's partitions, in order, from bufs. */
+static struct evbuffer *splice_records(const kwriter_t *w, const size_t *cuts,
+                                       const kproduce_req_t *req, struct reqbuf *const *bufs)
 {
     struct evbuffer *out = evbuffer_new();
-    size_t from = 0;
+    size_t from = 0, k = 0;
     int ok = out != NULL;
-    for (size_t k = 0; ok && k < n; k++) {
-        ok = evbuffer_add(out, w->buf + from, cuts[k] - from) == 0 &&
-             reqbuf_add_to(out, b[k].buf, b[k].data, b[k].size) == 0;
-        from = cuts[k];
-    }
+    for (int32_t i = 0; ok && i < req->ntopics; i++)
+        for (int32_t j = 0; ok && j < req->topics[i].npartitions; j++, k++) {
+            kbytes_t r = req->topics[i].partitions[j].records;
+            ok = evbuffer_add(out, w->buf + from, cuts[k] - from) == 0 &&
+                 reqbuf_add_to(out, bufs[k], r.ptr, (size_t)r.len) == 0;
+            from = cuts[k];
+        }
     ok = ok && evbuffer_add(out, w->buf + from, w->len - from) == 0;
     if (!ok && out) {
         evbuffer_free(out); /* drops the references taken */
         out = NULL;
     }
+    return out;
+}
+
+struct evbuffer *engine_produce_frame(int16_t ver, int32_t correlation_id, kstr_t client_id,
+                                      const kproduce_req_t *req, struct reqbuf *const *bufs)
+{
+    size_t n = 0;
+    for (int32_t i = 0; i < req->ntopics; i++)
+        n += (size_t)(req->topics[i].npartitions > 0 ? req->topics[i].npartitions : 0);
+    size_t *cuts = malloc((n ? n : 1) * sizeof(*cuts));
+    kwriter_t w;
+    kw_init(&w, 1024);
+    struct evbuffer *out =
+        cuts && kproduce_req_write_cut(&w, ver, correlation_id, client_id, req, cuts, n) == 0
+            ? splice_records(&w, cuts, req, bufs)
+            : NULL;
+    kw_free(&w);
+    free(cuts);
     return out;
 }

@@ -43,21 +43,16 @@ struct engine_done {
 struct evbuffer *engine_produce_response(int16_t ver, const struct kproduce_resp *resp,
                                          uint64_t client_id);
 
-/* One batch of a ProduceRequest an engine sends: size bytes at data, in buf. */
-struct engine_batch {
-    struct reqbuf *buf;
-    const uint8_t *data;
-    size_t size;
-};
-
 /*
- * The frame of a ProduceRequest for a lane (lane_send_buffer): w holds it
- * with the records left out at cuts[k] (kproduce_req_write_cut), and b[k]
- * is the k-th partition's batch, added from its reqbuf (reqbuf_add_to: by
- * reference when large), so the records are not copied. The bytes must
- * not change until the lane's callback. NULL on OOM.
+ * The frame of req as a ProduceRequest for a lane (lane_send_buffer),
+ * without copying the records: the k-th partition's records (k counting
+ * partitions in request order) lie in bufs[k] and are added from there
+ * (reqbuf_add_to: by reference when large). They must not change until
+ * the lane's callback. NULL when req cannot be written (as
+ * kproduce_req_write_cut) or on OOM.
  */
-struct evbuffer *engine_produce_frame(const kwriter_t *w, const size_t *cuts,
-                                      const struct engine_batch *b, size_t n);
+struct kproduce_req;
+struct evbuffer *engine_produce_frame(int16_t ver, int32_t correlation_id, kstr_t client_id,
+                                      const struct kproduce_req *req, struct reqbuf *const *bufs);
 
 #endif

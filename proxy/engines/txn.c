@@ -1215,10 +1215,9 @@ static int send_flight(struct txn *t, struct tx *x, struct tbatch **b, int32_t n
     struct flight *f = calloc(1, sizeof(*f) + (size_t)n * sizeof(f->b[0]));
     kproduce_topic_t *topics = calloc((size_t)n, sizeof(*topics));
     kproduce_partition_t *parts = calloc((size_t)n, sizeof(*parts));
-    struct engine_batch *eb = calloc((size_t)n, sizeof(*eb));
-    size_t *cuts = calloc((size_t)n, sizeof(*cuts));
+    struct reqbuf **bufs = calloc((size_t)n, sizeof(*bufs));
     int16_t ver = version(t, KAPI_Produce, KPRODUCE_MAX_VERSION);
-    int ok = l && f && topics && parts && eb && cuts && ver >= KPRODUCE_MIN_VERSION;
+    int ok = l && f && topics && parts && bufs && ver >= KPRODUCE_MIN_VERSION;
     kproduce_req_t req = {t->kid, -1, 0, 0, topics};
     int32_t tmo = x->min_client_timeout_ms;
     req.timeout_ms = tmo > 0 && tmo < 30000 ? tmo : 30000;
@@ -1229,25 +1228,19 @@ static int send_flight(struct txn *t, struct tx *x, struct tbatch **b, int32_t n
             topics[req.ntopics++] =
                 (kproduce_topic_t){{sp->topic, (int32_t)sp->topic_len}, 0, &parts[i]};
         parts[i] = (kproduce_partition_t){sp->partition, {b[i]->data, (int32_t)b[i]->size}};
-        eb[i] = (struct engine_batch){b[i]->buf, b[i]->data, b[i]->size};
+        bufs[i] = b[i]->buf;
         topics[req.ntopics - 1].npartitions++;
         f->b[f->n++] = b[i];
     }
-    kwriter_t w;
-    kw_init(&w, 1024);
     if (ok) {
         /* The batches go by reference (engine_produce_frame): stamped once,
          * before this, they do not change while the lane holds them. */
         *f = (struct flight){t, x, ver, b[0]->part->node_id, f->n};
-        struct evbuffer *frame = NULL;
-        ok = kproduce_req_write_cut(&w, ver, lane_next_correlation(l), client_kid(), &req, cuts,
-                                    (size_t)n) == 0 &&
-             (frame = engine_produce_frame(&w, cuts, eb, (size_t)n)) != NULL &&
-             lane_send_buffer(l, frame, 0, flight_done, f) == 0;
+        struct evbuffer *frame =
+            engine_produce_frame(ver, lane_next_correlation(l), client_kid(), &req, bufs);
+        ok = frame && lane_send_buffer(l, frame, 0, flight_done, f) == 0;
     }
-    kw_free(&w);
-    free(cuts);
-    free(eb);
+    free(bufs);
     free(topics);
     free(parts);
     if (!ok) {

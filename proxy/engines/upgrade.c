@@ -737,11 +737,10 @@ static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int
 {
     kproduce_topic_t *topics = calloc((size_t)n, sizeof(*topics));
     kproduce_partition_t *parts = calloc((size_t)n, sizeof(*parts));
-    struct engine_batch *eb = calloc((size_t)n, sizeof(*eb));
-    size_t *cuts = calloc((size_t)n, sizeof(*cuts));
+    struct reqbuf **bufs = calloc((size_t)n, sizeof(*bufs));
     struct flight *f = calloc(1, sizeof(*f) + (size_t)n * sizeof(f->b[0]));
     kproduce_req_t req = {{NULL, -1}, -1, 0, 0, topics};
-    int ok = topics && parts && eb && cuts && f;
+    int ok = topics && parts && bufs && f;
     if (ok) {
         qsort(b, (size_t)n, sizeof(*b), by_topic);
         for (int32_t i = 0; i < n; i++) {
@@ -756,25 +755,20 @@ static int send_flight(struct upgrade *u, struct lane *l, struct ubatch **b, int
             if (tmo > req.timeout_ms)
                 req.timeout_ms = tmo;
             parts[i] = (kproduce_partition_t){sp->partition, {b[i]->data, (int32_t)b[i]->size}};
-            eb[i] = (struct engine_batch){b[i]->buf, b[i]->data, b[i]->size};
+            bufs[i] = b[i]->buf;
             topics[req.ntopics - 1].npartitions++;
             f->b[f->n++] = b[i];
         }
         f->u = u;
         f->ver = produce_version(u);
     }
-    kwriter_t w;
-    kw_init(&w, 1024);
-    struct evbuffer *frame = NULL;
-    ok = ok &&
-         kproduce_req_write_cut(&w, f->ver, lane_next_correlation(l),
-                                (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req, cuts,
-                                (size_t)n) == 0 &&
-         (frame = engine_produce_frame(&w, cuts, eb, (size_t)n)) != NULL &&
-         lane_send_buffer(l, frame, (uint64_t)req.timeout_ms, flight_done, f) == 0;
-    kw_free(&w);
-    free(cuts);
-    free(eb);
+    struct evbuffer *frame =
+        ok ? engine_produce_frame(f->ver, lane_next_correlation(l),
+                                  (kstr_t){UPG_CLIENT_ID, (int32_t)strlen(UPG_CLIENT_ID)}, &req,
+                                  bufs)
+           : NULL;
+    ok = frame && lane_send_buffer(l, frame, (uint64_t)req.timeout_ms, flight_done, f) == 0;
+    free(bufs);
     free(topics);
     free(parts);
     if (!ok) {

@@ -82,15 +82,12 @@ static void test_produce_frame(void)
                                      {3, {f->data + sizes[0], (int32_t)sizes[1]}}};
     kproduce_topic_t topics[2] = {{{"a", 1}, 1, parts}, {{"bb", 2}, 1, parts + 1}};
     kproduce_req_t req = {{"tid", 3}, -1, 30000, 2, topics};
-    struct engine_batch eb[2] = {{f, f->data, sizes[0]}, {f, f->data + sizes[0], sizes[1]}};
+    struct reqbuf *bufs[2] = {f, f};
     for (int16_t ver = 3; ver <= 9; ver++) {
-        kwriter_t whole, cut;
-        size_t cuts[2];
+        kwriter_t whole;
         kw_init(&whole, 0);
-        kw_init(&cut, 0);
         CHECK_EQ(kproduce_req_write(&whole, ver, 5, (kstr_t){"c", 1}, &req), 0);
-        CHECK_EQ(kproduce_req_write_cut(&cut, ver, 5, (kstr_t){"c", 1}, &req, cuts, 2), 0);
-        struct evbuffer *out = engine_produce_frame(&cut, cuts, eb, 2);
+        struct evbuffer *out = engine_produce_frame(ver, 5, (kstr_t){"c", 1}, &req, bufs);
         CHECK(out != NULL);
         CHECK_EQ(f->refs, 2); /* the large batch only */
         if (out) {
@@ -101,8 +98,9 @@ static void test_produce_frame(void)
         }
         CHECK_EQ(f->refs, 1);
         kw_free(&whole);
-        kw_free(&cut);
     }
+    CHECK(engine_produce_frame(2, 5, (kstr_t){"c", 1}, &req, bufs) == NULL); /* no v2 */
+    CHECK_EQ(f->refs, 1);
     CHECK_EQ(reqbuf_release(f), sizes[0] + sizes[1]);
 }
 
